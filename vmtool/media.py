@@ -1,0 +1,345 @@
+"""Media probing and streamed decoding with PyAV.
+
+Glossary (as in librosa): ``sr`` is an audio sample rate in Hz, ``fps`` a video frame
+rate in Hz, times are always in seconds. Audio comes out mono float32; frames come out
+``uint8`` arrays of shape ``(height, width, 3)`` (RGB).
+
+Decoding is streamed: audio in blocks, video frame by frame, so memory stays bounded
+on a two-hour file. PyAV's wheels carry FFmpeg's libraries; no ``ffmpeg`` binary is used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vmtool.errors import MediaError, VmtoolError
+
+__all__ = [
+    "MediaInfo",
+    "probe",
+    "iter_audio",
+    "load_audio",
+    "iter_frames",
+    "AUDIO_EXTENSIONS",
+]
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".aiff", ".aif"}
+
+# a stream is called truncated when decoding ends this much before its declared end
+_TRUNCATION_TOLERANCE_S = 1.0
+_TRUNCATION_TOLERANCE_FRAC = 0.05
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What :func:`probe` finds in a media file.
+
+    Attributes
+    ----------
+    path : str
+    duration : float
+        Seconds (the container's, else the longest stream's).
+    has_audio, has_video : bool
+    sample_rate : int
+        Native audio rate (0 without audio).
+    channels : int
+    fps : float
+        Average video frame rate (NaN without video).
+    width, height : int
+        Video frame size (0 without video).
+    n_frames : int
+        Number of video frames declared by the container (0 when unknown).
+    audio_codec, video_codec, container : str
+    """
+
+    path: str
+    duration: float
+    has_audio: bool
+    has_video: bool
+    sample_rate: int = 0
+    channels: int = 0
+    fps: float = math.nan
+    width: int = 0
+    height: int = 0
+    n_frames: int = 0
+    audio_codec: str = ""
+    video_codec: str = ""
+    container: str = ""
+    audio_duration: float = math.nan
+    video_duration: float = math.nan
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise VmtoolError("no such file", p)
+    if p.is_dir():
+        raise VmtoolError("is a directory, expected a media file", p)
+    if p.stat().st_size == 0:
+        raise MediaError("empty file", p)
+    return p
+
+
+def _open(path: Path):
+    import av
+
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"not a media file PyAV can read ({_ffmsg(exc)})", path) from exc
+    except (UnicodeDecodeError, ValueError) as exc:  # pragma: no cover - defensive
+        raise MediaError(f"not a media file PyAV can read ({exc})", path) from exc
+
+
+def _ffmsg(exc: Exception) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(msg).split())
+
+
+def _stream_duration(stream, container) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return math.nan
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Probe a media file's streams, duration and frame rate without decoding it.
+
+    Raises
+    ------
+    VmtoolError
+        The file is missing.
+    MediaError
+        The file is empty, not a media file, or has neither audio nor video.
+    """
+    p = _check_file(path)
+    with _open(p) as c:
+        audio = c.streams.audio[0] if c.streams.audio else None
+        video = None
+        for s in c.streams.video:
+            # skip attached pictures (cover art in mp3/m4a)
+            if s.disposition is not None and "attached_pic" in str(s.disposition).lower():
+                continue
+            video = s
+            break
+        if audio is None and video is None:
+            raise MediaError("has neither an audio nor a video stream", p)
+        a_dur = _stream_duration(audio, c) if audio is not None else math.nan
+        v_dur = _stream_duration(video, c) if video is not None else math.nan
+        if c.duration is not None:
+            duration = c.duration / 1_000_000
+        else:
+            duration = np.nanmax([a_dur, v_dur, 0.0])
+        fps = math.nan
+        if video is not None:
+            rate = video.average_rate or video.guessed_rate or video.base_rate
+            fps = float(rate) if rate else math.nan
+        info = MediaInfo(
+            path=str(p),
+            duration=float(duration),
+            has_audio=audio is not None,
+            has_video=video is not None,
+            sample_rate=int(audio.rate or 0) if audio is not None else 0,
+            channels=int(audio.channels or 0) if audio is not None else 0,
+            fps=fps,
+            width=int(video.width or 0) if video is not None else 0,
+            height=int(video.height or 0) if video is not None else 0,
+            n_frames=int(video.frames or 0) if video is not None else 0,
+            audio_codec=audio.codec_context.name if audio is not None else "",
+            video_codec=video.codec_context.name if video is not None else "",
+            container=c.format.name,
+            audio_duration=a_dur,
+            video_duration=v_dur,
+        )
+    if not math.isfinite(info.duration) or info.duration <= 0:
+        raise MediaError("has no duration (empty or damaged streams)", p)
+    return info
+
+
+def iter_audio(
+    path: str | os.PathLike,
+    sr: int,
+    *,
+    block_seconds: float = 30.0,
+    info: MediaInfo | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream a file's audio as mono float32 blocks at *sr* Hz.
+
+    Parameters
+    ----------
+    path : path
+    sr : int
+        Output sample rate in Hz.
+    block_seconds : float
+        Approximate block length; memory use is bounded by it, not by the file.
+    info : MediaInfo, optional
+        The file's probe result, if already known.
+
+    Yields
+    ------
+    np.ndarray [shape=(n,), dtype=float32]
+        Consecutive blocks; their concatenation is the whole signal, starting at time 0
+        (silence is prepended when the audio stream starts late).
+
+    Raises
+    ------
+    MediaError
+        No audio stream, a decoding error, or a stream that ends well before its
+        declared duration (a truncated file).
+    """
+    import av
+
+    p = _check_file(path)
+    info = info or probe(p)
+    if not info.has_audio:
+        raise MediaError("has no audio stream", p)
+    block = max(1024, int(block_seconds * sr))
+    buf: list[np.ndarray] = []
+    nbuf = 0
+    total = 0
+    with _open(p) as c:
+        stream = c.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr))
+        first = True
+        try:
+            for frame in c.decode(stream):
+                if first:
+                    first = False
+                    t0 = frame.time if frame.time is not None else 0.0
+                    if t0 and t0 > 1e-3:
+                        lead = np.zeros(int(round(t0 * sr)), dtype=np.float32)
+                        buf.append(lead)
+                        nbuf += lead.size
+                frame.pts = None  # let the resampler count samples; avoids pts gaps warnings
+                for out in resampler.resample(frame):
+                    a = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    buf.append(a)
+                    nbuf += a.size
+                while nbuf >= block:
+                    cat = np.concatenate(buf)
+                    yield cat[:block]
+                    total += block
+                    rest = cat[block:]
+                    buf, nbuf = ([rest], rest.size) if rest.size else ([], 0)
+            for out in resampler.resample(None):
+                a = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                buf.append(a)
+                nbuf += a.size
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"audio decoding failed after {total / sr:.1f} s ({_ffmsg(exc)})", p) from exc
+    if nbuf:
+        yield np.concatenate(buf)
+        total += nbuf
+    if total == 0:
+        raise MediaError("audio stream holds no decodable samples", p)
+    _check_truncation(p, "audio", total / sr, info.audio_duration if math.isfinite(info.audio_duration) else info.duration)
+
+
+def _check_truncation(p: Path, what: str, decoded: float, declared: float) -> None:
+    if not math.isfinite(declared):
+        return
+    if decoded < declared - max(_TRUNCATION_TOLERANCE_S, _TRUNCATION_TOLERANCE_FRAC * declared):
+        raise MediaError(
+            f"truncated or damaged file: decoded {decoded:.1f} s of {what} where {declared:.1f} s are declared", p
+        )
+
+
+def load_audio(path: str | os.PathLike, sr: int, *, info: MediaInfo | None = None) -> np.ndarray:
+    """Decode a whole file's audio, mono float32 at *sr* Hz (see :func:`iter_audio`)."""
+    return np.concatenate(list(iter_audio(path, sr, info=info)))
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    sizes: Sequence[tuple[int, int] | None],
+    *,
+    info: MediaInfo | None = None,
+) -> Iterator[tuple[float, list[np.ndarray]]]:
+    """Stream every video frame, scaled to each requested size, in one decoding pass.
+
+    Parameters
+    ----------
+    path : path
+    sizes : sequence of (width, height) or None
+        One output per entry; None keeps the native size. Scaling uses FFmpeg's
+        ``scale`` filter (bilinear-bicubic default of swscale), then ``rgb24``.
+    info : MediaInfo, optional
+
+    Yields
+    ------
+    (time, frames) : (float, list of np.ndarray [shape=(h, w, 3), dtype=uint8])
+        The frame's presentation time in seconds (from its timestamp, so variable
+        frame rate is handled) and one array per requested size.
+
+    Raises
+    ------
+    MediaError
+        No video stream, a decoding error, or a truncated stream.
+    """
+    import av
+
+    p = _check_file(path)
+    info = info or probe(p)
+    if not info.has_video:
+        raise MediaError("has no video stream", p)
+    n = 0
+    last_t = 0.0
+    with _open(p) as c:
+        stream = next(s for s in c.streams.video if "attached_pic" not in str(s.disposition).lower())
+        stream.thread_type = "AUTO"
+        graphs = [None if s is None else _scale_graph(stream, s) for s in sizes]
+        fps = info.fps if math.isfinite(info.fps) and info.fps > 0 else 25.0
+        t_first = None
+        try:
+            for frame in c.decode(stream):
+                t = frame.time
+                if t is None:
+                    t = n / fps
+                if t_first is None:
+                    t_first = t
+                t = t - t_first if t_first < 0 else t  # negative start (edit lists): shift to 0
+                outs = []
+                for g in graphs:
+                    if g is None:
+                        outs.append(frame.to_ndarray(format="rgb24"))
+                    else:
+                        g.push(frame)
+                        outs.append(g.pull().to_ndarray())
+                n += 1
+                last_t = t
+                yield float(t), outs
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"video decoding failed after {last_t:.1f} s ({_ffmsg(exc)})", p) from exc
+    if n == 0:
+        raise MediaError("video stream holds no decodable frames", p)
+    declared = info.video_duration if math.isfinite(info.video_duration) else info.duration
+    _check_truncation(p, "video", last_t + 1.0 / fps, declared)
+
+
+def _scale_graph(stream, size: tuple[int, int]):
+    import av
+
+    w, h = int(size[0]), int(size[1])
+    g = av.filter.Graph()
+    src = g.add_buffer(template=stream)
+    scale = g.add("scale", f"{w}:{h}")
+    fmt = g.add("format", "rgb24")
+    sink = g.add("buffersink")
+    src.link_to(scale)
+    scale.link_to(fmt)
+    fmt.link_to(sink)
+    g.configure()
+    return g

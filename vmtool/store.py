@@ -1,0 +1,722 @@
+"""The vmtool HDF5 collection format: read, append, validate.
+
+One file holds N items (media files) and, per item, ragged arrays: frame-level
+feature matrices, curves (e.g. the shot-boundary likelihood at the video's native
+frame rate) and event lists (segment boundaries, beats). Every ragged array is stored
+columnar: all items' rows are concatenated in one chunked, compressed ``data``
+dataset, with an ``offsets`` array (N + 1 entries) and a per-item ``rate`` array, so
+appending items never creates groups and reading one item reads only its chunks.
+
+The written specification is ``docs/format.md``; this module is its reference
+implementation. Layout (schema 1.0)::
+
+    /                      attrs: vmtool_kind="collection", vmtool_schema="1.0",
+                                  vmtool_version, created, command, config (JSON),
+                                  history (JSON list)
+    /items/id              str   (N,)  unique
+    /items/source          str   (N,)  path as given when the item was added
+    /items/sha256          str   (N,)  hex digest of the source file
+    /items/duration        f8    (N,)  seconds
+    /items/has_audio       bool  (N,)
+    /items/has_video       bool  (N,)
+    /items/fps             f8    (N,)  video's average frame rate, NaN without video
+    /items/sample_rate     i8    (N,)  audio's native sample rate, 0 without audio
+    /features/<name>/      attrs: element="frames", modality, dim, extractor, columns, config
+        data    f4 (rows, dim)   offsets i8 (N + 1,)   rate f8 (N,)
+    /curves/<name>/        attrs: element="curve", modality, ...
+        data    f4 (rows,)       offsets i8 (N + 1,)   rate f8 (N,)
+    /segmentations/<name>/ attrs: element="events" (reserved for ``vmtool segment``)
+        data    f8 (events,)     offsets i8 (N + 1,)
+    /events/<name>/        (beats, downbeats; same layout as segmentations)
+    /embeddings/<name>/    (reserved for ``vmtool embed``)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmtool import __version__
+from vmtool.errors import FormatError, ParameterError, VmtoolError
+
+__all__ = [
+    "KIND_COLLECTION",
+    "SCHEMA_VERSION",
+    "RAGGED_GROUPS",
+    "Item",
+    "Ragged",
+    "Collection",
+    "CollectionWriter",
+    "open_collection",
+    "read_kind",
+]
+
+KIND_COLLECTION = "collection"
+SCHEMA_VERSION = "1.0"
+SUPPORTED_MAJOR = 1
+
+#: top-level groups holding ragged per-item arrays, and their element kind
+RAGGED_GROUPS = {
+    "features": "frames",
+    "curves": "curve",
+    "segmentations": "events",
+    "events": "events",
+    "embeddings": "frames",
+}
+
+_ITEM_COLUMNS: dict[str, Any] = {
+    "id": "str",
+    "source": "str",
+    "sha256": "str",
+    "duration": np.float64,
+    "has_audio": np.bool_,
+    "has_video": np.bool_,
+    "fps": np.float64,
+    "sample_rate": np.int64,
+}
+
+_ITEM_CHUNK = 4096
+_CHUNK_BYTES = 1 << 18  # ~256 KiB per data chunk
+
+
+def _str_dtype():
+    import h5py
+
+    return h5py.string_dtype("utf-8")
+
+
+@dataclass
+class Item:
+    """One media file in a collection.
+
+    Attributes
+    ----------
+    id : str
+        Unique name of the item within its collection.
+    source : str
+        The path of the media file as it was given.
+    sha256 : str
+        Hex SHA-256 of the file's bytes.
+    duration : float
+        Seconds.
+    has_audio, has_video : bool
+        Which modalities the file has.
+    fps : float
+        Average video frame rate (NaN without video).
+    sample_rate : int
+        Native audio sample rate (0 without audio).
+    """
+
+    id: str
+    source: str
+    sha256: str
+    duration: float
+    has_audio: bool
+    has_video: bool
+    fps: float = math.nan
+    sample_rate: int = 0
+
+    @property
+    def modalities(self) -> str:
+        """``"audio"``, ``"video"``, ``"audio+video"`` or ``"none"``."""
+        parts = [m for m, ok in (("audio", self.has_audio), ("video", self.has_video)) if ok]
+        return "+".join(parts) or "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fps"] = None if not np.isfinite(self.fps) else float(self.fps)
+        d["modalities"] = self.modalities
+        return d
+
+
+@dataclass
+class RaggedArray:
+    """Rows of one item for one ragged element, ready to append.
+
+    ``data`` has shape ``(n, dim)`` for frames, ``(n,)`` for curves and events.
+    ``rate`` is in Hz (rows per second); NaN for events.
+    """
+
+    data: np.ndarray
+    rate: float = math.nan
+
+
+@dataclass
+class ElementSpec:
+    """Description of a ragged element (a feature, curve, segmentation...)."""
+
+    group: str
+    name: str
+    element: str
+    dim: int | None
+    dtype: Any = np.float32
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_kind(path: str | os.PathLike) -> tuple[str, str]:
+    """Return ``(kind, schema_version)`` of a vmtool file.
+
+    Raises
+    ------
+    FormatError
+        If the file is not HDF5 or has no vmtool attributes.
+    VmtoolError
+        If the file does not exist.
+    """
+    import h5py
+
+    p = Path(path)
+    if not p.exists():
+        raise VmtoolError("no such file", p)
+    if p.is_dir():
+        raise VmtoolError("is a directory, expected a vmtool file", p)
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise FormatError("not an HDF5 file (or damaged)", p) from exc
+    with f:
+        return _check_root(f, p, expected_kind=None)
+
+
+def _check_root(f, path: Path, expected_kind: str | None) -> tuple[str, str]:
+    if "vmtool_kind" not in f.attrs:
+        raise FormatError("not a vmtool file: root attribute 'vmtool_kind' is missing", path)
+    kind = str(_decode(f.attrs["vmtool_kind"]))
+    if "vmtool_schema" not in f.attrs:
+        raise FormatError("root attribute 'vmtool_schema' is missing", path)
+    version = str(_decode(f.attrs["vmtool_schema"]))
+    if expected_kind is not None and kind != expected_kind:
+        raise FormatError(
+            f"is a vmtool {kind!r} file, expected a {expected_kind!r} file (attribute 'vmtool_kind')", path
+        )
+    try:
+        major = int(version.split(".")[0])
+    except ValueError as exc:
+        raise FormatError(f"attribute 'vmtool_schema' has an invalid value {version!r}", path) from exc
+    if major > SUPPORTED_MAJOR or major < 1:
+        raise FormatError(
+            f"schema version {version} (attribute 'vmtool_schema') is not readable by vmtool "
+            f"{__version__}, which reads {SUPPORTED_MAJOR}.x",
+            path,
+        )
+    return kind, version
+
+
+class Ragged:
+    """Read access to one ragged element (``features/<name>`` and the like).
+
+    Reading one item's rows touches only the chunks that hold them.
+    """
+
+    def __init__(self, group, path: Path, n_items: int):
+        self._group = group
+        self._path = path
+        self.name = group.name.split("/")[-1]
+        key = group.name.lstrip("/")
+        for ds in ("data", "offsets"):
+            if ds not in group:
+                raise FormatError(f"dataset '{key}/{ds}' is missing", path)
+        self.offsets = np.asarray(group["offsets"][()], dtype=np.int64)
+        if self.offsets.shape != (n_items + 1,):
+            raise FormatError(
+                f"dataset '{key}/offsets' has {self.offsets.shape[0]} entries for {n_items} items "
+                f"(expected {n_items + 1})",
+                path,
+            )
+        if self.offsets[0] != 0 or np.any(np.diff(self.offsets) < 0) or self.offsets[-1] != group["data"].shape[0]:
+            raise FormatError(f"dataset '{key}/offsets' is inconsistent with '{key}/data'", path)
+        if "rate" in group:
+            self.rates = np.asarray(group["rate"][()], dtype=np.float64)
+            if self.rates.shape != (n_items,):
+                raise FormatError(f"dataset '{key}/rate' has the wrong length", path)
+        else:
+            self.rates = np.full(n_items, np.nan)
+        self.attrs = {k: _decode(v) for k, v in group.attrs.items()}
+        for k in ("columns", "config"):
+            if isinstance(self.attrs.get(k), str):
+                try:
+                    self.attrs[k] = json.loads(self.attrs[k])
+                except json.JSONDecodeError as exc:
+                    raise FormatError(f"attribute '{key}' {k!r} is not valid JSON", path) from exc
+
+    @property
+    def element(self) -> str:
+        return str(self.attrs.get("element", ""))
+
+    @property
+    def modality(self) -> str | None:
+        return self.attrs.get("modality")
+
+    @property
+    def dim(self) -> int | None:
+        shape = self._group["data"].shape
+        return int(shape[1]) if len(shape) == 2 else None
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.offsets[-1])
+
+    def rate_summary(self) -> float | None | str:
+        """The common rate in Hz, ``"per-item"`` when it varies, None when undefined."""
+        present = self.rates[(np.diff(self.offsets) > 0) & np.isfinite(self.rates)]
+        if present.size == 0:
+            return None
+        if np.allclose(present, present[0]):
+            return float(present[0])
+        return "per-item"
+
+    def rows(self, index: int) -> np.ndarray:
+        """The rows of item *index* (an empty array when the item lacks this element)."""
+        lo, hi = int(self.offsets[index]), int(self.offsets[index + 1])
+        return self._group["data"][lo:hi]
+
+    def rate(self, index: int) -> float:
+        return float(self.rates[index])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+class Collection:
+    """A vmtool collection file opened for reading.
+
+    Use as a context manager::
+
+        with vmtool.store.open_collection("catalog.h5") as col:
+            X = col.feature("handcrafted").rows(col.index("song"))
+    """
+
+    def __init__(self, path: str | os.PathLike, _file=None):
+        import h5py
+
+        self.path = Path(path)
+        if _file is None:
+            read_kind(self.path)  # existence, HDF5, vmtool attributes
+            _file = h5py.File(self.path, "r")
+        self._f = _file
+        try:
+            _check_root(self._f, self.path, KIND_COLLECTION)
+            self._load_items()
+        except Exception:
+            self._f.close()
+            raise
+
+    # -- items ---------------------------------------------------------------------------
+    def _load_items(self) -> None:
+        if "items" not in self._f:
+            raise FormatError("group 'items' is missing", self.path)
+        g = self._f["items"]
+        cols: dict[str, np.ndarray] = {}
+        n = None
+        for name in _ITEM_COLUMNS:
+            if name not in g:
+                raise FormatError(f"dataset 'items/{name}' is missing", self.path)
+            ds = g[name]
+            if ds.dtype.kind in "OS":
+                arr = np.array([_decode(v) for v in ds.asstr()[()]], dtype=object) if len(ds) else np.array([], dtype=object)
+            else:
+                arr = ds[()]
+            if n is None:
+                n = len(arr)
+            elif len(arr) != n:
+                raise FormatError(f"dataset 'items/{name}' has {len(arr)} entries, expected {n}", self.path)
+            cols[name] = arr
+        self._items = cols
+        self._n = int(n or 0)
+        self._index = {str(i): k for k, i in enumerate(cols["id"])}
+        if len(self._index) != self._n:
+            raise FormatError("dataset 'items/id' holds duplicate ids", self.path)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(x) for x in self._items["id"]]
+
+    @property
+    def sha256s(self) -> list[str]:
+        return [str(x) for x in self._items["sha256"]]
+
+    def column(self, name: str) -> np.ndarray:
+        """One item column (``id``, ``source``, ``sha256``, ``duration``...)."""
+        if name not in self._items:
+            raise ParameterError(f"no item column {name!r}; columns: {', '.join(self._items)}")
+        return self._items[name]
+
+    def item(self, index: int) -> Item:
+        c = self._items
+        return Item(
+            id=str(c["id"][index]),
+            source=str(c["source"][index]),
+            sha256=str(c["sha256"][index]),
+            duration=float(c["duration"][index]),
+            has_audio=bool(c["has_audio"][index]),
+            has_video=bool(c["has_video"][index]),
+            fps=float(c["fps"][index]),
+            sample_rate=int(c["sample_rate"][index]),
+        )
+
+    def items(self) -> list[Item]:
+        return [self.item(i) for i in range(self._n)]
+
+    def index(self, item_id: str) -> int:
+        try:
+            return self._index[item_id]
+        except KeyError:
+            raise ParameterError(f"no item {item_id!r} in the collection", self.path) from None
+
+    # -- attributes ----------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        out = {k: _decode(v) for k, v in self._f.attrs.items()}
+        for k in ("config", "history"):
+            if isinstance(out.get(k), str):
+                try:
+                    out[k] = json.loads(out[k])
+                except json.JSONDecodeError as exc:
+                    raise FormatError(f"root attribute {k!r} is not valid JSON", self.path) from exc
+        return out
+
+    @property
+    def schema_version(self) -> str:
+        return str(_decode(self._f.attrs["vmtool_schema"]))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The extraction configuration the items were processed with."""
+        return self.attrs.get("config") or {}
+
+    # -- ragged elements ------------------------------------------------------------------
+    def names(self, group: str) -> list[str]:
+        """Names of the elements stored under *group* (``features``, ``curves``...)."""
+        if group not in RAGGED_GROUPS:
+            raise ParameterError(f"unknown group {group!r}; groups: {', '.join(RAGGED_GROUPS)}")
+        return sorted(self._f[group].keys()) if group in self._f else []
+
+    def ragged(self, group: str, name: str) -> Ragged:
+        if name not in self.names(group):
+            have = ", ".join(self.names(group)) or "none"
+            raise ParameterError(f"no {group[:-1] if group.endswith('s') else group} {name!r} (have: {have})", self.path)
+        return Ragged(self._f[group][name], self.path, self._n)
+
+    def feature(self, name: str) -> Ragged:
+        """The frame-level feature matrix *name*."""
+        return self.ragged("features", name)
+
+    def curve(self, name: str) -> Ragged:
+        return self.ragged("curves", name)
+
+    def validate(self) -> None:
+        """Check every ragged element's consistency (raises FormatError)."""
+        for group in RAGGED_GROUPS:
+            for name in self.names(group):
+                self.ragged(group, name)
+
+    # -- context manager -------------------------------------------------------------------
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_collection(path: str | os.PathLike) -> Collection:
+    """Open a vmtool collection file for reading, checking its kind and version."""
+    return Collection(path)
+
+
+class CollectionWriter:
+    """Append items to a collection file opened for writing.
+
+    Normally used on the temporary path given by :func:`vmtool.atomic.atomic_output`;
+    the writer itself does no renaming. Items are buffered and flushed in batches.
+
+    Parameters
+    ----------
+    path : path
+        File to write. If it exists it must be a collection and is appended to.
+    config : dict, optional
+        The extraction configuration (stored as JSON in the root attribute ``config``).
+        When appending, it must equal the stored one.
+    command : str, optional
+        The command line, recorded in ``command`` (new file) and ``history``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        config: Mapping[str, Any] | None = None,
+        command: str = "",
+        flush_items: int = 64,
+        display_path: str | os.PathLike | None = None,
+    ):
+        import h5py
+
+        self.path = Path(path)
+        self._display = Path(display_path) if display_path is not None else self.path
+        self._flush_items = max(1, int(flush_items))
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            self._f = h5py.File(self.path, "r+" if exists else "w")
+        except OSError as exc:
+            raise FormatError("cannot open as HDF5 for writing", self._display) from exc
+        self._pending: list[tuple[Item, dict[tuple[str, str], RaggedArray]]] = []
+        self._specs: dict[tuple[str, str], ElementSpec] = {}
+        try:
+            if exists:
+                _check_root(self._f, self._display, KIND_COLLECTION)
+                stored = json.loads(_decode(self._f.attrs.get("config", "{}")) or "{}")
+                if config is not None and stored and _canon(stored) != _canon(config):
+                    raise ParameterError(
+                        "was written with a different extraction configuration; "
+                        "use a new output file or the same options",
+                        self._display,
+                    )
+                history = json.loads(_decode(self._f.attrs.get("history", "[]")) or "[]")
+                history.append({"time": _now(), "command": command, "vmtool_version": __version__})
+                self._f.attrs["history"] = json.dumps(history)
+                self._ids = set(Collection(self._display, _file=_NoClose(self._f)).ids)
+            else:
+                self._init_file(config or {}, command)
+                self._ids = set()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _init_file(self, config: Mapping[str, Any], command: str) -> None:
+        f = self._f
+        f.attrs["vmtool_kind"] = KIND_COLLECTION
+        f.attrs["vmtool_schema"] = SCHEMA_VERSION
+        f.attrs["vmtool_version"] = __version__
+        f.attrs["created"] = _now()
+        f.attrs["command"] = command
+        f.attrs["config"] = json.dumps(config, sort_keys=True)
+        f.attrs["history"] = json.dumps([{"time": _now(), "command": command, "vmtool_version": __version__}])
+        g = f.create_group("items")
+        for name, dtype in _ITEM_COLUMNS.items():
+            dt = _str_dtype() if dtype == "str" else dtype
+            g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(_ITEM_CHUNK,))
+
+    @property
+    def n_items(self) -> int:
+        return int(self._f["items/id"].shape[0]) + len(self._pending)
+
+    def has_id(self, item_id: str) -> bool:
+        return item_id in self._ids
+
+    def sha256s(self) -> set[str]:
+        ds = self._f["items/sha256"]
+        stored = set(ds.asstr()[()]) if len(ds) else set()
+        return stored | {it.sha256 for it, _ in self._pending}
+
+    def declare(
+        self,
+        group: str,
+        name: str,
+        *,
+        dim: int | None,
+        dtype: Any = np.float32,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Declare a ragged element before adding rows to it.
+
+        *dim* is the row width for ``frames`` elements, None for 1-d curves/events.
+        Declaring an element that exists checks that its width matches.
+        """
+        if group not in RAGGED_GROUPS:
+            raise ParameterError(f"unknown group {group!r}")
+        element = RAGGED_GROUPS[group]
+        spec = ElementSpec(group, name, element, dim, dtype, dict(attrs or {}))
+        key = (group, name)
+        if group in self._f and name in self._f[group]:
+            g = self._f[group][name]
+            have = g["data"].shape[1] if g["data"].ndim == 2 else None
+            if have != dim:
+                raise FormatError(f"'{group}/{name}' has width {have}, new rows have {dim}", self._display)
+        else:
+            self._create_element(spec)
+        self._specs[key] = spec
+
+    def _create_element(self, spec: ElementSpec) -> None:
+        g = self._f.require_group(spec.group).create_group(spec.name)
+        n = int(self._f["items/id"].shape[0])
+        if spec.dim is None:
+            shape, maxshape = (0,), (None,)
+            chunks = (max(1024, _CHUNK_BYTES // np.dtype(spec.dtype).itemsize),)
+        else:
+            shape, maxshape = (0, spec.dim), (None, spec.dim)
+            chunks = (max(1, min(4096, _CHUNK_BYTES // (np.dtype(spec.dtype).itemsize * max(spec.dim, 1)))), spec.dim)
+        g.create_dataset("data", shape=shape, maxshape=maxshape, dtype=spec.dtype, chunks=chunks,
+                         compression="gzip", compression_opts=4, shuffle=True)
+        # existing items have no rows of a new element
+        g.create_dataset("offsets", data=np.zeros(n + 1, dtype=np.int64), maxshape=(None,), chunks=(_ITEM_CHUNK,))
+        g.create_dataset("rate", data=np.full(n, np.nan), maxshape=(None,), chunks=(_ITEM_CHUNK,))
+        g.attrs["element"] = spec.element
+        for k, v in spec.attrs.items():
+            g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else ("" if v is None else v)
+
+    def add(self, item: Item, arrays: Mapping[tuple[str, str], RaggedArray]) -> None:
+        """Queue *item* with its ragged arrays keyed by ``(group, name)``.
+
+        Elements not given get zero rows for this item.
+        """
+        if item.id in self._ids:
+            raise ParameterError(f"an item with id {item.id!r} is already in the collection", self._display)
+        for key, arr in arrays.items():
+            if key not in self._specs:
+                raise ParameterError(f"element {key[0]}/{key[1]} was not declared")
+            spec = self._specs[key]
+            a = np.asarray(arr.data)
+            want_ndim = 1 if spec.dim is None else 2
+            if a.ndim != want_ndim or (spec.dim is not None and a.shape[1] != spec.dim):
+                raise ParameterError(
+                    f"rows for {key[0]}/{key[1]} have shape {a.shape}, expected (n, {spec.dim})"
+                    if spec.dim is not None
+                    else f"rows for {key[0]}/{key[1]} have shape {a.shape}, expected (n,)"
+                )
+        self._ids.add(item.id)
+        self._pending.append((item, dict(arrays)))
+        if len(self._pending) >= self._flush_items:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued items."""
+        if not self._pending:
+            return
+        f = self._f
+        g = f["items"]
+        n0 = int(g["id"].shape[0])
+        k = len(self._pending)
+        items = [it for it, _ in self._pending]
+        for name in _ITEM_COLUMNS:
+            ds = g[name]
+            ds.resize((n0 + k,))
+            vals = [getattr(it, name) for it in items]
+            ds[n0:] = np.asarray(vals, dtype=object if _ITEM_COLUMNS[name] == "str" else _ITEM_COLUMNS[name])
+        # every existing ragged element grows by k items, with or without rows
+        for group in RAGGED_GROUPS:
+            if group not in f:
+                continue
+            for name in f[group]:
+                eg = f[group][name]
+                chunks = [arrs.get((group, name)) for _, arrs in self._pending]
+                counts = [0 if c is None else len(c.data) for c in chunks]
+                rates = [np.nan if c is None else c.rate for c in chunks]
+                off = eg["offsets"]
+                start = int(off[n0])
+                new_off = start + np.cumsum(counts, dtype=np.int64)
+                off.resize((n0 + k + 1,))
+                off[n0 + 1:] = new_off
+                rate = eg["rate"]
+                rate.resize((n0 + k,))
+                rate[n0:] = np.asarray(rates, dtype=np.float64)
+                total = int(new_off[-1]) if k else start
+                if total > start:
+                    data = eg["data"]
+                    rows = np.concatenate([c.data for c in chunks if c is not None and len(c.data)], axis=0)
+                    data.resize((total,) + data.shape[1:])
+                    data[start:total] = rows.astype(data.dtype, copy=False)
+        self._pending.clear()
+        f.flush()
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            try:
+                self.flush()
+            finally:
+                self._f.close()
+
+    def abort(self) -> None:
+        """Close without flushing pending items (the caller discards the file)."""
+        self._pending.clear()
+        if self._f.id.valid:
+            self._f.close()
+
+    def __enter__(self) -> CollectionWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _NoClose:
+    """Wrap an open h5py File so that a Collection built on it does not close it."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __contains__(self, key):
+        return key in self._f
+
+    def __getitem__(self, key):
+        return self._f[key]
+
+    def close(self):
+        pass
+
+
+def _canon(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def sha256_file(path: str | os.PathLike, *, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def unique_ids(stems: Sequence[str], shas: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
+    """Item ids from file stems: the stem, or ``stem-<sha8>`` when the stem is taken."""
+    used = set(taken)
+    out = []
+    for stem, sha in zip(stems, shas):
+        cand = stem
+        if cand in used:
+            cand = f"{stem}-{sha[:8]}"
+        k = 2
+        base = cand
+        while cand in used:
+            cand = f"{base}-{k}"
+            k += 1
+        used.add(cand)
+        out.append(cand)
+    return out
