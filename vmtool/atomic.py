@@ -59,7 +59,9 @@ def atomic_output(path: str | os.PathLike, *, seed: str | os.PathLike | None = N
     the target is left untouched.
     """
     target = check_output_path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent if str(target.parent) else ".")
+    # keep the extension: writers such as FFmpeg pick the format from it
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + target.stem + ".", suffix=target.suffix,
+                                    dir=target.parent if str(target.parent) else ".")
     os.close(fd)
     tmp = Path(tmp_name)
     try:

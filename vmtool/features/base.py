@@ -35,6 +35,7 @@ __all__ = [
     "ExtractorOutput",
     "n_steps_for",
     "pool_by_time",
+    "StepPooler",
 ]
 
 
@@ -66,27 +67,52 @@ def pool_by_time(times: np.ndarray, values: np.ndarray, rate: float, n_steps: in
         Step ``i`` is the mean of the rows with ``i / rate <= t < (i + 1) / rate``;
         rows past the last step go to the last step. A step that receives no row (a
         frame rate below the output rate, or a stream shorter than the item) takes the
-        nearest step that has rows.
+        nearest step that has rows (the earlier one on a tie).
     """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[:, None]
-    d = values.shape[1]
-    out = np.zeros((n_steps, d), dtype=np.float64)
-    if len(values) == 0:
+    values = np.asarray(values)
+    pooler = StepPooler(rate, n_steps, 1 if values.ndim == 1 else values.shape[1])
+    pooler.add(times, values)
+    return pooler.result()
+
+
+class StepPooler:
+    """Incremental version of :func:`pool_by_time`: add rows chunk by chunk.
+
+    Memory is ``n_steps x d`` sums, whatever the number of rows added.
+    """
+
+    def __init__(self, rate: float, n_steps: int, dim: int):
+        self.rate = float(rate)
+        self.n_steps = int(n_steps)
+        self.sums = np.zeros((self.n_steps, int(dim)), dtype=np.float64)
+        self.counts = np.zeros(self.n_steps, dtype=np.int64)
+
+    def add(self, times: np.ndarray, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+        if len(values) == 0:
+            return
+        idx = np.clip(np.floor(np.asarray(times, dtype=np.float64) * self.rate + 1e-9).astype(np.int64),
+                      0, self.n_steps - 1)
+        self.counts += np.bincount(idx, minlength=self.n_steps)
+        np.add.at(self.sums, idx, values)
+
+    def result(self) -> np.ndarray:
+        out = self.sums.copy()
+        have = self.counts > 0
+        if not have.any():
+            return out.astype(np.float32)
+        out[have] /= self.counts[have, None]
+        if not have.all():
+            steps = np.arange(self.n_steps)
+            filled = np.flatnonzero(have)
+            pos = np.searchsorted(filled, steps)
+            after = filled[np.clip(pos, 0, len(filled) - 1)]
+            before = filled[np.clip(pos - 1, 0, len(filled) - 1)]
+            pick = np.where(np.abs(steps - before) <= np.abs(after - steps), before, after)
+            out[~have] = out[pick[~have]]
         return out.astype(np.float32)
-    idx = np.clip(np.floor(np.asarray(times, dtype=np.float64) * rate + 1e-9).astype(np.int64), 0, n_steps - 1)
-    counts = np.bincount(idx, minlength=n_steps).astype(np.float64)
-    np.add.at(out, idx, values)
-    have = counts > 0
-    out[have] /= counts[have, None]
-    if not have.all():
-        filled = np.flatnonzero(have)
-        nearest = filled[np.clip(np.searchsorted(filled, np.arange(n_steps)), 0, len(filled) - 1)]
-        prev = filled[np.clip(np.searchsorted(filled, np.arange(n_steps)) - 1, 0, len(filled) - 1)]
-        pick = np.where(np.abs(prev - np.arange(n_steps)) <= np.abs(nearest - np.arange(n_steps)), prev, nearest)
-        out[~have] = out[pick[~have]]
-    return out.astype(np.float32)
 
 
 @dataclass

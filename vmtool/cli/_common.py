@@ -1,0 +1,152 @@
+"""Pieces shared by the subcommands: options, error handling, output, progress bars.
+
+This is the only place where exit codes are decided: a library
+:class:`~vmtool.errors.VmtoolError` becomes ``Error: <message>`` on stderr and its
+exit code; Ctrl-C becomes exit code 130.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vmtool.errors import EXIT_INTERRUPTED, VmtoolError
+from vmtool.progress import Progress
+
+# --- shared options (same names in every command) ------------------------------------------
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="Output file (written atomically).",
+                                         dir_okay=False, show_default=False)]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: auto, cpu, cuda or cuda:N.",
+                                        metavar="auto|cpu|cuda[:N]")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Files processed in parallel.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars or log lines on stderr.")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format on stdout.")]
+
+
+# --- stderr ---------------------------------------------------------------------------------
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """Print ``Error: message`` on stderr (one line, no markup)."""
+    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
+
+
+def info(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        sys.stderr.write(f"{message}\n")
+        sys.stderr.flush()
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+    sys.stderr.write(f"Warning: {message}\n")
+
+
+def handle_errors(func):
+    """Turn library errors into ``Error: ...`` + exit code, Ctrl-C into exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any):
+        warnings.showwarning = _showwarning
+        try:
+            return func(*args, **kwargs)
+        except VmtoolError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted; no output was written or changed")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def echo_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def print_table(rich_table) -> None:
+    """Render a rich Table on stdout (plain text when stdout is not a terminal)."""
+    from rich.console import Console
+
+    Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(rich_table)
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+class RichProgress(Progress):
+    """Progress bars on stderr: one over files, one within the current file."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._progress = None
+        self._files = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> RichProgress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RP, TextColumn, TimeRemainingColumn
+
+            self._progress = RP(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=_stderr_console(), transient=True)
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def batch_start(self, total: int) -> None:
+        if self._progress is not None and total > 1:
+            self._files = self._progress.add_task("files", total=total)
+
+    def file_start(self, path: str, work: float) -> None:
+        if self._progress is not None:
+            name = Path(path).name
+            self._tasks[path] = self._progress.add_task(name[:40], total=max(work, 1e-9))
+
+    def file_advance(self, path: str, done: float) -> None:
+        if self._progress is not None and path in self._tasks:
+            self._progress.update(self._tasks[path], completed=done)
+
+    def file_done(self, path: str, ok: bool, message: str = "") -> None:
+        if self._progress is not None:
+            task = self._tasks.pop(path, None)
+            if task is not None:
+                self._progress.remove_task(task)
+            if self._files is not None:
+                self._progress.advance(self._files)
+
+    def log(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False)

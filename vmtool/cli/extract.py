@@ -1,0 +1,131 @@
+"""``vmtool extract``: frame-level features of media files into a collection file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vmtool.cli._common import (
+    DeviceOpt,
+    Format,
+    FormatOpt,
+    OutputOpt,
+    QuietOpt,
+    RichProgress,
+    WorkersOpt,
+    echo_json,
+    error,
+    handle_errors,
+    info,
+    print_table,
+)
+
+HELP = """Extract frame-level features of media files into OUT.h5.
+
+One row per output step (--rate, 1 Hz by default). Defaults: audio 'handcrafted'
+(VM-Net's librosa descriptors), video 'transnet' (TransNetV2 fc1 embedding, plus the
+shot-boundary likelihood at the native frame rate) and 'color'. An input lacking a
+modality simply gets no features of it, unless that modality's features were asked
+for explicitly. INPUT '-' reads paths from stdin, one per line.
+
+\b
+Examples:
+  vmtool extract clip.mp4 -o clip.h5
+  vmtool extract music/*.mp3 --audio-features handcrafted -o catalog.h5 -j 2
+  find videos -name '*.mp4' | vmtool extract - -o videos.h5 --keep-going --resume
+  vmtool extract --list
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract", help=HELP, no_args_is_help=True)(extract_cmd)
+
+
+@handle_errors
+def extract_cmd(
+    inputs: Annotated[Optional[list[str]], typer.Argument(metavar="INPUT...", show_default=False,
+                                                          help="Media files ('-': read paths from stdin).")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", dir_okay=False, show_default=False,
+                                                   help="Output collection file (written atomically).")] = None,
+    audio_features: Annotated[Optional[list[str]], typer.Option(
+        "--audio-features", "-a", metavar="NAME",
+        help="Audio extractor (repeatable; 'none' for no audio features). Default: handcrafted.")] = None,
+    video_features: Annotated[Optional[list[str]], typer.Option(
+        "--video-features", "-v", metavar="NAME",
+        help="Video extractor (repeatable; 'none' for no video features). Default: transnet, color.")] = None,
+    rate: Annotated[float, typer.Option("--rate", help="Output steps per second (Hz).")] = 1.0,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep OUT's items; skip inputs already in it (same sha256).")] = False,
+    keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed inputs, finish the rest, exit 1 at the end.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the extractors (dimension, availability) and exit.")] = False,
+    fmt: FormatOpt = Format.table,
+    quiet: QuietOpt = False,
+) -> None:
+    from vmtool import features
+    from vmtool.device import resolve_device
+    from vmtool.extract import DEFAULT_AUDIO, DEFAULT_VIDEO, ExtractConfig, extract
+
+    if list_:
+        _print_list(features.list_extractors(), fmt)
+        return
+    if not inputs:
+        raise typer.BadParameter("at least one INPUT is required", param_hint="INPUT...")
+    if output is None:
+        raise typer.BadParameter("an output file is required", param_hint="'-o' / '--output'")
+    paths = _expand_stdin(inputs)
+    if not paths:
+        raise typer.BadParameter("no input path given (stdin was empty)", param_hint="INPUT...")
+
+    def names(given, default):
+        if given is None:
+            return tuple(default), False
+        flat = [n.strip() for g in given for n in g.split(",") if n.strip()]
+        return (() if flat == ["none"] else tuple(flat)), flat != ["none"]
+
+    audio, req_a = names(audio_features, DEFAULT_AUDIO)
+    video, req_v = names(video_features, DEFAULT_VIDEO)
+    config = ExtractConfig(audio_features=audio, video_features=video, rate=rate,
+                           require_audio=req_a, require_video=req_v)
+    dev = resolve_device(device)
+    with RichProgress(enabled=not quiet) as progress:
+        report = extract(paths, output, config, device=dev, workers=workers, resume=resume,
+                         keep_going=keep_going, progress=progress)
+    for src, msg in report.failures:
+        error(msg)
+    parts = [f"{len(report.added)} item(s) added"]
+    if report.skipped:
+        parts.append(f"{len(report.skipped)} already present")
+    if report.failures:
+        parts.append(f"{len(report.failures)} failed")
+    info(f"{output}: " + ", ".join(parts), quiet and not report.failures)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def _expand_stdin(inputs: list[str]) -> list[str]:
+    out: list[str] = []
+    for x in inputs:
+        if x == "-":
+            out.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+        else:
+            out.append(x)
+    return out
+
+
+def _print_list(infos, fmt: Format) -> None:
+    if fmt is Format.json:
+        echo_json([i.to_dict() for i in infos])
+        return
+    from rich.table import Table
+
+    t = Table(box=None, pad_edge=False)
+    for col in ("name", "modality", "dim", "offline", "curves", "description"):
+        t.add_column(col)
+    for i in infos:
+        t.add_row(i.name, i.modality, str(i.dim), "yes" if i.available else f"no: {i.reason}",
+                  ", ".join(i.curves) or "-", i.summary)
+    print_table(t)

@@ -1,0 +1,457 @@
+"""Feature extraction of many media files into one collection file.
+
+:func:`extract` is what ``vmtool extract`` runs: it probes and hashes every input,
+decodes each file once per modality, feeds the decoded streams to every requested
+extractor, and appends the items to the output collection atomically.
+
+The extraction configuration (:class:`ExtractConfig`) is stored in the output's root
+attribute ``config``; :func:`config_from_collection` rebuilds it, so a query can be
+processed exactly as a catalog was.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmtool import features as _features
+from vmtool.atomic import atomic_output, check_output_path
+from vmtool.errors import MediaError, ParameterError, VmtoolError
+from vmtool.features.base import ExtractorOutput, n_steps_for
+from vmtool.progress import Progress
+from vmtool.store import Collection, CollectionWriter, Item, RaggedArray, sha256_file, unique_ids
+
+__all__ = [
+    "ExtractConfig",
+    "ExtractReport",
+    "ItemResult",
+    "extract",
+    "extract_item",
+    "build_extractors",
+    "config_from_collection",
+    "DEFAULT_AUDIO",
+    "DEFAULT_VIDEO",
+]
+
+DEFAULT_AUDIO = ("handcrafted",)
+DEFAULT_VIDEO = ("transnet", "color")
+CONFIG_VERSION = 1
+
+
+@dataclass
+class ExtractConfig:
+    """What to extract.
+
+    Attributes
+    ----------
+    audio_features, video_features : sequence of str
+        Extractor names per modality (empty: none).
+    rate : float
+        Output steps per second for frame-level features (1 Hz in the papers).
+    require_audio, require_video : bool
+        When True, an input lacking the modality is an error; when False (the
+        defaults), that modality's features are simply absent for that item.
+    params : dict of str -> dict
+        Extra parameters per extractor name.
+    """
+
+    audio_features: Sequence[str] = DEFAULT_AUDIO
+    video_features: Sequence[str] = DEFAULT_VIDEO
+    rate: float = 1.0
+    require_audio: bool = False
+    require_video: bool = False
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not (isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and 0 < self.rate <= 1000):
+            raise ParameterError(f"--rate must be a positive number of Hz (at most 1000), got {self.rate!r}")
+        if not self.audio_features and not self.video_features:
+            raise ParameterError("no feature to extract: give --audio-features and/or --video-features")
+        for mod, names in (("audio", self.audio_features), ("video", self.video_features)):
+            seen = set()
+            for n in names:
+                if n in seen:
+                    raise ParameterError(f"{mod} feature {n!r} is given twice")
+                seen.add(n)
+                cls = _features.extractor_class(n)
+                if cls.modality != mod:
+                    others = ", ".join(_features.names(mod)) or "none"
+                    raise ParameterError(f"{n!r} is a {cls.modality} extractor, not a {mod} one (known {mod} extractors: {others})")
+
+
+def build_extractors(config: ExtractConfig, device: str = "cpu") -> list:
+    """Instantiate the configured extractors (checking they can run here)."""
+    out = []
+    for mod, names in (("audio", config.audio_features), ("video", config.video_features)):
+        for n in names:
+            out.append(_features.get_extractor(n, modality=mod, device=device, **config.params.get(n, {})))
+    return out
+
+
+def stored_config(config: ExtractConfig, extractors: Sequence) -> dict[str, Any]:
+    """The JSON configuration recorded in a collection's root attribute ``config``."""
+    return {
+        "config_version": CONFIG_VERSION,
+        "rate": float(config.rate),
+        "audio": {e.name: e.config() for e in extractors if e.modality == "audio"},
+        "video": {e.name: e.config() for e in extractors if e.modality == "video"},
+        "params": {k: dict(v) for k, v in config.params.items()},
+        "decoding": {
+            "library": "PyAV",
+            "audio": "mono float32, downmixed and resampled by FFmpeg swresample to each extractor's rate",
+            "video": "every frame, scaled by FFmpeg's scale filter to each extractor's size, rgb24",
+        },
+    }
+
+
+def config_from_collection(collection: Collection) -> ExtractConfig:
+    """Rebuild the :class:`ExtractConfig` a collection was extracted with."""
+    cfg = collection.config
+    if not cfg or "rate" not in cfg:
+        raise VmtoolError("holds no extraction configuration (root attribute 'config')", collection.path)
+    return ExtractConfig(
+        audio_features=tuple(cfg.get("audio", {})),
+        video_features=tuple(cfg.get("video", {})),
+        rate=float(cfg["rate"]),
+        params={k: dict(v) for k, v in cfg.get("params", {}).items()},
+    )
+
+
+@dataclass
+class ItemResult:
+    """Everything extracted from one file."""
+
+    item: Item
+    outputs: dict[str, ExtractorOutput]  # extractor name -> output
+    rates: dict[str, float]  # extractor name -> frame rate of its rows
+
+    def arrays(self) -> dict[tuple[str, str], RaggedArray]:
+        out: dict[tuple[str, str], RaggedArray] = {}
+        for name, o in self.outputs.items():
+            out[("features", name)] = RaggedArray(o.frames, self.rates[name])
+            for cname, (curve, crate) in o.curves.items():
+                out[("curves", cname)] = RaggedArray(curve, crate)
+        return out
+
+
+def extract_item(
+    path: str | os.PathLike,
+    extractors: Sequence,
+    config: ExtractConfig,
+    *,
+    item_id: str | None = None,
+    sha256: str | None = None,
+    on_advance: Callable[[float], None] | None = None,
+) -> ItemResult:
+    """Extract every configured feature from one media file.
+
+    The file is decoded once per distinct audio sample rate and once for all video
+    extractors together.
+
+    Raises
+    ------
+    MediaError
+        Undecodable file, or a required modality is missing.
+    """
+    from vmtool import media
+
+    p = Path(path)
+    info = media.probe(p)
+    sha = sha256 or sha256_file(p)
+    n_steps = n_steps_for(info.duration, config.rate)
+    audio_ex = [e for e in extractors if e.modality == "audio"]
+    video_ex = [e for e in extractors if e.modality == "video"]
+    if audio_ex and not info.has_audio and config.require_audio:
+        raise MediaError(f"has no audio stream, but audio features were asked for ({', '.join(e.name for e in audio_ex)})", p)
+    if video_ex and not info.has_video and config.require_video:
+        raise MediaError(f"has no video stream, but video features were asked for ({', '.join(e.name for e in video_ex)})", p)
+    outputs: dict[str, ExtractorOutput] = {}
+    done = 0.0
+
+    def advance(seconds: float) -> None:
+        if on_advance is not None:
+            on_advance(done + seconds)
+
+    if audio_ex and info.has_audio:
+        by_sr: dict[int, list] = {}
+        for e in audio_ex:
+            by_sr.setdefault(int(e.sample_rate), []).append(e)
+        for sr, group in by_sr.items():
+            accs = [e.begin(info, config.rate, n_steps) for e in group]
+            pos = 0
+            for block in media.iter_audio(p, sr, info=info):
+                for acc in accs:
+                    acc.push(block)
+                pos += block.size
+                advance(pos / sr)
+            for e, acc in zip(group, accs):
+                outputs[e.name] = acc.finish()
+            done += info.duration
+    if video_ex and info.has_video:
+        accs = [e.begin(info, config.rate, n_steps) for e in video_ex]
+        sizes = [e.frame_size for e in video_ex]
+        k = 0
+        for t, frames in media.iter_frames(p, sizes, info=info):
+            for acc, fr in zip(accs, frames):
+                acc.push(t, fr)
+            k += 1
+            if k % 50 == 0:
+                advance(t)
+        for e, acc in zip(video_ex, accs):
+            outputs[e.name] = acc.finish()
+        done += info.duration
+    item = Item(
+        id=item_id or p.stem,
+        source=str(path),
+        sha256=sha,
+        duration=float(info.duration),
+        has_audio=info.has_audio,
+        has_video=info.has_video,
+        fps=float(info.fps),
+        sample_rate=int(info.sample_rate),
+    )
+    return ItemResult(item=item, outputs=outputs, rates={n: float(config.rate) for n in outputs})
+
+
+def work_of(path: str | os.PathLike, extractors: Sequence) -> float:
+    """Seconds of media to process for *path* (for progress bars); 0 when unknown."""
+    from vmtool import media
+
+    try:
+        info = media.probe(path)
+    except VmtoolError:
+        return 0.0
+    passes = 0
+    if info.has_audio:
+        passes += len({int(e.sample_rate) for e in extractors if e.modality == "audio"})
+    if info.has_video and any(e.modality == "video" for e in extractors):
+        passes += 1
+    return info.duration * passes
+
+
+@dataclass
+class ExtractReport:
+    """What :func:`extract` did."""
+
+    output: str
+    added: list[str] = field(default_factory=list)  # ids
+    skipped: list[str] = field(default_factory=list)  # sources already present (resume)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (source, message)
+    written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+# --- worker processes -------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(config: ExtractConfig, device: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    _WORKER["config"] = config
+    _WORKER["extractors"] = build_extractors(config, device)
+
+
+def _worker_run(path: str, item_id: str, sha: str) -> ItemResult:
+    return extract_item(path, _WORKER["extractors"], _WORKER["config"], item_id=item_id, sha256=sha)
+
+
+def extract(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    config: ExtractConfig | None = None,
+    *,
+    device: str = "cpu",
+    workers: int = 1,
+    resume: bool = False,
+    keep_going: bool = False,
+    command: str | None = None,
+    progress: Progress | None = None,
+) -> ExtractReport:
+    """Extract features of *inputs* into the collection file *output*.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        Media files (audio, video or both).
+    output : path
+        The collection to write. Written atomically: on any failure (without
+        ``keep_going``) or interruption, an existing file is left as it was.
+    config : ExtractConfig
+    device : str
+        A resolved torch device (see :func:`vmtool.device.resolve_device`).
+    workers : int
+        Files processed in parallel (separate processes).
+    resume : bool
+        Keep the items already in *output* and skip inputs whose SHA-256 is there.
+        The stored configuration must match *config*.
+    keep_going : bool
+        Record failed files and go on; the report lists them.
+    command : str
+        The command line to record (defaults to ``sys.argv``).
+
+    Returns
+    -------
+    ExtractReport
+
+    Raises
+    ------
+    VmtoolError
+        The first failure when not ``keep_going``; or, with ``keep_going``, when no
+        input could be extracted at all.
+    """
+    config = config or ExtractConfig()
+    config.validate()
+    progress = progress or Progress()
+    out = check_output_path(output)
+    if workers < 1:
+        raise ParameterError(f"--workers must be at least 1, got {workers}")
+    report = ExtractReport(output=str(out))
+    extractors = build_extractors(config, device)
+    cfg_json = stored_config(config, extractors)
+    command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+    existing_shas: set[str] = set()
+    existing_ids: list[str] = []
+    seed = None
+    if resume and out.exists():
+        with Collection(out) as col:
+            if col.config and _canon(col.config) != _canon(cfg_json):
+                raise ParameterError(
+                    "was extracted with a different configuration; --resume needs the same options", out
+                )
+            existing_shas = set(col.sha256s)
+            existing_ids = col.ids
+        seed = out
+
+    # check and hash every input first: every missing or unreadable file is reported
+    todo: list[tuple[str, str]] = []  # (path, sha)
+    seen: set[str] = set()
+    for src in inputs:
+        p = Path(src)
+        try:
+            if not p.exists():
+                raise VmtoolError("no such file", p)
+            if p.is_dir():
+                raise VmtoolError("is a directory, expected a media file", p)
+            if p.stat().st_size == 0:
+                raise MediaError("empty file", p)
+            sha = sha256_file(p)
+        except (VmtoolError, OSError) as exc:
+            err = exc if isinstance(exc, VmtoolError) else VmtoolError(exc.strerror or str(exc), p)
+            if not keep_going:
+                raise err from exc
+            report.failures.append((str(src), str(err)))
+            continue
+        if sha in existing_shas or sha in seen:
+            report.skipped.append(str(src))
+            continue
+        seen.add(sha)
+        todo.append((str(src), sha))
+    ids = unique_ids([Path(s).stem for s, _ in todo], [h for _, h in todo], existing_ids)
+
+    progress.batch_start(len(todo))
+    results: dict[int, ItemResult] = {}
+    with atomic_output(out, seed=seed) as tmp:
+        with CollectionWriter(tmp, config=cfg_json, command=command, display_path=out) as writer:
+            for e in extractors:
+                writer.declare("features", e.name, dim=e.dim, attrs={
+                    "modality": e.modality, "extractor": e.name, "version": e.version,
+                    "columns": e.columns, "config": e.config(), "summary": e.summary,
+                })
+                for cname, desc in e.curve_names.items():
+                    writer.declare("curves", cname, dim=None, attrs={
+                        "modality": e.modality, "extractor": e.name, "version": e.version, "description": desc,
+                    })
+            next_to_write = 0
+
+            def flush_ready() -> None:
+                nonlocal next_to_write
+                while next_to_write < len(todo):
+                    if next_to_write in results:
+                        r = results.pop(next_to_write)
+                        if r is not None:
+                            writer.add(r.item, r.arrays())
+                            report.added.append(r.item.id)
+                        next_to_write += 1
+                    else:
+                        break
+
+            def failed(i: int, exc: BaseException) -> None:
+                src = todo[i][0]
+                msg = str(exc) if isinstance(exc, VmtoolError) else f"{src}: {type(exc).__name__}: {exc}"
+                progress.file_done(src, False, msg)
+                if not keep_going:
+                    if isinstance(exc, VmtoolError):
+                        raise exc
+                    raise VmtoolError(f"{type(exc).__name__}: {exc}", src) from exc
+                report.failures.append((src, msg))
+                results[i] = None  # type: ignore[assignment]
+
+            if workers == 1 or len(todo) <= 1:
+                for i, (src, sha) in enumerate(todo):
+                    progress.file_start(src, work_of(src, extractors))
+                    try:
+                        results[i] = extract_item(src, extractors, config, item_id=ids[i], sha256=sha,
+                                                  on_advance=lambda d, s=src: progress.file_advance(s, d))
+                        progress.file_done(src, True)
+                    except (VmtoolError, Exception) as exc:  # noqa: BLE001 - reported per file
+                        failed(i, exc)
+                    flush_ready()
+            else:
+                _run_pool(todo, ids, config, device, workers, extractors, results, progress, failed, flush_ready)
+            flush_ready()
+            if not report.added and not existing_ids:
+                raise VmtoolError("no input could be extracted; nothing written", out)
+            report.written = True
+    return report
+
+
+def _run_pool(todo, ids, config, device, workers, extractors, results, progress, failed, flush_ready) -> None:
+    import multiprocessing as mp
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(config, device, threads)) as pool:
+        pending: dict[Future, int] = {}
+        queue = list(range(len(todo)))
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:
+                    i = queue.pop(0)
+                    src, sha = todo[i]
+                    progress.file_start(src, work_of(src, extractors))
+                    pending[pool.submit(_worker_run, src, ids[i], sha)] = i
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        results[i] = fut.result()
+                        progress.file_done(todo[i][0], True)
+                    else:
+                        failed(i, exc)
+                flush_ready()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _canon(d: Any) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True)

@@ -1,0 +1,105 @@
+"""What a vmtool file holds, as a JSON-ready dictionary (``vmtool info``).
+
+The dictionary's keys are a documented, stable interface (``docs/cli.md``):
+new keys may be added in minor versions, none is removed or renamed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmtool.store import KIND_COLLECTION, RAGGED_GROUPS, Collection, read_kind
+
+__all__ = ["describe", "INFO_VERSION"]
+
+INFO_VERSION = 1
+
+
+def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
+    """Describe a vmtool file.
+
+    Parameters
+    ----------
+    path : path
+    items : bool
+        Include one entry per item (id, source, duration, modalities, sha256).
+
+    Returns
+    -------
+    dict
+        ``info_version``, ``path``, ``kind``, ``schema_version``, ``vmtool_version``,
+        ``created``, ``command``, ``n_items``, ``total_duration``, ``modalities``
+        (count per ``audio``/``video``/``audio+video``), one list per ragged group
+        (``features``, ``curves``, ``segmentations``, ``events``, ``embeddings``) whose
+        entries hold ``name``, ``modality``, ``dim``, ``rate``, ``rows``,
+        ``items_with_data`` and the producer's ``extractor``/``version``, the stored
+        ``config`` and, when asked, ``items``.
+
+    Raises
+    ------
+    FormatError
+        Not a vmtool file, or an unreadable version.
+    """
+    p = Path(path)
+    kind, version = read_kind(p)
+    if kind != KIND_COLLECTION:  # other kinds (models...) describe their root attributes only
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        return {"info_version": INFO_VERSION, "path": str(p), "kind": kind, "schema_version": version, "attrs": attrs}
+    with Collection(p) as col:
+        a = col.attrs
+        n = len(col)
+        mods = Counter(it.modalities for it in col.items()) if n else Counter()
+        out: dict[str, Any] = {
+            "info_version": INFO_VERSION,
+            "path": str(p),
+            "kind": kind,
+            "schema_version": version,
+            "vmtool_version": a.get("vmtool_version"),
+            "created": a.get("created"),
+            "command": a.get("command"),
+            "n_items": n,
+            "total_duration": float(np.sum(col.column("duration"))) if n else 0.0,
+            "modalities": dict(sorted(mods.items())),
+        }
+        for group in RAGGED_GROUPS:
+            entries = []
+            for name in col.names(group):
+                r = col.ragged(group, name)
+                counts = np.diff(r.offsets)
+                entries.append({
+                    "name": name,
+                    "element": r.element,
+                    "modality": r.modality,
+                    "dim": r.dim,
+                    "rate": r.rate_summary(),
+                    "rows": r.n_rows,
+                    "items_with_data": int(np.count_nonzero(counts)),
+                    "extractor": r.attrs.get("extractor"),
+                    "version": r.attrs.get("version"),
+                })
+            out[group] = entries
+        out["config"] = col.config
+        out["history"] = a.get("history", [])
+        if items:
+            out["items"] = [
+                {k: v for k, v in it.to_dict().items()} for it in col.items()
+            ]
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
