@@ -168,10 +168,16 @@ def extract_item(
     n_steps = n_steps_for(info.duration, config.rate)
     audio_ex = [e for e in extractors if e.modality == "audio"]
     video_ex = [e for e in extractors if e.modality == "video"]
-    if audio_ex and not info.has_audio and config.require_audio:
-        raise MediaError(f"has no audio stream, but audio features were asked for ({', '.join(e.name for e in audio_ex)})", p)
-    if video_ex and not info.has_video and config.require_video:
-        raise MediaError(f"has no video stream, but video features were asked for ({', '.join(e.name for e in video_ex)})", p)
+    has = {"audio": info.has_audio, "video": info.has_video}
+    wanted = {"audio": audio_ex, "video": video_ex}
+    explicit = [m for m, req in (("audio", config.require_audio), ("video", config.require_video)) if req and wanted[m]]
+    missing = [m for m in ("audio", "video") if wanted[m] and not has[m]]
+    # an item must have at least one explicitly requested modality (a mixed batch of
+    # audio-only and video files with -a and -v is fine), and something to extract
+    if (explicit and not any(has[m] for m in explicit)) or not any(wanted[m] and has[m] for m in has):
+        m = next(m for m in (explicit or missing))
+        names = ", ".join(e.name for e in wanted[m])
+        raise MediaError(f"has no {m} stream, but {m} features were asked for ({names})", p)
     outputs: dict[str, ExtractorOutput] = {}
     done = 0.0
 

@@ -96,6 +96,9 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
+        with open(path, "rb") as fh:
+            if fh.read(8) == b"\x89HDF\r\n\x1a\n":
+                raise MediaError("is an HDF5 file (a vmtool file?), not a media file", path) from exc
         raise MediaError(f"not a media file PyAV can read ({_ffmsg(exc)})", path) from exc
     except (UnicodeDecodeError, ValueError) as exc:  # pragma: no cover - defensive
         raise MediaError(f"not a media file PyAV can read ({exc})", path) from exc

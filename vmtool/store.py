@@ -83,7 +83,8 @@ _ITEM_COLUMNS: dict[str, Any] = {
     "sample_rate": np.int64,
 }
 
-_ITEM_CHUNK = 4096
+_ITEM_CHUNK = 1024
+_GZIP = {"compression": "gzip", "compression_opts": 4}
 _CHUNK_BYTES = 1 << 18  # ~256 KiB per data chunk
 
 
@@ -516,7 +517,7 @@ class CollectionWriter:
         g = f.create_group("items")
         for name, dtype in _ITEM_COLUMNS.items():
             dt = _str_dtype() if dtype == "str" else dtype
-            g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(_ITEM_CHUNK,))
+            g.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(_ITEM_CHUNK,), **_GZIP)
 
     @property
     def n_items(self) -> int:
@@ -567,11 +568,10 @@ class CollectionWriter:
         else:
             shape, maxshape = (0, spec.dim), (None, spec.dim)
             chunks = (max(1, min(4096, _CHUNK_BYTES // (np.dtype(spec.dtype).itemsize * max(spec.dim, 1)))), spec.dim)
-        g.create_dataset("data", shape=shape, maxshape=maxshape, dtype=spec.dtype, chunks=chunks,
-                         compression="gzip", compression_opts=4, shuffle=True)
+        g.create_dataset("data", shape=shape, maxshape=maxshape, dtype=spec.dtype, chunks=chunks, shuffle=True, **_GZIP)
         # existing items have no rows of a new element
-        g.create_dataset("offsets", data=np.zeros(n + 1, dtype=np.int64), maxshape=(None,), chunks=(_ITEM_CHUNK,))
-        g.create_dataset("rate", data=np.full(n, np.nan), maxshape=(None,), chunks=(_ITEM_CHUNK,))
+        g.create_dataset("offsets", data=np.zeros(n + 1, dtype=np.int64), maxshape=(None,), chunks=(_ITEM_CHUNK,), **_GZIP)
+        g.create_dataset("rate", data=np.full(n, np.nan), maxshape=(None,), chunks=(_ITEM_CHUNK,), **_GZIP)
         g.attrs["element"] = spec.element
         for k, v in spec.attrs.items():
             g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else ("" if v is None else v)

