@@ -222,3 +222,21 @@ def test_info_json_lists_every_group(tmp_path):
     assert d["curves"][0]["items_with_data"] == 2 and d["curves"][0]["rate"] == 25.0
     assert d["segmentations"] == [] and len(d["items"]) == 4
     json.dumps(d)  # JSON-ready
+
+
+def test_write_element_for_stored_items(tmp_path):
+    path = tmp_path / "c.h5"
+    _write(path, 3)
+    with CollectionWriter(path, config={"rate": 1.0}) as w:
+        w.write_element("segmentations", "foote", [np.array([1.0, 2.5]), None, np.array([0.5])],
+                        dtype=np.float64, attrs={"method": "foote"})
+        with pytest.raises(ParameterError, match="already exists"):
+            w.write_element("segmentations", "foote", [None] * 3)
+        w.write_element("segmentations", "foote", [np.array([1.0]), np.array([2.0]), None], dtype=np.float64,
+                        replace=True)
+        with pytest.raises(ParameterError, match="2 row sets for 3 items"):
+            w.write_element("events", "beats", [None] * 2)
+    with open_collection(path) as col:
+        seg = col.ragged("segmentations", "foote")
+        assert [seg.rows(i).tolist() for i in range(3)] == [[1.0], [2.0], []]
+        assert seg.rows(0).dtype == np.float64

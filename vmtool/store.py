@@ -640,6 +640,55 @@ class CollectionWriter:
         self._pending.clear()
         f.flush()
 
+    def write_element(
+        self,
+        group: str,
+        name: str,
+        rows: Sequence[np.ndarray | None],
+        *,
+        rates: Sequence[float] | None = None,
+        dim: int | None = None,
+        dtype: Any = np.float32,
+        attrs: Mapping[str, Any] | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Write a whole ragged element for the items already in the file.
+
+        Used by commands that add per-item results to an existing collection (for
+        example ``vmtool segment``). *rows* has one entry per stored item (None: no rows).
+
+        Raises
+        ------
+        ParameterError
+            Wrong number of entries, or the element exists and *replace* is False.
+        """
+        self.flush()
+        n = int(self._f["items/id"].shape[0])
+        if len(rows) != n:
+            raise ParameterError(f"{group}/{name}: {len(rows)} row sets for {n} items")
+        if group not in RAGGED_GROUPS:
+            raise ParameterError(f"unknown group {group!r}")
+        if group in self._f and name in self._f[group]:
+            if not replace:
+                raise ParameterError(f"'{group}/{name}' already exists", self._display)
+            del self._f[group][name]
+        self._specs.pop((group, name), None)
+        spec = ElementSpec(group, name, RAGGED_GROUPS[group], dim, dtype, dict(attrs or {}))
+        self._create_element(spec)  # sized for the n stored items, without rows
+        eg = self._f[group][name]
+        counts = np.array([0 if r is None else len(r) for r in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        eg["offsets"][:] = offsets
+        eg["rate"][:] = np.asarray(rates if rates is not None else [np.nan] * n, dtype=np.float64)
+        if offsets[-1]:
+            data = np.concatenate([np.asarray(r) for r in rows if r is not None and len(r)], axis=0)
+            want = (int(offsets[-1]),) if dim is None else (int(offsets[-1]), dim)
+            if data.shape != want:
+                raise ParameterError(f"{group}/{name}: rows have shape {data.shape[1:]}, expected {want[1:]}")
+            eg["data"].resize(want)
+            eg["data"][:] = data.astype(eg["data"].dtype, copy=False)
+        self._specs[(group, name)] = spec
+
     def set_attr(self, key: str, value: Any) -> None:
         self._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
 
