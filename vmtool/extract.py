@@ -16,13 +16,13 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vmtool import features as _features
 from vmtool.atomic import atomic_output, check_output_path
+from vmtool.batch import Failure, run_batch
 from vmtool.errors import MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
 from vmtool.progress import Progress
@@ -261,10 +261,7 @@ class ExtractReport:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(config: ExtractConfig, device: str, threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+def _worker_init(config: ExtractConfig, device: str) -> None:
     _WORKER["config"] = config
     _WORKER["extractors"] = build_extractors(config, device)
 
@@ -368,7 +365,6 @@ def extract(
     ids = unique_ids([Path(s).stem for s, _ in todo], [h for _, h in todo], existing_ids)
 
     progress.batch_start(len(todo))
-    results: dict[int, ItemResult] = {}
     with atomic_output(out, seed=seed) as tmp:
         with CollectionWriter(tmp, config=cfg_json, command=command, display_path=out) as writer:
             for e in extractors:
@@ -380,81 +376,23 @@ def extract(
                     writer.declare("curves", cname, dim=None, attrs={
                         "modality": e.modality, "extractor": e.name, "version": e.version, "description": desc,
                     })
-            next_to_write = 0
+            tasks = [(src, (src, ids[i], sha)) for i, (src, sha) in enumerate(todo)]
 
-            def flush_ready() -> None:
-                nonlocal next_to_write
-                while next_to_write < len(todo):
-                    if next_to_write in results:
-                        r = results.pop(next_to_write)
-                        if r is not None:
-                            writer.add(r.item, r.arrays())
-                            report.added.append(r.item.id)
-                        next_to_write += 1
-                    else:
-                        break
+            def here(src: str, item_id: str, sha: str, on_advance=None) -> ItemResult:
+                return extract_item(src, extractors, config, item_id=item_id, sha256=sha, on_advance=on_advance)
 
-            def failed(i: int, exc: BaseException) -> None:
-                src = todo[i][0]
-                msg = str(exc) if isinstance(exc, VmtoolError) else f"{src}: {type(exc).__name__}: {exc}"
-                progress.file_done(src, False, msg)
-                if not keep_going:
-                    if isinstance(exc, VmtoolError):
-                        raise exc
-                    raise VmtoolError(f"{type(exc).__name__}: {exc}", src) from exc
-                report.failures.append((src, msg))
-                results[i] = None  # type: ignore[assignment]
-
-            if workers == 1 or len(todo) <= 1:
-                for i, (src, sha) in enumerate(todo):
-                    progress.file_start(src, work_of(src, extractors))
-                    try:
-                        results[i] = extract_item(src, extractors, config, item_id=ids[i], sha256=sha,
-                                                  on_advance=lambda d, s=src: progress.file_advance(s, d))
-                        progress.file_done(src, True)
-                    except (VmtoolError, Exception) as exc:  # noqa: BLE001 - reported per file
-                        failed(i, exc)
-                    flush_ready()
-            else:
-                _run_pool(todo, ids, config, device, workers, extractors, results, progress, failed, flush_ready)
-            flush_ready()
+            for _, res in run_batch(tasks, _worker_run, workers=workers, keep_going=keep_going, progress=progress,
+                                    work=lambda src: work_of(src, extractors), initializer=_worker_init,
+                                    initargs=(config, device), in_process=here):
+                if isinstance(res, Failure):
+                    report.failures.append((res.label, res.message))
+                else:
+                    writer.add(res.item, res.arrays())
+                    report.added.append(res.item.id)
             if not report.added and not existing_ids:
                 raise VmtoolError("no input could be extracted; nothing written", out)
             report.written = True
     return report
-
-
-def _run_pool(todo, ids, config, device, workers, extractors, results, progress, failed, flush_ready) -> None:
-    import multiprocessing as mp
-
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(config, device, threads)) as pool:
-        pending: dict[Future, int] = {}
-        queue = list(range(len(todo)))
-        try:
-            while queue or pending:
-                while queue and len(pending) < 2 * workers:
-                    i = queue.pop(0)
-                    src, sha = todo[i]
-                    progress.file_start(src, work_of(src, extractors))
-                    pending[pool.submit(_worker_run, src, ids[i], sha)] = i
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i = pending.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        results[i] = fut.result()
-                        progress.file_done(todo[i][0], True)
-                    else:
-                        failed(i, exc)
-                flush_ready()
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
 
 
 def _canon(d: Any) -> str:

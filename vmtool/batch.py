@@ -1,0 +1,133 @@
+"""Running one function over many items, in this process or in worker processes.
+
+Shared by the batch commands (``extract``, ``segment``...): results come back in input
+order; with ``keep_going`` a failure is recorded and the batch goes on, otherwise the
+first failure is raised; Ctrl-C cancels the pending work and propagates.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from vmtool.errors import VmtoolError
+from vmtool.progress import Progress
+
+__all__ = ["run_batch", "Failure"]
+
+
+class Failure:
+    """A failed task: its label (usually the source path) and the error message."""
+
+    def __init__(self, label: str, message: str):
+        self.label = label
+        self.message = message
+
+    def __repr__(self) -> str:  # pragma: no cover
+        return f"Failure({self.label!r}, {self.message!r})"
+
+
+def _message(label: str, exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, VmtoolError) else f"{label}: {type(exc).__name__}: {exc}"
+
+
+def run_batch(
+    tasks: Sequence[tuple[str, tuple]],
+    func: Callable[..., Any],
+    *,
+    workers: int = 1,
+    keep_going: bool = False,
+    progress: Progress | None = None,
+    work: Callable[[str], float] | None = None,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+    in_process: Callable[..., Any] | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """Run ``func(*args)`` for every ``(label, args)`` task; yield ``(index, result)`` in order.
+
+    A failed task yields ``(index, Failure)`` when *keep_going*; otherwise its error is
+    raised (a :class:`VmtoolError` as is, anything else wrapped in one naming the label).
+
+    Parameters
+    ----------
+    tasks : sequence of (label, args)
+    func : callable
+        A module-level function (picklable) run in worker processes.
+    workers : int
+        1 runs everything in this process; more uses a spawn-based process pool whose
+        processes run ``initializer(*initargs)`` first.
+    work : callable, optional
+        ``work(label)`` -> seconds of media, for the progress bar.
+    in_process : callable, optional
+        Used instead of *func* when running in this process; it also receives an
+        ``on_advance(seconds)`` keyword for progress within a task.
+    """
+    progress = progress or Progress()
+    done: dict[int, Any] = {}
+    nxt = 0
+
+    def fail(i: int, exc: BaseException):
+        label = tasks[i][0]
+        msg = _message(label, exc)
+        progress.file_done(label, False, msg)
+        if not keep_going:
+            if isinstance(exc, VmtoolError):
+                raise exc
+            raise VmtoolError(f"{type(exc).__name__}: {exc}", label) from exc
+        return Failure(label, msg)
+
+    if workers <= 1 or len(tasks) <= 1:
+        for i, (label, args) in enumerate(tasks):
+            progress.file_start(label, work(label) if work else 0.0)
+            try:
+                if in_process is not None:
+                    res = in_process(*args, on_advance=lambda d, s=label: progress.file_advance(s, d))
+                else:
+                    res = func(*args)
+                progress.file_done(label, True)
+            except Exception as exc:  # noqa: BLE001 - reported per task
+                res = fail(i, exc)
+            yield i, res
+        return
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
+                             initargs=(threads, initializer, initargs)) as pool:
+        pending: dict[Future, int] = {}
+        queue = list(range(len(tasks)))
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * workers:
+                    i = queue.pop(0)
+                    label, args = tasks[i]
+                    progress.file_start(label, work(label) if work else 0.0)
+                    pending[pool.submit(func, *args)] = i
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    i = pending.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        done[i] = fut.result()
+                        progress.file_done(tasks[i][0], True)
+                    else:
+                        done[i] = fail(i, exc)
+                while nxt in done:
+                    yield nxt, done.pop(nxt)
+                    nxt += 1
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _init(threads: int, initializer, initargs) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    if initializer is not None:
+        initializer(*initargs)
