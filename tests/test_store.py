@@ -240,3 +240,18 @@ def test_write_element_for_stored_items(tmp_path):
         seg = col.ragged("segmentations", "foote")
         assert [seg.rows(i).tolist() for i in range(3)] == [[1.0], [2.0], []]
         assert seg.rows(0).dtype == np.float64
+
+
+def test_write_element_present_flags_and_companions(tmp_path):
+    path = tmp_path / "c.h5"
+    _write(path, 3)
+    with CollectionWriter(path, config={"rate": 1.0}) as w:
+        w.write_element("segmentations", "olda", [np.array([4.0]), np.zeros(0), None], dtype=np.float64,
+                        present=[True, True, False],
+                        companions={"labels": [np.array([0, 1]), np.array([0]), None]})
+    with open_collection(path) as col:
+        seg = col.ragged("segmentations", "olda")
+        assert [seg.present(i) for i in range(3)] == [True, True, False]
+        assert seg.companion("labels", 0).tolist() == [0, 1] and seg.companion("labels", 2).tolist() == []
+        assert seg.companion("nothing", 0) is None
+        assert col.feature("f").present(0)

@@ -34,6 +34,7 @@ __all__ = [
     "ItemResult",
     "extract",
     "extract_item",
+    "check_inputs",
     "build_extractors",
     "config_from_collection",
     "DEFAULT_AUDIO",
@@ -242,6 +243,51 @@ def work_of(path: str | os.PathLike, extractors: Sequence) -> float:
     return info.duration * passes
 
 
+def check_inputs(
+    inputs: Sequence[str | os.PathLike],
+    *,
+    keep_going: bool = False,
+    known_sha256: set[str] | frozenset[str] = frozenset(),
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[str]]:
+    """Check and hash every input before any work, so that every bad path is reported.
+
+    Returns
+    -------
+    todo : list of (path, sha256)
+        Inputs to process, without duplicates (same content given twice).
+    failures : list of (path, message)
+        Missing, unreadable or empty inputs (only with *keep_going*; else the first raises).
+    skipped : list of str
+        Inputs whose SHA-256 is in *known_sha256*, or repeat an earlier input.
+    """
+    todo: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for src in inputs:
+        p = Path(src)
+        try:
+            if not p.exists():
+                raise VmtoolError("no such file", p)
+            if p.is_dir():
+                raise VmtoolError("is a directory, expected a media file", p)
+            if p.stat().st_size == 0:
+                raise MediaError("empty file", p)
+            sha = sha256_file(p)
+        except (VmtoolError, OSError) as exc:
+            err = exc if isinstance(exc, VmtoolError) else VmtoolError(exc.strerror or str(exc), p)
+            if not keep_going:
+                raise err from exc
+            failures.append((str(src), str(err)))
+            continue
+        if sha in known_sha256 or sha in seen:
+            skipped.append(str(src))
+            continue
+        seen.add(sha)
+        todo.append((str(src), sha))
+    return todo, failures, skipped
+
+
 @dataclass
 class ExtractReport:
     """What :func:`extract` did."""
@@ -338,30 +384,9 @@ def extract(
             existing_ids = col.ids
         seed = out
 
-    # check and hash every input first: every missing or unreadable file is reported
-    todo: list[tuple[str, str]] = []  # (path, sha)
-    seen: set[str] = set()
-    for src in inputs:
-        p = Path(src)
-        try:
-            if not p.exists():
-                raise VmtoolError("no such file", p)
-            if p.is_dir():
-                raise VmtoolError("is a directory, expected a media file", p)
-            if p.stat().st_size == 0:
-                raise MediaError("empty file", p)
-            sha = sha256_file(p)
-        except (VmtoolError, OSError) as exc:
-            err = exc if isinstance(exc, VmtoolError) else VmtoolError(exc.strerror or str(exc), p)
-            if not keep_going:
-                raise err from exc
-            report.failures.append((str(src), str(err)))
-            continue
-        if sha in existing_shas or sha in seen:
-            report.skipped.append(str(src))
-            continue
-        seen.add(sha)
-        todo.append((str(src), sha))
+    todo, failures, skipped = check_inputs(inputs, keep_going=keep_going, known_sha256=existing_shas)
+    report.failures.extend(failures)
+    report.skipped.extend(skipped)
     ids = unique_ids([Path(s).stem for s, _ in todo], [h for _, h in todo], existing_ids)
 
     progress.batch_start(len(todo))

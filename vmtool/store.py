@@ -290,6 +290,20 @@ class Ragged:
     def rate(self, index: int) -> float:
         return float(self.rates[index])
 
+    def present(self, index: int) -> bool:
+        """Whether item *index* has this element (zero rows may be a valid result)."""
+        if "present" in self._group:
+            return bool(self._group["present"][index])
+        return bool(self.offsets[index + 1] > self.offsets[index])
+
+    def companion(self, key: str, index: int) -> np.ndarray | None:
+        """Item *index*'s rows of the companion dataset *key* (e.g. ``labels``), or None."""
+        if key not in self._group or f"{key}_offsets" not in self._group:
+            return None
+        off = self._group[f"{key}_offsets"]
+        lo, hi = int(off[index]), int(off[index + 1])
+        return self._group[key][lo:hi]
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
@@ -651,8 +665,15 @@ class CollectionWriter:
         dtype: Any = np.float32,
         attrs: Mapping[str, Any] | None = None,
         replace: bool = False,
+        present: Sequence[bool] | None = None,
+        companions: Mapping[str, Sequence[np.ndarray | None]] | None = None,
     ) -> None:
         """Write a whole ragged element for the items already in the file.
+
+        *present* (one bool per item) is stored as the dataset ``present`` when zero rows
+        is a valid result (a segmentation without boundaries), to tell it from "not
+        computed". Each *companions* entry ``key -> rows per item`` is stored as datasets
+        ``key`` and ``key_offsets`` in the same group (e.g. segment labels).
 
         Used by commands that add per-item results to an existing collection (for
         example ``vmtool segment``). *rows* has one entry per stored item (None: no rows).
@@ -687,6 +708,21 @@ class CollectionWriter:
                 raise ParameterError(f"{group}/{name}: rows have shape {data.shape[1:]}, expected {want[1:]}")
             eg["data"].resize(want)
             eg["data"][:] = data.astype(eg["data"].dtype, copy=False)
+        if present is not None:
+            if len(present) != n:
+                raise ParameterError(f"{group}/{name}: {len(present)} 'present' flags for {n} items")
+            eg.create_dataset("present", data=np.asarray(present, dtype=bool), maxshape=(None,),
+                              chunks=(_ITEM_CHUNK,), **_GZIP)
+        for key, crow in (companions or {}).items():
+            if len(crow) != n:
+                raise ParameterError(f"{group}/{name}/{key}: {len(crow)} row sets for {n} items")
+            ccounts = np.array([0 if r is None else len(r) for r in crow], dtype=np.int64)
+            parts = [np.asarray(r) for r in crow if r is not None and len(r)]
+            cdata = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            eg.create_dataset(key, data=cdata, maxshape=(None,) + cdata.shape[1:],
+                              chunks=(max(1024, len(cdata)),) + cdata.shape[1:], **_GZIP)
+            eg.create_dataset(f"{key}_offsets", data=np.concatenate([[0], np.cumsum(ccounts)]).astype(np.int64),
+                              maxshape=(None,), chunks=(_ITEM_CHUNK,), **_GZIP)
         self._specs[(group, name)] = spec
 
     def set_attr(self, key: str, value: Any) -> None:

@@ -48,8 +48,9 @@ def _root(
 from vmtool.cli import demo as _demo  # noqa: E402
 from vmtool.cli import extract as _extract  # noqa: E402
 from vmtool.cli import info as _info  # noqa: E402
+from vmtool.cli import segment as _segment  # noqa: E402
 
-for _mod in (_extract, _info, _demo):
+for _mod in (_extract, _segment, _info, _demo):
     _mod.register(app)
 
 

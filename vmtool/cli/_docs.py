@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- cli-help:start -->", "<!-- cli-help:end -->"
-COMMANDS = ["extract", "info", "demo"]
+COMMANDS = ["extract", "segment", "info", "demo"]
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 

@@ -11,9 +11,7 @@ from vmtool.cli._common import DeviceOpt, QuietOpt, RichProgress, command_line, 
 
 HELP = """Run vmtool on built-in demo data.
 
-Synthesizes a short music video (music with known tempo and sections, visuals cut on
-bars), extracts its default features into DIR/demo.h5 and shows what the file holds.
-Everything is generated locally; nothing is downloaded.
+Synthesizes a short music video (music with known tempo and sections, visuals cut on bars), extracts its default features into DIR/demo.h5 and shows what the file holds. Everything is generated locally; nothing is downloaded.
 
 \b
 Example:

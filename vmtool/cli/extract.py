@@ -26,11 +26,7 @@ from vmtool.cli._common import (
 
 HELP = """Extract frame-level features of media files into OUT.h5.
 
-One row per output step (--rate, 1 Hz by default). Defaults: audio 'handcrafted'
-(VM-Net's librosa descriptors), video 'transnet' (TransNetV2 fc1 embedding, plus the
-shot-boundary likelihood at the native frame rate) and 'color'. An input lacking a
-modality simply gets no features of it, unless that modality's features were asked
-for explicitly. INPUT '-' reads paths from stdin, one per line.
+One row per output step (--rate, 1 Hz by default). Defaults: audio 'handcrafted' (VM-Net's librosa descriptors), video 'transnet' (TransNetV2 fc1 embedding, plus the shot-boundary likelihood at the native frame rate) and 'color'. An input lacking a modality simply gets no features of it, unless that modality's features were asked for explicitly. INPUT '-' reads paths from stdin, one per line.
 
 \b
 Examples:

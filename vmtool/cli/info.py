@@ -11,8 +11,7 @@ from vmtool.cli._common import Format, FormatOpt, echo_json, handle_errors, prin
 
 HELP = """Show what a vmtool file holds.
 
-Kind, schema version, items and their modalities, features (dimension, rate), curves,
-segmentations and the extraction configuration.
+Kind, schema version, items and their modalities, features (dimension, rate), curves, segmentations and the extraction configuration.
 
 \b
 Examples:

@@ -1,0 +1,128 @@
+"""``vmtool segment``: segment boundaries by music structure, shots, beats, bars or windows."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vmtool.cli._common import (
+    DeviceOpt,
+    Format,
+    QuietOpt,
+    RichProgress,
+    WorkersOpt,
+    command_line,
+    echo_json,
+    error,
+    handle_errors,
+    info,
+    print_table,
+)
+
+HELP = """Segment items into sections, shots, beats, bars or fixed windows.
+
+INPUT is one vmtool file (the boundaries are added to a copy written to OUT, which may be the same file) or media files (OUT is a new collection). Each method is stored under its own name; running a method again replaces its result.
+
+\b
+Methods:
+  foote, sf, olda   music structure (MSAF: Foote, Structural Features, OLDA)
+  transnet          video shots: thresholds the stored shot likelihood,
+                    or runs TransNetV2 on media inputs
+  beats, bars       beats (librosa); bars every N beats from a downbeat
+  fixed             windows of --window seconds
+
+\b
+Examples:
+  vmtool segment clip.h5 --method olda --method transnet -o clip.h5
+  vmtool segment song.mp3 -m foote --labels fmc2d -o song.h5 --plot plots/
+  vmtool segment salami/*.mp3 -m olda -o s.h5 --reference annotations/ --format json
+"""
+
+
+class Method(str, enum.Enum):
+    foote = "foote"
+    sf = "sf"
+    olda = "olda"
+    transnet = "transnet"
+    beats = "beats"
+    bars = "bars"
+    fixed = "fixed"
+
+
+class Labels(str, enum.Enum):
+    fmc2d = "fmc2d"
+    scluster = "scluster"
+    cnmf = "cnmf"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("segment", help=HELP, no_args_is_help=True)(segment_cmd)
+
+
+@handle_errors
+def segment_cmd(
+    ctx: typer.Context,
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT...", show_default=False,
+                                                 help="One vmtool file, or media files.")],
+    method: Annotated[list[Method], typer.Option("--method", "-m", help="Segmentation method (repeatable).",
+                                                 show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", dir_okay=False, show_default=False,
+                                         help="Output collection file (written atomically).")],
+    threshold: Annotated[float, typer.Option("--threshold", help="transnet: shot-likelihood threshold.")] = 0.5,
+    beats_per_bar: Annotated[Optional[int], typer.Option("--beats-per-bar", help="bars: beats per bar (default: estimated).")] = None,
+    window: Annotated[Optional[float], typer.Option("--window", help="fixed: window length in seconds.")] = None,
+    labels: Annotated[Optional[Labels], typer.Option("--labels", help="Add MSAF segment labels (music methods).")] = None,
+    min_duration: Annotated[Optional[float], typer.Option(
+        "--min-duration", help="Merge segments shorter than this (s). Default: 1, or 0 for beats and bars.")] = None,
+    reference: Annotated[Optional[Path], typer.Option(
+        "--reference", help="Reference annotations: a JAMS or 'time label' file, or a directory of <id>.jams/.txt/.lab; "
+        "reports boundary hit rates at 0.5 s and 3 s.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", file_okay=False, help="Write one PNG per item and method here.")] = None,
+    fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Print the results on stdout (default: table with --reference, else nothing).")] = None,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failures, finish the rest, exit 1 at the end.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    from vmtool.device import resolve_device
+    from vmtool.segment import SegmentConfig, segment
+
+    config = SegmentConfig(
+        methods=tuple(m.value for m in method), threshold=threshold, beats_per_bar=beats_per_bar,
+        window=window, labels=labels.value if labels else None, min_duration=min_duration,
+    )
+    if plot is not None:
+        plot.mkdir(parents=True, exist_ok=True)
+    with RichProgress(enabled=not quiet) as progress:
+        report = segment(inputs, output, config, device=resolve_device(device), workers=workers,
+                         keep_going=keep_going, reference=reference, plot_dir=plot,
+                         command=command_line(ctx), progress=progress)
+    for _, msg in report.failures:
+        error(msg)
+    if fmt is Format.json:
+        echo_json(report.to_dict())
+    elif fmt is Format.table or reference is not None:
+        _table(report, with_rates=reference is not None)
+    n_items = len({r["item"] for r in report.rows})
+    info(f"{output}: {n_items} item(s) segmented with {', '.join(config.methods)}"
+         + (f", {len(report.failures)} failure(s)" if report.failures else ""), quiet and not report.failures)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def _table(report, *, with_rates: bool) -> None:
+    from rich.table import Table
+
+    keys = ["F@0.5", "P@0.5", "R@0.5", "F@3", "P@3", "R@3"]
+    t = Table(box=None, pad_edge=False)
+    for col in ["item", "method", "segments"] + (keys if with_rates else []):
+        t.add_column(col)
+    for r in report.rows:
+        vals = [f"{r[k]:.3f}" if k in r else "-" for k in keys] if with_rates else []
+        t.add_row(r["item"], r["method"], str(r["n_segments"]), *vals)
+    for m, mean in report.means.items():
+        t.add_row(f"mean ({mean['n_items']} items)", m, "", *[f"{mean[k]:.3f}" for k in keys])
+    print_table(t)

@@ -1,0 +1,455 @@
+"""Segmentation of many items: music structure, shots, beats, bars, fixed windows.
+
+:func:`segment` is what ``vmtool segment`` runs. Its input is either one vmtool
+collection (the segmentations are added to a copy written to the output) or media files
+(a new collection holding the items and their segmentations). Each method's boundaries
+are stored under ``/segmentations/<method>`` (see ``docs/format.md``); several methods
+live side by side, and running a method again replaces its previous result.
+
+Audio is decoded once per item and shared by all audio methods; MSAF's features are
+computed once per item and shared by foote, sf and olda.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmtool.atomic import atomic_output, check_output_path
+from vmtool.batch import Failure, run_batch
+from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
+from vmtool.progress import Progress
+from vmtool.segmentation.base import Segmentation
+from vmtool.store import Collection, CollectionWriter, Item, read_kind, sha256_file, unique_ids
+
+__all__ = [
+    "METHODS",
+    "MUSIC_METHODS",
+    "AUDIO_METHODS",
+    "LABEL_METHODS",
+    "SegmentConfig",
+    "SegmentReport",
+    "segment",
+    "segment_item",
+]
+
+MUSIC_METHODS = ("foote", "sf", "olda")
+AUDIO_METHODS = MUSIC_METHODS + ("beats", "bars")
+METHODS = ("foote", "sf", "olda", "transnet", "beats", "bars", "fixed")
+LABEL_METHODS = ("fmc2d", "scluster", "cnmf")
+AUDIO_SR = 22050  # msaf's and librosa's default rate; one decode serves every audio method
+VERSION = "1"
+
+
+@dataclass
+class SegmentConfig:
+    """Which methods to run and their parameters.
+
+    Attributes
+    ----------
+    methods : sequence of str
+        Any of :data:`METHODS`.
+    threshold : float
+        Shot-likelihood threshold of ``transnet``.
+    beats_per_bar : int or None
+        Beats per bar for ``bars`` (None: estimated per item).
+    window : float or None
+        Window length in seconds for ``fixed`` (required by it).
+    labels : str or None
+        MSAF labelling algorithm for the music methods.
+    min_duration : float or None
+        Shortest segment in seconds; None: 1 s, except 0 for ``beats`` and ``bars``.
+    """
+
+    methods: Sequence[str]
+    threshold: float = 0.5
+    beats_per_bar: int | None = None
+    window: float | None = None
+    labels: str | None = None
+    min_duration: float | None = None
+
+    def validate(self) -> None:
+        if not self.methods:
+            raise ParameterError(f"no method given; methods: {', '.join(METHODS)}")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ParameterError(f"unknown method {m!r}; methods: {', '.join(METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ParameterError("a method is given twice")
+        if "fixed" in self.methods and not (self.window is not None and self.window > 0 and math.isfinite(self.window)):
+            raise ParameterError("method 'fixed' needs --window SECONDS > 0")
+        if not 0.0 < self.threshold < 1.0:
+            raise ParameterError(f"--threshold must be between 0 and 1, got {self.threshold!r}")
+        if self.beats_per_bar is not None and not 1 <= self.beats_per_bar <= 16:
+            raise ParameterError(f"--beats-per-bar must be between 1 and 16, got {self.beats_per_bar!r}")
+        if self.labels is not None:
+            if self.labels not in LABEL_METHODS:
+                raise ParameterError(f"unknown labelling {self.labels!r}; use {', '.join(LABEL_METHODS)}")
+            if not any(m in MUSIC_METHODS for m in self.methods):
+                raise ParameterError("--labels needs a music method (foote, sf or olda)")
+        if self.min_duration is not None and not (self.min_duration >= 0 and math.isfinite(self.min_duration)):
+            raise ParameterError(f"--min-duration must be >= 0, got {self.min_duration!r}")
+
+    def min_duration_for(self, method: str) -> float:
+        if self.min_duration is not None:
+            return float(self.min_duration)
+        return 0.0 if method in ("beats", "bars") else 1.0
+
+    def params(self, method: str) -> dict[str, Any]:
+        """The parameters recorded with *method*'s results."""
+        p: dict[str, Any] = {"method": method, "version": VERSION, "min_duration": self.min_duration_for(method)}
+        if method in MUSIC_METHODS:
+            p.update(labels=self.labels, backend="msaf", sample_rate=AUDIO_SR)
+        elif method == "transnet":
+            p.update(threshold=self.threshold)
+        elif method == "bars":
+            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR)
+        elif method == "beats":
+            p.update(sample_rate=AUDIO_SR)
+        elif method == "fixed":
+            p.update(window=self.window)
+        return p
+
+
+def method_modality(method: str) -> str:
+    return "audio" if method in AUDIO_METHODS else ("video" if method == "transnet" else "none")
+
+
+@dataclass
+class ItemTask:
+    """What a worker needs to segment one item (picklable)."""
+
+    label: str  # for messages: the source path
+    item_id: str
+    source: str
+    duration: float
+    has_audio: bool
+    has_video: bool
+    likelihood: np.ndarray | None = None
+    likelihood_rate: float = math.nan
+    source_problem: str = ""  # why the source media cannot be decoded again, if it cannot
+
+
+def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
+                 on_advance=None) -> dict[str, Segmentation | Failure]:
+    """Run every configured method on one item.
+
+    A method that fails on this item gives a :class:`~vmtool.batch.Failure` in its
+    slot (the caller decides whether that stops the batch); the other methods still run.
+    """
+    out: dict[str, Segmentation | Failure] = {}
+    src = Path(task.source)
+    y = None
+    decode_s = 0.0
+    audio_methods = [m for m in config.methods if m in AUDIO_METHODS]
+    audio_error: VmtoolError | None = None
+    if audio_methods:
+        try:
+            if not task.has_audio:
+                raise MediaError(f"has no audio stream, needed by {', '.join(audio_methods)}", src)
+            if task.source_problem:
+                raise VmtoolError(task.source_problem, src)
+            if not src.exists():
+                raise VmtoolError("source media not found (audio methods decode it again)", src)
+            from vmtool import media
+
+            t0 = time.perf_counter()
+            y = media.load_audio(src, AUDIO_SR)
+            decode_s = time.perf_counter() - t0
+        except VmtoolError as exc:
+            audio_error = exc
+    segmenter = None
+    for method in config.methods:
+        md = config.min_duration_for(method)
+        try:
+            if method in AUDIO_METHODS and audio_error is not None:
+                raise audio_error
+            if method in MUSIC_METHODS:
+                if segmenter is None:
+                    from vmtool.segmentation.music import MsafSegmenter
+
+                    segmenter = MsafSegmenter(y, AUDIO_SR)
+                seg = segmenter.segment(method, labels=config.labels, min_duration=md)
+            elif method == "beats":
+                from vmtool.segmentation import rhythm
+
+                seg = rhythm.beats(y, AUDIO_SR, min_duration=md)
+            elif method == "bars":
+                from vmtool.segmentation import rhythm
+
+                seg = rhythm.bars(y, AUDIO_SR, beats_per_bar=config.beats_per_bar, min_duration=md)
+            elif method == "fixed":
+                from vmtool.segmentation import rhythm
+
+                seg = rhythm.fixed(task.duration, window=float(config.window))
+            else:  # transnet
+                from vmtool.segmentation import shots
+
+                if task.likelihood is not None:
+                    seg = shots.shots_from_likelihood(task.likelihood, task.likelihood_rate, task.duration,
+                                                      threshold=config.threshold, min_duration=md)
+                else:
+                    if not task.has_video:
+                        raise MediaError("has no video stream, needed by transnet", src)
+                    if task.source_problem:
+                        raise VmtoolError(task.source_problem, src)
+                    if not src.exists():
+                        raise VmtoolError("source media not found and no stored shot likelihood", src)
+                    seg = shots.shots_from_media(src, threshold=config.threshold, min_duration=md, device=device)
+            if method in AUDIO_METHODS:
+                seg.timings.setdefault("decode", decode_s)
+            out[method] = seg
+        except VmtoolError as exc:
+            msg = str(exc)
+            if method not in msg:
+                msg = f"{msg} (method {method})"
+            out[method] = Failure(task.label, msg)
+        except Exception as exc:  # noqa: BLE001 - an algorithm's own failure, reported per item and method
+            out[method] = Failure(task.label, f"{task.label}: method {method} failed: {type(exc).__name__}: {exc}")
+        if on_advance is not None:
+            on_advance(float(config.methods.index(method) + 1))
+    return out
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(config: SegmentConfig, device: str) -> None:
+    _WORKER["config"] = config
+    _WORKER["device"] = device
+
+
+def _worker_run(task: ItemTask) -> dict[str, Segmentation | Failure]:
+    return segment_item(task, _WORKER["config"], _WORKER["device"])
+
+
+@dataclass
+class SegmentReport:
+    """What :func:`segment` did: per item and method, the segment count and hit rates."""
+
+    output: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    means: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mean hit rates
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> stage -> seconds
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "items": self.rows, "mean": self.means,
+                "failures": [{"source": s, "error": m} for s, m in self.failures], "timings": self.timings}
+
+
+def _is_vmtool_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def segment(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    config: SegmentConfig,
+    *,
+    device: str = "cpu",
+    workers: int = 1,
+    keep_going: bool = False,
+    reference: str | os.PathLike | None = None,
+    plot_dir: str | os.PathLike | None = None,
+    command: str = "",
+    progress: Progress | None = None,
+) -> SegmentReport:
+    """Segment items with every configured method and write the output collection.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        One vmtool collection file, or media files.
+    output : path
+        The collection to write (atomically). May equal the input collection.
+    reference : path, optional
+        An annotation file (one item) or a directory searched for ``<id>.jams``,
+        ``<id>.txt`` or ``<id>.lab``; hit rates are reported per item and method.
+    plot_dir : path, optional
+        Directory for one PNG per item and method (curve and boundaries).
+
+    Raises
+    ------
+    VmtoolError
+        Bad inputs, or the first failure when not *keep_going*.
+    FormatError
+        A vmtool file of another kind, or damaged.
+    """
+    config.validate()
+    progress = progress or Progress()
+    out = check_output_path(output)
+    if workers < 1:
+        raise ParameterError(f"--workers must be at least 1, got {workers}")
+    if not inputs:
+        raise ParameterError("no input given")
+    if plot_dir is not None and not Path(plot_dir).is_dir():
+        raise VmtoolError("plot directory does not exist", plot_dir)
+    report = SegmentReport(output=str(out))
+    paths = [Path(p) for p in inputs]
+    vm_inputs = [p for p in paths if p.exists() and _is_vmtool_file(p)]
+    seed: Path | None = None
+    items: list[Item]
+    tasks: list[ItemTask]
+    if vm_inputs:
+        if len(paths) != 1:
+            raise ParameterError("give either one vmtool file or media files, not several files with a vmtool file")
+        seed = paths[0]
+        kind, _ = read_kind(seed)
+        if kind != "collection":
+            raise FormatError(f"is a vmtool {kind!r} file, expected a 'collection' file (attribute 'vmtool_kind')", seed)
+        with Collection(seed) as col:
+            items = col.items()
+            lik = col.curve("shot_likelihood") if "shot_likelihood" in col.names("curves") else None
+            tasks = []
+            for i, it in enumerate(items):
+                t = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video)
+                if lik is not None and lik.rows(i).size and "transnet" in config.methods:
+                    t.likelihood = np.asarray(lik.rows(i), dtype=np.float32)
+                    t.likelihood_rate = lik.rate(i)
+                tasks.append(t)
+        # audio methods decode the sources again: check they are unchanged
+        if any(m in AUDIO_METHODS for m in config.methods) or (
+            "transnet" in config.methods and any(t.likelihood is None for t in tasks)):
+            for t, it in zip(tasks, items):
+                p = Path(it.source)
+                if p.exists() and sha256_file(p) != it.sha256:
+                    t.source_problem = "source media changed since it was added (sha256 differs)"
+                    if not keep_going:
+                        raise VmtoolError(t.source_problem, p)
+    else:
+        from vmtool import media
+        from vmtool.extract import check_inputs
+
+        todo, failures, _ = check_inputs(paths, keep_going=keep_going)
+        report.failures.extend(failures)
+        ids = unique_ids([Path(s).stem for s, _ in todo], [h for _, h in todo])
+        items, tasks = [], []
+        for (src, sha), item_id in zip(todo, ids):
+            try:
+                info = media.probe(src)
+            except VmtoolError as exc:
+                if not keep_going:
+                    raise
+                report.failures.append((src, str(exc)))
+                continue
+            items.append(Item(item_id, src, sha, float(info.duration), info.has_audio, info.has_video,
+                              float(info.fps), int(info.sample_rate)))
+            tasks.append(ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video))
+        if not items:
+            raise VmtoolError("no input could be segmented; nothing written", out)
+
+    results: list[dict[str, Segmentation | Failure]] = []
+    progress.batch_start(len(tasks))
+    batch = [(t.label, (t,)) for t in tasks]
+    for i, res in run_batch(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
+                            work=lambda _: float(len(config.methods)), initializer=_worker_init,
+                            initargs=(config, device),
+                            in_process=lambda t, on_advance=None: segment_item(t, config, device, on_advance=on_advance)):
+        if isinstance(res, Failure):  # the worker itself died: every method failed
+            res = {m: res for m in config.methods}
+        for m, r in res.items():
+            if isinstance(r, Failure):
+                if not keep_going:
+                    raise VmtoolError(r.message)
+                report.failures.append((r.label, r.message))
+        results.append(res)
+
+    _report_rows(report, items, results, config, reference)
+    if plot_dir is not None:
+        _plots(Path(plot_dir), items, results, config, reference)
+
+    with atomic_output(out, seed=seed) as tmp:
+        with CollectionWriter(tmp, config=None, command=command, display_path=out) as w:
+            if seed is None:
+                for it in items:
+                    w.add(it, {})
+                w.flush()
+            for m in config.methods:
+                segs = [r.get(m) for r in results]
+                ok = [isinstance(s, Segmentation) for s in segs]
+                companions: dict[str, list] = {}
+                if m in MUSIC_METHODS and config.labels:
+                    companions["labels"] = [s.labels if isinstance(s, Segmentation) and s.labels is not None else None
+                                            for s in segs]
+                if m in ("beats", "bars"):
+                    companions["tempo"] = [np.array([s.extra.get("tempo", np.nan)]) if isinstance(s, Segmentation)
+                                           else None for s in segs]
+                if m == "bars":
+                    companions["beats_per_bar"] = [np.array([s.extra.get("beats_per_bar", 0)]) if isinstance(s, Segmentation)
+                                                   else None for s in segs]
+                    companions["beat_times"] = [np.asarray(s.extra.get("beat_times", []), dtype=np.float64)
+                                                if isinstance(s, Segmentation) else None for s in segs]
+                w.write_element(
+                    "segmentations", m,
+                    [s.boundaries if isinstance(s, Segmentation) else None for s in segs],
+                    dtype=np.float64, replace=True, present=ok, companions=companions,
+                    attrs={"modality": method_modality(m), "extractor": m, "version": VERSION,
+                           "config": config.params(m)},
+                )
+    return report
+
+
+def _report_rows(report: SegmentReport, items, results, config: SegmentConfig, reference) -> None:
+    from vmtool.segmentation import reference as refmod
+
+    ref_path = Path(reference) if reference is not None else None
+    if ref_path is not None and not ref_path.exists():
+        raise VmtoolError("reference file or directory not found", ref_path)
+    per_method: dict[str, list[dict[str, float]]] = {m: [] for m in config.methods}
+    for it, res in zip(items, results):
+        ref = None
+        if ref_path is not None:
+            f = ref_path if ref_path.is_file() else refmod.find_reference(ref_path, it.id)
+            if f is not None:
+                ref = refmod.read_reference(f)[0]
+        for m in config.methods:
+            s = res.get(m)
+            if not isinstance(s, Segmentation):
+                continue
+            row: dict[str, Any] = {"item": it.id, "method": m, "n_segments": s.n_segments,
+                                   "boundaries": [round(float(b), 3) for b in s.boundaries]}
+            if ref is not None:
+                hr = refmod.hit_rates(s.boundaries, ref, it.duration)
+                row.update(hr)
+                per_method[m].append(hr)
+            report.rows.append(row)
+            tm = report.timings.setdefault(m, {})
+            for k, v in s.timings.items():
+                tm[k] = tm.get(k, 0.0) + float(v)
+    for m, lst in per_method.items():
+        if lst:
+            report.means[m] = refmod.mean_hit_rates(lst)
+            report.means[m]["n_items"] = len(lst)
+
+
+def _plots(directory: Path, items, results, config: SegmentConfig, reference) -> None:
+    from vmtool.segmentation import reference as refmod
+    from vmtool.segmentation.plot import plot_segmentation
+
+    ref_path = Path(reference) if reference is not None else None
+    for it, res in zip(items, results):
+        ref = None
+        if ref_path is not None:
+            f = ref_path if ref_path.is_file() else refmod.find_reference(ref_path, it.id)
+            ref = refmod.read_reference(f)[0] if f is not None else None
+        for m in config.methods:
+            s = res.get(m)
+            if isinstance(s, Segmentation):
+                name = "".join(c if c.isalnum() or c in "-_." else "_" for c in it.id)
+                plot_segmentation(directory / f"{name}.{m}.png", s, title=f"{it.id} — {m}", reference=ref)
