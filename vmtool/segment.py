@@ -166,55 +166,59 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
         except VmtoolError as exc:
             audio_error = exc
     segmenter = None
-    for method in config.methods:
-        md = config.min_duration_for(method)
-        try:
-            if method in AUDIO_METHODS and audio_error is not None:
-                raise audio_error
-            if method in MUSIC_METHODS:
-                if segmenter is None:
-                    from vmtool.segmentation.music import MsafSegmenter
+    try:
+        for method in config.methods:
+            md = config.min_duration_for(method)
+            try:
+                if method in AUDIO_METHODS and audio_error is not None:
+                    raise audio_error
+                if method in MUSIC_METHODS:
+                    if segmenter is None:
+                        from vmtool.segmentation.music import MsafSegmenter
 
-                    segmenter = MsafSegmenter(y, AUDIO_SR)
-                seg = segmenter.segment(method, labels=config.labels, min_duration=md)
-            elif method == "beats":
-                from vmtool.segmentation import rhythm
+                        segmenter = MsafSegmenter(y, AUDIO_SR)
+                    seg = segmenter.segment(method, labels=config.labels, min_duration=md)
+                elif method == "beats":
+                    from vmtool.segmentation import rhythm
 
-                seg = rhythm.beats(y, AUDIO_SR, min_duration=md)
-            elif method == "bars":
-                from vmtool.segmentation import rhythm
+                    seg = rhythm.beats(y, AUDIO_SR, min_duration=md)
+                elif method == "bars":
+                    from vmtool.segmentation import rhythm
 
-                seg = rhythm.bars(y, AUDIO_SR, beats_per_bar=config.beats_per_bar, min_duration=md)
-            elif method == "fixed":
-                from vmtool.segmentation import rhythm
+                    seg = rhythm.bars(y, AUDIO_SR, beats_per_bar=config.beats_per_bar, min_duration=md)
+                elif method == "fixed":
+                    from vmtool.segmentation import rhythm
 
-                seg = rhythm.fixed(task.duration, window=float(config.window))
-            else:  # transnet
-                from vmtool.segmentation import shots
+                    seg = rhythm.fixed(task.duration, window=float(config.window))
+                else:  # transnet
+                    from vmtool.segmentation import shots
 
-                if task.likelihood is not None:
-                    seg = shots.shots_from_likelihood(task.likelihood, task.likelihood_rate, task.duration,
-                                                      threshold=config.threshold, min_duration=md)
-                else:
-                    if not task.has_video:
-                        raise MediaError("has no video stream, needed by transnet", src)
-                    if task.source_problem:
-                        raise VmtoolError(task.source_problem, src)
-                    if not src.exists():
-                        raise VmtoolError("source media not found and no stored shot likelihood", src)
-                    seg = shots.shots_from_media(src, threshold=config.threshold, min_duration=md, device=device)
-            if method in AUDIO_METHODS:
-                seg.timings.setdefault("decode", decode_s)
-            out[method] = seg
-        except VmtoolError as exc:
-            msg = str(exc)
-            if method not in msg:
-                msg = f"{msg} (method {method})"
-            out[method] = Failure(task.label, msg)
-        except Exception as exc:  # noqa: BLE001 - an algorithm's own failure, reported per item and method
-            out[method] = Failure(task.label, f"{task.label}: method {method} failed: {type(exc).__name__}: {exc}")
-        if on_advance is not None:
-            on_advance(float(config.methods.index(method) + 1))
+                    if task.likelihood is not None:
+                        seg = shots.shots_from_likelihood(task.likelihood, task.likelihood_rate, task.duration,
+                                                          threshold=config.threshold, min_duration=md)
+                    else:
+                        if not task.has_video:
+                            raise MediaError("has no video stream, needed by transnet", src)
+                        if task.source_problem:
+                            raise VmtoolError(task.source_problem, src)
+                        if not src.exists():
+                            raise VmtoolError("source media not found and no stored shot likelihood", src)
+                        seg = shots.shots_from_media(src, threshold=config.threshold, min_duration=md, device=device)
+                if method in AUDIO_METHODS:
+                    seg.timings.setdefault("decode", decode_s)
+                out[method] = seg
+            except VmtoolError as exc:
+                msg = str(exc)
+                if method not in msg:
+                    msg = f"{msg} (method {method})"
+                out[method] = Failure(task.label, msg)
+            except Exception as exc:  # noqa: BLE001 - an algorithm's own failure, reported per item and method
+                out[method] = Failure(task.label, f"{task.label}: method {method} failed: {type(exc).__name__}: {exc}")
+            if on_advance is not None:
+                on_advance(float(config.methods.index(method) + 1))
+    finally:
+        if segmenter is not None:
+            segmenter.close()
     return out
 
 
