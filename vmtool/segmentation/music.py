@@ -1,0 +1,796 @@
+"""Music structure: section boundaries and section labels with msaf.
+
+:class:`MsafSegmenter` adapts msaf (the Music Structure Analysis Framework, 0.1.80) to
+vmtool: it is built once per item from mono audio, computes msaf's features once, and
+runs any of the boundary methods :data:`MUSIC_METHODS` on them, optionally followed by
+a labelling method of :data:`LABEL_METHODS`.
+
+How msaf is driven (and why not with ``msaf.process``)
+------------------------------------------------------
+``msaf.process`` keeps a feature cache in the current directory, writes an
+``estimations/`` folder next to the audio, keys its cache loosely (another file with the
+same name and duration gets the previous file's results), and recomputes the
+harmonic/percussive separation (HPSS) and the beat tracking for every feature type.
+This module uses msaf's lower level instead:
+
+- the audio is written to a WAV in a private temporary directory, and msaf's
+  ``FileStruct`` points its feature, estimation and reference files into that directory,
+  so nothing is ever written next to the input or into the current directory;
+- the features are computed here with msaf's own feature classes, but HPSS and the beat
+  tracking are computed once per item and shared by every feature type (msaf's PCP alone
+  runs HPSS twice). The results are the ones msaf computes, value for value;
+- the algorithms' ``Segmenter.processFlat()`` are called directly, as
+  ``msaf.run.run_flat`` does, and each algorithm gets its own copy of the features: msaf
+  normalises features in place (foote's min-max scaling), which in ``run_flat`` alters
+  the features the labelling step then sees. Algorithms that fetch their features
+  themselves (olda and scluster use PCP and MFCC whatever *feature* is) are served the
+  same cached features while they run.
+
+Times and post-processing
+-------------------------
+msaf's features are beat-synchronous: frame ``i`` spans beats ``i`` to ``i + 1`` (frame 0
+starts at 0 s). A boundary at frame ``i`` is reported at the **start** of that frame.
+(msaf itself reports the frame's end, one beat later, and adds the first beat and the
+end as boundaries; this module drops those edges.) The boundaries then go through
+:func:`~vmtool.segmentation.base.clean_boundaries`.
+
+Glossary (as in librosa): ``sr`` is a sample rate in Hz; times are in seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import math
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmtool.errors import ParameterError, VmtoolError
+from vmtool.segmentation.base import Segmentation, clean_boundaries
+
+__all__ = [
+    "MUSIC_METHODS",
+    "LABEL_METHODS",
+    "MSAF_FEATURES",
+    "SegmentationError",
+    "MsafSegmenter",
+    "segment_music",
+    "import_msaf",
+]
+
+MUSIC_METHODS = ("foote", "sf", "olda")
+"""msaf boundary methods: Foote's checkerboard novelty, Serra's structural features,
+McFee's ordinal LDA."""
+
+LABEL_METHODS = ("fmc2d", "scluster", "cnmf")
+"""msaf labelling methods: 2D Fourier magnitude coefficients, spectral clustering,
+convex NMF."""
+
+MSAF_FEATURES = ("pcp", "mfcc", "cqt", "tonnetz", "tempogram")
+"""msaf feature types usable by foote, sf and the labelling methods."""
+
+# methods that read PCP and MFCC themselves, whatever feature is asked for
+_PCP_MFCC_METHODS = ("olda", "scluster")
+
+# msaf and its algorithms use process-wide state (numpy's and Python's global RNGs, a
+# class attribute patched while an algorithm runs, the warnings filters)
+_LOCK = threading.RLock()
+_log = logging.getLogger(__name__)
+
+
+class SegmentationError(VmtoolError):
+    """A segmentation method failed on an item (exit code 1).
+
+    The message names the method and msaf's own error.
+    """
+
+
+# ---------------------------------------------------------------------------------
+# importing msaf quietly
+
+
+class _MsafRecords(logging.Filter):
+    """Drop log records emitted by msaf's own code, keeping their messages."""
+
+    def __init__(self, sink: list[str]):
+        super().__init__()
+        self.sink = sink
+        self.prefix = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_msaf = record.name == "msaf" or record.name.startswith("msaf.")
+        if not from_msaf and self.prefix:
+            from_msaf = os.path.abspath(record.pathname).startswith(self.prefix)
+        if from_msaf:
+            self.sink.append(f"msaf: {record.getMessage()}")
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _quiet(sink: list[str] | None = None) -> Iterator[None]:
+    """Keep msaf and its dependencies off stdout; collect their log records and warnings.
+
+    Python-level writes to stdout are captured (and logged at DEBUG level on this
+    module's logger); msaf's log records and any warning are appended to *sink*.
+    """
+    sink = [] if sink is None else sink
+    filt = _MsafRecords(sink)
+    msaf_mod = sys.modules.get("msaf")
+    if msaf_mod is not None and getattr(msaf_mod, "__file__", None):
+        filt.prefix = os.path.dirname(os.path.abspath(msaf_mod.__file__)) + os.sep
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n == "msaf" or n.startswith("msaf.")
+    ]
+    for lg in loggers:
+        lg.addFilter(filt)
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(filt)
+        for w in caught:
+            msg = f"{w.category.__name__}: {w.message}"
+            if msg not in sink:
+                sink.append(msg)
+        text = buf.getvalue().strip()
+        if text:
+            _log.debug("msaf wrote to stdout: %s", text)
+
+
+def import_msaf():
+    """Import msaf after making it work with current SciPy; return the module.
+
+    msaf 0.1.80 imports ``scipy.inf`` (removed from SciPy) and foote/sf call
+    ``scipy.signal.gaussian`` (moved to ``scipy.signal.windows``). Both names are put
+    back, only when missing, before msaf is imported; calling this again is free.
+    Nothing is printed: msaf's import-time log records and warnings are dropped.
+
+    Raises
+    ------
+    SegmentationError
+        msaf cannot be imported.
+    """
+    mod = sys.modules.get("msaf")
+    if mod is not None and "msaf.run" in sys.modules:
+        return mod
+    with _LOCK:
+        import scipy
+        import scipy.signal
+        import scipy.signal.windows
+
+        if not hasattr(scipy, "inf"):
+            scipy.inf = np.inf
+        if not hasattr(scipy.signal, "gaussian"):
+            scipy.signal.gaussian = scipy.signal.windows.gaussian
+        try:
+            with _quiet():
+                import msaf
+                import msaf.algorithms  # noqa: F401
+                import msaf.base  # noqa: F401
+                import msaf.input_output  # noqa: F401
+                import msaf.run  # noqa: F401
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of a dependency
+            raise SegmentationError(f"msaf cannot be imported ({type(exc).__name__}: {exc})") from exc
+    return msaf
+
+
+# ---------------------------------------------------------------------------------
+# the segmenter
+
+
+class MsafSegmenter:
+    """msaf's structure analysis of one item, its features computed once.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio. Converted to float32; resampled to msaf's rate
+        (``msaf.config.sample_rate``, 22,050 Hz) when *sr* differs.
+    sr : int > 0
+        Sample rate of *y* in Hz.
+    framesync : bool
+        Use frame-synchronous features (one frame every 1024 samples, 46 ms) instead of
+        msaf's default beat-synchronous ones. msaf's algorithm parameters are tuned for
+        beat-synchronous features.
+    path : str or os.PathLike, optional
+        The file *y* came from; only used in error messages.
+
+    Attributes
+    ----------
+    sr : int
+        msaf's sample rate, Hz.
+    duration : float
+        Seconds.
+    timings : dict of str -> float
+        Cumulative wall seconds per stage over this segmenter's life.
+
+    Notes
+    -----
+    Every :meth:`segment` call reuses the features computed by earlier calls: each
+    feature type (PCP, MFCC, ...) is computed once, and HPSS and the beat tracking once
+    for all feature types. A segmentation's ``timings["features"]`` is the time that
+    call spent computing features (0.0 when all were cached); ``timings["decode"]``
+    (decoding, resampling and writing the temporary WAV) is charged to the first call.
+
+    The temporary directory is removed by :meth:`close` (or when the segmenter is
+    used as a context manager, or garbage-collected).
+
+    Examples
+    --------
+    >>> from vmtool.synth import synth_music
+    >>> y, truth = synth_music(duration=90.0, sections="ABAC")
+    >>> with MsafSegmenter(y, truth.sr) as seg:  # doctest: +SKIP
+    ...     olda = seg.segment("olda", labels="fmc2d")
+    ...     foote = seg.segment("foote")  # features are not computed again
+    """
+
+    def __init__(
+        self,
+        y: np.ndarray,
+        sr: int,
+        *,
+        framesync: bool = False,
+        path: str | os.PathLike | None = None,
+    ):
+        self.path = os.fspath(path) if path is not None else None
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ParameterError(f"y must be a mono signal of shape (n,), got shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.floating):
+            raise ParameterError(f"y must hold floats, got dtype {y.dtype}")
+        if y.size == 0:
+            raise ParameterError("y is empty")
+        if not np.all(np.isfinite(y)):
+            raise ParameterError("y holds non-finite values (NaN or inf)")
+        try:
+            sr_ok = float(sr) > 0 and float(sr) == int(sr)
+        except (TypeError, ValueError, OverflowError):
+            sr_ok = False
+        if not sr_ok:
+            raise ParameterError(f"sr must be a positive integer, got {sr!r}")
+        msaf = import_msaf()
+        t0 = time.perf_counter()
+        y = y.astype(np.float32, copy=False)
+        self.sr = int(msaf.config.sample_rate)
+        if int(sr) != self.sr:
+            import librosa
+
+            y = librosa.resample(y, orig_sr=int(sr), target_sr=self.sr).astype(np.float32, copy=False)
+        self._y = y
+        self.duration = len(y) / float(self.sr)
+        self.framesync = bool(framesync)
+        self._tmp = tempfile.TemporaryDirectory(prefix="vmtool-msaf-")
+        tmp = Path(self._tmp.name)
+        wav = tmp / "audio.wav"
+        import soundfile
+
+        # float WAV: no clipping of decoded audio above 1.0. msaf reads it only if one of
+        # its code paths asks for a feature this class has not computed.
+        soundfile.write(str(wav), y, self.sr, subtype="FLOAT")
+        fs = msaf.input_output.FileStruct(str(wav))
+        fs.features_file = str(tmp / "features.json")
+        fs.est_file = str(tmp / "estimations.jams")
+        fs.ref_file = str(tmp / "references.jams")
+        self._fs = fs
+        self._objs: dict[str, Any] = {}  # feature id -> msaf Features object, computed
+        self._shared: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._n_computed: dict[str, int] = {}
+        self.timings: dict[str, float] = {}
+        self._pending: dict[str, float] = {}
+        # resampling and writing the WAV; charged to "decode" when built from a file
+        self._add_time("prepare", time.perf_counter() - t0)
+
+    # -- construction from a file and life cycle ------------------------------------
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, *, framesync: bool = False) -> MsafSegmenter:
+        """Decode a media file's audio at msaf's rate and build a segmenter.
+
+        Parameters
+        ----------
+        path : path
+            Any media file with an audio stream that :mod:`vmtool.media` can decode.
+        framesync : bool
+            See :class:`MsafSegmenter`.
+
+        Raises
+        ------
+        VmtoolError, MediaError
+            The file is missing, not media, has no audio stream, or is damaged.
+        """
+        from vmtool import media
+
+        msaf = import_msaf()
+        t0 = time.perf_counter()
+        y = media.load_audio(path, int(msaf.config.sample_rate))
+        decode_s = time.perf_counter() - t0
+        seg = cls(y, int(msaf.config.sample_rate), framesync=framesync, path=path)
+        seg._add_time("decode", decode_s)
+        seg._pending["decode"] = decode_s + seg.timings.get("prepare", 0.0)
+        return seg
+
+    def close(self) -> None:
+        """Remove the temporary directory and drop the cached features."""
+        self._objs.clear()
+        self._shared = None
+        self._tmp.cleanup()
+
+    def __enter__(self) -> MsafSegmenter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"MsafSegmenter(duration={self.duration:.1f} s, sr={self.sr}, framesync={self.framesync}, "
+            f"features={sorted(self._objs)})"
+        )
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _add_time(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+
+    @property
+    def computed_features(self) -> dict[str, int]:
+        """How many times each feature type (and ``"hpss+beats"``) was computed: 1 each."""
+        return dict(self._n_computed)
+
+    def _where(self) -> str | None:
+        return self.path
+
+    # -- features --------------------------------------------------------------------
+
+    def _shared_stage(self, obj) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """HPSS and beats, computed once with msaf's own methods."""
+        if self._shared is None:
+            harmonic, percussive = obj.compute_HPSS()
+            obj._audio_harmonic, obj._audio_percussive = harmonic, percussive
+            beat_times, beat_frames = obj.estimate_beats()
+            self._shared = (harmonic, percussive, np.asarray(beat_times), np.asarray(beat_frames))
+            self._n_computed["hpss+beats"] = self._n_computed.get("hpss+beats", 0) + 1
+        return self._shared
+
+    def _compute(self, fid: str):
+        """Compute feature *fid* exactly as msaf's ``Features._compute_all_features``,
+        sharing audio, HPSS and beats between feature types."""
+        import msaf.base
+        from msaf.base import FeatureTypes
+
+        if fid in self._objs:
+            return self._objs[fid]
+        select = msaf.base.Features.__dict__["select_features"].__func__
+        obj = select(msaf.base.Features, fid, self._fs, False, self.framesync)
+        obj._audio = self._y
+        obj.dur = self.duration
+        harmonic, percussive, beat_times, beat_frames = self._shared_stage(obj)
+        obj._audio_harmonic, obj._audio_percussive = harmonic, percussive
+        feat_type = obj.feat_type
+        obj.feat_type = FeatureTypes.framesync
+        try:
+            if fid == "tonnetz":
+                # msaf's Tonnetz builds its own PCP object (which would recompute it)
+                import librosa
+
+                pcp = self._compute("pcp")._framesync_features
+                frames = librosa.feature.tonnetz(chroma=pcp.T).T
+            else:
+                # PCP's compute_features runs HPSS again: hand it the shared result
+                obj.compute_HPSS = lambda: (harmonic, percussive)
+                try:
+                    frames = obj.compute_features()
+                finally:
+                    del obj.compute_HPSS
+        finally:
+            obj.feat_type = feat_type
+        obj._framesync_features = np.asarray(frames)
+        obj._compute_framesync_times()
+        obj._est_beats_times, obj._est_beats_frames = beat_times, beat_frames
+        obj._ann_beats_times, obj._ann_beats_frames = None, None
+        obj._est_beatsync_features, obj._est_beatsync_times = obj.compute_beat_sync_features(
+            beat_frames, beat_times, True
+        )
+        obj._ann_beatsync_features, obj._ann_beatsync_times = None, None
+        obj._features = obj._framesync_features if self.framesync else obj._est_beatsync_features
+        self._objs[fid] = obj
+        self._n_computed[fid] = self._n_computed.get(fid, 0) + 1
+        return obj
+
+    def _fresh(self, fid: str):
+        """A copy of feature *fid*'s msaf object whose arrays an algorithm may modify."""
+        obj = self._compute(fid)
+        c = copy.copy(obj)
+        for name in ("_framesync_features", "_est_beatsync_features", "_framesync_times", "_est_beatsync_times"):
+            v = getattr(obj, name)
+            setattr(c, name, None if v is None else np.array(v, copy=True))
+        c._features = c._framesync_features if self.framesync else c._est_beatsync_features
+        return c
+
+    def features(self, feature: str = "pcp") -> tuple[np.ndarray, np.ndarray]:
+        """msaf's feature matrix of this item (computed on first use).
+
+        Parameters
+        ----------
+        feature : str
+            One of :data:`MSAF_FEATURES`.
+
+        Returns
+        -------
+        F : np.ndarray [shape=(n_frames, d)]
+            Beat-synchronous (or frame-synchronous) features, a copy.
+        starts : np.ndarray [shape=(n_frames,)]
+            Start time of each frame in seconds (the first is 0).
+        """
+        _check_feature(feature)
+        with _LOCK:
+            self._ensure([feature])
+            obj = self._fresh(feature)
+            return obj._features, self._frame_starts(obj)
+
+    def _ensure(self, fids: list[str]) -> float:
+        """Compute the missing features among *fids*; return the seconds spent."""
+        missing = [f for f in dict.fromkeys(fids) if f not in self._objs]
+        if not missing:
+            return 0.0
+        t0 = time.perf_counter()
+        sink: list[str] = []
+        try:
+            with _quiet(sink):
+                for fid in missing:
+                    self._compute(fid)
+        except VmtoolError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - msaf/librosa failures on odd audio
+            raise SegmentationError(
+                f"msaf {'/'.join(missing)} features failed on {self.duration:.1f} s of audio "
+                f"({type(exc).__name__}: {exc})",
+                self._where(),
+            ) from exc
+        finally:
+            for m in sink:
+                _log.debug("features: %s", m)
+        dt = time.perf_counter() - t0
+        self._add_time("features", dt)
+        return dt
+
+    def _frame_starts(self, obj) -> np.ndarray:
+        """Start time of each feature frame, seconds."""
+        n = obj._features.shape[0]
+        if self.framesync:
+            return np.asarray(obj._framesync_times[:n], dtype=np.float64)
+        # beat-synchronous frames (librosa.util.sync with pad=True): frame 0 spans
+        # [0, first beat), frame i spans [beat i-1, beat i) (0-based beats)
+        beats = np.asarray(obj._est_beats_times, dtype=np.float64)
+        starts = np.concatenate([[0.0], beats])[:n]
+        if len(starts) < n:  # pragma: no cover - defensive
+            starts = np.concatenate([starts, np.full(n - len(starts), self.duration)])
+        return starts
+
+    @contextlib.contextmanager
+    def _serving(self) -> Iterator[None]:
+        """While an algorithm runs, msaf's ``Features.select_features`` for this item's
+        file returns fresh copies of the cached features (olda and scluster fetch PCP and
+        MFCC themselves); any other call goes to msaf's own method."""
+        import msaf.base
+
+        cls = msaf.base.Features
+        original = cls.__dict__["select_features"]
+        me = self
+
+        def select_features(klass, features_id, file_struct, annot_beats, framesync):
+            if file_struct is me._fs and not annot_beats and bool(framesync) == me.framesync:
+                return me._fresh(features_id)
+            return original.__func__(klass, features_id, file_struct, annot_beats, framesync)
+
+        cls.select_features = classmethod(select_features)
+        try:
+            yield
+        finally:
+            cls.select_features = original
+
+    # -- segmentation ----------------------------------------------------------------
+
+    def segment(
+        self,
+        method: str = "foote",
+        *,
+        labels: str | None = None,
+        min_duration: float = 1.0,
+        feature: str = "pcp",
+        config: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> Segmentation:
+        """Find section boundaries (and optionally section labels) with one msaf method.
+
+        Parameters
+        ----------
+        method : str
+            One of :data:`MUSIC_METHODS`: ``"foote"``, ``"sf"`` or ``"olda"``.
+        labels : str, optional
+            One of :data:`LABEL_METHODS` (``"fmc2d"``, ``"scluster"``, ``"cnmf"``) to label
+            the segments; None for boundaries only.
+        min_duration : float >= 0
+            Shortest segment in seconds (see
+            :func:`~vmtool.segmentation.base.clean_boundaries`).
+        feature : str
+            msaf feature type used by foote, sf and the labelling methods, one of
+            :data:`MSAF_FEATURES`. olda (and scluster) always use PCP and MFCC.
+        config : mapping, optional
+            Overrides of the msaf algorithms' parameters, by msaf's names (e.g.
+            ``{"M_gaussian": 16, "L_peaks": 16}`` for foote, ``{"k": 3}`` for fmc2d).
+            Unknown names are refused.
+        seed : int
+            Seed of numpy's and Python's global RNGs while the algorithms run (sklearn's
+            k-means in fmc2d and scluster draws from numpy's, the k-means initialisation
+            of cnmf from Python's ``random``); the callers' RNG states are restored
+            afterwards.
+
+        Returns
+        -------
+        Segmentation
+            ``boundaries`` in seconds; ``labels`` (int64, one per segment) when
+            *labels* is given; ``curve``: Foote's checkerboard novelty of the item's
+            *feature* features (for ``foote`` the very curve whose peaks are the
+            boundaries; for the other methods the same computation with foote's
+            parameters, for plots), resampled to ``curve_rate`` = 22050 / 1024 Hz
+            (about 21.5 Hz); ``timings`` with ``features``, ``algorithm``, ``curve``
+            (and ``decode`` on the first call of a segmenter built by
+            :meth:`from_path`); ``extra`` with ``method``, ``labels``, ``feature``,
+            ``n_frames`` (feature frames), ``frame_times`` (their start times, s) and
+            ``warnings`` (what msaf logged or warned, e.g. a track too short).
+
+        Raises
+        ------
+        ParameterError
+            An unknown method, labelling, feature or config key, or a negative
+            *min_duration*.
+        SegmentationError
+            msaf's features or algorithm failed on this audio (the message names the
+            method and msaf's error).
+
+        Notes
+        -----
+        With fewer than ``msaf.config.minimum_frames`` (10) feature frames (about 5 s of
+        music at 120 BPM, or silence, where no beat is found) msaf does not run; the
+        result is one segment and a note in ``extra["warnings"]``. foote needs more
+        beats than its kernel (``M_gaussian`` = 66 beats, 33 s at 120 BPM) to find
+        anything; olda looks for segments of 10 to 45 s.
+        """
+        if method not in MUSIC_METHODS:
+            raise ParameterError(f"unknown music method {method!r}; use {', '.join(MUSIC_METHODS)}")
+        if labels is not None and labels not in LABEL_METHODS:
+            raise ParameterError(f"unknown labelling method {labels!r}; use {', '.join(LABEL_METHODS)}")
+        _check_feature(feature)
+        try:
+            md_ok = math.isfinite(float(min_duration)) and float(min_duration) >= 0
+        except (TypeError, ValueError):
+            md_ok = False
+        if not md_ok:
+            raise ParameterError(f"min_duration must be >= 0, got {min_duration!r}")
+        import msaf
+        import msaf.input_output
+        import msaf.run
+
+        cfg_base = msaf.input_output.get_configuration(feature, False, self.framesync, method, labels)
+        overrides = dict(config or {})
+        unknown = sorted(set(overrides) - set(cfg_base))
+        if unknown:
+            known = sorted(k for k in cfg_base if k not in ("annot_beats", "feature", "framesync"))
+            raise ParameterError(
+                f"unknown msaf parameter(s) {', '.join(map(repr, unknown))} for {method}"
+                f"{'+' + labels if labels else ''}; known: {', '.join(known)}"
+            )
+        cfg_base.update(overrides)
+        cfg_base["hier"] = False
+
+        needed = [feature]
+        if method in _PCP_MFCC_METHODS or labels in _PCP_MFCC_METHODS:
+            needed += ["pcp", "mfcc"]
+        what = method + (f"+{labels}" if labels else "")
+        with _LOCK:
+            feat_s = self._ensure(needed)
+            obj = self._objs[feature]
+            n_frames = int(obj._features.shape[0])
+            starts = self._frame_starts(obj)
+            sink: list[str] = []
+            t0 = time.perf_counter()
+            if n_frames <= int(msaf.config.minimum_frames):
+                sink.append(
+                    f"msaf: {n_frames} feature frames (at most {msaf.config.minimum_frames}): "
+                    "track too short or no beats found; one segment"
+                )
+                idxs = np.array([0, max(n_frames - 1, 0)])
+                seg_labels = np.zeros(1) if labels else None
+            else:
+                if method == "foote":
+                    m = int(cfg_base["M_gaussian"]) + int(cfg_base["M_gaussian"]) % 2
+                    if n_frames < m:
+                        sink.append(
+                            f"foote: {n_frames} feature frames, fewer than its kernel (M_gaussian={m}): "
+                            "no boundary can be found (a smaller M_gaussian can be passed in config)"
+                        )
+                idxs, seg_labels = self._run(method, labels, cfg_base, sink, seed, what)
+            algo_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            curve, rate = self._curve(feature, starts, overrides if method == "foote" else None, sink)
+            curve_s = time.perf_counter() - t1
+        self._add_time("algorithm", algo_s)
+        self._add_time("curve", curve_s)
+
+        idxs = np.asarray(idxs, dtype=np.int64)
+        times = starts[np.clip(idxs[1:-1], 0, n_frames - 1)] if len(idxs) > 2 else np.zeros(0)
+        lab_in = None
+        if labels is not None and seg_labels is not None:
+            lab_in = np.asarray(seg_labels, dtype=np.float64).reshape(-1)
+            if len(lab_in) != len(times) + 1:  # pragma: no cover - msaf keeps them aligned
+                raise SegmentationError(
+                    f"{what}: msaf returned {len(lab_in)} labels for {len(times) + 1} segments", self._where()
+                )
+            lab_in = np.rint(lab_in).astype(np.int64)
+        try:
+            b, lab = clean_boundaries(times, self.duration, min_duration=float(min_duration), labels=lab_in)
+        except ParameterError as exc:  # pragma: no cover - duplicates with labels
+            raise SegmentationError(f"{what}: {exc}", self._where()) from exc
+        if lab is not None:
+            lab = _relabel(lab)
+        timings = {"features": feat_s, "algorithm": algo_s, "curve": curve_s}
+        for stage, secs in self._pending.items():
+            timings[stage] = secs
+        self._pending = {}
+        return Segmentation(
+            boundaries=b,
+            duration=self.duration,
+            labels=lab,
+            curve=curve,
+            curve_rate=rate,
+            timings=timings,
+            extra={
+                "method": method,
+                "labels": labels,
+                "feature": feature,
+                "framesync": self.framesync,
+                "n_frames": n_frames,
+                "frame_times": starts,
+                "warnings": sink,
+            },
+        )
+
+    def _run(self, method, labels, cfg, sink, seed, what):
+        """Run msaf's boundary (and labelling) Segmenter as ``msaf.run.run_flat`` does."""
+        import msaf.run
+
+        bounds_module = msaf.run.get_boundaries_module(method)
+        labels_module = msaf.run.get_labels_module(labels) if labels else None
+        state, py_state = np.random.get_state(), random.getstate()
+        np.random.seed(int(seed) % 2**32)
+        random.seed(int(seed))
+        stage = method
+        try:
+            with _quiet(sink), self._serving():
+                cfg_b = dict(cfg, features=self._fresh(cfg["feature"]))
+                S = bounds_module.Segmenter(self._fs, in_labels=[], **cfg_b)
+                idxs, est_labels = S.processFlat()
+                idxs = np.asarray(idxs, dtype=np.int64)
+                if labels_module is not None:
+                    stage = labels
+                    if len(idxs) == 2:
+                        est_labels = np.array([0])
+                    else:
+                        cfg_l = dict(cfg, features=self._fresh(cfg["feature"]))
+                        S = labels_module.Segmenter(self._fs, in_bound_idxs=idxs, **cfg_l)
+                        est_labels = S.processFlat()[1]
+        except VmtoolError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever msaf raises, named and wrapped
+            raise SegmentationError(
+                f"msaf {stage} failed on {self.duration:.1f} s of audio ({type(exc).__name__}: {exc})",
+                self._where(),
+            ) from exc
+        finally:
+            np.random.set_state(state)
+            random.setstate(py_state)
+        return idxs, (est_labels if labels else None)
+
+    def _curve(self, feature, starts, overrides, sink) -> tuple[np.ndarray | None, float]:
+        """Foote's checkerboard novelty of *feature*, on a uniform grid."""
+        rate = self.sr / float(_hop_size())
+        n = max(1, int(math.floor(self.duration * rate)) + 1)
+        if len(starts) < 2:  # no beat found: a flat curve
+            return np.zeros(n, dtype=np.float32), rate
+        try:
+            from msaf.algorithms import foote
+            from msaf.algorithms.foote import segmenter as fs
+            import msaf.utils
+
+            p = dict(foote.config)
+            if overrides:
+                p.update({k: v for k, v in overrides.items() if k in p})
+            m = int(p["M_gaussian"])
+            m += m % 2
+            with _quiet(sink if overrides is not None else []):
+                F = self._fresh(feature)._features
+                F = msaf.utils.normalize(F, norm_type=p["bound_norm_feats"])
+                F = fs.median_filter(F, M=int(p["m_median"]))
+                nc = fs.compute_nc(fs.compute_ssm(F), fs.compute_gaussian_krnl(m))
+            nc = np.nan_to_num(np.asarray(nc, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        except Exception as exc:  # noqa: BLE001 - the curve is an extra; never fail for it
+            sink.append(f"novelty curve not computed ({type(exc).__name__}: {exc})")
+            return None, math.nan
+        grid = np.arange(n) / rate
+        return np.interp(grid, starts[: len(nc)], nc[: len(starts)]).astype(np.float32), rate
+
+
+def _hop_size() -> int:
+    import msaf
+
+    return int(msaf.config.hop_size)
+
+
+def _check_feature(feature: str) -> None:
+    if feature not in MSAF_FEATURES:
+        raise ParameterError(f"unknown msaf feature {feature!r}; use {', '.join(MSAF_FEATURES)}")
+
+
+def _relabel(lab: np.ndarray) -> np.ndarray:
+    """Renumber labels 0, 1, 2... in order of first appearance."""
+    mapping: dict[int, int] = {}
+    return np.asarray([mapping.setdefault(int(v), len(mapping)) for v in lab], dtype=np.int64)
+
+
+def segment_music(
+    source: str | os.PathLike | np.ndarray,
+    method: str = "olda",
+    *,
+    sr: int | None = None,
+    labels: str | None = None,
+    min_duration: float = 1.0,
+    feature: str = "pcp",
+    framesync: bool = False,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> Segmentation:
+    """One msaf method on one item: a media file or an audio array.
+
+    To run several methods on the same item, build one :class:`MsafSegmenter` and call
+    its :meth:`~MsafSegmenter.segment` per method: the features are then computed once.
+
+    Parameters
+    ----------
+    source : path or np.ndarray [shape=(n,)]
+        A media file with audio, or mono audio (then *sr* is required).
+    method, labels, min_duration, feature, config, seed
+        See :meth:`MsafSegmenter.segment`.
+    sr : int, optional
+        Sample rate of *source* when it is an array.
+    framesync : bool
+        See :class:`MsafSegmenter`.
+
+    Returns
+    -------
+    Segmentation
+    """
+    if isinstance(source, np.ndarray):
+        if sr is None:
+            raise ParameterError("sr is required when source is an audio array")
+        seg = MsafSegmenter(source, sr, framesync=framesync)
+    else:
+        seg = MsafSegmenter.from_path(source, framesync=framesync)
+    with seg:
+        return seg.segment(method, labels=labels, min_duration=min_duration, feature=feature, config=config, seed=seed)
