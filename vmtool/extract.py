@@ -25,6 +25,7 @@ from vmtool.atomic import atomic_output, check_output_path
 from vmtool.batch import Failure, run_batch
 from vmtool.errors import MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
+from vmtool.media import check_media_file
 from vmtool.progress import Progress
 from vmtool.store import Collection, CollectionWriter, Item, RaggedArray, sha256_file, unique_ids
 
@@ -267,13 +268,7 @@ def check_inputs(
     for src in inputs:
         p = Path(src)
         try:
-            if not p.exists():
-                raise VmtoolError("no such file", p)
-            if p.is_dir():
-                raise VmtoolError("is a directory, expected a media file", p)
-            if p.stat().st_size == 0:
-                raise MediaError("empty file", p)
-            sha = sha256_file(p)
+            sha = sha256_file(check_media_file(p))
         except (VmtoolError, OSError) as exc:
             err = exc if isinstance(exc, VmtoolError) else VmtoolError(exc.strerror or str(exc), p)
             if not keep_going:

@@ -27,6 +27,7 @@ __all__ = [
     "load_audio",
     "iter_frames",
     "AUDIO_EXTENSIONS",
+    "check_media_file",
 ]
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".aiff", ".aif"}
@@ -79,7 +80,8 @@ class MediaInfo:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _check_file(path: str | os.PathLike) -> Path:
+def check_media_file(path: str | os.PathLike) -> Path:
+    """Check that *path* is an existing, non-empty file (not a directory); return it."""
     p = Path(path)
     if not p.exists():
         raise VmtoolError("no such file", p)
@@ -127,7 +129,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     MediaError
         The file is empty, not a media file, or has neither audio nor video.
     """
-    p = _check_file(path)
+    p = check_media_file(path)
     with _open(p) as c:
         audio = c.streams.audio[0] if c.streams.audio else None
         video = None
@@ -204,7 +206,7 @@ def iter_audio(
     """
     import av
 
-    p = _check_file(path)
+    p = check_media_file(path)
     info = info or probe(p)
     if not info.has_audio:
         raise MediaError("has no audio stream", p)
@@ -294,7 +296,7 @@ def iter_frames(
     """
     import av
 
-    p = _check_file(path)
+    p = check_media_file(path)
     info = info or probe(p)
     if not info.has_video:
         raise MediaError("has no video stream", p)
