@@ -99,8 +99,9 @@ def main() -> None:
         for label, path in [("synthetic 4 min, 160x90, 25 fps", clip4)] + inputs[1:]:
             dur, sec = time_default_extract(path, tmp)
             whole.append(f"| default extract | {label} | {dur:.0f} | {sec:.1f} | {dur / sec:.1f}x |")
+    load = os.getloadavg()[0]
     header = [
-        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"Measured {time.strftime('%Y-%m-%d')} (1-min load average at the end: {load:.1f}) on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads, one file at a time.",
         "",
         "| extractor | input | media s | wall s | real-time factor |",
