@@ -204,8 +204,8 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
                         if not src.exists():
                             raise VmtoolError("source media not found and no stored shot likelihood", src)
                         seg = shots.shots_from_media(src, threshold=config.threshold, min_duration=md, device=device)
-                if method in AUDIO_METHODS:
-                    seg.timings.setdefault("decode", decode_s)
+                if method in AUDIO_METHODS and method == audio_methods[0]:
+                    seg.timings["decode"] = decode_s  # charged once, to the first audio method
                 out[method] = seg
             except VmtoolError as exc:
                 msg = str(exc)

@@ -24,7 +24,10 @@ This module uses msaf's lower level instead:
   normalises features in place (foote's min-max scaling), which in ``run_flat`` alters
   the features the labelling step then sees. Algorithms that fetch their features
   themselves (olda and scluster use PCP and MFCC whatever *feature* is) are served the
-  same cached features while they run.
+  same cached features while they run;
+- the algorithms run with the BLAS/OpenMP thread pools limited to
+  :data:`ALGORITHM_THREADS` (1): their matrices are small, and threads fighting for busy
+  cores made them up to 10 times slower.
 
 Times and post-processing
 -------------------------
@@ -68,6 +71,7 @@ __all__ = [
     "MsafSegmenter",
     "segment_music",
     "import_msaf",
+    "ALGORITHM_THREADS",
 ]
 
 MUSIC_METHODS = ("foote", "sf", "olda")
@@ -83,6 +87,11 @@ MSAF_FEATURES = ("pcp", "mfcc", "cqt", "tonnetz", "tempogram")
 
 # methods that read PCP and MFCC themselves, whatever feature is asked for
 _PCP_MFCC_METHODS = ("olda", "scluster")
+
+ALGORITHM_THREADS = 1
+"""BLAS/OpenMP threads while msaf's algorithms run. Their matrices are small (one row per
+beat); on 2 busy cores, 2 threads made olda + fmc2d 9x slower (10.4 s against 1.2 s on a
+3 minute track: OpenBLAS's eig and sklearn's k-means) for identical results."""
 
 # msaf and its algorithms use process-wide state (numpy's and Python's global RNGs, a
 # class attribute patched while an algorithm runs, the warnings filters)
@@ -153,6 +162,21 @@ def _quiet(sink: list[str] | None = None) -> Iterator[None]:
             _log.debug("msaf wrote to stdout: %s", text)
 
 
+@contextlib.contextmanager
+def _thread_limit(n: int | None) -> Iterator[None]:
+    """Limit the BLAS/OpenMP thread pools (process-wide) to *n* threads; None: no limit."""
+    if n is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn, which msaf needs
+        yield
+        return
+    with threadpool_limits(limits=int(n)):
+        yield
+
+
 def import_msaf():
     """Import msaf after making it work with current SciPy; return the module.
 
@@ -166,18 +190,18 @@ def import_msaf():
     SegmentationError
         msaf cannot be imported.
     """
+    import scipy
+    import scipy.signal
+    import scipy.signal.windows
+
+    if not hasattr(scipy, "inf"):
+        scipy.inf = np.inf
+    if not hasattr(scipy.signal, "gaussian"):
+        scipy.signal.gaussian = scipy.signal.windows.gaussian
     mod = sys.modules.get("msaf")
     if mod is not None and "msaf.run" in sys.modules:
         return mod
     with _LOCK:
-        import scipy
-        import scipy.signal
-        import scipy.signal.windows
-
-        if not hasattr(scipy, "inf"):
-            scipy.inf = np.inf
-        if not hasattr(scipy.signal, "gaussian"):
-            scipy.signal.gaussian = scipy.signal.windows.gaussian
         try:
             with _quiet():
                 import msaf
@@ -437,6 +461,11 @@ class MsafSegmenter:
             Beat-synchronous (or frame-synchronous) features, a copy.
         starts : np.ndarray [shape=(n_frames,)]
             Start time of each frame in seconds (the first is 0).
+
+        Raises
+        ------
+        SegmentationError
+            The audio is shorter than msaf's analysis window, or msaf failed.
         """
         _check_feature(feature)
         with _LOCK:
@@ -444,13 +473,26 @@ class MsafSegmenter:
             obj = self._fresh(feature)
             return obj._features, self._frame_starts(obj)
 
-    def _ensure(self, fids: list[str]) -> float:
-        """Compute the missing features among *fids*; return the seconds spent."""
+    def _too_short(self) -> bool:
+        import msaf
+
+        return len(self._y) < int(msaf.config.n_fft)
+
+    def _ensure(self, fids: list[str], sink: list[str] | None = None, what: str = "") -> float:
+        """Compute the missing features among *fids*; return the seconds spent.
+
+        What msaf and librosa log or warn meanwhile is appended to *sink*.
+        """
         missing = [f for f in dict.fromkeys(fids) if f not in self._objs]
         if not missing:
             return 0.0
+        if self._too_short():
+            raise SegmentationError(
+                f"{what + ': ' if what else ''}audio too short for msaf features ({len(self._y)} samples)",
+                self._where(),
+            )
         t0 = time.perf_counter()
-        sink: list[str] = []
+        sink = [] if sink is None else sink
         try:
             with _quiet(sink):
                 for fid in missing:
@@ -459,13 +501,10 @@ class MsafSegmenter:
             raise
         except Exception as exc:  # noqa: BLE001 - msaf/librosa failures on odd audio
             raise SegmentationError(
-                f"msaf {'/'.join(missing)} features failed on {self.duration:.1f} s of audio "
-                f"({type(exc).__name__}: {exc})",
+                f"{what + ': ' if what else ''}msaf {'/'.join(missing)} features failed on "
+                f"{self.duration:.1f} s of audio ({type(exc).__name__}: {exc})",
                 self._where(),
             ) from exc
-        finally:
-            for m in sink:
-                _log.debug("features: %s", m)
         dt = time.perf_counter() - t0
         self._add_time("features", dt)
         return dt
@@ -545,16 +584,17 @@ class MsafSegmenter:
         Returns
         -------
         Segmentation
-            ``boundaries`` in seconds; ``labels`` (int64, one per segment) when
-            *labels* is given; ``curve``: Foote's checkerboard novelty of the item's
-            *feature* features (for ``foote`` the very curve whose peaks are the
-            boundaries; for the other methods the same computation with foote's
-            parameters, for plots), resampled to ``curve_rate`` = 22050 / 1024 Hz
-            (about 21.5 Hz); ``timings`` with ``features``, ``algorithm``, ``curve``
-            (and ``decode`` on the first call of a segmenter built by
-            :meth:`from_path`); ``extra`` with ``method``, ``labels``, ``feature``,
-            ``n_frames`` (feature frames), ``frame_times`` (their start times, s) and
-            ``warnings`` (what msaf logged or warned, e.g. a track too short).
+            ``boundaries`` in seconds; ``labels`` (int64, one per segment, numbered
+            0, 1, 2... in order of first appearance) when *labels* is given;
+            ``curve``: Foote's checkerboard novelty of the item's *feature* features
+            (for ``foote`` the very curve whose peaks are the boundaries; for the other
+            methods the same computation with foote's parameters, for plots),
+            resampled to ``curve_rate`` = 22050 / 1024 Hz (about 21.5 Hz);
+            ``timings`` with ``features``, ``algorithm``, ``curve`` (and ``decode``
+            on the first call of a segmenter built by :meth:`from_path`); ``extra``
+            with ``method``, ``labels``, ``feature``, ``framesync``, ``n_frames``
+            (feature frames), ``frame_times`` (their start times, s) and ``warnings``
+            (what msaf and librosa logged or warned, e.g. a track too short).
 
         Raises
         ------
@@ -567,6 +607,8 @@ class MsafSegmenter:
 
         Notes
         -----
+        Audio shorter than msaf's analysis window (``msaf.config.n_fft``, 4096 samples,
+        0.19 s) is not analysed: one segment, and a note in ``extra["warnings"]``.
         With fewer than ``msaf.config.minimum_frames`` (10) feature frames (about 5 s of
         music at 120 BPM, or silence, where no beat is found) msaf does not run; the
         result is one segment and a note in ``extra["warnings"]``. foote needs more
@@ -590,9 +632,9 @@ class MsafSegmenter:
 
         cfg_base = msaf.input_output.get_configuration(feature, False, self.framesync, method, labels)
         overrides = dict(config or {})
-        unknown = sorted(set(overrides) - set(cfg_base))
+        known = sorted(k for k in cfg_base if k not in ("annot_beats", "feature", "framesync"))
+        unknown = sorted(set(overrides) - set(known), key=str)
         if unknown:
-            known = sorted(k for k in cfg_base if k not in ("annot_beats", "feature", "framesync"))
             raise ParameterError(
                 f"unknown msaf parameter(s) {', '.join(map(repr, unknown))} for {method}"
                 f"{'+' + labels if labels else ''}; known: {', '.join(known)}"
@@ -604,14 +646,25 @@ class MsafSegmenter:
         if method in _PCP_MFCC_METHODS or labels in _PCP_MFCC_METHODS:
             needed += ["pcp", "mfcc"]
         what = method + (f"+{labels}" if labels else "")
+        sink: list[str] = []
         with _LOCK:
-            feat_s = self._ensure(needed)
-            obj = self._objs[feature]
-            n_frames = int(obj._features.shape[0])
-            starts = self._frame_starts(obj)
-            sink: list[str] = []
+            if self._too_short():
+                # librosa's HPSS returns NaN (not always) for such short input
+                sink.append(
+                    f"audio too short for msaf: {len(self._y)} samples, fewer than its "
+                    f"{msaf.config.n_fft}-sample analysis window; one segment"
+                )
+                feat_s, n_frames, starts = 0.0, 0, np.zeros(0)
+            else:
+                feat_s = self._ensure(needed, sink, what)
+                obj = self._objs[feature]
+                n_frames = int(obj._features.shape[0])
+                starts = self._frame_starts(obj)
             t0 = time.perf_counter()
-            if n_frames <= int(msaf.config.minimum_frames):
+            if n_frames == 0 and self._too_short():
+                idxs = np.array([0, 0])
+                seg_labels = np.zeros(1) if labels else None
+            elif n_frames <= int(msaf.config.minimum_frames):
                 sink.append(
                     f"msaf: {n_frames} feature frames (at most {msaf.config.minimum_frames}): "
                     "track too short or no beats found; one segment"
@@ -683,7 +736,7 @@ class MsafSegmenter:
         random.seed(int(seed))
         stage = method
         try:
-            with _quiet(sink), self._serving():
+            with _quiet(sink), self._serving(), _thread_limit(ALGORITHM_THREADS):
                 cfg_b = dict(cfg, features=self._fresh(cfg["feature"]))
                 S = bounds_module.Segmenter(self._fs, in_labels=[], **cfg_b)
                 idxs, est_labels = S.processFlat()
