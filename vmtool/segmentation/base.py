@@ -16,7 +16,7 @@ import numpy as np
 
 from vmtool.errors import ParameterError
 
-__all__ = ["Segmentation", "clean_boundaries", "segment_edges"]
+__all__ = ["Segmentation", "clean_boundaries", "segment_edges", "check_audio"]
 
 
 @dataclass
@@ -126,3 +126,30 @@ def segment_edges(boundaries: np.ndarray, duration: float) -> np.ndarray:
     """Segment ``(start, end)`` pairs in seconds, shape ``(k + 1, 2)``."""
     e = np.concatenate([[0.0], np.asarray(boundaries, dtype=np.float64), [float(duration)]])
     return np.stack([e[:-1], e[1:]], axis=1)
+
+
+def check_audio(y, sr) -> tuple[np.ndarray, int]:
+    """Check a mono float signal and its sample rate; return ``(float32 signal, int sr)``.
+
+    Raises
+    ------
+    ParameterError
+        Not 1-d, not floats, empty, non-finite samples, or a sample rate that is not a
+        positive integer.
+    """
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ParameterError(f"y must be a mono signal of shape (n,), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ParameterError(f"y must hold floats, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ParameterError("y is empty")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError("y holds non-finite values (NaN or inf)")
+    try:
+        sr_ok = float(sr) > 0 and float(sr) == int(sr)
+    except (TypeError, ValueError, OverflowError):
+        sr_ok = False
+    if not sr_ok:
+        raise ParameterError(f"sr must be a positive integer, got {sr!r}")
+    return arr.astype(np.float32, copy=False), int(sr)

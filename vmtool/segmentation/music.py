@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.errors import ParameterError, VmtoolError
-from vmtool.segmentation.base import Segmentation, clean_boundaries
+from vmtool.segmentation.base import Segmentation, check_audio, clean_boundaries
 
 __all__ = [
     "MUSIC_METHODS",
@@ -273,21 +273,7 @@ class MsafSegmenter:
         path: str | os.PathLike | None = None,
     ):
         self.path = os.fspath(path) if path is not None else None
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ParameterError(f"y must be a mono signal of shape (n,), got shape {y.shape}")
-        if not np.issubdtype(y.dtype, np.floating):
-            raise ParameterError(f"y must hold floats, got dtype {y.dtype}")
-        if y.size == 0:
-            raise ParameterError("y is empty")
-        if not np.all(np.isfinite(y)):
-            raise ParameterError("y holds non-finite values (NaN or inf)")
-        try:
-            sr_ok = float(sr) > 0 and float(sr) == int(sr)
-        except (TypeError, ValueError, OverflowError):
-            sr_ok = False
-        if not sr_ok:
-            raise ParameterError(f"sr must be a positive integer, got {sr!r}")
+        y, sr = check_audio(y, sr)
         msaf = import_msaf()
         t0 = time.perf_counter()
         y = y.astype(np.float32, copy=False)

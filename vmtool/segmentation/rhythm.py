@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from vmtool.errors import ParameterError
-from vmtool.segmentation.base import Segmentation, clean_boundaries
+from vmtool.segmentation.base import Segmentation, check_audio, clean_boundaries
 
 __all__ = ["beats", "bars", "fixed", "METERS", "N_FFT", "HOP_LENGTH"]
 
@@ -34,25 +34,6 @@ _LOW_BAND_HZ = 150.0
 _CHROMA_CONTEXT = 2
 #: fewer beats than this: the meter is not estimated (4 is assumed)
 _MIN_BEATS_FOR_METER = 8
-
-
-def _check_audio(y, sr) -> tuple[np.ndarray, int]:
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ParameterError(f"y must be a mono signal of shape (n,), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ParameterError(f"y must hold floats, got dtype {arr.dtype}")
-    if arr.size == 0:
-        raise ParameterError("y is empty")
-    if not np.all(np.isfinite(arr)):
-        raise ParameterError("y holds non-finite values (NaN or inf)")
-    try:
-        sr_ok = float(sr) > 0 and float(sr) == int(sr)
-    except (TypeError, ValueError):
-        sr_ok = False
-    if not sr_ok:
-        raise ParameterError(f"sr must be a positive integer, got {sr!r}")
-    return arr.astype(np.float32, copy=False), int(sr)
 
 
 def _check_min_duration(min_duration) -> float:
@@ -129,7 +110,7 @@ def beats(y: np.ndarray, sr: int, *, min_duration: float = 0.0, hop_length: int 
     >>> round(seg.extra["tempo"] / 10) * 10
     120
     """
-    y, sr = _check_audio(y, sr)
+    y, sr = check_audio(y, sr)
     hop = _check_hop(hop_length)
     min_duration = _check_min_duration(min_duration)
     duration = y.size / sr
@@ -268,7 +249,7 @@ def bars(
     ParameterError
         Invalid *y*, *sr*, *hop_length*, *min_duration* or *beats_per_bar*.
     """
-    y, sr = _check_audio(y, sr)
+    y, sr = check_audio(y, sr)
     hop = _check_hop(hop_length)
     min_duration = _check_min_duration(min_duration)
     if beats_per_bar is not None and (
