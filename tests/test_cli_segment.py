@@ -164,3 +164,14 @@ def test_audio_method_on_video_without_audio(tmp_path, video_only, music_wav):
     with open_collection(out) as col:
         beats = col.ragged("segmentations", "beats")
         assert [beats.present(i) for i in range(2)] == [False, True]
+
+
+def test_parallel_workers_keep_input_order(tmp_path, audio_files):
+    out = tmp_path / "par.h5"
+    files = [audio_files[e] for e in ("wav", "flac", "ogg")]
+    res = run("segment", *files, "-m", "fixed", "--window", "2", "-o", out, "-q", "-j", "2")
+    assert res.exit_code == 0, res.stderr
+    with open_collection(out) as col:
+        assert [s.rsplit(".", 1)[1] for s in col.column("source")] == ["wav", "flac", "ogg"]
+        fixed = col.ragged("segmentations", "fixed")
+        assert all(fixed.present(i) and fixed.rows(i)[0] == 2.0 for i in range(3))
