@@ -1,0 +1,194 @@
+"""``vmtool train``: learn a joint music/video embedding from paired clips (no labels)."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, command_line, handle_errors, info
+
+HELP = """Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.
+
+Every item with both audio and video features is a matched pair (a music video); the model learns to put each video next to its own music. A random --val-fraction of the items is held out; training stops early when the validation video-to-music R@10 stops improving, and MODEL keeps the best weights. MODEL is rewritten atomically at each improvement, so an interrupted run keeps its last checkpoint; --resume continues it.
+
+\b
+Levels:   clip (VM-Net) | segment (Seg-VM-Net: one pair per segment of --segments)
+Inputs:   --aggregation stats (mean/var/max; mean for segments) | attention | autopool
+Losses:   vmnet (triplets, Hong et al. 2018) | bce (Prétet et al. 2021)
+          | cosface (VMCML, Lee et al.) | infonce (contrastive baseline)
+
+\b
+Examples:
+  vmtool train feats.h5 -o model.pt
+  vmtool train feats.h5 -o seg.pt --level segment --segments olda --max-time 600
+  vmtool train feats.h5 -o att.pt --aggregation attention --loss infonce --seed 1
+  vmtool train feats.h5 -o model.pt --resume --epochs 200
+"""
+
+
+class Level(str, enum.Enum):
+    clip = "clip"
+    segment = "segment"
+
+
+class Aggregation(str, enum.Enum):
+    stats = "stats"
+    attention = "attention"
+    autopool = "autopool"
+
+
+class Loss(str, enum.Enum):
+    vmnet = "vmnet"
+    bce = "bce"
+    cosface = "cosface"
+    infonce = "infonce"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=HELP, no_args_is_help=True)(train_cmd)
+
+
+def _ints(text: str, what: str) -> list[int]:
+    from vmtool.errors import ParameterError
+
+    try:
+        vals = [int(x) for x in text.replace("-", ",").split(",") if x.strip()]
+    except ValueError:
+        raise ParameterError(f"{what} must be widths like 2048,1024,512, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise ParameterError(f"{what} must be positive widths like 2048,1024,512, got {text!r}")
+    return vals
+
+
+def _names(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out += [x.strip() for x in v.split(",") if x.strip()]
+    return out
+
+
+class _Reporter:
+    """Epoch lines on stderr; a batch bar when stderr is a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.task = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=True)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def log(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.console.print(message, markup=False, highlight=False)
+        else:
+            info(message)
+
+    def epoch_start(self, epoch: int, n_batches: int) -> None:
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(f"epoch {epoch}", total=n_batches, loss="-")
+
+    def batch_done(self, batch: int, loss: float) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=batch, loss=f"{loss:.4f}")
+
+    def epoch_end(self, r: dict[str, Any]) -> None:
+        line = f"epoch {r['epoch']:>3}  loss {r['loss']:.4f}  {r['pairs_per_s']:.0f} pairs/s"
+        if "v2m_r10" in r:
+            line += (f"  val V2M R@1 {r['v2m_r1']:.1f} R@10 {r['v2m_r10']:.1f} mean rank {r['v2m_mean_rank']:.1f}"
+                     f"  M2V R@10 {r['m2v_r10']:.1f}")
+        if r.get("best"):
+            line += "  *"
+        self.log(line)
+
+
+@handle_errors
+def train_cmd(
+    ctx: typer.Context,
+    features: Annotated[Path, typer.Argument(metavar="FEATS.h5", help="Features file (vmtool extract / import).",
+                                             show_default=False)],
+    output: OutputOpt = ...,  # type: ignore[assignment]
+    level: Annotated[Level, typer.Option("--level", help="Train on whole clips or on segments.")] = Level.clip,
+    segments: Annotated[Optional[str], typer.Option("--segments", metavar="METHOD",
+                                                    help="Segmentation stored in FEATS.h5 (segment level).")] = None,
+    aggregation: Annotated[Aggregation, typer.Option("--aggregation", help="How frames become one input.")] = Aggregation.stats,
+    frames: Annotated[int, typer.Option("--frames", min=1, max=10000,
+                                        help="Frames sampled per window for attention/autopool.")] = 100,
+    audio_features: Annotated[list[str], typer.Option("--audio-features", "-a", metavar="NAME[,NAME]",
+                                                      help="Audio features to use (default: all in the file).")] = [],  # noqa: B006
+    video_features: Annotated[list[str], typer.Option("--video-features", "-v", metavar="NAME[,NAME]",
+                                                      help="Video features to use (default: all in the file).")] = [],  # noqa: B006
+    loss: Annotated[Loss, typer.Option("--loss", help="Training objective.")] = Loss.vmnet,
+    margin: Annotated[float, typer.Option("--margin", help="vmnet: triplet margin alpha.")] = 0.1,
+    lambdas: Annotated[str, typer.Option("--lambdas", metavar="VM,MV,VV,MM",
+                                         help="vmnet: weights of the four terms.")] = "3,1,0.2,0.2",
+    hard_negatives: Annotated[int, typer.Option("--hard-negatives", min=0, metavar="K",
+                                                help="vmnet: keep the K worst negatives per anchor (0: all).")] = 0,
+    temperature: Annotated[float, typer.Option("--temperature", help="infonce: softmax temperature.")] = 0.07,
+    cos_scale: Annotated[float, typer.Option("--cos-scale", help="cosface: scale s.")] = 30.0,
+    cos_margin: Annotated[float, typer.Option("--cos-margin", help="cosface: margin mu.")] = 0.2,
+    audio_layers: Annotated[str, typer.Option("--audio-layers", help="Music branch widths.")] = "2048,1024,512",
+    video_layers: Annotated[str, typer.Option("--video-layers", help="Video branch widths.")] = "2048,512",
+    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9, help="Dropout after hidden layers.")] = 0.2,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=2, help="Pairs per batch.")] = 1000,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="Adam weight decay.")] = 0.0,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="At most this many epochs.")] = 100,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", metavar="SECONDS",
+                                                      help="Stop after the epoch that passes this time.")] = None,
+    patience: Annotated[int, typer.Option("--patience", min=0,
+                                          help="Epochs without validation gain before stopping (0: never).")] = 10,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
+                                                help="Share of items held out for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: same seed, same data, same model.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in the output file.")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    from vmtool.device import resolve_device
+    from vmtool.errors import ParameterError
+    from vmtool.models.losses import LossConfig
+    from vmtool.training import DataConfig, TrainConfig, train
+
+    try:
+        lam = tuple(float(x) for x in lambdas.split(","))
+    except ValueError:
+        raise ParameterError(f"--lambdas must be four numbers like 3,1,0.2,0.2, got {lambdas!r}") from None
+    if len(lam) != 4 or any(x < 0 for x in lam):
+        raise ParameterError(f"--lambdas must be four numbers >= 0, got {lambdas!r}")
+    data = DataConfig(audio_features=_names(audio_features), video_features=_names(video_features),
+                      level=level.value, segments=segments, aggregation=aggregation.value, frames=frames)
+    lcfg = LossConfig(name=loss.value, margin=margin, lambdas=lam, hard_negatives=hard_negatives,  # type: ignore[arg-type]
+                      temperature=temperature, scale=cos_scale, cos_margin=cos_margin)
+    tcfg = TrainConfig(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_time=max_time,
+                       patience=patience, val_fraction=val_fraction, seed=seed)
+    layers = {"audio": _ints(audio_layers, "--audio-layers"), "video": _ints(video_layers, "--video-layers")}
+    with _Reporter(quiet) as rep:
+        res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=lcfg, config=tcfg,
+                    device=resolve_device(device), resume=resume, reporter=rep, command=command_line(ctx))
+    best = res.best
+    summary = f"wrote {res.path}: {res.epochs} epochs ({res.stopped}), best epoch {res.best_epoch}"
+    if "v2m_r10" in best:
+        summary += f", val V2M R@10 {best['v2m_r10']:.1f}%, mean rank {best['v2m_mean_rank']:.1f}"
+    info(summary + f", {res.seconds:.1f} s", quiet)

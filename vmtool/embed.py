@@ -1,0 +1,344 @@
+"""``vmtool embed``: joint-space embeddings of every item, per clip and per segment.
+
+The catalog written here is self-contained: besides the embeddings it stores the
+model's inference weights (``/model``, the bytes of a weights-only checkpoint) and the
+recipe that produced it (features, segmentation), so ``vmtool rank query.mp4
+catalog.h5`` processes a raw query exactly as the catalog was processed, with no other
+file.
+
+Clip embeddings: a clip-level model embeds the whole clip; a segment-level model gives
+the normalised mean of its segment embeddings (its centroid), the representation it
+was validated with. Segment embeddings: each segment of the model's segmentation (or
+``segments=``) is embedded like a training window.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmtool.atomic import atomic_output, check_output_path
+from vmtool.errors import FormatError, ParameterError, VmtoolError
+from vmtool.progress import Progress
+from vmtool.segmentation.base import segment_edges
+from vmtool.store import CollectionWriter, open_collection
+
+__all__ = ["embed", "embed_query", "EmbedReport", "QueryEmbedding", "load_catalog_model", "EMBEDDING_NAMES"]
+
+EMBEDDING_NAMES = {("audio", "clip"): "audio", ("video", "clip"): "video",
+                   ("audio", "segment"): "audio_segments", ("video", "segment"): "video_segments"}
+
+
+@dataclass
+class EmbedReport:
+    output: Path
+    items: int
+    clip: dict[str, int] = field(default_factory=dict)  # modality -> items embedded
+    segments: dict[str, int] = field(default_factory=dict)  # modality -> segment rows
+    segmentation: str | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "items": self.items, "clip": self.clip, "segments": self.segments,
+                "segmentation": self.segmentation, "skipped": self.skipped}
+
+
+@dataclass
+class QueryEmbedding:
+    """Embeddings of one query: per modality, the clip vector and the segment matrix."""
+
+    clip: dict[str, np.ndarray]
+    segments: dict[str, np.ndarray]
+    spans: np.ndarray
+    duration: float
+    source: str
+
+
+def _inference_bytes(data: dict[str, Any]) -> bytes:
+    import torch
+
+    keep = {k: v for k, v in data.items() if k != "resume"}
+    training = dict(keep.get("training", {}))
+    training.pop("history", None)
+    keep["training"] = training
+    buf = io.BytesIO()
+    torch.save(keep, buf)
+    return buf.getvalue()
+
+
+class _Embedder:
+    """Embeds items of an open features collection with a loaded model."""
+
+    def __init__(self, coll, model, segments: str | None):
+        from vmtool.training.data import DataConfig, InputBuilder
+
+        self.model = model
+        self.coll = coll
+        dcfg = DataConfig.from_dict(model.data_config)
+        names = model.data.get("feature_names") or {}
+        dcfg.audio_features = list(names.get("audio", dcfg.audio_features))
+        dcfg.video_features = list(names.get("video", dcfg.video_features))
+        dcfg.stats = list(dcfg.resolved_stats())
+        self.level = dcfg.level
+        dcfg.level = "clip"  # windows are chosen here, per item
+        dcfg.segments = None
+        self.builder = InputBuilder(coll, dcfg)
+        for mod in ("audio", "video"):
+            want = model.model_config.audio_dim if mod == "audio" else model.model_config.video_dim
+            have = self.builder.input_dim(mod)
+            if have != want:
+                raise ParameterError(f"{mod} inputs are {have}-d but the model expects {want}-d "
+                                     f"(features {', '.join(self.builder.features[mod])})", coll.path)
+        _check_features(coll, model)
+        self.segmentation = segments
+        self.seg = None
+        if segments is not None:
+            if segments not in coll.names("segmentations"):
+                raise ParameterError(f"no segmentation {segments!r} in the file (it has: "
+                                     f"{', '.join(coll.names('segmentations')) or 'none'}); run vmtool segment",
+                                     coll.path)
+            self.seg = coll.ragged("segmentations", segments)
+
+    def item(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
+        """Clip vectors and segment matrices of item *i* for each modality it has, and the spans."""
+        b = self.builder
+        dur = b.duration(i)
+        spans = None
+        if self.seg is not None and self.seg.present(i):
+            bounds = np.asarray(self.seg.rows(i), dtype=np.float64)
+            spans = segment_edges(bounds[(bounds > 0) & (bounds < dur)], dur)
+        clip: dict[str, np.ndarray] = {}
+        segs: dict[str, np.ndarray] = {}
+        for mod in ("audio", "video"):
+            if not b.has(i, mod):
+                continue
+            if spans is not None:
+                segs[mod] = self.model.embed(mod, b.inputs(i, mod, spans))
+            if self.level == "segment" and mod in segs:
+                c = segs[mod].astype(np.float64).mean(0)
+                clip[mod] = (c / max(np.linalg.norm(c), 1e-12)).astype(np.float32)
+            else:
+                clip[mod] = self.model.embed(mod, b.inputs(i, mod, np.array([[0.0, dur]])))[0]
+        return clip, segs, spans
+
+
+def _check_features(coll, model) -> None:
+    """The features file must have been extracted like the model's training file."""
+    want = model.data.get("features") or {}
+    have = coll.config or {}
+    for mod in ("audio", "video"):
+        for name in (model.data.get("feature_names") or {}).get(mod, []):
+            w = (want.get(mod) or {}).get(name)
+            h = (have.get(mod) or {}).get(name)
+            if w is not None and h is not None and json.dumps(w, sort_keys=True) != json.dumps(h, sort_keys=True):
+                raise ParameterError(f"feature {name!r} was extracted with other settings than the model's "
+                                     f"training data (compare 'vmtool info' of both files)", coll.path)
+    if want.get("rate") is not None and have.get("rate") is not None and float(want["rate"]) != float(have["rate"]):
+        raise ParameterError(f"features are at {have['rate']} Hz but the model was trained at {want['rate']} Hz",
+                             coll.path)
+
+
+def _model_attr(model, segmentation: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "sha256": model.sha256,
+        "name": model.path.name,
+        "dim": model.dim,
+        "level": model.level,
+        "config": model.data["config"],
+        "feature_names": model.data.get("feature_names"),
+        "features": model.data.get("features"),
+        "segmentation": segmentation,
+    }
+
+
+def embed(
+    features: str | os.PathLike,
+    model_path: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    segments: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    command: str = "",
+    progress: Progress | None = None,
+) -> EmbedReport:
+    """Embed every item of a features file; write a catalog to *output*.
+
+    Parameters
+    ----------
+    features : path
+        A collection with the features the model was trained on (and the segmentation).
+    model_path : path
+        A model file written by ``vmtool train``.
+    output : path
+        The catalog (written atomically; may not be the features file).
+    segments : str, optional
+        Segmentation for the segment embeddings; default: the model's (segment-level
+        models), else the only one... none (clip-level models get clip embeddings only).
+    dtype : {"float32", "float16"}
+        Storage type of the embeddings.
+    """
+    from vmtool.models.checkpoint import load_model
+
+    if dtype not in ("float32", "float16"):
+        raise ParameterError(f"--dtype must be float32 or float16, got {dtype!r}")
+    progress = progress or Progress()
+    out = check_output_path(output)
+    src = Path(features)
+    if out.resolve() == src.resolve():
+        raise ParameterError("the catalog must be a new file, not the features file", out)
+    model = load_model(model_path, device)
+    seg_info = model.data.get("segmentation")
+    if segments is None and seg_info:
+        segments = seg_info["method"]
+    coll = open_collection(src)
+    try:
+        emb = _Embedder(coll, model, segments)
+        n = len(coll)
+        rows: dict[tuple[str, str], list[np.ndarray | None]] = {k: [None] * n for k in EMBEDDING_NAMES}
+        spans_rows: list[np.ndarray | None] = [None] * n
+        report = EmbedReport(out, n, segmentation=segments)
+        progress.batch_start(n)
+        for i in range(n):
+            name = coll.ids[i]
+            progress.file_start(name, 1.0)
+            clip, segs, spans = emb.item(i)
+            if not clip:
+                report.skipped.append(name)
+            for mod, vec in clip.items():
+                rows[(mod, "clip")][i] = vec[None, :]
+                report.clip[mod] = report.clip.get(mod, 0) + 1
+            for mod, mat in segs.items():
+                rows[(mod, "segment")][i] = mat
+                report.segments[mod] = report.segments.get(mod, 0) + len(mat)
+            spans_rows[i] = spans
+            progress.file_done(name, True)
+        seg_attr = None
+        if segments is not None:
+            g = coll.ragged("segmentations", segments)
+            seg_attr = {"method": segments, "config": g.attrs.get("config", {}), "version": g.attrs.get("version", "")}
+        np_dtype = np.float16 if dtype == "float16" else np.float32
+        with atomic_output(out) as tmp:
+            w = CollectionWriter(tmp, config=coll.config, command=command, display_path=out)
+            try:
+                for it in coll.items():
+                    w.add(it, {})
+                w.flush()
+                if segments is not None:
+                    g = coll.ragged("segmentations", segments)
+                    w.write_element("segmentations", segments, [g.rows(i) for i in range(n)], dim=None,
+                                    dtype=np.float64, present=[g.present(i) for i in range(n)],
+                                    attrs={k: v for k, v in g.attrs.items() if k != "element"})
+                for (mod, level), name in EMBEDDING_NAMES.items():
+                    r = rows[(mod, level)]
+                    if level == "segment" and segments is None:
+                        continue
+                    attrs = {"modality": mod, "level": level, "extractor": "vmtool-embed",
+                             "model_sha256": model.sha256}
+                    comps = None
+                    if level == "segment":
+                        attrs["segmentation"] = segments
+                        comps = {"spans": [s if r[i] is not None else None for i, s in enumerate(spans_rows)]}
+                    w.write_element("embeddings", name, r, dim=model.dim, dtype=np_dtype, attrs=attrs,
+                                    present=[x is not None for x in r], companions=comps)
+                w.set_attr("model", _model_attr(model, seg_attr))
+                blob = np.frombuffer(_inference_bytes(model.data), dtype=np.uint8)
+                w._f.create_dataset("model", data=blob, compression="gzip", compression_opts=1)
+                w._f["model"].attrs["format"] = "torch weights-only checkpoint (vmtool-model)"
+                w.close()
+            except BaseException:
+                w.abort()
+                raise
+        return report
+    finally:
+        coll.close()
+
+
+def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):
+    """The model stored in a catalog (``/model``), ready for inference."""
+    import h5py
+    import torch
+
+    from vmtool.models.checkpoint import MODEL_FORMAT, LoadedModel
+
+    p = Path(catalog)
+    with h5py.File(p, "r") as f:
+        if "model" not in f:
+            raise FormatError("holds no model (dataset '/model'); it is not a catalog written by vmtool embed", p)
+        blob = f["model"][()].tobytes()
+        attr = f.attrs.get("model")
+    try:
+        data = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+    except Exception as exc:
+        raise FormatError(f"dataset '/model' is not a readable model: {type(exc).__name__}", p) from exc
+    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        raise FormatError("dataset '/model' is not a vmtool model", p)
+    return LoadedModel(p, data, device, sha256=json.loads(attr)["sha256"] if attr is not None else "")
+
+
+def embed_query(
+    path: str | os.PathLike,
+    catalog: str | os.PathLike,
+    *,
+    device: str = "auto",
+    segments: str | None = None,
+    progress: Progress | None = None,
+) -> QueryEmbedding:
+    """Embed a raw media file exactly as the catalog's items were embedded.
+
+    Extracts the catalog's features (same extractors, parameters and rate), runs its
+    segmentation (or *segments*), and applies its model.
+
+    Raises
+    ------
+    VmtoolError
+        The media cannot be read, lacks what the recipe needs (e.g. a music
+        segmentation for a video without sound: pass ``segments="transnet"``), or the
+        catalog has no model.
+    """
+    from vmtool.device import resolve_device
+    from vmtool.extract import ExtractConfig, extract
+    from vmtool.segment import SegmentConfig, segment
+
+    dev = resolve_device(device)
+    model = load_catalog_model(catalog, dev)
+    with open_collection(catalog) as cat:
+        attr = cat.attrs.get("model")
+        attr = json.loads(attr) if isinstance(attr, str) else (attr or {})
+        fcfg = cat.config
+    seg_info = attr.get("segmentation")
+    method = segments or (seg_info or {}).get("method")
+    ecfg = ExtractConfig(
+        audio_features=tuple((fcfg.get("audio") or {}).keys()),
+        video_features=tuple((fcfg.get("video") or {}).keys()),
+        rate=float(fcfg.get("rate", 1.0)),
+        params={k: dict(v) for k, v in (fcfg.get("params") or {}).items()},
+    )
+    with tempfile.TemporaryDirectory(prefix="vmtool-query-") as td:
+        feats = Path(td) / "query.h5"
+        extract([path], feats, ecfg, device=dev, progress=progress)
+        if method is not None:
+            p = (seg_info or {}).get("config") if (seg_info and seg_info.get("method") == method) else {}
+            p = p or {}
+            scfg = SegmentConfig(methods=[method], threshold=float(p.get("threshold", 0.5)),
+                                 beats_per_bar=p.get("beats_per_bar"), window=p.get("window"),
+                                 labels=p.get("labels"), min_duration=p.get("min_duration"))
+            try:
+                segment([feats], feats, scfg, device=dev, progress=progress)
+            except VmtoolError as exc:
+                raise type(exc)(f"{exc.reason} (segmenting the query with {method!r}; "
+                                f"a video without sound needs --query-segments transnet)", path) from exc
+        with open_collection(feats) as coll:
+            emb = _Embedder(coll, model, method)
+            clip, segs, spans = emb.item(0)
+            dur = float(coll.column("duration")[0])
+    if not clip:
+        raise ParameterError("the query has neither audio nor video features", path)
+    return QueryEmbedding(clip, segs, spans if spans is not None else np.array([[0.0, dur]]), dur, str(path))

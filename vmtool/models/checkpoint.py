@@ -1,0 +1,178 @@
+"""Model files: plain data, loaded with ``torch.load(..., weights_only=True)``.
+
+A model file is a ``torch.save`` of a dict of tensors, numbers, strings, lists and
+dicts only::
+
+    {"format": "vmtool-model", "version": 1,
+     "config":   {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train": {...}},
+     "state_dict": {...best weights...},
+     "normalisation": {"audio": {"mean": Tensor, "std": Tensor}, "video": {...}},
+     "features": {...extraction config of the training file...},
+     "segmentation": {"method": str, "config": {...}} or None,
+     "training": {"epochs", "best_epoch", "best", "history": [...], "seconds", ...},
+     "resume": {"state_dict", "optimizer", "epoch", "rng", ...} or absent}
+
+The model is rebuilt from ``config["model"]``; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from vmtool.errors import FormatError
+
+__all__ = ["MODEL_FORMAT", "MODEL_VERSION", "save_model", "load_checkpoint", "load_model", "read_model_info",
+           "is_model_file", "LoadedModel"]
+
+MODEL_FORMAT = "vmtool-model"
+MODEL_VERSION = 1
+
+
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether *path* looks like a torch checkpoint (a zip archive), without loading it."""
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def save_model(data: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a checkpoint dict to *path* (the caller handles atomicity)."""
+    import torch
+
+    out = dict(data)
+    out["format"] = MODEL_FORMAT
+    out["version"] = MODEL_VERSION
+    torch.save(out, path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> dict[str, Any]:
+    """Read and check a model file (format and version) with ``weights_only=True``.
+
+    Raises
+    ------
+    FormatError
+        Not a vmtool model file, or an unknown version.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.exists():
+        raise FormatError("no such model file", p)
+    if not is_model_file(p):
+        raise FormatError("not a vmtool model file (expected a checkpoint written by 'vmtool train')", p)
+    try:
+        data = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        raise FormatError(f"cannot read as a vmtool model: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                          p) from exc
+    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        raise FormatError("not a vmtool model file (attribute 'format' is missing)", p)
+    if int(data.get("version", 0)) != MODEL_VERSION:
+        raise FormatError(f"model file version {data.get('version')!r} is not supported "
+                          f"(this vmtool reads version {MODEL_VERSION})", p)
+    for key in ("config", "state_dict", "normalisation"):
+        if key not in data:
+            raise FormatError(f"model file lacks {key!r}", p)
+    return data
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class LoadedModel:
+    """A model ready for inference: network in eval mode + input normalisation + recipe."""
+
+    def __init__(self, path: Path, data: dict[str, Any], device: str, sha256: str | None = None):
+        import torch
+
+        from vmtool.models.nets import ModelConfig, VMNet
+
+        self.path = Path(path)
+        self.data = data
+        self.device = device
+        cfg = data["config"]
+        self.model_config = ModelConfig.from_dict(cfg["model"])
+        self.data_config = dict(cfg["data"])
+        self.net = VMNet(self.model_config)
+        try:
+            self.net.load_state_dict(data["state_dict"])
+        except RuntimeError as exc:
+            raise FormatError(f"weights do not match the stored configuration: {str(exc).splitlines()[0]}",
+                              path) from exc
+        self.net.to(device).eval()
+        self.norm = {mod: (torch.as_tensor(v["mean"], dtype=torch.float32, device=device),
+                           torch.as_tensor(v["std"], dtype=torch.float32, device=device))
+                     for mod, v in data["normalisation"].items()}
+        self.sha256 = sha256 if sha256 is not None else file_sha256(path)
+
+    @property
+    def dim(self) -> int:
+        return self.model_config.dim
+
+    @property
+    def level(self) -> str:
+        return str(self.data_config.get("level", "clip"))
+
+    def embed(self, modality: str, x, mask=None, *, batch: int = 512):
+        """Embed inputs of one modality: ``(n, dim)`` or ``(n, T, dim)`` numpy -> ``(n, D)`` float32 numpy."""
+        import numpy as np
+        import torch
+
+        mean, std = self.norm[modality]
+        out = []
+        with torch.inference_mode():
+            for lo in range(0, len(x), batch):
+                xb = torch.as_tensor(np.asarray(x[lo:lo + batch]), dtype=torch.float32, device=self.device)
+                xb = (xb - mean) / std
+                mb = None if mask is None else torch.as_tensor(mask[lo:lo + batch], device=self.device)
+                out.append(self.net.embed(modality, xb, mb).float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
+    """Load a model file for inference on *device* (already resolved)."""
+    p = Path(path)
+    return LoadedModel(p, load_checkpoint(p, map_location=device), device)
+
+
+def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON-ready description of a model file (for ``vmtool info MODEL``)."""
+    p = Path(path)
+    data = load_checkpoint(p)
+    cfg = data["config"]
+    sd = data["state_dict"]
+    n_params = int(sum(int(t.numel()) for t in sd.values() if hasattr(t, "numel")))
+    training = dict(data.get("training", {}))
+    history = training.pop("history", [])
+    return {
+        "file": str(p),
+        "kind": MODEL_FORMAT,
+        "version": data.get("version"),
+        "vmtool_version": data.get("vmtool_version"),
+        "created": data.get("created"),
+        "command": data.get("command", ""),
+        "sha256": file_sha256(p),
+        "size_bytes": p.stat().st_size,
+        "parameters": n_params,
+        "model": cfg.get("model", {}),
+        "loss": cfg.get("loss", {}),
+        "data": cfg.get("data", {}),
+        "train": cfg.get("train", {}),
+        "features": data.get("features", {}),
+        "segmentation": data.get("segmentation"),
+        "training": training,
+        "epochs_logged": len(history),
+        "resumable": "resume" in data,
+    }

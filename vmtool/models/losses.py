@@ -1,0 +1,213 @@
+"""Training objectives for the joint space.
+
+Every loss takes a batch of ``b`` matched pairs: video embeddings ``v`` and music
+embeddings ``m`` (``(b, D)``, unit norm), the clip each pair comes from (``(b,)``
+int; pairs of the same clip are never used as each other's negatives, which matters
+at segment level) and, for the structure terms, the pairs' input vectors. Each returns
+the scalar loss and a dict of its parts (floats, for logs).
+
+=========  =================================================================  ==========================
+name       what                                                               from
+=========  =================================================================  ==========================
+vmnet      inter-modal triplets V->M and M->V with margin alpha, plus soft    Hong et al. 2018 (VM-Net)
+           intra-modal structure triplets V->V and M->M
+bce        a fusion head scores matched vs. mismatched pairs (sigmoid + BCE)  Prétet et al. 2021
+cosface    CosFace "lifting" onto shared class prototypes (video + alpha *     Lee et al. (VMCML)
+           music) plus a similarity loss pulling each pair together
+infonce    symmetric contrastive loss with a temperature                      Oord et al. 2018; CLIP
+=========  =================================================================  ==========================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+__all__ = ["LossConfig", "LOSSES", "compute_loss", "negatives_mask"]
+
+LOSSES = ("vmnet", "bce", "cosface", "infonce")
+
+
+@dataclass
+class LossConfig:
+    """Loss hyper-parameters; defaults follow the paper each loss comes from.
+
+    Attributes
+    ----------
+    name : {"vmnet", "bce", "cosface", "infonce"}
+    margin : float
+        vmnet: triplet margin alpha (0.1, VM-Net).
+    lambdas : (float, float, float, float)
+        vmnet: weights of L_VM, L_MV, L_VV, L_MM. VM-Net's code weighs the video->music
+        term most: (3, 1, 0.2, 0.2).
+    hard_negatives : int
+        vmnet: 0 averages over every negative of the batch (b(b-1) triplets per
+        direction); K > 0 keeps, per anchor, the K most violating negatives (VM-Net: 100).
+    neighbours : int
+        vmnet: per anchor, how many nearest neighbours in the *input* space are the
+        positives of the intra-modal structure triplets (others are its negatives).
+    scale, cos_margin, music_weight : float
+        cosface: scale s (30), margin mu (0.2) and weight alpha of the music term (1).
+    sim_margin, sim_weight : float
+        cosface: similarity loss ``max(0, 1 - cos(v_i, m_i) - tau)`` with tau (0.1),
+        weight beta (1).
+    temperature : float
+        infonce: softmax temperature (0.07, as CLIP's initial value).
+    """
+
+    name: str = "vmnet"
+    margin: float = 0.1
+    lambdas: tuple[float, float, float, float] = (3.0, 1.0, 0.2, 0.2)
+    hard_negatives: int = 0
+    neighbours: int = 1
+    scale: float = 30.0
+    cos_margin: float = 0.2
+    music_weight: float = 1.0
+    sim_margin: float = 0.1
+    sim_weight: float = 1.0
+    temperature: float = 0.07
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lambdas"] = list(self.lambdas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LossConfig:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "lambdas" in known:
+            known["lambdas"] = tuple(float(x) for x in known["lambdas"])
+        return cls(**known)
+
+
+def negatives_mask(clips: torch.Tensor) -> torch.Tensor:
+    """``(b, b)`` bool: True where pair j may serve as a negative of anchor i (another clip)."""
+    return clips[:, None] != clips[None, :]
+
+
+def _cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # unit vectors: ||a - b||^2 = 2 - 2 a.b ; clamp for the sqrt's gradient at 0
+    return torch.sqrt(torch.clamp(2.0 - 2.0 * a @ b.T, min=1e-12))
+
+
+def _triplet(d_pos: torch.Tensor, d: torch.Tensor, neg: torch.Tensor, margin: float, hard: int) -> torch.Tensor:
+    """Mean hinge ``max(0, d_pos_i - d_ij + margin)`` over allowed negatives j (or the *hard* worst)."""
+    hinge = torch.clamp(d_pos[:, None] - d + margin, min=0.0)
+    if hard > 0:
+        hinge = hinge.masked_fill(~neg, -1.0)
+        k = min(hard, hinge.shape[1])
+        top = torch.topk(hinge, k, dim=1).values
+        valid = top >= 0
+        return (top.clamp(min=0) * valid).sum() / valid.sum().clamp(min=1)
+    hinge = hinge * neg
+    return hinge.sum() / neg.sum().clamp(min=1)
+
+
+def _structure(emb: torch.Tensor, inputs: torch.Tensor, neg: torch.Tensor, margin: float, hard: int,
+               neighbours: int) -> torch.Tensor:
+    """Soft intra-modal structure: keep each anchor's input-space neighbours closer than the rest.
+
+    For anchor i, its *neighbours* nearest pairs (of other clips) by distance of the
+    input vectors are positives p; every farther pair k is a negative:
+    ``max(0, d(e_i, e_p) - d(e_i, e_k) + margin)``.
+    """
+    b = emb.shape[0]
+    if b < 3:
+        return emb.new_zeros(())
+    with torch.no_grad():
+        x = inputs.reshape(b, -1).float()
+        dx = torch.cdist(x, x)
+        dx = dx.masked_fill(~neg, float("inf"))
+        n = max(1, min(neighbours, b - 2))
+        nn_idx = torch.topk(dx, n, dim=1, largest=False).indices  # (b, n)
+        far = neg.clone()
+        far.scatter_(1, nn_idx, False)
+        ok = torch.isfinite(dx.gather(1, nn_idx))  # anchors whose neighbours are real
+    d = _cdist(emb, emb)
+    total = emb.new_zeros(())
+    for j in range(n):
+        d_pos = d.gather(1, nn_idx[:, j:j + 1]).squeeze(1)
+        mask = far & ok[:, j:j + 1]
+        total = total + _triplet(d_pos, d, mask, margin, hard)
+    return total / n
+
+
+def _cosface(x: torch.Tensor, protos: torch.Tensor, labels: torch.Tensor, s: float, mu: float) -> torch.Tensor:
+    cos = x @ F.normalize(protos, dim=-1).T
+    logits = s * (cos - mu * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
+    return F.cross_entropy(logits, labels)
+
+
+def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, *,
+                 v_in: torch.Tensor | None = None, m_in: torch.Tensor | None = None,
+                 model=None, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of a batch.
+
+    Parameters
+    ----------
+    cfg : LossConfig
+    v, m : torch.Tensor [shape=(b, D)]
+        Unit-norm video and music embeddings of b matched pairs.
+    clips : torch.Tensor [shape=(b,), int]
+        Clip of each pair; same-clip pairs are never negatives of each other.
+    v_in, m_in : torch.Tensor, optional
+        Input vectors (``vmnet`` structure terms).
+    model : VMNet, optional
+        Its fusion head (``bce``) or prototypes (``cosface``).
+    labels : torch.Tensor [shape=(b,), int], optional
+        Prototype index of each pair (``cosface``): the training clip it comes from.
+    """
+    neg = negatives_mask(clips)
+    name = cfg.name
+    if name == "vmnet":
+        l1, l2, l3, l4 = cfg.lambdas
+        d = _cdist(v, m)  # d[i, j] = ||v_i - m_j||
+        pos = torch.diagonal(d)
+        vm = _triplet(pos, d, neg, cfg.margin, cfg.hard_negatives)
+        mv = _triplet(pos, d.T, neg, cfg.margin, cfg.hard_negatives)
+        parts = {"vm": vm, "mv": mv}
+        total = l1 * vm + l2 * mv
+        if (l3 or l4) and v_in is not None and m_in is not None:
+            vv = _structure(v, v_in, neg, cfg.margin, cfg.hard_negatives, cfg.neighbours)
+            mm = _structure(m, m_in, neg, cfg.margin, cfg.hard_negatives, cfg.neighbours)
+            parts.update(vv=vv, mm=mm)
+            total = total + l3 * vv + l4 * mm
+    elif name == "bce":
+        if model is None or model.head is None:
+            raise ValueError("the bce loss needs a model with a fusion head")
+        b = v.shape[0]
+        # one mismatched music per video: the next pair of another clip in a random order
+        perm = torch.randperm(b, device=v.device)
+        shifted = torch.roll(perm, 1)
+        j = torch.empty_like(perm)
+        j[perm] = shifted
+        ok = clips[j] != clips
+        pos_logit = model.head(v, m)
+        neg_logit = model.head(v[ok], m[j[ok]])
+        logits = torch.cat([pos_logit, neg_logit])
+        target = torch.cat([torch.ones_like(pos_logit), torch.zeros_like(neg_logit)])
+        total = F.binary_cross_entropy_with_logits(logits, target)
+        parts = {"bce": total}
+    elif name == "cosface":
+        if model is None or model.prototypes is None or labels is None:
+            raise ValueError("the cosface loss needs prototypes and labels")
+        lv = _cosface(v, model.prototypes, labels, cfg.scale, cfg.cos_margin)
+        lm = _cosface(m, model.prototypes, labels, cfg.scale, cfg.cos_margin)
+        sim = torch.clamp(1.0 - (v * m).sum(-1) - cfg.sim_margin, min=0).mean()
+        total = lv + cfg.music_weight * lm + cfg.sim_weight * sim
+        parts = {"lift_v": lv, "lift_m": lm, "sim": sim}
+    elif name == "infonce":
+        logits = (v @ m.T) / cfg.temperature
+        eye = torch.eye(len(v), dtype=torch.bool, device=v.device)
+        logits = logits.masked_fill(~neg & ~eye, float("-inf"))
+        target = torch.arange(len(v), device=v.device)
+        a = F.cross_entropy(logits, target)
+        b = F.cross_entropy(logits.T, target)
+        total = (a + b) / 2
+        parts = {"v2m": a, "m2v": b}
+    else:
+        raise ValueError(f"unknown loss {name!r}")
+    return total, {k: float(t.detach()) for k, t in parts.items()}
