@@ -48,9 +48,11 @@ def _root(
 from vmtool.cli import demo as _demo  # noqa: E402
 from vmtool.cli import extract as _extract  # noqa: E402
 from vmtool.cli import info as _info  # noqa: E402
+from vmtool.cli import embed as _embed  # noqa: E402
 from vmtool.cli import segment as _segment  # noqa: E402
+from vmtool.cli import train as _train  # noqa: E402
 
-for _mod in (_extract, _segment, _info, _demo):
+for _mod in (_extract, _segment, _train, _embed, _info, _demo):
     _mod.register(app)
 
 
