@@ -33,7 +33,7 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
     -------
     dict
         ``info_version``, ``path``, ``kind``, ``schema_version``, ``vmtool_version``,
-        ``created``, ``command``, ``n_items``, ``total_duration``, ``modalities``
+        ``created``, ``command``, ``n_items``, ``total_duration`` (items of unknown duration count 0), ``modalities``
         (count per ``audio``/``video``/``audio+video``), one list per ragged group
         (``features``, ``curves``, ``segmentations``, ``events``, ``embeddings``) whose
         entries hold ``name``, ``modality``, ``dim``, ``rate``, ``rows``,
@@ -66,7 +66,7 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
             "created": a.get("created"),
             "command": a.get("command"),
             "n_items": n,
-            "total_duration": float(np.sum(col.column("duration"))) if n else 0.0,
+            "total_duration": float(np.nansum(col.column("duration"))) if n else 0.0,  # NaN: clip-level imports
             "modalities": dict(sorted(mods.items())),
         }
         for group in RAGGED_GROUPS:

@@ -426,10 +426,16 @@ class Collection:
         return sorted(self._f[group].keys()) if group in self._f else []
 
     def ragged(self, group: str, name: str) -> Ragged:
-        if name not in self.names(group):
-            have = ", ".join(self.names(group)) or "none"
-            raise ParameterError(f"no {group[:-1] if group.endswith('s') else group} {name!r} (have: {have})", self.path)
-        return Ragged(self._f[group][name], self.path, self._n)
+        """Read access to ``group/name`` (built once per open collection: it reads the offsets)."""
+        cache = self.__dict__.setdefault("_ragged_cache", {})
+        key = (group, name)
+        if key not in cache:
+            if name not in self.names(group):
+                have = ", ".join(self.names(group)) or "none"
+                raise ParameterError(f"no {group[:-1] if group.endswith('s') else group} {name!r} (have: {have})",
+                                     self.path)
+            cache[key] = Ragged(self._f[group][name], self.path, self._n)
+        return cache[key]
 
     def feature(self, name: str) -> Ragged:
         """The frame-level feature matrix *name*."""

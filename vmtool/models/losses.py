@@ -51,6 +51,9 @@ class LossConfig:
         positives of the intra-modal structure triplets (others are its negatives).
     scale, cos_margin, music_weight : float
         cosface: scale s (30), margin mu (0.2) and weight alpha of the music term (1).
+    max_classes : int
+        cosface: prototypes per softmax; beyond it, the batch's classes plus random
+        others (a sampled softmax; 0: always all).
     sim_margin, sim_weight : float
         cosface: similarity loss ``max(0, 1 - cos(v_i, m_i) - tau)`` with tau (0.1),
         weight beta (1).
@@ -66,6 +69,7 @@ class LossConfig:
     scale: float = 30.0
     cos_margin: float = 0.2
     music_weight: float = 1.0
+    max_classes: int = 4096
     sim_margin: float = 0.1
     sim_weight: float = 1.0
     temperature: float = 0.07
@@ -106,6 +110,27 @@ def _triplet(d_pos: torch.Tensor, d: torch.Tensor, neg: torch.Tensor, margin: fl
     return hinge.sum() / neg.sum().clamp(min=1)
 
 
+_PROJ: dict[tuple[int, str], torch.Tensor] = {}
+PROJECTION_DIM = 256
+
+
+def _project(x: torch.Tensor) -> torch.Tensor:
+    """Inputs wider than 256 go through a fixed random Gaussian projection to 256 dims.
+
+    Neighbour search then costs b^2 * 256 instead of b^2 * d; by the Johnson-Lindenstrauss
+    lemma distances are kept to within a few percent on average, which is all the soft
+    structure constraint needs. The projection is seeded, so training stays reproducible.
+    """
+    d = x.shape[1]
+    if d <= PROJECTION_DIM:
+        return x
+    key = (d, str(x.device))
+    if key not in _PROJ:
+        g = torch.Generator().manual_seed(1234 + d)
+        _PROJ[key] = (torch.randn(d, PROJECTION_DIM, generator=g) / PROJECTION_DIM ** 0.5).to(x.device)
+    return x @ _PROJ[key]
+
+
 def _structure(emb: torch.Tensor, inputs: torch.Tensor, neg: torch.Tensor, margin: float, hard: int,
                neighbours: int) -> torch.Tensor:
     """Soft intra-modal structure: keep each anchor's input-space neighbours closer than the rest.
@@ -118,8 +143,9 @@ def _structure(emb: torch.Tensor, inputs: torch.Tensor, neg: torch.Tensor, margi
     if b < 3:
         return emb.new_zeros(())
     with torch.no_grad():
-        x = inputs.reshape(b, -1).float()
-        dx = torch.cdist(x, x)
+        x = _project(inputs.reshape(b, -1).float())
+        sq = (x * x).sum(1)
+        dx = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp(min=0.0)
         dx = dx.masked_fill(~neg, float("inf"))
         n = max(1, min(neighbours, b - 2))
         nn_idx = torch.topk(dx, n, dim=1, largest=False).indices  # (b, n)
@@ -135,9 +161,33 @@ def _structure(emb: torch.Tensor, inputs: torch.Tensor, neg: torch.Tensor, margi
     return total / n
 
 
+def _sample_classes(protos: torch.Tensor, labels: torch.Tensor, max_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's own prototypes plus random others, at most *max_classes* in all.
+
+    With tens of thousands of training tracks the full softmax over every prototype
+    dominates the step (b x C x D, twice); a sampled softmax keeps every positive and a
+    random share of the negatives. ``max_classes <= 0`` or C <= max_classes: all of them.
+    """
+    c = protos.shape[0]
+    if max_classes <= 0 or c <= max_classes:
+        return protos, labels
+    present = torch.unique(labels)
+    need = max(0, max_classes - len(present))
+    mask = torch.ones(c, dtype=torch.bool, device=protos.device)
+    mask[present] = False
+    others = torch.nonzero(mask).squeeze(1)
+    others = others[torch.randperm(len(others), device=protos.device)[:need]]
+    chosen = torch.cat([present, others])
+    remap = torch.full((c,), -1, dtype=torch.long, device=protos.device)
+    remap[chosen] = torch.arange(len(chosen), device=protos.device)
+    return protos[chosen], remap[labels]
+
+
 def _cosface(x: torch.Tensor, protos: torch.Tensor, labels: torch.Tensor, s: float, mu: float) -> torch.Tensor:
-    cos = x @ F.normalize(protos, dim=-1).T
-    logits = s * (cos - mu * F.one_hot(labels, cos.shape[1]).to(cos.dtype))
+    """CosFace: cross-entropy of ``s * (cos(x, W_c) - mu [c = label])`` over the prototypes W."""
+    logits = s * (x @ protos.T)
+    rows = torch.arange(len(labels), device=x.device)
+    logits = logits.index_put((rows, labels), logits[rows, labels] - s * mu)
     return F.cross_entropy(logits, labels)
 
 
@@ -194,8 +244,10 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
     elif name == "cosface":
         if model is None or model.prototypes is None or labels is None:
             raise ValueError("the cosface loss needs prototypes and labels")
-        lv = _cosface(v, model.prototypes, labels, cfg.scale, cfg.cos_margin)
-        lm = _cosface(m, model.prototypes, labels, cfg.scale, cfg.cos_margin)
+        protos, labels = _sample_classes(model.prototypes, labels, cfg.max_classes)
+        protos = F.normalize(protos, dim=-1)
+        lv = _cosface(v, protos, labels, cfg.scale, cfg.cos_margin)
+        lm = _cosface(m, protos, labels, cfg.scale, cfg.cos_margin)
         sim = torch.clamp(1.0 - (v * m).sum(-1) - cfg.sim_margin, min=0).mean()
         total = lv + cfg.music_weight * lm + cfg.sim_weight * sim
         parts = {"lift_v": lv, "lift_m": lm, "sim": sim}

@@ -1,0 +1,223 @@
+"""Networks, losses and model files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from vmtool.errors import FormatError
+from vmtool.models.checkpoint import load_checkpoint, load_model, read_model_info, save_model
+from vmtool.models.losses import LossConfig, _cosface, _sample_classes, compute_loss, negatives_mask
+from vmtool.models.nets import Attention, AutoPool, Branch, ModelConfig, VMNet
+
+
+def _unit(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=g), dim=-1)
+
+
+# --- networks ---------------------------------------------------------------------------
+
+
+def test_attention_pooling_matches_its_formula():
+    torch.manual_seed(0)
+    att = Attention(5)
+    x = torch.randn(3, 7, 5)
+    a = torch.softmax(torch.tanh(x @ att.score.weight[0] + att.score.bias), dim=1)
+    want = (a[..., None] * x).sum(1)
+    assert torch.allclose(att(x), want, atol=1e-6)
+
+
+def test_attention_ignores_masked_frames():
+    torch.manual_seed(0)
+    att = Attention(4)
+    x = torch.randn(2, 6, 4)
+    mask = torch.tensor([[True] * 3 + [False] * 3] * 2)
+    y = att(x, mask)
+    x2 = x.clone()
+    x2[:, 3:] = 100.0  # masked frames may hold anything
+    assert torch.allclose(att(x2, mask), y)
+
+
+def test_autopool_spans_mean_to_max():
+    x = torch.randn(2, 9, 3)
+    ap = AutoPool(3)
+    assert torch.allclose(ap(x), x.mean(1), atol=1e-6)  # alpha = 0: the mean
+    with torch.no_grad():
+        ap.alpha.fill_(200.0)
+    assert torch.allclose(ap(x), x.max(1).values, atol=1e-3)
+    with torch.no_grad():
+        ap.alpha.fill_(-200.0)
+    assert torch.allclose(ap(x), x.min(1).values, atol=1e-3)
+
+
+@pytest.mark.parametrize("aggregation", ["stats", "attention", "autopool"])
+def test_branch_outputs_unit_vectors(aggregation):
+    torch.manual_seed(0)
+    b = Branch(10, [16, 8], 0.1, aggregation).eval()
+    x = torch.randn(4, 10) if aggregation == "stats" else torch.randn(4, 5, 10)
+    y = b(x)
+    assert y.shape == (4, 8)
+    assert torch.allclose(y.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_vmnet_layers_follow_the_config():
+    net = VMNet(ModelConfig(audio_dim=1218, video_dim=3150))
+    lin = [m for m in net.audio.mlp if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in lin] == [(1218, 2048), (2048, 1024), (1024, 512)]
+    lin = [m for m in net.video.mlp if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in lin] == [(3150, 2048), (2048, 512)]
+    assert isinstance(net.audio.mlp[-1], torch.nn.BatchNorm1d)
+    with pytest.raises(ValueError, match="same width"):
+        VMNet(ModelConfig(audio_dim=3, video_dim=3, audio_layers=[8, 4], video_layers=[8, 5]))
+
+
+# --- losses -----------------------------------------------------------------------------
+
+
+def test_vmnet_triplet_value_on_a_hand_example():
+    # two pairs in 2-d; video 0 sits between music 0 and music 1
+    m = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    v = F.normalize(torch.tensor([[1.0, 0.2], [0.0, 1.0]]), dim=-1)
+    cfg = LossConfig(margin=0.5, lambdas=(1.0, 0.0, 0.0, 0.0))
+    loss, parts = compute_loss(cfg, v, m, torch.tensor([0, 1]))
+    d = torch.cdist(v, m)
+    want = (max(0.0, float(d[0, 0] - d[0, 1] + 0.5)) + max(0.0, float(d[1, 1] - d[1, 0] + 0.5))) / 2
+    assert math.isclose(float(loss), want, rel_tol=1e-5)
+    assert math.isclose(parts["vm"], want, rel_tol=1e-5)
+
+
+def test_vmnet_inter_modal_loss_is_zero_when_pairs_are_far_apart():
+    e = torch.eye(4)
+    cfg = LossConfig(margin=0.1, lambdas=(3.0, 1.0, 0.0, 0.0))
+    loss, _ = compute_loss(cfg, e, e, torch.arange(4), v_in=torch.randn(4, 3), m_in=torch.randn(4, 3))
+    assert float(loss) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_same_clip_pairs_are_never_negatives():
+    v = _unit(4, 8)
+    m = v.clone()
+    m[1] = v[0]  # pair 1's music equals pair 0's: a violation only if they are different clips
+    cfg = LossConfig(lambdas=(1.0, 1.0, 0.0, 0.0))
+    diff, _ = compute_loss(cfg, v, m, torch.tensor([0, 1, 2, 3]))
+    same, _ = compute_loss(cfg, v, m, torch.tensor([0, 0, 2, 3]))
+    assert float(same) < float(diff)
+    assert negatives_mask(torch.tensor([0, 0, 1])).tolist() == [[False, False, True], [False, False, True],
+                                                                   [True, True, False]]
+
+
+def test_hard_negatives_keep_the_worst():
+    v, m = _unit(6, 8, seed=1), _unit(6, 8, seed=2)
+    clips = torch.arange(6)
+    cfg1 = LossConfig(lambdas=(1.0, 0.0, 0.0, 0.0), margin=1.0, hard_negatives=1)
+    loss, _ = compute_loss(cfg1, v, m, clips)
+    d = torch.cdist(v, m)
+    hinge = (d.diagonal()[:, None] - d + 1.0).clamp(min=0)
+    hinge.fill_diagonal_(-1)
+    assert float(loss) == pytest.approx(float(hinge.max(1).values.clamp(min=0).mean()), rel=1e-5)
+    cfg_all = LossConfig(lambdas=(1.0, 0.0, 0.0, 0.0), margin=1.0, hard_negatives=0)
+    loss_all, _ = compute_loss(cfg_all, v, m, clips)
+    assert float(loss_all) <= float(loss) + 1e-6
+
+
+def test_structure_term_prefers_input_neighbours():
+    # inputs: 0 and 1 are neighbours; embedding that keeps them close has a lower loss
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [9.0, -3.0]])
+    good = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.99, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), dim=-1)
+    bad = good[[0, 2, 1, 3]]
+    cfg = LossConfig(lambdas=(0.0, 0.0, 1.0, 0.0), margin=0.1)
+    lg, _ = compute_loss(cfg, good, good, torch.arange(4), v_in=x, m_in=x)
+    lb, _ = compute_loss(cfg, bad, bad, torch.arange(4), v_in=x, m_in=x)
+    assert float(lg) < float(lb)
+
+
+def test_infonce_matches_cross_entropy():
+    v, m = _unit(5, 8, seed=3), _unit(5, 8, seed=4)
+    cfg = LossConfig(name="infonce", temperature=0.1)
+    loss, _ = compute_loss(cfg, v, m, torch.arange(5))
+    logits = v @ m.T / 0.1
+    t = torch.arange(5)
+    want = (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_cosface_matches_the_one_hot_formula():
+    x, w = _unit(5, 8, seed=5), _unit(7, 8, seed=6)
+    lab = torch.tensor([0, 3, 6, 2, 2])
+    want = F.cross_entropy(30 * (x @ w.T - 0.2 * F.one_hot(lab, 7)), lab)
+    assert float(_cosface(x, w, lab, 30.0, 0.2)) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_sampled_classes_keep_every_positive():
+    protos = torch.randn(100, 4)
+    labels = torch.tensor([5, 99, 5, 42])
+    p, lab = _sample_classes(protos, labels, 10)
+    assert p.shape == (10, 4)
+    assert torch.equal(p[lab], protos[labels])
+    p2, lab2 = _sample_classes(protos, labels, 0)
+    assert p2 is protos and lab2 is labels
+
+
+def test_bce_and_cosface_need_their_parts():
+    v = _unit(4, 8)
+    with pytest.raises(ValueError, match="fusion head"):
+        compute_loss(LossConfig(name="bce"), v, v, torch.arange(4))
+    with pytest.raises(ValueError, match="prototypes"):
+        compute_loss(LossConfig(name="cosface"), v, v, torch.arange(4))
+    net = VMNet(ModelConfig(audio_dim=3, video_dim=3, audio_layers=[8], video_layers=[8], fusion_head=True,
+                            prototypes=4))
+    for name in ("bce", "cosface"):
+        loss, parts = compute_loss(LossConfig(name=name), v, v, torch.arange(4), model=net, labels=torch.arange(4))
+        assert math.isfinite(float(loss)) and parts
+
+
+# --- model files ------------------------------------------------------------------------
+
+
+def _tiny_checkpoint():
+    cfg = ModelConfig(audio_dim=3, video_dim=2, audio_layers=[4], video_layers=[4])
+    net = VMNet(cfg)
+    return {
+        "config": {"model": cfg.to_dict(), "loss": LossConfig().to_dict(), "data": {"level": "clip"}, "train": {}},
+        "state_dict": net.state_dict(),
+        "normalisation": {"audio": {"mean": torch.zeros(3), "std": torch.ones(3)},
+                          "video": {"mean": torch.zeros(2), "std": torch.ones(2)}},
+    }
+
+
+def test_model_file_roundtrip_is_plain_data(tmp_path):
+    p = tmp_path / "m.pt"
+    save_model(_tiny_checkpoint(), p)
+    data = torch.load(p, weights_only=True)  # no pickled classes
+    assert data["format"] == "vmtool-model" and data["version"] == 1
+    m = load_model(p)
+    e = m.embed("audio", np.ones((2, 3), np.float32))
+    assert e.shape == (2, 4)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    info = read_model_info(p)
+    assert info["kind"] == "vmtool-model" and info["parameters"] > 0 and len(info["sha256"]) == 64
+
+
+def test_bad_model_files(tmp_path):
+    txt = tmp_path / "notes.pt"
+    txt.write_text("hello")
+    with pytest.raises(FormatError, match="notes.pt: not a vmtool model file"):
+        load_checkpoint(txt)
+    with pytest.raises(FormatError, match="no such model file"):
+        load_checkpoint(tmp_path / "missing.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(FormatError, match="'format' is missing"):
+        load_checkpoint(other)
+    future = tmp_path / "future.pt"
+    d = _tiny_checkpoint()
+    save_model(d, future)
+    data = torch.load(future, weights_only=True)
+    data["version"] = 99
+    torch.save(data, future)
+    with pytest.raises(FormatError, match="version 99 is not supported"):
+        load_checkpoint(future)
