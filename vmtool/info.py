@@ -40,12 +40,25 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
         ``items_with_data`` and the producer's ``extractor``/``version``, the stored
         ``config`` and, when asked, ``items``.
 
+    For a model file (written by ``vmtool train``) the dictionary holds instead
+    ``kind`` = ``vmtool-model``, ``version``, ``sha256``, ``parameters``, the
+    ``model``, ``loss``, ``data`` and ``train`` configurations, the ``features`` and
+    ``segmentation`` it expects and the ``training`` summary (epochs, best epoch and
+    its validation metrics, seconds).
+
     Raises
     ------
     FormatError
         Not a vmtool file, or an unreadable version.
     """
     p = Path(path)
+    from vmtool.models.checkpoint import is_model_file
+
+    if p.is_file() and is_model_file(p):  # a model file (vmtool train): a torch checkpoint, not HDF5
+        from vmtool.models.checkpoint import read_model_info
+
+        d = read_model_info(p)
+        return {"info_version": INFO_VERSION, "path": str(p), **{k: v for k, v in d.items() if k != "file"}}
     kind, version = read_kind(p)
     if kind != KIND_COLLECTION:  # other kinds (models...) describe their root attributes only
         import h5py

@@ -10,8 +10,14 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- cli-help:start -->", "<!-- cli-help:end -->"
-COMMANDS = ["extract", "segment", "info", "demo"]
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+
+
+def commands() -> list[str]:
+    """Every registered subcommand, in the order of ``vmtool --help``."""
+    from vmtool.cli import app
+
+    return [c.name for c in app.registered_commands]
 
 
 def render_help() -> str:
@@ -21,7 +27,7 @@ def render_help() -> str:
 
     runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})
     parts = []
-    for cmd in [None, *COMMANDS]:
+    for cmd in [None, *commands()]:
         args = ["--help"] if cmd is None else [cmd, "--help"]
         res = runner.invoke(app, args, prog_name="vmtool")
         title = "vmtool" if cmd is None else f"vmtool {cmd}"

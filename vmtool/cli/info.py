@@ -11,12 +11,13 @@ from vmtool.cli._common import Format, FormatOpt, echo_json, handle_errors, prin
 
 HELP = """Show what a vmtool file holds.
 
-Kind, schema version, items and their modalities, features (dimension, rate), curves, segmentations and the extraction configuration.
+Kind, schema version, items and their modalities, features (dimension, rate), curves, segmentations, embeddings and the extraction configuration. For a model file (vmtool train): its architecture, inputs, loss, training summary and validation scores.
 
 \b
 Examples:
   vmtool info catalog.h5
   vmtool info catalog.h5 --format json | jq '.features[].name'
+  vmtool info model.pt
 """
 
 
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def info_cmd(
-    file: Annotated[Path, typer.Argument(metavar="FILE.h5", help="A vmtool file.", show_default=False)],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A vmtool file (.h5) or model file (.pt).", show_default=False)],
     fmt: FormatOpt = Format.table,
     items: Annotated[bool, typer.Option("--items", help="Also list every item.")] = False,
 ) -> None:
@@ -47,6 +48,30 @@ def _fmt_rate(rate) -> str:
     return f"{rate:g} Hz"
 
 
+def _model_rows(head, d: dict) -> None:
+    m, data, loss, tr = d["model"], d["data"], d["loss"], d["training"]
+    head.add_row("kind", f"vmtool-model (version {d['version']})")
+    head.add_row("written by", f"vmtool {d.get('vmtool_version')} on {d.get('created')}")
+    head.add_row("command", d.get("command") or "-")
+    head.add_row("sha256", d["sha256"])
+    head.add_row("model", f"{m.get('aggregation')} inputs; audio {m.get('audio_dim')} -> "
+                          f"{'-'.join(map(str, m.get('audio_layers', [])))}, video {m.get('video_dim')} -> "
+                          f"{'-'.join(map(str, m.get('video_layers', [])))}; {d['parameters']:,} parameters")
+    seg = d.get("segmentation") or {}
+    head.add_row("data", f"level {data.get('level')}"
+                         + (f" on {seg.get('method')} segments" if seg else "")
+                         + f"; statistics {','.join(data.get('stats', []))}; audio "
+                         f"{'+'.join(data.get('audio_features', []))}, video {'+'.join(data.get('video_features', []))}")
+    head.add_row("loss", ", ".join(f"{k} {v}" for k, v in loss.items()))
+    best = tr.get("best", {})
+    line = f"{tr.get('epochs')} epochs ({tr.get('stopped') or 'running'}), best epoch {tr.get('best_epoch')}"
+    if "v2m_r10" in best:
+        line += (f": val V2M R@1 {best['v2m_r1']:.1f}% R@10 {best['v2m_r10']:.1f}% mean rank "
+                 f"{best['v2m_mean_rank']:.1f} on {int(best.get('val_items', 0))} items")
+    head.add_row("training", line + f"; {tr.get('seconds', 0):.1f} s on {tr.get('device')}")
+    head.add_row("resumable", "yes" if d.get("resumable") else "no")
+
+
 def _table(d: dict) -> None:
     from rich.table import Table
 
@@ -54,6 +79,10 @@ def _table(d: dict) -> None:
     head.add_column(style="bold")
     head.add_column()
     head.add_row("file", d["path"])
+    if d["kind"] == "vmtool-model":
+        _model_rows(head, d)
+        print_table(head)
+        return
     head.add_row("kind", f"{d['kind']} (schema {d['schema_version']})")
     if d["kind"] != "collection":
         for k, v in d.get("attrs", {}).items():

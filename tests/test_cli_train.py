@@ -1,0 +1,96 @@
+"""``vmtool train`` and ``vmtool embed`` through the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from vmtool.cli import app
+from vmtool.store import open_collection
+from vmtool.training.synthetic import synth_features
+
+SMALL = ["--audio-layers", "24,16", "--video-layers", "24,16", "-b", "32", "-q"]
+
+
+@pytest.fixture(scope="module")
+def feats(tmp_path_factory):
+    p = tmp_path_factory.mktemp("clifeats") / "feats.h5"
+    synth_features(p, 60, seed=11)
+    return p
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_train_embed_info_chain(feats, tmp_path):
+    model = tmp_path / "m.pt"
+    r = run("train", feats, "-o", model, "--epochs", "2", "--level", "segment", "--segments", "fixed",
+            "--aggregation", "attention", "--frames", "4", "--loss", "infonce", "--audio-layers", "24,16",
+            "--video-layers", "24,16", "-b", "32")
+    assert r.exit_code == 0, r.output
+    assert "epoch   1" in r.stderr and "val V2M R@1" in r.stderr and f"wrote {model}" in r.stderr
+    assert r.stdout == ""  # stdout is for data only
+    r = run("info", model, "--format", "json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["kind"] == "vmtool-model" and d["data"]["level"] == "segment"
+    assert d["loss"]["name"] == "infonce" and d["model"]["aggregation"] == "attention"
+    assert d["training"]["epochs"] == 2 and d["segmentation"]["method"] == "fixed"
+    assert "vmtool train" in d["command"]
+    r = run("info", model)
+    assert r.exit_code == 0 and "vmtool-model" in r.stdout and "infonce" in r.stdout
+    cat = tmp_path / "cat.h5"
+    r = run("embed", feats, "--model", model, "-o", cat)
+    assert r.exit_code == 0, r.output
+    assert "fixed segment embeddings" in r.stderr
+    with open_collection(cat) as c:
+        assert c.names("embeddings") == ["audio", "audio_segments", "video", "video_segments"]
+    r = run("info", cat)
+    assert "audio_segments" in r.stdout
+
+
+@pytest.mark.parametrize("loss", ["vmnet", "bce", "cosface", "infonce"])
+def test_every_loss_from_the_cli(feats, tmp_path, loss):
+    r = run("train", feats, "-o", tmp_path / "m.pt", "--epochs", "1", "--loss", loss, *SMALL)
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("aggregation", ["stats", "attention", "autopool"])
+def test_every_aggregation_from_the_cli(feats, tmp_path, aggregation):
+    r = run("train", feats, "-o", tmp_path / "m.pt", "--epochs", "1", "--aggregation", aggregation,
+            "--frames", "5", "--hard-negatives", "5", *SMALL)
+    assert r.exit_code == 0, r.output
+
+
+def test_train_errors(feats, tmp_path):
+    out = tmp_path / "m.pt"
+    r = run("train", feats, "-o", out, "--level", "segment", *SMALL)
+    assert r.exit_code == 1 and "Error: --level segment needs --segments METHOD" in r.stderr
+    r = run("train", feats, "-o", out, "--level", "segment", "--segments", "olda", *SMALL)
+    assert r.exit_code == 1 and f"Error: {feats}: no segmentation 'olda'" in r.stderr
+    r = run("train", feats, "-o", out, "--audio-layers", "24,16", "--video-layers", "24,8", "-q")
+    assert r.exit_code == 1 and "same width" in r.stderr
+    r = run("train", feats, "-o", out, "--lambdas", "1,2", *SMALL)
+    assert r.exit_code == 1 and "--lambdas must be four numbers" in r.stderr
+    r = run("train", feats, "-o", out, "--audio-layers", "a,b", "--video-layers", "8", "-q")
+    assert r.exit_code == 1 and "--audio-layers must be" in r.stderr
+    r = run("train", tmp_path / "missing.h5", "-o", out, *SMALL)
+    assert r.exit_code == 1 and "missing.h5" in r.stderr
+    r = run("train", feats, "-o", out, "--resume", *SMALL)
+    assert r.exit_code == 1 and "cannot resume" in r.stderr
+    r = run("train", feats, "-o", out, "--loss", "hinge", *SMALL)
+    assert r.exit_code == 2
+    assert not out.exists()
+
+
+def test_embed_errors(feats, tmp_path):
+    r = run("embed", feats, "--model", tmp_path / "none.pt", "-o", tmp_path / "c.h5", "-q")
+    assert r.exit_code == 3 and "none.pt: no such model file" in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_text("x")
+    r = run("embed", feats, "--model", bad, "-o", tmp_path / "c.h5", "-q")
+    assert r.exit_code == 3 and "bad.pt: not a vmtool model file" in r.stderr
+    assert not (tmp_path / "c.h5").exists()
