@@ -236,3 +236,11 @@ def test_embed_errors(feats, tmp_path):
     assert not (tmp_path / "x.h5").exists()
     with pytest.raises(FormatError, match="holds no model"):
         load_catalog_model(feats)
+
+
+def test_training_on_chosen_ids(feats, tmp_path):
+    ids = [f"item-{i:05d}" for i in range(40)]
+    res = _train(feats, tmp_path / "m.pt", ids=ids, config=TrainConfig(batch_size=16, epochs=1, val_fraction=0.25))
+    assert res.n_train_pairs == 30 and res.n_val_items == 10
+    with pytest.raises(ParameterError, match="1 id\\(s\\) not in the file, e.g. 'nope'"):
+        _train(feats, tmp_path / "m.pt", ids=["nope", "item-00000"])

@@ -162,6 +162,8 @@ def train_cmd(
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
                                                 help="Share of items held out for validation.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed: same seed, same data, same model.")] = 0,
+    ids_file: Annotated[Optional[Path], typer.Option("--ids", metavar="FILE",
+                                                     help="Train on these items only (one id per line).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in the output file.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
@@ -184,9 +186,17 @@ def train_cmd(
     tcfg = TrainConfig(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_time=max_time,
                        patience=patience, val_fraction=val_fraction, seed=seed)
     layers = {"audio": _ints(audio_layers, "--audio-layers"), "video": _ints(video_layers, "--video-layers")}
+    ids = None
+    if ids_file is not None:
+        try:
+            ids = [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise ParameterError(f"cannot read: {exc.strerror}", ids_file) from None
+        if not ids:
+            raise ParameterError("holds no id", ids_file)
     with _Reporter(quiet) as rep:
         res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=lcfg, config=tcfg,
-                    device=resolve_device(device), resume=resume, reporter=rep, command=command_line(ctx))
+                    device=resolve_device(device), resume=resume, reporter=rep, command=command_line(ctx), ids=ids)
     best = res.best
     summary = f"wrote {res.path}: {res.epochs} epochs ({res.stopped}), best epoch {res.best_epoch}"
     if "v2m_r10" in best:

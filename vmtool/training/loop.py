@@ -160,6 +160,7 @@ def train(
     reporter: TrainReporter | None = None,
     command: str = "",
     work_dir: str | Path | None = None,
+    ids: list[str] | None = None,
 ) -> TrainResult:
     """Train a model on the (video, music) pairs of a features file; write it to *output*.
 
@@ -180,6 +181,8 @@ def train(
         A resolved torch device.
     resume : bool
         Continue the run stored in *output* (same data, model and loss settings).
+    ids : list of str, optional
+        Use only these items (training and validation); default: every item.
 
     Returns
     -------
@@ -214,7 +217,15 @@ def train(
     try:
         builder = InputBuilder(coll, data)
         n_items = len(coll)
-        val_mask = split_items(n_items, cfg.val_fraction, cfg.seed)
+        use = np.arange(n_items)
+        if ids is not None:
+            index = {x: i for i, x in enumerate(coll.ids)}
+            missing = [x for x in ids if x not in index]
+            if missing:
+                raise ParameterError(f"{len(missing)} id(s) not in the file, e.g. {missing[0]!r}", features)
+            use = np.unique(np.array([index[x] for x in ids], dtype=np.int64))
+        val_mask = np.zeros(n_items, dtype=bool)
+        val_mask[use] = split_items(len(use), cfg.val_fraction, cfg.seed)
         layers = model_layers or {}
         mcfg = ModelConfig(
             audio_dim=builder.input_dim("audio"), video_dim=builder.input_dim("video"),
@@ -226,11 +237,11 @@ def train(
         if mcfg.audio_layers[-1] != mcfg.video_layers[-1]:
             raise ParameterError(f"the audio and video layers must end with the same width "
                                  f"(got {mcfg.audio_layers[-1]} and {mcfg.video_layers[-1]})")
-        rep.log(f"preparing inputs: {n_items} items, level {data.level}, aggregation {data.aggregation}, "
+        rep.log(f"preparing inputs: {len(use)} items, level {data.level}, aggregation {data.aggregation}, "
                 f"audio {'+'.join(builder.features['audio'])} ({builder.input_dim('audio')}-d), "
                 f"video {'+'.join(builder.features['video'])} ({builder.input_dim('video')}-d)")
         tmpdir.mkdir(parents=True, exist_ok=True)
-        prep = prepare(coll, builder, np.arange(n_items), tmpdir)
+        prep = prepare(coll, builder, use, tmpdir)
         if prep.skipped:
             rep.log("skipped items: " + ", ".join(f"{v} {k}" for k, v in prep.skipped.items()))
         train_rows = np.flatnonzero(~val_mask[prep.item])
@@ -253,8 +264,12 @@ def train(
         torch.manual_seed(cfg.seed)
         net = VMNet(mcfg).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        import hashlib
+
+        chosen = "\n".join(coll.ids[i] for i in use)
         full_config = {"model": mcfg.to_dict(), "loss": lcfg.to_dict(), "data": data.to_dict(),
-                       "train": asdict(cfg)}
+                       "train": asdict(cfg),
+                       "items": {"count": int(len(use)), "sha256": hashlib.sha256(chosen.encode()).hexdigest()}}
         history: list[dict[str, Any]] = []
         best: dict[str, float] = {}
         best_state = None
