@@ -1,0 +1,41 @@
+"""Options shared by ``vmtool rank``, ``align`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Optional
+
+import typer
+
+from vmtool.errors import ParameterError
+
+
+class Direction(str, enum.Enum):
+    v2m = "v2m"
+    m2v = "m2v"
+
+
+def method_callback(value: str) -> str:
+    """Check ``--method`` (``name`` or ``name:indel``): a bad value is a usage error."""
+    from vmtool.ranking.methods import parse_method
+
+    try:
+        return parse_method(value).label
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.reason) from None
+
+
+def methods_callback(value: str) -> str:
+    from vmtool.ranking.methods import parse_methods
+
+    try:
+        parse_methods(value)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.reason) from None
+    return value
+
+
+QuerySegmentsOpt = Annotated[Optional[str], typer.Option(
+    "--query-segments", metavar="METHOD",
+    help="Segment a media query with this method instead of the catalog's (e.g. transnet for a video without "
+         "sound).")]

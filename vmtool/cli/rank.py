@@ -1,0 +1,110 @@
+"""``vmtool rank``: the catalog's best matches for one query."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vmtool.cli._common import DeviceOpt, QuietOpt, RichProgress, echo_json, handle_errors, info, print_table
+from vmtool.cli._ranking import Direction, QuerySegmentsOpt, method_callback
+
+HELP = """Rank a catalog's tracks for a video (v2m), or its videos for a track (m2v).
+
+QUERY is an item of a vmtool file (FILE.h5#ITEM-ID: its embeddings are read from that file) or a media file, processed exactly as the catalog's items were (same features, segmentation and model, read from the catalog). With v2m the query's video embeddings are compared with the catalog's audio embeddings; with m2v the reverse.
+
+Methods (see docs/methods-ranking.md): clip, centroid, single, complete, trace, btrace (default), nw-dtw, sw-dtw; the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
+
+\b
+Examples:
+  vmtool rank clip.mp4 catalog.h5
+  vmtool rank catalog.h5#my-video catalog.h5 --exclude-self -k 5
+  vmtool rank clip.mp4 catalog.h5 -m nw-dtw --prefilter 5000 --format tsv
+  vmtool rank song.mp3 catalog.h5 --direction m2v --format json | jq '.results[0]'
+"""
+
+
+class RankFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+    tsv = "tsv"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rank", help=HELP, no_args_is_help=True)(rank_cmd)
+
+
+@handle_errors
+def rank_cmd(
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="A media file, or FILE.h5#ITEM-ID.",
+                                         show_default=False)],
+    catalog: Annotated[Path, typer.Argument(metavar="CATALOG.h5", help="A catalog written by vmtool embed.",
+                                            show_default=False)],
+    method: Annotated[str, typer.Option("--method", "-m", metavar="METHOD[:INDEL]", callback=method_callback,
+                                        help="Ranking method.")] = "btrace",
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
+    direction: Annotated[Direction, typer.Option("--direction", "-d", help="v2m: a video queries tracks; "
+                                                 "m2v: a track queries videos.")] = Direction.v2m,
+    prefilter: Annotated[Optional[int], typer.Option(
+        "--prefilter", metavar="N", min=1,
+        help="Rank by centroid first and re-rank only the best N with METHOD (large catalogs; "
+             "see docs/methods-ranking.md for the speed/agreement trade-off).")] = None,
+    exclude_self: Annotated[bool, typer.Option(
+        "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
+    fmt: Annotated[RankFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = RankFormat.table,
+    device: DeviceOpt = "auto",
+    query_segments: QuerySegmentsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    import numpy as np
+
+    from vmtool.device import resolve_device
+    from vmtool.query import check_compatible, load_query
+    from vmtool.ranking import load_catalog, parse_method, rank, sides
+
+    qmod, tmod = sides(direction.value)
+    dev = resolve_device(device)
+    with RichProgress(enabled=not quiet) as progress:
+        q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
+    clip_level = parse_method(method).level == "clip"
+    cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
+    check_compatible(q, cat, catalog)
+    exclude = None
+    if exclude_self:
+        exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
+    res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
+    head = {"query": query, "query_source": q.sources[0], "catalog": str(catalog), "direction": direction.value}
+    if fmt is RankFormat.json:
+        echo_json({**head, **res.to_dict()})
+    elif fmt is RankFormat.tsv:
+        sys.stdout.write("rank\tid\tdistance\tstart\tend\tsource\n")
+        for r in res.results:
+            start, end = ("", "") if r.span is None else (f"{r.span[0]:.3f}", f"{r.span[1]:.3f}")
+            sys.stdout.write(f"{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}\n")
+    else:
+        _table(res)
+    how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "")
+    info(f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} ranked with {how} "
+         f"in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""), quiet)
+
+
+def _table(res) -> None:
+    from rich.table import Table
+
+    t = Table(box=None, pad_edge=False)
+    aligns = res.method.aligns
+    for col, just in (("rank", "right"), ("id", "left"), ("distance", "right")):
+        t.add_column(col, justify=just)
+    if aligns:
+        t.add_column("start", justify="right")
+        t.add_column("end", justify="right")
+    t.add_column("source")
+    for r in res.results:
+        row = [str(r.rank), str(r.id), f"{r.distance:.4f}"]
+        if aligns:
+            row += ["-", "-"] if r.span is None else [f"{r.span[0]:.2f}", f"{r.span[1]:.2f}"]
+        t.add_row(*row, str(r.source))
+    print_table(t)

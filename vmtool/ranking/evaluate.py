@@ -1,0 +1,277 @@
+"""The papers' evaluation protocol: every item's video queries every item's music.
+
+For each direction (``v2m``: videos query tracks; ``m2v``: the reverse), scenario and
+method, the full N x N distance matrix is computed; the ground truth of query ``i``
+is target ``i``. Reported: R@1, R@10 and R@25 (% of queries whose ground truth is
+within the first 1, 10, 25), the mean rank with its 95 % confidence interval, the
+median rank, and the time the method took.
+
+Scenarios (Seg-VM-Net): ``vanilla``; ``crop-query``: the query loses its first two
+segments (when it has more than two); ``stretch-targets``: every target segment is
+repeated twice (a slower version of each target); ``crop-stretch``: both. Clip
+embeddings describe whole items, so ``clip`` is the same in every scenario.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vmtool.errors import ParameterError
+from vmtool.progress import Progress
+from vmtool.ranking.catalog import DIRECTIONS, load_catalog
+from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distance_matrices
+from vmtool.ranking.methods import Method, parse_methods
+from vmtool.ranking.segments import SCENARIOS, SegmentSet, crop_queries, stretch_targets
+
+__all__ = ["Score", "Evaluation", "ground_truth_ranks", "rank_metrics", "apply_scenario", "evaluate_sets",
+           "evaluate", "parse_scenarios", "parse_directions", "EVALUATION_VERSION"]
+
+EVALUATION_VERSION = 1
+
+#: recall levels reported
+RECALL_AT = (1, 10, 25)
+
+
+def ground_truth_ranks(d: np.ndarray) -> np.ndarray:
+    """Rank of target ``i`` for query ``i`` in each row of a square distance matrix.
+
+    ``1 + (number of targets strictly closer than the ground truth)``, as in the
+    training's validation; NaN distances rank last, and a NaN ground truth ranks last.
+
+    Returns
+    -------
+    np.ndarray [shape=(N,), dtype=int64]
+    """
+    d = np.asarray(d, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ParameterError(f"ground-truth ranks need a square distance matrix, got shape {d.shape}")
+    n = d.shape[0]
+    x = np.where(np.isnan(d), np.inf, d)
+    gt = np.diagonal(x)[:, None]
+    ranks = 1 + (x < gt).sum(axis=1)
+    ranks[~np.isfinite(gt[:, 0])] = n
+    return ranks.astype(np.int64)
+
+
+def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """R@1, R@10, R@25 (%), mean rank, its 95 % confidence half-width, median rank.
+
+    The interval is the normal approximation ``1.96 * std / sqrt(n)`` (sample std).
+    """
+    r = np.asarray(ranks, dtype=np.float64)
+    n = len(r)
+    if n == 0:
+        raise ParameterError("no queries to evaluate")
+    out = {f"r{k}": float(100.0 * np.mean(r <= k)) for k in RECALL_AT}
+    out["mean_rank"] = float(r.mean())
+    out["ci95"] = float(1.96 * r.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    out["median_rank"] = float(np.median(r))
+    return out
+
+
+def parse_scenarios(values: str | Iterable[str] | None) -> list[str]:
+    """Scenario names from repeated or comma-separated values; ``all`` expands."""
+    if values is None:
+        return ["vanilla"]
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for v in values:
+        for s in (x.strip().lower() for x in str(v).split(",") if x.strip()):
+            names = list(SCENARIOS) if s == "all" else [s]
+            for name in names:
+                if name not in SCENARIOS:
+                    raise ParameterError(f"unknown scenario {name!r}; scenarios: {', '.join(SCENARIOS)}, all")
+                if name not in out:
+                    out.append(name)
+    return out or ["vanilla"]
+
+
+def parse_directions(value: str | Iterable[str]) -> list[str]:
+    """``v2m``, ``m2v`` or ``both``."""
+    vals = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for v in vals:
+        names = list(DIRECTIONS) if v == "both" else [v]
+        for name in names:
+            if name not in DIRECTIONS:
+                raise ParameterError(f"unknown direction {name!r}; use v2m, m2v or both")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def apply_scenario(queries: SegmentSet, targets: SegmentSet, scenario: str) -> tuple[SegmentSet, SegmentSet]:
+    """The queries and targets of a scenario."""
+    if scenario not in SCENARIOS:
+        raise ParameterError(f"unknown scenario {scenario!r}; scenarios: {', '.join(SCENARIOS)}")
+    if scenario in ("crop-query", "crop-stretch"):
+        queries = crop_queries(queries, 2)
+    if scenario in ("stretch-targets", "crop-stretch"):
+        targets = stretch_targets(targets, 2)
+    return queries, targets
+
+
+@dataclass
+class Score:
+    """One method's results in one direction and scenario."""
+
+    method: str
+    direction: str
+    scenario: str
+    n_queries: int
+    metrics: dict[str, float]
+    seconds: float
+    ranks: np.ndarray = field(repr=False)
+    gt_distances: np.ndarray = field(repr=False)
+    other_distances: np.ndarray = field(repr=False)
+
+    def to_dict(self, *, ranks: bool = False) -> dict[str, Any]:
+        d = {"method": self.method, "direction": self.direction, "scenario": self.scenario,
+             "queries": self.n_queries, **{k: round(v, 6) for k, v in self.metrics.items()},
+             "seconds": round(self.seconds, 6)}
+        if ranks:
+            d["ranks"] = self.ranks.tolist()
+        return d
+
+
+@dataclass
+class Evaluation:
+    """The results of :func:`evaluate`."""
+
+    scores: list[Score]
+    n_items: int
+    methods: list[Method]
+    scenarios: list[str]
+    directions: list[str]
+    path: str | None = None
+    ids: list[str] | None = None
+
+    def score(self, method: str, direction: str = "v2m", scenario: str = "vanilla") -> Score:
+        for s in self.scores:
+            if (s.method, s.direction, s.scenario) == (method, direction, scenario):
+                return s
+        raise KeyError((method, direction, scenario))
+
+    def to_dict(self, *, ranks: bool = False) -> dict[str, Any]:
+        return {
+            "evaluation_version": EVALUATION_VERSION,
+            "catalog": self.path,
+            "items": self.n_items,
+            "methods": [m.label for m in self.methods],
+            "indel": {m.label: m.indel for m in self.methods if m.indel is not None},
+            "scenarios": self.scenarios,
+            "directions": self.directions,
+            "protocol": "query i's ground truth is target i; rank = 1 + targets strictly closer; "
+                        "ci95 = 1.96 * std / sqrt(n); seconds = the method alone, shared products included",
+            "ids": self.ids if ranks else None,
+            "results": [s.to_dict(ranks=ranks) for s in self.scores],
+        }
+
+
+def _paired(videos: SegmentSet, audios: SegmentSet, methods: Sequence[Method]) -> np.ndarray:
+    """Items that both sides have, for every method asked."""
+    ok = np.ones(len(videos), dtype=bool)
+    if any(m.level == "segment" for m in methods):
+        ok &= (videos.lengths > 0) & (audios.lengths > 0)
+    if any(m.level == "clip" for m in methods):
+        for s in (videos, audios):
+            if s.clip is None:
+                raise ParameterError("method 'clip' needs clip embeddings, and the catalog has none")
+            ok &= np.isfinite(s.clip.astype(np.float32)).all(axis=1)
+    return np.flatnonzero(ok)
+
+
+def evaluate_sets(
+    videos: SegmentSet,
+    audios: SegmentSet,
+    methods: str | Iterable[str | Method] = "all",
+    *,
+    scenarios: Iterable[str] = ("vanilla",),
+    directions: Iterable[str] = ("v2m",),
+    device: str = "cpu",
+    block_mb: float = DEFAULT_BLOCK_MB,
+    sample: int = 20000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Evaluate on two aligned sets: item ``i`` of *videos* goes with item ``i`` of *audios*.
+
+    Items missing a side (or a clip embedding, when ``clip`` is evaluated) are left
+    out of both. *sample* non-matching distances per result are kept for plots.
+    """
+    progress = progress or Progress()
+    ms = parse_methods(methods)
+    scens = parse_scenarios(list(scenarios))
+    dirs = parse_directions(list(directions))
+    if len(videos) != len(audios):
+        raise ParameterError(f"{len(videos)} video items but {len(audios)} audio items")
+    keep = _paired(videos, audios, ms)
+    if len(keep) < 2:
+        raise ParameterError(f"only {len(keep)} item(s) have both modalities; evaluation needs at least 2")
+    if len(keep) < len(videos):
+        videos, audios = videos.subset(keep), audios.subset(keep)
+    n = len(keep)
+    rng = np.random.default_rng(seed)
+    off = ~np.eye(n, dtype=bool)
+    scores: list[Score] = []
+    steps = [(d, s) for d in dirs for s in scens]
+    progress.batch_start(len(steps))
+    clip_cache: dict[str, tuple[np.ndarray, float]] = {}
+    for direction, scenario in steps:
+        name = f"{direction} {scenario}"
+        progress.file_start(name, 1.0)
+        q, t = (videos, audios) if direction == "v2m" else (audios, videos)
+        q, t = apply_scenario(q, t, scenario)
+        todo = [m for m in ms if not (m.name == "clip" and direction in clip_cache)]
+        timings: dict[str, float] = {}
+        dists = distance_matrices(q, t, todo, device=device, block_mb=block_mb, timings=timings) if todo else {}
+        for m in ms:
+            if m.name == "clip":
+                if direction not in clip_cache:
+                    clip_cache[direction] = (dists[m.label], timings[m.label])
+                d, secs = clip_cache[direction]
+            else:
+                d, secs = dists[m.label], timings[m.label]
+            ranks = ground_truth_ranks(d)
+            others = d[off]
+            if len(others) > sample:
+                others = others[rng.choice(len(others), sample, replace=False)]
+            scores.append(Score(m.label, direction, scenario, n, rank_metrics(ranks), secs, ranks,
+                                np.diagonal(d).copy(), others))
+        progress.file_done(name, True)
+    return Evaluation(scores, n, ms, scens, dirs, ids=list(videos.ids) if videos.ids else None)
+
+
+def evaluate(
+    catalog: str,
+    methods: str | Iterable[str | Method] = "all",
+    *,
+    scenarios: Iterable[str] = ("vanilla",),
+    directions: Iterable[str] = ("v2m",),
+    device: str = "cpu",
+    block_mb: float = DEFAULT_BLOCK_MB,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Evaluate a catalog file (see :func:`evaluate_sets`).
+
+    Raises
+    ------
+    FormatError
+        The file is not a catalog (no embeddings).
+    ParameterError
+        Unknown method, scenario or direction; fewer than two complete items.
+    """
+    ms = parse_methods(methods)
+    need_segments = any(m.level == "segment" for m in ms)
+    need_clip = any(m.level == "clip" for m in ms)
+    videos = load_catalog(catalog, "video", segments=need_segments, clip=need_clip)
+    audios = load_catalog(catalog, "audio", segments=need_segments, clip=need_clip)
+    ev = evaluate_sets(videos, audios, ms, scenarios=scenarios, directions=directions, device=device,
+                       block_mb=block_mb, progress=progress)
+    ev.path = str(catalog)
+    return ev

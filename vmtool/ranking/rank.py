@@ -1,0 +1,186 @@
+"""Rank a catalog for one query: every target at once, optionally prefiltered by centroid."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vmtool.errors import ParameterError
+from vmtool.ranking.align import Alignment, align
+from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
+from vmtool.ranking.methods import Method, parse_method
+from vmtool.ranking.segments import SegmentSet
+
+__all__ = ["Ranked", "Ranking", "rank", "top_k", "prefilter_candidates"]
+
+
+@dataclass
+class Ranked:
+    """One result of a ranking.
+
+    Attributes
+    ----------
+    rank : int
+        1 for the best match.
+    index : int
+        The target's index in the catalog.
+    id, source : str or None
+        The target item's id and media path.
+    distance : float
+    span : (float, float) or None
+        Alignment methods: start and end of the matched part of the target, seconds.
+    segments : (int, int) or None
+        Alignment methods: first and last matched target segment.
+    """
+
+    rank: int
+    index: int
+    id: str | None
+    source: str | None
+    distance: float
+    span: tuple[float, float] | None = None
+    segments: tuple[int, int] | None = None
+    alignment: Alignment | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "id": self.id, "source": self.source, "distance": self.distance,
+                "start": None if self.span is None else self.span[0],
+                "end": None if self.span is None else self.span[1],
+                "segments": None if self.segments is None else list(self.segments)}
+
+
+@dataclass
+class Ranking:
+    """The best targets for a query."""
+
+    method: Method
+    results: list[Ranked]
+    n_targets: int
+    n_candidates: int
+    prefilter: int | None
+    excluded: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method.label, "indel": self.method.indel, "targets": self.n_targets,
+                "candidates": self.n_candidates, "prefilter": self.prefilter, "excluded": self.excluded,
+                "seconds": round(self.seconds, 6), "results": [r.to_dict() for r in self.results]}
+
+
+def top_k(d: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the *k* smallest finite values of *d*, best first (ties by index)."""
+    d = np.asarray(d, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(d))
+    if len(finite) == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    vals = d[finite]
+    if k < len(finite):
+        part = np.argpartition(vals, k - 1)[:k]
+        cut = vals[part].max()
+        part = np.flatnonzero(vals <= cut)  # every tie of the k-th value, then sort
+    else:
+        part = np.arange(len(finite))
+    order = np.lexsort((finite[part], vals[part]))
+    return finite[part][order][:k]
+
+
+def prefilter_candidates(query: SegmentSet, catalog: SegmentSet, n: int, candidates: np.ndarray) -> np.ndarray:
+    """The *n* candidates whose centroids are nearest the query's, best first.
+
+    Uses the catalog's kept centroids and their norms: one matrix-vector product.
+    """
+    cq = query.centroids[0].astype(np.float32)
+    d2 = catalog.centroid_norms2 - 2.0 * (catalog.centroids @ cq).astype(np.float64)  # + |cq|^2, the same for all
+    return candidates[top_k(d2[candidates], n)]
+
+
+def rank(
+    query: SegmentSet,
+    catalog: SegmentSet,
+    method: str | Method = "btrace",
+    *,
+    k: int = 10,
+    prefilter: int | None = None,
+    exclude: np.ndarray | None = None,
+    device: str = "cpu",
+    block_mb: float = DEFAULT_BLOCK_MB,
+) -> Ranking:
+    """The *k* targets of *catalog* nearest to *query* (a one-item set).
+
+    Parameters
+    ----------
+    query : SegmentSet
+        One item: its segment embeddings (and clip embedding for ``clip``).
+    catalog : SegmentSet
+        The targets (same width).
+    method : str or Method
+        Default ``btrace``.
+    k : int
+        How many results.
+    prefilter : int, optional
+        Rank by centroid first and re-rank only the best *prefilter* targets with
+        *method* (for large catalogs).
+    exclude : np.ndarray [shape=(len(catalog),), dtype=bool], optional
+        Targets never to return (e.g. the query item itself).
+
+    Returns
+    -------
+    Ranking
+        With, for alignment methods, each result's matched span in the target.
+    """
+    m = parse_method(method)
+    if len(query) != 1:
+        raise ParameterError(f"rank takes one query, got {len(query)}")
+    if k < 1:
+        raise ParameterError(f"k must be >= 1, got {k}")
+    if query.dim != catalog.dim:
+        raise ParameterError(f"dimension mismatch: the query has {query.dim}-d embeddings, "
+                             f"the catalog {catalog.dim}-d")
+    if m.level == "segment" and query.lengths[0] == 0:
+        raise ParameterError(f"the query has no segment embeddings; method {m.name!r} needs them")
+    t0 = time.perf_counter()
+    n = len(catalog)
+    if m.level == "clip":
+        if catalog.clip is None:
+            raise ParameterError("the catalog has no clip embeddings; method 'clip' needs them")
+        usable = np.isfinite(catalog.clip).all(axis=1)
+    else:
+        usable = catalog.lengths > 0
+    excluded = 0
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=bool)
+        excluded = int((exclude & usable).sum())
+        usable &= ~exclude
+    candidates = np.flatnonzero(usable)
+    pre = None
+    if prefilter is not None:
+        if prefilter < 1:
+            raise ParameterError(f"--prefilter must be >= 1, got {prefilter}")
+        if m.name not in ("centroid", "clip") and prefilter < len(candidates):
+            pre = int(prefilter)
+            candidates = prefilter_candidates(query, catalog, pre, candidates)
+    if pre is not None:
+        sub = catalog.subset(candidates)
+        d_sub = distances(query, sub, m, device=device, block_mb=block_mb)[0]
+        d = np.full(n, np.nan)
+        d[candidates] = d_sub
+    else:
+        d = distances(query, catalog, m, device=device, block_mb=block_mb)[0]
+        d[~usable] = np.nan
+    best = top_k(d, k)
+    results = []
+    for r, idx in enumerate(best, start=1):
+        idx = int(idx)
+        item = Ranked(r, idx, catalog.ids[idx] if catalog.ids else None,
+                      catalog.sources[idx] if catalog.sources else None, float(d[idx]))
+        if m.aligns:
+            al = align(query.segments(0), catalog.segments(idx), m, query_spans=query.spans_of(0),
+                       target_spans=catalog.spans_of(idx))
+            item.alignment = al
+            item.span = al.target_span
+            item.segments = al.target_segments
+        results.append(item)
+    return Ranking(m, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0)
