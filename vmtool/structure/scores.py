@@ -1,0 +1,401 @@
+"""The numbers of the music-video structure study, on plain arrays.
+
+Everything here is a pure function of numpy arrays (no files, no media):
+
+- :func:`resample_likelihood` puts TransNetV2's per-frame shot likelihood on the
+  25 Hz grid of the study, ``f_shot``;
+- :func:`window` and :func:`cooccurrence` give the co-occurrence score of music
+  boundaries with shot cuts; :func:`chance_level` the same score for circularly
+  shifted boundaries;
+- :func:`shot_durations`, :func:`duration_histogram`, :func:`histogram_mode` and
+  :func:`sync_level` give the synchronisation level;
+- :func:`mean_ci` the mean and its Student-t confidence interval.
+
+Glossary (as in librosa): times are always in seconds, ``rate`` is in Hz; ``f_shot``
+is sampled at :data:`RATE` = 25 Hz, sample ``j`` at ``j / 25`` s.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vmtool.errors import ParameterError
+
+__all__ = [
+    "RATE",
+    "SIGMA_FRAMES",
+    "TRUNCATE",
+    "SYNC_LEVELS",
+    "resample_likelihood",
+    "window",
+    "cooccurrence",
+    "cooccurrence_score",
+    "chance_level",
+    "shot_durations",
+    "duration_histogram",
+    "histogram_mode",
+    "sync_level",
+    "mean_ci",
+]
+
+#: rate of ``f_shot`` in Hz (the study's frame rate)
+RATE = 25.0
+#: standard deviation of the co-occurrence window, in frames at :data:`RATE`
+SIGMA_FRAMES = 2.0
+#: the window is cut at this many standard deviations (weights below 1.6e-8 are dropped)
+TRUNCATE = 6.0
+#: synchronisation levels, from the shortest period to the longest
+SYNC_LEVELS = ("beat", "bar", "pattern")
+#: tolerance for a duration exactly on a histogram-bin edge, and for comparing scores
+_EPS = 1e-9
+_TIE = 1e-6
+
+
+def _positive(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise ParameterError(f"{name} must be a positive number, got {value!r}")
+    return v
+
+
+def _times(times, name: str = "times") -> np.ndarray:
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(t)):
+        raise ParameterError(f"{name} holds non-finite values")
+    return t
+
+
+def resample_likelihood(likelihood: np.ndarray, fps: float, *, rate: float = RATE) -> np.ndarray:
+    """Put a per-frame shot likelihood on a regular grid of *rate* Hz: ``f_shot``.
+
+    TransNetV2's value for frame ``k`` is the probability that frame ``k`` is the last
+    frame of a shot, so the cut it stands for lies at ``(k + 1) / fps``, the start of
+    the next frame (where :func:`vmtool.segmentation.shots.shots_from_likelihood` puts
+    shot boundaries). Each value is placed at the grid sample nearest to that time;
+    when several values fall on one sample it keeps their maximum, and samples no
+    value falls on are 0 (a cut can only happen between two frames). So a peak keeps
+    its height whatever the frame rate, and at ``fps == rate`` the result is the
+    input shifted by one sample (``f_shot[k + 1] = likelihood[k]``, ``f_shot[0] = 0``).
+
+    Parameters
+    ----------
+    likelihood : np.ndarray [shape=(n_frames,)]
+        Per-frame probabilities in [0, 1].
+    fps : float > 0
+        Frame rate of *likelihood* in Hz (value ``k`` belongs to the frame starting at
+        ``k / fps``).
+    rate : float > 0
+        Output rate in Hz (25 in the study).
+
+    Returns
+    -------
+    np.ndarray [shape=(round(n_frames / fps * rate) + 1,), dtype=float64]
+        ``f_shot``; sample ``j`` is at ``j / rate`` seconds.
+
+    Raises
+    ------
+    ParameterError
+        A multi-dimensional or non-finite *likelihood*, or a bad *fps* or *rate*.
+
+    Examples
+    --------
+    >>> resample_likelihood(np.array([0.0, 0.9, 0.1]), 25.0).tolist()
+    [0.0, 0.0, 0.9, 0.1]
+    """
+    p = np.asarray(likelihood, dtype=np.float64)
+    if p.ndim != 1:
+        raise ParameterError(f"likelihood must have shape (n_frames,), got shape {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ParameterError("likelihood holds non-finite values (NaN or inf)")
+    fps = _positive("fps", fps)
+    rate = _positive("rate", rate)
+    n = p.size
+    out = np.zeros(int(round(n / fps * rate)) + 1, dtype=np.float64)
+    if n == 0:
+        return out
+    idx = np.floor((np.arange(1, n + 1) / fps) * rate + 0.5).astype(np.int64)
+    np.clip(idx, 0, out.size - 1, out=idx)
+    np.maximum.at(out, idx, p)
+    return out
+
+
+def window(offsets: np.ndarray, *, sigma_frames: float = SIGMA_FRAMES, rate: float = RATE) -> np.ndarray:
+    """The co-occurrence window ``w(d) = exp(-d**2 / (2 sigma**2))``, with ``w(0) = 1``.
+
+    Parameters
+    ----------
+    offsets : np.ndarray
+        Time offsets ``d`` in seconds.
+    sigma_frames : float > 0
+        Standard deviation in frames at *rate* (2 frames at 25 Hz: 0.08 s).
+    rate : float > 0
+        Hz.
+
+    Returns
+    -------
+    np.ndarray
+        Weights, same shape as *offsets*; 0 beyond :data:`TRUNCATE` standard deviations.
+
+    Examples
+    --------
+    >>> window(np.array([0.0, 0.08])).round(4).tolist()  # 0 and one sigma
+    [1.0, 0.6065]
+    """
+    sigma = _positive("sigma_frames", sigma_frames) / _positive("rate", rate)
+    d = np.asarray(offsets, dtype=np.float64)
+    w = np.exp(-0.5 * (d / sigma) ** 2)
+    return np.where(np.abs(d) <= TRUNCATE * sigma + _EPS, w, 0.0)
+
+
+def cooccurrence(
+    f_shot: np.ndarray,
+    times: np.ndarray,
+    *,
+    sigma_frames: float = SIGMA_FRAMES,
+    rate: float = RATE,
+) -> np.ndarray:
+    """Co-occurrence of each music boundary with shot cuts: ``S_i = sum_t w(t - t_i) f_shot(t)``.
+
+    The sum runs over the samples ``t = j / rate`` of *f_shot*; ``w`` is
+    :func:`window` (a Gaussian of ``sigma_frames`` frames with ``w(0) = 1``, cut at
+    :data:`TRUNCATE` sigmas). A boundary exactly on an isolated cut of likelihood 1
+    scores 1; one sigma away, 0.61. Samples outside the curve count as 0.
+
+    Parameters
+    ----------
+    f_shot : np.ndarray [shape=(n,)]
+        Shot likelihood at *rate* Hz (see :func:`resample_likelihood`).
+    times : np.ndarray [shape=(k,) or any shape]
+        Music boundaries ``t_i`` in seconds.
+    sigma_frames, rate : float
+        See :func:`window`.
+
+    Returns
+    -------
+    np.ndarray [shape=times.shape, dtype=float64]
+        ``S_i`` per boundary.
+
+    Examples
+    --------
+    >>> f = np.zeros(100); f[50] = 1.0  # a cut at 2.0 s
+    >>> cooccurrence(f, np.array([2.0, 2.08, 3.0])).round(4).tolist()
+    [1.0, 0.6065, 0.0]
+    """
+    f = np.asarray(f_shot, dtype=np.float64).reshape(-1)
+    t = np.asarray(times, dtype=np.float64)
+    if not np.all(np.isfinite(t)):
+        raise ParameterError("times holds non-finite values")
+    sigma_frames = _positive("sigma_frames", sigma_frames)
+    rate = _positive("rate", rate)
+    if t.size == 0 or f.size == 0:
+        return np.zeros(t.shape)
+    half = int(math.ceil(TRUNCATE * sigma_frames)) + 1
+    base = np.floor(t * rate).astype(np.int64)
+    j = base[..., None] + np.arange(-half, half + 2)
+    ok = (j >= 0) & (j < f.size)
+    w = window(j / rate - t[..., None], sigma_frames=sigma_frames, rate=rate)
+    vals = np.where(ok, f[np.clip(j, 0, f.size - 1)], 0.0)
+    return (w * vals).sum(axis=-1)
+
+
+def cooccurrence_score(f_shot: np.ndarray, times: np.ndarray, **kwargs) -> float:
+    """``S(l)``: the mean of :func:`cooccurrence` over the boundaries *times* (NaN without any)."""
+    s = cooccurrence(f_shot, times, **kwargs)
+    return float(s.mean()) if s.size else math.nan
+
+
+def chance_level(
+    f_shot: np.ndarray,
+    times: np.ndarray,
+    duration: float,
+    *,
+    shuffles: int = 1000,
+    rng: np.random.Generator | int | None = 0,
+    sigma_frames: float = SIGMA_FRAMES,
+    rate: float = RATE,
+    chunk: int = 64,
+) -> tuple[float, float]:
+    """Chance level of ``S(l)``: the score of the boundaries circularly shifted at random.
+
+    For each of *shuffles* draws, every boundary is moved by the same offset
+    ``delta ~ U[0, duration)`` and wrapped around the clip
+    (``(t_i + delta) mod duration``): the boundaries keep their spacing (the music's
+    rhythm) but lose their alignment with the cuts. The chance level is the mean of the
+    shifted scores; *p* is the share of draws scoring at least the observed ``S(l)``,
+    counted as ``(1 + #{S_shifted >= S}) / (shuffles + 1)``.
+
+    Parameters
+    ----------
+    f_shot : np.ndarray [shape=(n,)]
+    times : np.ndarray [shape=(k,)]
+        Boundaries in seconds.
+    duration : float > 0
+        The clip's duration in seconds (the period of the circular shift).
+    shuffles : int >= 1
+    rng : np.random.Generator, int or None
+        Generator or seed of the offsets.
+    sigma_frames, rate : float
+        See :func:`window`.
+    chunk : int
+        Draws scored at once (bounds memory on long clips).
+
+    Returns
+    -------
+    chance : float
+        Mean shifted score (NaN without boundaries).
+    p : float
+        In ``(0, 1]`` (NaN without boundaries).
+
+    Examples
+    --------
+    >>> f = np.zeros(251); f[::50] = 1.0  # a cut every 2 s
+    >>> chance, p = chance_level(f, np.array([2.0, 4.0, 6.0]), 10.0, shuffles=2000, rng=0)
+    >>> round(chance, 2), p < 0.05  # sqrt(2 pi) * 2 frames / 50 frames = 0.10
+    (0.1, True)
+    """
+    t = _times(times)
+    duration = _positive("duration", duration)
+    if not isinstance(shuffles, (int, np.integer)) or isinstance(shuffles, bool) or shuffles < 1:
+        raise ParameterError(f"shuffles must be a positive integer, got {shuffles!r}")
+    if t.size == 0:
+        return math.nan, math.nan
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    offsets = gen.uniform(0.0, duration, size=int(shuffles))
+    observed = cooccurrence_score(f_shot, t, sigma_frames=sigma_frames, rate=rate)
+    scores = np.empty(offsets.size)
+    for a in range(0, offsets.size, max(1, int(chunk))):
+        d = offsets[a : a + chunk]
+        shifted = np.mod(t[None, :] + d[:, None], duration)
+        scores[a : a + d.size] = cooccurrence(f_shot, shifted, sigma_frames=sigma_frames, rate=rate).mean(axis=1)
+    # ties within the window's truncation error (< 1e-7) count as ties
+    p = (1.0 + float(np.sum(scores >= observed - _TIE))) / (offsets.size + 1.0)
+    return float(scores.mean()), p
+
+
+def shot_durations(cuts: np.ndarray, duration: float) -> np.ndarray:
+    """Durations of the shots between 0, the cuts and *duration* (seconds).
+
+    Cuts outside ``(0, duration)`` are ignored. Without a cut there is one shot, the
+    whole clip.
+
+    Examples
+    --------
+    >>> shot_durations(np.array([2.0, 3.5]), 5.0).tolist()
+    [2.0, 1.5, 1.5]
+    """
+    duration = _positive("duration", duration)
+    c = np.sort(_times(cuts, "cuts"))
+    c = c[(c > 0) & (c < duration)]
+    return np.diff(np.concatenate([[0.0], c, [duration]]))
+
+
+def duration_histogram(durations: np.ndarray, bin_width: float) -> np.ndarray:
+    """Histogram of shot durations with bins centred on multiples of *bin_width*.
+
+    Bin ``k`` counts durations in ``[(k - 0.5) w, (k + 0.5) w)`` (bin 0: ``[0, w / 2)``),
+    so a duration of exactly ``k w`` (e.g. 2.0 s with ``w = 0.2``) is in the middle of a
+    bin, never on an edge. With the default ``w = 0.2`` s (5 frames at 25 Hz) every
+    edge lies halfway between two frame-quantised durations of a 25 fps video.
+
+    Returns
+    -------
+    np.ndarray [shape=(K + 1,), dtype=int64]
+        Counts of bins 0..K, K the bin of the longest duration (empty input: ``[]``).
+
+    Examples
+    --------
+    >>> duration_histogram(np.array([0.5, 1.0, 1.05, 2.0]), 0.5).tolist()
+    [0, 1, 2, 0, 1]
+    """
+    w = _positive("bin_width", bin_width)
+    d = _times(durations, "durations")
+    if d.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    k = np.floor(d / w + 0.5 + _EPS).astype(np.int64)
+    return np.bincount(np.maximum(k, 0)).astype(np.int64)
+
+
+def histogram_mode(durations: np.ndarray, bin_width: float) -> float:
+    """``D_shot_max``: the centre of the fullest bin of :func:`duration_histogram`.
+
+    Ties go to the tied bin closest to the median duration, then to the shorter one.
+    NaN for no duration.
+
+    Examples
+    --------
+    >>> histogram_mode(np.array([2.0, 2.04, 1.96, 4.0, 0.5]), 0.2)
+    2.0
+    """
+    d = _times(durations, "durations")
+    counts = duration_histogram(d, bin_width)
+    if counts.size == 0:
+        return math.nan
+    w = float(bin_width)
+    best = np.flatnonzero(counts == counts.max())
+    med = float(np.median(d))
+    k = min(best, key=lambda b: (abs(b * w - med), b))
+    return round(float(k * w), 9)
+
+
+def sync_level(d_shot_max: float, d_beat: float, d_bar: float) -> str:
+    """The synchronisation level of a clip from its typical shot duration.
+
+    The thesis' rule: the cuts follow the level with period ``D`` when
+    ``0.5 D < D_shot_max < 1.5 D``, with ``D = D_beat`` (``beat``), ``D_bar`` (``bar``)
+    or ``4 D_bar`` (``pattern``, a four-bar phrase). In metres of fewer than three beats
+    two ranges overlap; the level whose period is closest to ``D_shot_max`` (ratio
+    nearest 1) wins.
+
+    Returns
+    -------
+    str
+        ``beat``, ``bar``, ``pattern``, ``none`` (no range holds ``D_shot_max``) or
+        ``unknown`` (a NaN or non-positive input: no cut, no beat).
+
+    Examples
+    --------
+    >>> sync_level(2.0, 0.5, 2.0), sync_level(0.6, 0.5, 2.0), sync_level(3.5, 0.5, 2.0)
+    ('bar', 'beat', 'none')
+    """
+    vals = [float(x) for x in (d_shot_max, d_beat, d_bar)]
+    if not all(math.isfinite(v) and v > 0 for v in vals):
+        return "unknown"
+    d, beat, bar = vals
+    cands = [(lvl, p) for lvl, p in zip(SYNC_LEVELS, (beat, bar, 4.0 * bar)) if 0.5 * p < d < 1.5 * p]
+    if not cands:
+        return "none"
+    return min(cands, key=lambda c: abs(math.log(d / c[1])))[0]
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float, int]:
+    """Mean of the finite *values* and its Student-t confidence interval.
+
+    Returns
+    -------
+    mean, low, high : float
+        NaN without values; *low* and *high* NaN with a single value.
+    n : int
+        Number of finite values used.
+
+    Examples
+    --------
+    >>> [round(x, 3) for x in mean_ci([1.0, 2.0, 3.0])[:3]]
+    [2.0, -0.484, 4.484]
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    m = float(v.mean())
+    if n == 1:
+        return m, math.nan, math.nan, 1
+    from scipy.special import stdtrit  # the Student t quantile (scipy.stats takes seconds to import)
+
+    half = float(stdtrit(n - 1, 0.5 + level / 2.0)) * float(v.std(ddof=1)) / math.sqrt(n)
+    return m, m - half, m + half, n
