@@ -151,13 +151,13 @@ def downbeat_accuracy(records: list[dict]) -> dict:
     }
 
 
-def analyse(d: Path, workers: int, shuffles: int) -> tuple[dict, float]:
+def analyse(d: Path, workers: int, shuffles: int, min_count: int = 10) -> tuple[dict, float]:
     out = d / "study.h5"
     clips = sorted((d / "clips").glob("*.mp4"))
     inputs = [str(out)] if out.exists() else [str(c) for c in clips]
     cmd = [sys.executable, "-m", "vmtool", "analyze-structure", *inputs, "--metadata", str(d / "metadata.csv"),
            "-o", str(out), "--plot", str(d / "plots"), "-f", "json", "-q", "-j", str(workers),
-           "--shuffles", str(shuffles), "--keep-going"]
+           "--shuffles", str(shuffles), "--keep-going", "--min-count", str(min_count)]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -196,7 +196,7 @@ def markdown(report: dict, acc: dict, records: list[dict], wall: float, args) ->
             lines.append(f"| {key} | {g['genre']} | {g['n_clips']} | {s(g, 's_bar')} | {s(g, 's_seg')} |")
     om = [f"{k.replace('_', ' ')} {o['genre']} ({o['n_clips']})" for k, v in report["omitted"].items() for o in v]
     if om:
-        lines += ["", f"Left out by `--min-count 10`: {', '.join(om)} (the clips without a metadata row)."]
+        lines += ["", f"Left out by `--min-count {args.min_count}`: {', '.join(om)}."]
     # significance per clip
     sig = {}
     for r in records:
@@ -240,12 +240,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--shuffles", type=int, default=1000)
+    ap.add_argument("--min-count", type=int, default=10, help="smallest genre reported in the aggregates")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     args.reused = (args.dir / "study.h5").exists()
     records = generate(args.dir, args.per_genre, args.duration, args.seed)
-    report, wall = analyse(args.dir, args.workers, args.shuffles)
+    report, wall = analyse(args.dir, args.workers, args.shuffles, args.min_count)
     acc = downbeat_accuracy(records)
     (args.dir / "downbeats.json").write_text(json.dumps(acc, indent=1))
     md = markdown(report, acc, records, wall, args)
