@@ -16,7 +16,7 @@ import numpy as np
 
 from vmtool.errors import ParameterError
 
-__all__ = ["Segmentation", "clean_boundaries", "segment_edges", "check_audio"]
+__all__ = ["Segmentation", "clean_boundaries", "segment_edges", "check_audio", "positive_number"]
 
 
 @dataclass
@@ -153,3 +153,14 @@ def check_audio(y, sr) -> tuple[np.ndarray, int]:
     if not sr_ok:
         raise ParameterError(f"sr must be a positive integer, got {sr!r}")
     return arr.astype(np.float32, copy=False), int(sr)
+
+
+def positive_number(name: str, value) -> float:
+    """*value* as a finite float > 0, or a ParameterError naming *name*."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise ParameterError(f"{name} must be a positive number, got {value!r}")
+    return v

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from vmtool.errors import MediaError, ParameterError
-from vmtool.segmentation.base import Segmentation, clean_boundaries
+from vmtool.segmentation.base import Segmentation, clean_boundaries, positive_number
 
 __all__ = ["shots_from_likelihood", "shots_from_media", "transition_runs"]
 
@@ -117,8 +117,8 @@ def shots_from_likelihood(
     p = p.astype(np.float64)
     if not np.all(np.isfinite(p)):
         raise ParameterError("likelihood holds non-finite values (NaN or inf)")
-    fps = _positive("fps", fps)
-    duration = _positive("duration", duration)
+    fps = positive_number("fps", fps)
+    duration = positive_number("duration", duration)
     try:
         thr = float(threshold)
     except (TypeError, ValueError):
@@ -153,16 +153,6 @@ def shots_from_likelihood(
         timings={"algorithm": time.perf_counter() - t0},
         extra={"threshold": thr, "transitions": runs},
     )
-
-
-def _positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not (math.isfinite(v) and v > 0):
-        raise ParameterError(f"{name} must be a positive number, got {value!r}")
-    return v
 
 
 def shots_from_media(

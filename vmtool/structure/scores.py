@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from vmtool.errors import ParameterError
+from vmtool.segmentation.base import positive_number
 
 __all__ = [
     "RATE",
@@ -51,16 +52,6 @@ SYNC_LEVELS = ("beat", "bar", "pattern")
 #: tolerance for a duration exactly on a histogram-bin edge, and for comparing scores
 _EPS = 1e-9
 _TIE = 1e-6
-
-
-def _positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not (math.isfinite(v) and v > 0):
-        raise ParameterError(f"{name} must be a positive number, got {value!r}")
-    return v
 
 
 def _times(times, name: str = "times") -> np.ndarray:
@@ -112,8 +103,8 @@ def resample_likelihood(likelihood: np.ndarray, fps: float, *, rate: float = RAT
         raise ParameterError(f"likelihood must have shape (n_frames,), got shape {p.shape}")
     if not np.all(np.isfinite(p)):
         raise ParameterError("likelihood holds non-finite values (NaN or inf)")
-    fps = _positive("fps", fps)
-    rate = _positive("rate", rate)
+    fps = positive_number("fps", fps)
+    rate = positive_number("rate", rate)
     n = p.size
     out = np.zeros(int(round(n / fps * rate)) + 1, dtype=np.float64)
     if n == 0:
@@ -146,7 +137,7 @@ def window(offsets: np.ndarray, *, sigma_frames: float = SIGMA_FRAMES, rate: flo
     >>> window(np.array([0.0, 0.08])).round(4).tolist()  # 0 and one sigma
     [1.0, 0.6065]
     """
-    sigma = _positive("sigma_frames", sigma_frames) / _positive("rate", rate)
+    sigma = positive_number("sigma_frames", sigma_frames) / positive_number("rate", rate)
     d = np.asarray(offsets, dtype=np.float64)
     w = np.exp(-0.5 * (d / sigma) ** 2)
     return np.where(np.abs(d) <= TRUNCATE * sigma + _EPS, w, 0.0)
@@ -190,8 +181,8 @@ def cooccurrence(
     t = np.asarray(times, dtype=np.float64)
     if not np.all(np.isfinite(t)):
         raise ParameterError("times holds non-finite values")
-    sigma_frames = _positive("sigma_frames", sigma_frames)
-    rate = _positive("rate", rate)
+    sigma_frames = positive_number("sigma_frames", sigma_frames)
+    rate = positive_number("rate", rate)
     if t.size == 0 or f.size == 0:
         return np.zeros(t.shape)
     half = int(math.ceil(TRUNCATE * sigma_frames)) + 1
@@ -259,7 +250,7 @@ def chance_level(
     (0.1, True)
     """
     t = _times(times)
-    duration = _positive("duration", duration)
+    duration = positive_number("duration", duration)
     if not isinstance(shuffles, (int, np.integer)) or isinstance(shuffles, bool) or shuffles < 1:
         raise ParameterError(f"shuffles must be a positive integer, got {shuffles!r}")
     if t.size == 0:
@@ -288,7 +279,7 @@ def shot_durations(cuts: np.ndarray, duration: float) -> np.ndarray:
     >>> shot_durations(np.array([2.0, 3.5]), 5.0).tolist()
     [2.0, 1.5, 1.5]
     """
-    duration = _positive("duration", duration)
+    duration = positive_number("duration", duration)
     c = np.sort(_times(cuts, "cuts"))
     c = c[(c > 0) & (c < duration)]
     return np.diff(np.concatenate([[0.0], c, [duration]]))
@@ -312,7 +303,7 @@ def duration_histogram(durations: np.ndarray, bin_width: float) -> np.ndarray:
     >>> duration_histogram(np.array([0.5, 1.0, 1.05, 2.0]), 0.5).tolist()
     [0, 1, 2, 0, 1]
     """
-    w = _positive("bin_width", bin_width)
+    w = positive_number("bin_width", bin_width)
     d = _times(durations, "durations")
     if d.size == 0:
         return np.zeros(0, dtype=np.int64)

@@ -125,11 +125,12 @@ def retrieval_metrics(query: np.ndarray, target: np.ndarray) -> dict[str, float]
 
     Row ``i`` of *query* matches row ``i`` of *target*; distances are Euclidean.
     """
+    from vmtool.ranking.evaluate import ground_truth_ranks
+
     q = np.asarray(query, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
     d = (q * q).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2 * q @ t.T
-    true = np.diagonal(d)[:, None]
-    ranks = 1 + (d < true).sum(1)
+    ranks = ground_truth_ranks(d)  # the rule `vmtool evaluate` uses: 1 + strictly closer targets
     return {"r1": float(100 * np.mean(ranks <= 1)), "r10": float(100 * np.mean(ranks <= 10)),
             "mean_rank": float(ranks.mean()), "median_rank": float(np.median(ranks))}
 
