@@ -138,6 +138,41 @@ def test_evaluate_json_scenarios(cat):
     assert len(r["ranks"]) == 60 and 0 <= r["r1"] <= r["r10"] <= r["r25"] <= 100
 
 
+def test_evaluate_ids_restricts_queries_and_candidates(cat, tmp_path):
+    import h5py
+
+    with h5py.File(cat, "r") as f:
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in f["items/id"][:]]
+    lst = tmp_path / "ids.txt"
+    lst.write_text("\n".join(ids[10:25]) + "\n\n")
+    res = run("evaluate", cat, "--method", "centroid,btrace", "--ids", lst, "--format", "json", "--ranks", "-q")
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["items"] == 15 and all(len(r["ranks"]) == 15 for r in out["results"])
+    # the same numbers as evaluating the library's subset directly
+    from vmtool.ranking import load_catalog
+    from vmtool.ranking.evaluate import evaluate_sets
+
+    v, a = load_catalog(cat, "video"), load_catalog(cat, "audio")
+    keep = list(range(10, 25))
+    ev = evaluate_sets(v.subset(keep), a.subset(keep), "centroid,btrace")
+    assert out["results"][1]["ranks"] == ev.to_dict(ranks=True)["results"][1]["ranks"]
+    # --methods is kept as an alias of --method
+    assert run("evaluate", cat, "--methods", "centroid", "--ids", lst, "-q").exit_code == 0
+
+
+def test_evaluate_unknown_ids(cat, tmp_path):
+    lst = tmp_path / "ids.txt"
+    lst.write_text("nope-1\nnope-2\n")
+    res = run("evaluate", cat, "--ids", lst, "-q")
+    assert res.exit_code == 1
+    assert one_error_line(res) == f"Error: {cat}: 2 id(s) not in the catalog: nope-1, nope-2"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    res = run("evaluate", cat, "--ids", empty, "-q")
+    assert res.exit_code == 1 and one_error_line(res) == f"Error: {empty}: holds no id"
+
+
 def test_evaluate_plot(cat, tmp_path):
     png = tmp_path / "hist.png"
     res = run("evaluate", cat, "-m", "btrace,nw-dtw", "-s", "vanilla", "-s", "crop-query", "--plot", png)

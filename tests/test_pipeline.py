@@ -63,5 +63,5 @@ def test_rank_align_evaluate_from_the_cli(pipeline):
     matched = [e for e in a["edits"] if e["target_start"] is not None]  # a skipped segment has no target
     assert matched and all(0.0 <= e["target_start"] < e["target_end"] <= 6.0 + 1e-6 for e in matched)
     assert (d / "align.png").stat().st_size > 0
-    r = run("evaluate", cat, "--methods", "centroid,btrace,nw-dtw", "-q")
+    r = run("evaluate", cat, "--method", "centroid,btrace,nw-dtw", "-q")
     assert "btrace" in r.stdout and "R@10" in r.stdout

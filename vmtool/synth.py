@@ -41,6 +41,7 @@ import numpy as np
 
 from vmtool.atomic import atomic_output
 from vmtool.errors import FormatError, MediaError, ParameterError
+from vmtool.progress import Progress
 
 __all__ = [
     "MusicTruth",
@@ -1222,6 +1223,8 @@ def make_corpus(
     sr: int = 22050,
     tempo_range: tuple[float, float] = (80.0, 160.0),
     ext: str = ".mp4",
+    workers: int = 1,
+    progress: Progress | None = None,
 ) -> list[ClipTruth]:
     """Write *n* music-video clips whose visuals depend on their music, plus a manifest.
 
@@ -1247,6 +1250,10 @@ def make_corpus(
         Lowest and highest tempo in BPM.
     ext : str
         Clip extension (a video container, e.g. ``".mp4"``).
+    workers : int
+        Clips written in parallel (separate processes); the clips do not depend on it.
+    progress : Progress, optional
+        Told about each clip (``file_start``/``file_done``).
 
     Returns
     -------
@@ -1262,17 +1269,39 @@ def make_corpus(
         raise ParameterError(f"tempo_range must be (low, high) with 0 < low <= high, got {tempo_range!r}")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ParameterError(f"workers must be a positive integer, got {workers!r}")
+    progress = progress or Progress()
     ss = np.random.SeedSequence(int(seed))
-    clips: list[ClipTruth] = []
-    records = []
+    jobs = []
     for i, child in enumerate(ss.spawn(int(n))):
         clip_seed = int(child.generate_state(1)[0] & 0x7FFFFFFF)
         rng = np.random.default_rng(child)
         tempo = float(round(rng.uniform(lo, hi)))
         name = f"clip_{i:04d}{ext}"
-        truth = make_clip(
-            d / name, duration=duration, seed=clip_seed, fps=fps, size=size, sr=sr, tempo=tempo
-        )
+        jobs.append((str(d / name), dict(duration=duration, seed=clip_seed, fps=fps, size=size, sr=sr, tempo=tempo)))
+    progress.batch_start(len(jobs))
+    truths: list[ClipTruth] = []
+    if workers == 1 or len(jobs) == 1:
+        for path, kw in jobs:
+            progress.file_start(path, 1.0)
+            truths.append(make_clip(path, **kw))
+            progress.file_done(path, True)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(int(workers), len(jobs)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_make_clip_job, path, kw) for path, kw in jobs]
+            for (path, _), fut in zip(jobs, futures):
+                progress.file_start(path, 1.0)
+                truths.append(fut.result())
+                progress.file_done(path, True)
+    clips: list[ClipTruth] = []
+    records = []
+    for (path, _), truth in zip(jobs, truths):
+        name = Path(path).name
         rec = truth.to_dict()
         rec["path"] = name
         records.append(rec)
@@ -1288,6 +1317,10 @@ def make_corpus(
     with atomic_output(d / MANIFEST_NAME) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     return clips
+
+
+def _make_clip_job(path: str, kw: dict) -> ClipTruth:
+    return make_clip(path, **kw)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ClipTruth]:

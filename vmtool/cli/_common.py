@@ -13,7 +13,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -35,6 +35,39 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: auto, cp
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Files processed in parallel.")]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars or log lines on stderr.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format on stdout.")]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from vmtool import __version__
+
+        typer.echo(f"vmtool {__version__}")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                          expose_value=False, help="Show the version and exit.")]
+IdsOpt = Annotated[Optional[Path], typer.Option("--ids", metavar="FILE", dir_okay=False, show_default=False,
+                                                help="Only these items (one id per line; - reads stdin).")]
+
+
+def read_ids(path: Path | None) -> list[str] | None:
+    """The ids listed in *path* (one per line, blank lines ignored; ``-`` is stdin)."""
+    from vmtool.errors import ParameterError
+
+    if path is None:
+        return None
+    if str(path) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ParameterError(f"cannot read: {exc.strerror}", path) from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise ParameterError("holds no id", path)
+    return ids
 
 
 def command_line(ctx: typer.Context) -> str:
@@ -134,8 +167,12 @@ class RichProgress(Progress):
             self._progress.stop()
 
     def batch_start(self, total: int) -> None:
-        if self._progress is not None and total > 1:
-            self._files = self._progress.add_task("files", total=total)
+        if self._progress is not None:
+            if self._files is not None:  # a new batch (the demo runs several stages)
+                self._progress.remove_task(self._files)
+                self._files = None
+            if total > 1:
+                self._files = self._progress.add_task("files", total=total)
 
     def file_start(self, path: str, work: float) -> None:
         if self._progress is not None:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.cli._common import (
+    VersionOpt,
     DeviceOpt,
     Format,
     FormatOpt,
@@ -58,6 +59,7 @@ def align_cmd(
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool.device import resolve_device
     from vmtool.errors import ParameterError

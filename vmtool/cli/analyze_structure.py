@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.cli._common import (
+    VersionOpt,
     DeviceOpt,
     QuietOpt,
     RichProgress,
@@ -91,6 +92,7 @@ def analyze_structure_cmd(
     workers: WorkersOpt = 1,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed clips, finish the rest, exit 1 at the end.")] = False,
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool.device import validate_device
     from vmtool.structure.analysis import StructureConfig, analyze_structure

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, RichProgress, command_line, handle_errors, info
+from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, RichProgress, VersionOpt, command_line, handle_errors, info
 
 HELP = """Embed every item of a features file with a trained model; write a catalog.
 
@@ -36,7 +36,7 @@ def embed_cmd(
     ctx: typer.Context,
     features: Annotated[Path, typer.Argument(metavar="FEATS.h5", help="Features file (with the model's features).",
                                              show_default=False)],
-    model: Annotated[Path, typer.Option("--model", "-m", metavar="MODEL", help="Model file from vmtool train.",
+    model: Annotated[Path, typer.Option("--model", metavar="MODEL.pt", help="Model file from vmtool train.",
                                         show_default=False)] = ...,  # type: ignore[assignment]
     output: OutputOpt = ...,  # type: ignore[assignment]
     segments: Annotated[Optional[str], typer.Option("--segments", metavar="METHOD",
@@ -45,6 +45,7 @@ def embed_cmd(
     dtype: Annotated[Dtype, typer.Option("--dtype", help="Storage type of the embeddings.")] = Dtype.float32,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool.device import resolve_device
     from vmtool.embed import embed

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, Format, FormatOpt, QuietOpt, RichProgress, echo_json, handle_errors, info
+from vmtool.cli._common import DeviceOpt, Format, FormatOpt, IdsOpt, QuietOpt, RichProgress, VersionOpt, echo_json, handle_errors, info, read_ids
 from vmtool.cli._ranking import methods_callback
 
 HELP = """Evaluate retrieval on a catalog: every item's video queries every item's music (v2m), and the reverse (m2v).
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 def evaluate_cmd(
     catalog: Annotated[Path, typer.Argument(metavar="CATALOG.h5", help="A catalog written by vmtool embed.",
                                             show_default=False)],
-    methods: Annotated[str, typer.Option("--methods", "-m", metavar="LIST", callback=methods_callback,
+    methods: Annotated[str, typer.Option("--method", "--methods", "-m", metavar="LIST", callback=methods_callback,
                                          help="Comma-separated methods (METHOD[:INDEL]) or 'all'.")] = "all",
     scenario: Annotated[Optional[list[str]], typer.Option(
         "--scenario", "-s", metavar="NAME",
@@ -51,8 +51,10 @@ def evaluate_cmd(
                                                  help="Histograms of the distances with the ground truth's rank.")
                     ] = None,
     ranks: Annotated[bool, typer.Option("--ranks", help="JSON: add every query's ground-truth rank.")] = False,
+    ids_file: IdsOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     import time
 
@@ -67,7 +69,8 @@ def evaluate_cmd(
     dev = resolve_device(device)
     t0 = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
-        ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress)
+        ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
+                      ids=read_ids(ids_file))
     if plot is not None:
         from vmtool.ranking.plot import plot_evaluation
 

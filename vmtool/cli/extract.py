@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.cli._common import (
+    VersionOpt,
     DeviceOpt,
     Format,
     FormatOpt,
@@ -62,6 +63,7 @@ def extract_cmd(
     list_: Annotated[bool, typer.Option("--list", help="List the extractors (dimension, availability) and exit.")] = False,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool import features
     from vmtool.device import resolve_device

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import QuietOpt, RichProgress, command_line, handle_errors, info
+from vmtool.cli._common import QuietOpt, RichProgress, VersionOpt, command_line, handle_errors, info
 
 HELP = """Import precomputed features into a features collection OUT.h5.
 
@@ -73,6 +73,7 @@ def import_cmd(
         "--video-name", metavar="NAME", show_default=False,
         help="Video feature name (default: imported_video; yt8m_rgb for YouTube-8M).")] = None,
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool.errors import ParameterError
     from vmtool.importers import ArraySource, import_arrays, import_yt8m

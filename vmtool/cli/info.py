@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vmtool.cli._common import Format, FormatOpt, echo_json, handle_errors, print_table
+from vmtool.cli._common import Format, FormatOpt, QuietOpt, VersionOpt, echo_json, handle_errors, print_table
 
 HELP = """Show what a vmtool file holds.
 
@@ -30,6 +30,8 @@ def info_cmd(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="A vmtool file (.h5) or model file (.pt).", show_default=False)],
     fmt: FormatOpt = Format.table,
     items: Annotated[bool, typer.Option("--items", help="Also list every item.")] = False,
+    quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool.info import describe
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, QuietOpt, RichProgress, echo_json, handle_errors, info, print_table
+from vmtool.cli._common import DeviceOpt, QuietOpt, RichProgress, VersionOpt, echo_json, handle_errors, info, print_table
 from vmtool.cli._ranking import Direction, QuerySegmentsOpt, method_callback
 
 HELP = """Rank a catalog's tracks for a video (v2m), or its videos for a track (m2v).
@@ -58,6 +58,7 @@ def rank_cmd(
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     import numpy as np
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.cli._common import (
+    VersionOpt,
     DeviceOpt,
     Format,
     QuietOpt,
@@ -86,6 +87,7 @@ def segment_cmd(
     workers: WorkersOpt = 1,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failures, finish the rest, exit 1 at the end.")] = False,
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool.device import resolve_device
     from vmtool.segment import SegmentConfig, segment

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, command_line, handle_errors, info
+from vmtool.cli._common import DeviceOpt, IdsOpt, OutputOpt, QuietOpt, VersionOpt, command_line, handle_errors, info, read_ids
 
 HELP = """Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.
 
@@ -74,11 +74,11 @@ def _names(values: list[str]) -> list[str]:
 class _Reporter:
     """Epoch lines on stderr; a batch bar when stderr is a terminal."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, bars: bool = True):
         self.quiet = quiet
         self.bar = None
         self.task = None
-        if not quiet and sys.stderr.isatty():
+        if bars and not quiet and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -162,11 +162,11 @@ def train_cmd(
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9,
                                                 help="Share of items held out for validation.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed: same seed, same data, same model.")] = 0,
-    ids_file: Annotated[Optional[Path], typer.Option("--ids", metavar="FILE",
-                                                     help="Train on these items only (one id per line).")] = None,
+    ids_file: IdsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in the output file.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
+    version: VersionOpt = False,
 ) -> None:
     from vmtool.device import resolve_device
     from vmtool.errors import ParameterError
@@ -186,14 +186,7 @@ def train_cmd(
     tcfg = TrainConfig(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_time=max_time,
                        patience=patience, val_fraction=val_fraction, seed=seed)
     layers = {"audio": _ints(audio_layers, "--audio-layers"), "video": _ints(video_layers, "--video-layers")}
-    ids = None
-    if ids_file is not None:
-        try:
-            ids = [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
-        except OSError as exc:
-            raise ParameterError(f"cannot read: {exc.strerror}", ids_file) from None
-        if not ids:
-            raise ParameterError("holds no id", ids_file)
+    ids = read_ids(ids_file)
     with _Reporter(quiet) as rep:
         res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=lcfg, config=tcfg,
                     device=resolve_device(device), resume=resume, reporter=rep, command=command_line(ctx), ids=ids)

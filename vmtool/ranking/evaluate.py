@@ -256,21 +256,35 @@ def evaluate(
     device: str = "cpu",
     block_mb: float = DEFAULT_BLOCK_MB,
     progress: Progress | None = None,
+    ids: Sequence[str] | None = None,
 ) -> Evaluation:
     """Evaluate a catalog file (see :func:`evaluate_sets`).
+
+    *ids* restricts the evaluation to these items (e.g. the ones held out from
+    training): they are both the queries and the candidates.
 
     Raises
     ------
     FormatError
         The file is not a catalog (no embeddings).
     ParameterError
-        Unknown method, scenario or direction; fewer than two complete items.
+        Unknown method, scenario or direction; fewer than two complete items; an id
+        of *ids* that the catalog does not hold.
     """
     ms = parse_methods(methods)
     need_segments = any(m.level == "segment" for m in ms)
     need_clip = any(m.level == "clip" for m in ms)
     videos = load_catalog(catalog, "video", segments=need_segments, clip=need_clip)
     audios = load_catalog(catalog, "audio", segments=need_segments, clip=need_clip)
+    if ids is not None:
+        pos = {item: i for i, item in enumerate(videos.ids)}
+        missing = [item for item in ids if item not in pos]
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ParameterError(f"{len(missing)} id(s) not in the catalog: {', '.join(missing[:5])}{more}",
+                                 catalog)
+        keep = np.array(sorted({pos[item] for item in ids}), dtype=np.int64)
+        videos, audios = videos.subset(keep), audios.subset(keep)
     ev = evaluate_sets(videos, audios, ms, scenarios=scenarios, directions=directions, device=device,
                        block_mb=block_mb, progress=progress)
     ev.path = str(catalog)
