@@ -13,7 +13,7 @@ _vmtool() {
     done
     case $cmd in
         '')
-            if [[ $cur == -* ]]; then opts='--version --install-completion --show-completion -h --help'
+            if [[ $cur == -* ]]; then opts='--version -h --help'
             else opts='extract import segment train embed rank align evaluate analyze-structure info demo'; fi
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;

@@ -4,8 +4,6 @@
 complete -c vmtool -f
 
 complete -c vmtool -n '__fish_use_subcommand' -l version -d 'Show the version and exit.'
-complete -c vmtool -n '__fish_use_subcommand' -l install-completion -d 'Install completion for the current shell.'
-complete -c vmtool -n '__fish_use_subcommand' -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c vmtool -n '__fish_use_subcommand' -s h -l help -d 'Show this message and exit.'
 complete -c vmtool -n '__fish_use_subcommand' -a extract -d 'Extract frame-level features of media files into OUT.h5.'
 complete -c vmtool -n '__fish_use_subcommand' -a import -d 'Import precomputed features into a features collection OUT.h5.'
@@ -14,7 +12,7 @@ complete -c vmtool -n '__fish_use_subcommand' -a train -d 'Train a two-branch mo
 complete -c vmtool -n '__fish_use_subcommand' -a embed -d 'Embed every item of a features file with a trained model; write a catalog.'
 complete -c vmtool -n '__fish_use_subcommand' -a rank -d 'Rank a catalog\'s tracks for a video (v2m), or its videos for a track (m2v).'
 complete -c vmtool -n '__fish_use_subcommand' -a align -d 'Align a video with a track: distance matrix, optimal path and edit list.'
-complete -c vmtool -n '__fish_use_subcommand' -a evaluate -d 'Evaluate retrieval on a catalog: every item\'s video queries every item\'s music (v2m), and the reverse (m2v).'
+complete -c vmtool -n '__fish_use_subcommand' -a evaluate -d 'Evaluate retrieval on a catalog with the papers\' protocol: R@1/10/25 and mean rank.'
 complete -c vmtool -n '__fish_use_subcommand' -a analyze-structure -d 'Analyse how the shot cuts of music videos follow the beats, bars and sections of their music.'
 complete -c vmtool -n '__fish_use_subcommand' -a info -d 'Show what a vmtool file holds.'
 complete -c vmtool -n '__fish_use_subcommand' -a demo -d 'Run the whole pipeline on generated music videos: the main job on built-in data.'

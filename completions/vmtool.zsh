@@ -7,8 +7,6 @@ _vmtool() {
     typeset -A opt_args
     _arguments -s -S -C \
             '(- *)--version[Show the version and exit.]' \
-            '(--install-completion)--install-completion[Install completion for the current shell.]' \
-            '(--show-completion)--show-completion[Show completion for the current shell, to copy it or customize the installation.]' \
             '(- *)-h[Show this message and exit.]' \
             '(- *)--help[Show this message and exit.]' \
             '1: :->command' \
@@ -23,7 +21,7 @@ _vmtool() {
                 'embed:Embed every item of a features file with a trained model; write a catalog.'
                 'rank:Rank a catalog'\''s tracks for a video (v2m), or its videos for a track (m2v).'
                 'align:Align a video with a track: distance matrix, optimal path and edit list.'
-                'evaluate:Evaluate retrieval on a catalog: every item'\''s video queries every item'\''s music (v2m), and the reverse (m2v).'
+                'evaluate:Evaluate retrieval on a catalog with the papers'\'' protocol: R@1/10/25 and mean rank.'
                 'analyze-structure:Analyse how the shot cuts of music videos follow the beats, bars and sections of their music.'
                 'info:Show what a vmtool file holds.'
                 'demo:Run the whole pipeline on generated music videos: the main job on built-in data.'

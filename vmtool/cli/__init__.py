@@ -26,7 +26,7 @@ app = typer.Typer(
     help="Recommend music for a video (and videos for music) from content and structure.\n\n"
     "Subcommands read and write HDF5 files, so they chain in shell pipelines and Makefiles.",
     no_args_is_help=True,
-    add_completion=True,
+    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -11,7 +11,9 @@ import typer
 from vmtool.cli._common import DeviceOpt, Format, FormatOpt, IdsOpt, QuietOpt, RichProgress, VersionOpt, echo_json, handle_errors, info, read_ids
 from vmtool.cli._ranking import methods_callback
 
-HELP = """Evaluate retrieval on a catalog: every item's video queries every item's music (v2m), and the reverse (m2v).
+HELP = """Evaluate retrieval on a catalog with the papers' protocol: R@1/10/25 and mean rank.
+
+Every item's video queries every item's music (v2m), and the reverse (m2v); --ids restricts queries and candidates to the listed items (e.g. those held out from training).
 
 Prints, per direction and scenario, one row per method: R@1, R@10, R@25 (% of queries whose own item is among the first 1, 10, 25), mean rank with its 95% confidence interval, median rank, and the method's time (as in Seg-VM-Net's Tables III and IV).
 
