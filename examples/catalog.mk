@@ -54,11 +54,10 @@ ranks: $(RANKS)
 # (1) the catalog: music features, sections, embeddings.
 # $? is the files newer than music.h5 (all of them the first time); --resume keeps
 # music.h5's items and skips any input whose SHA-256 is already there.
-# The video extractors are named too, though music has no video: vmtool embed needs
-# the model's video features declared in the file (they stay empty for audio files).
+# Audio features only: vmtool embed embeds the modalities a file has.
 $(BUILD)/music.h5: $(MUSIC_FILES)
 	@mkdir -p $(@D)
-	$(VMTOOL) extract $? $(AUDIO_FEATURES) $(VIDEO_FEATURES) --resume -o $@ -j $(WORKERS) $(OPTS)
+	$(VMTOOL) extract $? $(AUDIO_FEATURES) -v none --resume -o $@ -j $(WORKERS) $(OPTS)
 
 $(BUILD)/music-seg.h5: $(BUILD)/music.h5
 	$(VMTOOL) segment $< -m $(SEGMENTS) -o $@ -j $(WORKERS) $(OPTS)

@@ -175,3 +175,22 @@ def test_parallel_workers_keep_input_order(tmp_path, audio_files):
         assert [s.rsplit(".", 1)[1] for s in col.column("source")] == ["wav", "flac", "ogg"]
         fixed = col.ragged("segmentations", "fixed")
         assert all(fixed.present(i) and fixed.rows(i)[0] == 2.0 for i in range(3))
+
+
+def test_fixed_windows_merge_a_short_remainder(tmp_path, video_collection):
+    with open_collection(video_collection) as col:
+        dur = float(col.column("duration")[0])
+    w = 3.0
+    rem = dur - w * np.floor(dur / w)
+    if rem < 0.05:  # make sure there is a remainder
+        w = 3.5
+        rem = dur - w * np.floor(dur / w)
+    counts = {}
+    for md in (0.0, rem + 0.01):
+        out = tmp_path / f"f{md}.h5"
+        res = run("segment", video_collection, "-m", "fixed", "--window", str(w), "--min-duration", str(md),
+                  "-o", out, "-q")
+        assert res.exit_code == 0, res.stderr
+        with open_collection(out) as col:
+            counts[md] = len(col.ragged("segmentations", "fixed").rows(0))
+    assert counts[rem + 0.01] == counts[0.0] - 1

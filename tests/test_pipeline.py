@@ -65,3 +65,27 @@ def test_rank_align_evaluate_from_the_cli(pipeline):
     assert (d / "align.png").stat().st_size > 0
     r = run("evaluate", cat, "--method", "centroid,btrace,nw-dtw", "-q")
     assert "btrace" in r.stdout and "R@10" in r.stdout
+
+
+def test_music_only_catalog_ranks_a_video(pipeline):
+    """A catalog built from music alone (extract -v none) embeds its tracks with the
+    model trained on music videos, and a raw video query still gets its video features."""
+    d, clips, cat = pipeline
+    music = d / "music.h5"
+    run("extract", *clips[:5], "-a", "handcrafted", "-v", "none", "-o", music, "-q")
+    run("segment", music, "-m", "fixed", "--window", "2", "-o", music, "-q")
+    mcat = d / "music-catalog.h5"
+    r = run("embed", music, "--model", d / "model.pt", "-o", mcat)
+    assert "clip embeddings: audio 5" in r.stderr
+    with open_collection(mcat) as m, open_collection(cat) as c:
+        i, j = m.index("clip_0002"), c.index("clip_0002")
+        np.testing.assert_allclose(m.ragged("embeddings", "audio_segments").rows(i),
+                                   c.ragged("embeddings", "audio_segments").rows(j), atol=1e-5)
+    r = run("rank", clips[2], mcat, "-k", "5", "--format", "json", "-q")
+    assert len(json.loads(r.stdout)["results"]) == 5
+    # and a video library alone (for m2v queries)
+    vid = d / "video-only.h5"
+    run("extract", clips[0], clips[1], "-a", "none", "-v", "color", "-o", vid, "-q")
+    run("segment", vid, "-m", "fixed", "--window", "2", "-o", vid, "-q")
+    r = run("embed", vid, "--model", d / "model.pt", "-o", d / "videos.h5")
+    assert "clip embeddings: video 2" in r.stderr

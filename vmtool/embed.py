@@ -89,8 +89,13 @@ class _Embedder:
         self.level = dcfg.level
         dcfg.level = "clip"  # windows are chosen here, per item
         dcfg.segments = None
-        self.builder = InputBuilder(coll, dcfg)
-        for mod in ("audio", "video"):
+        self.builder = InputBuilder(coll, dcfg, optional_modality=True)
+        self.modalities = [mod for mod in ("audio", "video") if self.builder.features[mod]]
+        if not self.modalities:
+            raise ParameterError("none of the model's features is in the file (the model needs "
+                                 + "; ".join(f"{m}: {', '.join(names.get(m, []))}" for m in ("audio", "video"))
+                                 + ")", coll.path)
+        for mod in self.modalities:
             want = model.model_config.audio_dim if mod == "audio" else model.model_config.video_dim
             have = self.builder.input_dim(mod)
             if have != want:
@@ -315,11 +320,16 @@ def embed_query(
         fcfg = cat.config
     seg_info = attr.get("segmentation")
     method = segments or (seg_info or {}).get("method")
+    # the extractors the model reads, with the settings of its training data (a catalog
+    # extracted with one modality only, e.g. music with -v none, still embeds video queries)
+    recipe = model.data.get("features") or fcfg
+    names = model.data.get("feature_names") or {}
+    params = {**(fcfg.get("params") or {}), **(recipe.get("params") or {})}
     ecfg = ExtractConfig(
-        audio_features=tuple((fcfg.get("audio") or {}).keys()),
-        video_features=tuple((fcfg.get("video") or {}).keys()),
-        rate=float(fcfg.get("rate", 1.0)),
-        params={k: dict(v) for k, v in (fcfg.get("params") or {}).items()},
+        audio_features=tuple(names.get("audio") or (recipe.get("audio") or {}).keys()),
+        video_features=tuple(names.get("video") or (recipe.get("video") or {}).keys()),
+        rate=float(recipe.get("rate", fcfg.get("rate", 1.0))),
+        params={k: dict(v) for k, v in params.items()},
     )
     with tempfile.TemporaryDirectory(prefix="vmtool-query-") as td:
         feats = Path(td) / "query.h5"
@@ -333,7 +343,10 @@ def embed_query(
             try:
                 segment([feats], feats, scfg, device=dev, progress=progress)
             except VmtoolError as exc:
-                raise type(exc)(f"{exc.reason} (segmenting the query with {method!r}; "
+                reason = exc.reason
+                if reason.startswith(f"{os.fspath(path)}: "):  # a batch failure names the file already
+                    reason = reason[len(os.fspath(path)) + 2:]
+                raise type(exc)(f"{reason} (segmenting the query with {method!r}; "
                                 f"a video without sound needs --query-segments transnet)", path) from exc
         with open_collection(feats) as coll:
             emb = _Embedder(coll, model, method)

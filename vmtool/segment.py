@@ -189,7 +189,7 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
                 elif method == "fixed":
                     from vmtool.segmentation import rhythm
 
-                    seg = rhythm.fixed(task.duration, window=float(config.window))
+                    seg = rhythm.fixed(task.duration, window=float(config.window), min_duration=md)
                 else:  # transnet
                     from vmtool.segmentation import shots
 

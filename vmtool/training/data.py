@@ -97,7 +97,9 @@ class InputBuilder:
     through exactly the same steps as the training data.
     """
 
-    def __init__(self, collection, config: DataConfig):
+    def __init__(self, collection, config: DataConfig, *, optional_modality: bool = False):
+        """With *optional_modality* (embedding), a modality none of whose wanted features
+        is in the file is left out (e.g. a music catalog extracted with ``-v none``)."""
         config.validate()
         self.c = collection
         self.cfg = config
@@ -110,6 +112,9 @@ class InputBuilder:
             have = [n for n in names if collection.feature(n).modality == mod]
             if not wanted:
                 wanted = sorted(have)
+            if optional_modality and wanted and not any(n in names for n in wanted):
+                self.features[mod], self.clip_level[mod], self.frame_dim[mod] = [], False, 0
+                continue
             for n in wanted:
                 if n not in names:
                     raise ParameterError(f"no feature {n!r} in the file (it has: {', '.join(names) or 'none'})",
@@ -162,7 +167,7 @@ class InputBuilder:
         return (int(self.cfg.frames), self.frame_dim[modality])
 
     def has(self, index: int, modality: str) -> bool:
-        return all(self.c.feature(n).offsets[index + 1] > self.c.feature(n).offsets[index]
+        return bool(self.features[modality]) and all(self.c.feature(n).offsets[index + 1] > self.c.feature(n).offsets[index]
                    for n in self.features[modality])
 
     def duration(self, index: int) -> float:
