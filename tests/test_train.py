@@ -161,7 +161,8 @@ def test_every_loss_and_aggregation_trains(feats, tmp_path, loss, aggregation, l
 
 
 def test_max_time_and_early_stopping(feats, tmp_path):
-    res = _train(feats, tmp_path / "t.pt", config=TrainConfig(batch_size=32, epochs=1000, max_time=0.5))
+    res = _train(feats, tmp_path / "t.pt", config=TrainConfig(batch_size=32, epochs=1000, max_time=0.5,
+                                                                   patience=0))  # only the clock can stop it
     assert res.stopped.startswith("max time") and res.epochs < 1000
     assert "resume" in load_checkpoint(res.path)  # can be continued
     res = _train(feats, tmp_path / "p.pt", config=TrainConfig(batch_size=32, epochs=1000, patience=2, lr=1e-6))
