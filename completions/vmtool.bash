@@ -36,7 +36,7 @@ _vmtool() {
             esac
             ;;
         segment)
-            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers -k --keep-going -q --quiet --version -h --help'
+            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers -k --keep-going --resume -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;

@@ -63,6 +63,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from segment' -s f -l format -x -a
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -l device -x -a 'auto cpu cuda' -d 'Torch device: auto, cpu, cuda or cuda:N.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -s j -l workers -x -d 'Files processed in parallel.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -s k -l keep-going -d 'Record failures, finish the rest, exit 1 at the end.'
+complete -c vmtool -n '__fish_seen_subcommand_from segment' -l resume -d 'Keep OUT\'s results of unchanged items (same id and sha256) made with the same parameters; segment only the others.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -s q -l quiet -d 'No progress bars or log lines on stderr.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -l version -d 'Show the version and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -s h -l help -d 'Show this message and exit.'

@@ -96,6 +96,7 @@ _vmtool() {
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
                     '(-k --keep-going)-k[Record failures, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failures, finish the rest, exit 1 at the end.]' \
+                    '(--resume)--resume[Keep OUT'\''s results of unchanged items (same id and sha256) made with the same parameters; segment only the others.]' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \

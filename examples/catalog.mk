@@ -10,9 +10,9 @@
 # new/     videos to find music for (top level): one ranking each   -> build/ranks/<stem>.tsv
 #
 # Adding a video to new/ computes its ranking only. Adding a track to music/ extracts
-# that track only, then segments and embeds the catalog again and re-ranks every video
-# (any ranking may change). Adding a music video retrains the model, and so re-embeds
-# the catalog and re-ranks everything (make -o build/model.pt keeps the current model).
+# and segments that track only, then embeds the catalog again (fast) and re-ranks every
+# video (any ranking may change). Adding a music video retrains the model, and so
+# re-embeds the catalog and re-ranks everything (make -o build/model.pt keeps the model).
 # File names must not contain spaces (Make cannot handle them).
 
 VMTOOL         ?= vmtool
@@ -60,7 +60,7 @@ $(BUILD)/music.h5: $(MUSIC_FILES)
 	$(VMTOOL) extract $? $(AUDIO_FEATURES) -v none --resume -o $@ -j $(WORKERS) $(OPTS)
 
 $(BUILD)/music-seg.h5: $(BUILD)/music.h5
-	$(VMTOOL) segment $< -m $(SEGMENTS) -o $@ -j $(WORKERS) $(OPTS)
+	$(VMTOOL) segment $< -m $(SEGMENTS) --resume -o $@ -j $(WORKERS) $(OPTS)
 
 $(BUILD)/catalog.h5: $(BUILD)/music-seg.h5 $(BUILD)/model.pt
 	$(VMTOOL) embed $< --model $(BUILD)/model.pt -o $@ $(OPTS)
@@ -71,7 +71,7 @@ $(BUILD)/videos.h5: $(VIDEO_FILES)
 	$(VMTOOL) extract $? $(AUDIO_FEATURES) $(VIDEO_FEATURES) --resume -o $@ -j $(WORKERS) $(OPTS)
 
 $(BUILD)/videos-seg.h5: $(BUILD)/videos.h5
-	$(VMTOOL) segment $< -m $(SEGMENTS) -o $@ -j $(WORKERS) $(OPTS)
+	$(VMTOOL) segment $< -m $(SEGMENTS) --resume -o $@ -j $(WORKERS) $(OPTS)
 
 $(BUILD)/model.pt: $(BUILD)/videos-seg.h5
 	$(VMTOOL) train $< -o $@ --level segment --segments $(SEGMENTS) --epochs $(EPOCHS) $(TRAIN_FLAGS) $(OPTS)

@@ -135,6 +135,7 @@ class ItemTask:
     likelihood: np.ndarray | None = None
     likelihood_rate: float = math.nan
     source_problem: str = ""  # why the source media cannot be decoded again, if it cannot
+    methods: tuple[str, ...] | None = None  # the methods to run (None: all configured ones)
 
 
 def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
@@ -148,7 +149,8 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
     src = Path(task.source)
     y = None
     decode_s = 0.0
-    audio_methods = [m for m in config.methods if m in AUDIO_METHODS]
+    methods = list(task.methods if task.methods is not None else config.methods)
+    audio_methods = [m for m in methods if m in AUDIO_METHODS]
     audio_error: VmtoolError | None = None
     if audio_methods:
         try:
@@ -167,7 +169,7 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
             audio_error = exc
     segmenter = None
     try:
-        for method in config.methods:
+        for step, method in enumerate(methods):
             md = config.min_duration_for(method)
             try:
                 if method in AUDIO_METHODS and audio_error is not None:
@@ -215,7 +217,7 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
             except Exception as exc:  # noqa: BLE001 - an algorithm's own failure, reported per item and method
                 out[method] = Failure(task.label, f"{task.label}: method {method} failed: {type(exc).__name__}: {exc}")
             if on_advance is not None:
-                on_advance(float(config.methods.index(method) + 1))
+                on_advance(float(step + 1))
     finally:
         if segmenter is not None:
             segmenter.close()
@@ -243,6 +245,7 @@ class SegmentReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     means: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mean hit rates
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> stage -> seconds
+    reused: dict[str, int] = field(default_factory=dict)  # method -> items kept from the output (resume)
 
     @property
     def ok(self) -> bool:
@@ -250,7 +253,8 @@ class SegmentReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "items": self.rows, "mean": self.means,
-                "failures": [{"source": s, "error": m} for s, m in self.failures], "timings": self.timings}
+                "failures": [{"source": s, "error": m} for s, m in self.failures], "timings": self.timings,
+                "reused": self.reused}
 
 
 def _is_vmtool_file(path: Path) -> bool:
@@ -269,6 +273,7 @@ def segment(
     device: str = "cpu",
     workers: int = 1,
     keep_going: bool = False,
+    resume: bool = False,
     reference: str | os.PathLike | None = None,
     plot_dir: str | os.PathLike | None = None,
     command: str = "",
@@ -282,6 +287,10 @@ def segment(
         One vmtool collection file, or media files.
     output : path
         The collection to write (atomically). May equal the input collection.
+    resume : bool
+        When *output* exists, keep its results for every method whose stored parameters
+        equal this run's, for the items it holds with the same id and SHA-256; only the
+        other items are segmented. Without it every item is segmented again.
     reference : path, optional
         An annotation file (one item) or a directory searched for ``<id>.jams``,
         ``<id>.txt`` or ``<id>.lab``; hit rates are reported per item and method.
@@ -327,15 +336,6 @@ def segment(
                     t.likelihood = np.asarray(lik.rows(i), dtype=np.float32)
                     t.likelihood_rate = lik.rate(i)
                 tasks.append(t)
-        # audio methods decode the sources again: check they are unchanged
-        if any(m in AUDIO_METHODS for m in config.methods) or (
-            "transnet" in config.methods and any(t.likelihood is None for t in tasks)):
-            for t, it in zip(tasks, items):
-                p = Path(it.source)
-                if p.exists() and sha256_file(p) != it.sha256:
-                    t.source_problem = "source media changed since it was added (sha256 differs)"
-                    if not keep_going:
-                        raise VmtoolError(t.source_problem, p)
     else:
         from vmtool import media
         from vmtool.extract import check_inputs
@@ -358,21 +358,43 @@ def segment(
         if not items:
             raise VmtoolError("no input could be segmented; nothing written", out)
 
-    results: list[dict[str, Segmentation | Failure]] = []
-    progress.batch_start(len(tasks))
-    batch = [(t.label, (t,)) for t in tasks]
-    for i, res in run_batch(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
-                            work=lambda _: float(len(config.methods)), initializer=_worker_init,
+    results: list[dict[str, Segmentation | Failure]] = [{} for _ in tasks]
+    if resume and out.exists():
+        kept = _previous_results(out, items, config)
+        for t, res, k in zip(tasks, results, kept):
+            res.update(k)
+            t.methods = tuple(m for m in config.methods if m not in k)
+        for m in config.methods:
+            report.reused[m] = sum(m in k for k in kept)
+    todo = [i for i, t in enumerate(tasks) if t.methods is None or t.methods]
+    if seed is not None:
+        # audio methods (and transnet without a stored likelihood) decode the sources
+        # again: check that those still to be decoded are unchanged
+        for i in todo:
+            t, it = tasks[i], items[i]
+            ms = t.methods if t.methods is not None else tuple(config.methods)
+            if any(m in AUDIO_METHODS for m in ms) or ("transnet" in ms and t.likelihood is None):
+                p = Path(it.source)
+                if p.exists() and sha256_file(p) != it.sha256:
+                    t.source_problem = "source media changed since it was added (sha256 differs)"
+                    if not keep_going:
+                        raise VmtoolError(t.source_problem, p)
+    progress.batch_start(len(todo))
+    batch = [(tasks[i].label, (tasks[i],)) for i in todo]
+    n_of = {tasks[i].label: float(len(tasks[i].methods or config.methods)) for i in todo}
+    for j, res in run_batch(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
+                            work=lambda label: n_of.get(label, 1.0), initializer=_worker_init,
                             initargs=(config, device),
                             in_process=lambda t, on_advance=None: segment_item(t, config, device, on_advance=on_advance)):
+        t = tasks[todo[j]]
         if isinstance(res, Failure):  # the worker itself died: every method failed
-            res = {m: res for m in config.methods}
+            res = {m: res for m in (t.methods or config.methods)}
         for m, r in res.items():
             if isinstance(r, Failure):
                 if not keep_going:
                     raise VmtoolError(r.message)
                 report.failures.append((r.label, r.message))
-        results.append(res)
+        results[todo[j]].update(res)
 
     _report_rows(report, items, results, config, reference)
     if plot_dir is not None:
@@ -407,6 +429,46 @@ def segment(
                            "config": config.params(m)},
                 )
     return report
+
+
+def _previous_results(path: Path, items: Sequence[Item], config: SegmentConfig) -> list[dict[str, Segmentation]]:
+    """Per item, the segmentations *path* already holds with this run's parameters.
+
+    An item is matched by id and SHA-256; a method only when its stored ``config`` equals
+    ``config.params(method)``. Labels, tempo, beats per bar and beat times come along.
+    """
+    import json
+
+    kind, _ = read_kind(path)
+    if kind != "collection":
+        raise FormatError(f"is a vmtool {kind!r} file, expected a 'collection' file to resume", path)
+    kept: list[dict[str, Segmentation]] = [{} for _ in items]
+    with Collection(path) as col:
+        where = {(i, h): k for k, (i, h) in enumerate(zip(col.ids, col.sha256s))}
+        idx = [where.get((it.id, it.sha256)) for it in items]
+        stored = set(col.names("segmentations"))
+        for m in config.methods:
+            if m not in stored:
+                continue
+            rg = col.ragged("segmentations", m)
+            if json.dumps(rg.attrs.get("config"), sort_keys=True) != json.dumps(config.params(m), sort_keys=True):
+                continue
+            for it, k, res in zip(items, idx, kept):
+                if k is None or not rg.present(k):
+                    continue
+                seg = Segmentation(np.asarray(rg.rows(k), dtype=np.float64), it.duration)
+                lab = rg.companion("labels", k)
+                if lab is not None and config.labels:
+                    seg.labels = np.asarray(lab, dtype=np.int64)
+                for key in ("tempo", "beats_per_bar"):
+                    v = rg.companion(key, k)
+                    if v is not None and len(v):
+                        seg.extra[key] = float(v[0]) if key == "tempo" else int(v[0])
+                bt = rg.companion("beat_times", k)
+                if bt is not None:
+                    seg.extra["beat_times"] = np.asarray(bt, dtype=np.float64)
+                res[m] = seg
+    return kept
 
 
 def _report_rows(report: SegmentReport, items, results, config: SegmentConfig, reference) -> None:

@@ -40,6 +40,7 @@ Examples:
   vmtool segment clip.h5 --method olda --method transnet -o clip.h5
   vmtool segment song.mp3 -m foote --labels fmc2d -o song.h5 --plot plots/
   vmtool segment salami/*.mp3 -m olda -o s.h5 --reference annotations/ --format json
+  vmtool segment music.h5 -m olda -o music-seg.h5 --resume   # only new tracks
 """
 
 
@@ -86,6 +87,9 @@ def segment_cmd(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failures, finish the rest, exit 1 at the end.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Keep OUT's results of unchanged items (same id and sha256) made with the same "
+        "parameters; segment only the others.")] = False,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -100,7 +104,7 @@ def segment_cmd(
         plot.mkdir(parents=True, exist_ok=True)
     with RichProgress(enabled=not quiet) as progress:
         report = segment(inputs, output, config, device=resolve_device(device), workers=workers,
-                         keep_going=keep_going, reference=reference, plot_dir=plot,
+                         keep_going=keep_going, resume=resume, reference=reference, plot_dir=plot,
                          command=command_line(ctx), progress=progress)
     for _, msg in report.failures:
         error(msg)
@@ -109,7 +113,9 @@ def segment_cmd(
     elif fmt is Format.table or reference is not None:
         _table(report, with_rates=reference is not None)
     n_items = len({r["item"] for r in report.rows})
+    kept = max(report.reused.values(), default=0)
     info(f"{output}: {n_items} item(s) segmented with {', '.join(config.methods)}"
+         + (f" ({kept} kept from the previous run)" if kept else "")
          + (f", {len(report.failures)} failure(s)" if report.failures else ""), quiet and not report.failures)
     if report.failures:
         raise typer.Exit(1)
