@@ -1,18 +1,22 @@
 """Choosing the torch device at run time.
 
-``auto`` means CUDA when available, else the CPU. An impossible request (``cuda`` on a
+``auto`` means CUDA when available, else the CPU; on a Linux machine without a GPU
+driver the answer is known without importing torch (which costs about 2 s), so commands
+that only need numpy start fast. An impossible request (``cuda`` on a
 machine without a GPU, an index past the last GPU) falls back to the CPU with a
 warning, as whisper and demucs do, instead of failing.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import warnings
 
 from vmtool.errors import ParameterError
 
-__all__ = ["resolve_device", "validate_device"]
+__all__ = ["gpu_driver_present", "resolve_device", "validate_device"]
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
@@ -23,6 +27,22 @@ def validate_device(spec: str) -> str:
     if not _DEVICE_RE.match(s):
         raise ParameterError(f"invalid device {spec!r}: use auto, cpu, cuda or cuda:N")
     return s
+
+
+def gpu_driver_present() -> bool:
+    """Whether this machine may have a GPU torch can use, judged without importing torch.
+
+    On Linux a CUDA GPU needs the NVIDIA driver (``/proc/driver/nvidia``, ``/dev/nvidia*``),
+    a ROCm one ``/dev/kfd``, WSL's ``/dev/dxg``. Elsewhere the answer is always True (ask torch).
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    if os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/kfd") or os.path.exists("/dev/dxg"):
+        return True
+    try:
+        return any(n.startswith("nvidia") for n in os.listdir("/dev"))
+    except OSError:
+        return True
 
 
 def resolve_device(spec: str = "auto") -> str:
@@ -41,6 +61,8 @@ def resolve_device(spec: str = "auto") -> str:
     s = validate_device(spec)
     if s == "cpu":
         return "cpu"
+    if s == "auto" and "torch" not in sys.modules and not gpu_driver_present():
+        return "cpu"  # what torch would answer, without its ~2 s import
     import torch
 
     if s == "auto":
