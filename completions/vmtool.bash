@@ -14,7 +14,7 @@ _vmtool() {
     case $cmd in
         '')
             if [[ $cur == -* ]]; then opts='--version -h --help'
-            else opts='extract import segment train embed rank align evaluate analyze-structure info demo'; fi
+            else opts='extract import merge segment train embed rank align evaluate analyze-structure info demo'; fi
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
@@ -33,6 +33,14 @@ _vmtool() {
             case $prev in
                 -o|--output|--audio|--video|--audio-offsets|--video-offsets|--ids|--audio-ids|--video-ids) _vmtool_files -f; return 0 ;;
                 --rate|--audio-rate|--video-rate|--audio-name|--video-name) :; return 0 ;;
+            esac
+            ;;
+        merge)
+            opts='-o --output -f --format -q --quiet --version -h --help'
+            args=files
+            case $prev in
+                -o|--output) _vmtool_files -f; return 0 ;;
+                -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;
         segment)

@@ -7,6 +7,7 @@ complete -c vmtool -n '__fish_use_subcommand' -l version -d 'Show the version an
 complete -c vmtool -n '__fish_use_subcommand' -s h -l help -d 'Show this message and exit.'
 complete -c vmtool -n '__fish_use_subcommand' -a extract -d 'Extract frame-level features of media files into OUT.h5.'
 complete -c vmtool -n '__fish_use_subcommand' -a import -d 'Import precomputed features into a features collection OUT.h5.'
+complete -c vmtool -n '__fish_use_subcommand' -a merge -d 'Merge vmtool collections (features files, segmented files, catalogs) into OUT.'
 complete -c vmtool -n '__fish_use_subcommand' -a segment -d 'Segment items into sections, shots, beats, bars or fixed windows.'
 complete -c vmtool -n '__fish_use_subcommand' -a train -d 'Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
 complete -c vmtool -n '__fish_use_subcommand' -a embed -d 'Embed every item of a features file with a trained model; write a catalog.'
@@ -49,6 +50,13 @@ complete -c vmtool -n '__fish_seen_subcommand_from import' -s q -l quiet -d 'No 
 complete -c vmtool -n '__fish_seen_subcommand_from import' -l version -d 'Show the version and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from import' -s h -l help -d 'Show this message and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from import' -F
+
+complete -c vmtool -n '__fish_seen_subcommand_from merge' -s o -l output -r -F -d 'Output file (written atomically).'
+complete -c vmtool -n '__fish_seen_subcommand_from merge' -s f -l format -x -a 'table json' -d 'Print the report on stdout (default: nothing).'
+complete -c vmtool -n '__fish_seen_subcommand_from merge' -s q -l quiet -d 'No progress bars or log lines on stderr.'
+complete -c vmtool -n '__fish_seen_subcommand_from merge' -l version -d 'Show the version and exit.'
+complete -c vmtool -n '__fish_seen_subcommand_from merge' -s h -l help -d 'Show this message and exit.'
+complete -c vmtool -n '__fish_seen_subcommand_from merge' -F
 
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -s m -l method -x -a 'foote sf olda transnet beats bars fixed' -d 'Segmentation method (repeatable).'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -s o -l output -r -F -d 'Output collection file (written atomically).'

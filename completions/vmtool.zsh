@@ -16,6 +16,7 @@ _vmtool() {
             local -a commands=(
                 'extract:Extract frame-level features of media files into OUT.h5.'
                 'import:Import precomputed features into a features collection OUT.h5.'
+                'merge:Merge vmtool collections (features files, segmented files, catalogs) into OUT.'
                 'segment:Segment items into sections, shots, beats, bars or fixed windows.'
                 'train:Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
                 'embed:Embed every item of a features file with a trained model; write a catalog.'
@@ -76,6 +77,18 @@ _vmtool() {
                     '(- *)-h[Show this message and exit.]' \
                     '(- *)--help[Show this message and exit.]' \
                     '*:SHARD:_files' && ret=0 ;;
+                merge)
+                    _arguments -s -S \
+                    '(-o --output)-o[Output file (written atomically).]:OUTPUT:_files' \
+                    '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
+                    '(-f --format)-f[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
+                    '(-f --format)--format[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
+                    '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
+                    '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
+                    '(- *)--version[Show the version and exit.]' \
+                    '(- *)-h[Show this message and exit.]' \
+                    '(- *)--help[Show this message and exit.]' \
+                    '*:INPUT:_files' && ret=0 ;;
                 segment)
                     _arguments -s -S \
                     '*-m[Segmentation method (repeatable).]:METHOD:(foote sf olda transnet beats bars fixed)' \
