@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -95,6 +96,12 @@ def test_resume_skips_items_already_there(tmp_path, music_wav, audio_files):
     with open_collection(out) as col:
         assert len(col) == 2
         assert len(col.attrs["history"]) == 2
+    # nothing new: the file is left as it is (no copy), only its time stamp moves (for Make)
+    before = out.read_bytes()
+    os.utime(out, (1_000_000_000, 1_000_000_000))
+    res = run("extract", music_wav, *args, "--resume")
+    assert res.exit_code == 0 and "0 item(s) added, 1 already present" in res.stderr
+    assert out.read_bytes() == before and out.stat().st_mtime > 1_000_000_000
     res = run("extract", music_wav, "-a", "handcrafted", "--rate", "2", "-v", "none", "-o", out, "--resume")
     assert res.exit_code == 1 and "different configuration" in res.stderr
 
