@@ -379,6 +379,10 @@ def segment(
                     t.source_problem = "source media changed since it was added (sha256 differs)"
                     if not keep_going:
                         raise VmtoolError(t.source_problem, p)
+    if workers > 1 and len(todo) > 1 and any(m in AUDIO_METHODS for t in tasks for m in (t.methods or config.methods)):
+        from vmtool._librosa import import_librosa_beat
+
+        import_librosa_beat()  # fills numba's cache once, before the workers load it
     progress.batch_start(len(todo))
     batch = [(tasks[i].label, (tasks[i],)) for i in todo]
     n_of = {tasks[i].label: float(len(tasks[i].methods or config.methods)) for i in todo}

@@ -204,6 +204,9 @@ def import_msaf():
     with _LOCK:
         try:
             with _quiet():
+                from vmtool._librosa import import_librosa_beat
+
+                import_librosa_beat()  # before msaf, which tracks beats for its features
                 import msaf
                 import msaf.algorithms  # noqa: F401
                 import msaf.base  # noqa: F401

@@ -56,6 +56,10 @@ def _track(y: np.ndarray, sr: int, hop_length: int, timings: dict[str, float]):
     """Onset envelope, tempo (BPM) and beat frames of *y*."""
     import librosa
 
+    from vmtool._librosa import import_librosa_beat
+
+    import_librosa_beat()
+
     t0 = time.perf_counter()
     oenv = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop_length)
     timings["features"] = timings.get("features", 0.0) + time.perf_counter() - t0

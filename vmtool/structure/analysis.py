@@ -844,6 +844,10 @@ def analyze_structure(
     if meta is not None:
         _metadata_warnings(meta, report)
 
+    if workers > 1 and len(tasks) > 1:
+        from vmtool._librosa import import_librosa_beat
+
+        import_librosa_beat()  # fills numba's cache once, before the workers load it
     progress.batch_start(len(tasks))
     batch = [(t.label, (t,)) for t in tasks]
     results: list[ClipResult] = []
