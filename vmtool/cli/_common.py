@@ -51,6 +51,17 @@ IdsOpt = Annotated[Optional[Path], typer.Option("--ids", metavar="FILE", dir_oka
                                                 help="Only these items (one id per line; - reads stdin).")]
 
 
+def expand_stdin(inputs: list[str]) -> list[str]:
+    """*inputs* with each ``-`` replaced by the paths read from stdin (one per line)."""
+    out: list[str] = []
+    for x in inputs:
+        if x == "-":
+            out.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+        else:
+            out.append(x)
+    return out
+
+
 def read_ids(path: Path | None) -> list[str] | None:
     """The ids listed in *path* (one per line, blank lines ignored; ``-`` is stdin)."""
     from vmtool.errors import ParameterError

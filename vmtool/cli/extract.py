@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,6 +19,7 @@ from vmtool.cli._common import (
     command_line,
     echo_json,
     error,
+    expand_stdin,
     handle_errors,
     info,
     print_table,
@@ -76,7 +76,7 @@ def extract_cmd(
         raise typer.BadParameter("at least one INPUT is required", param_hint="INPUT...")
     if output is None:
         raise typer.BadParameter("an output file is required", param_hint="'-o' / '--output'")
-    paths = _expand_stdin(inputs)
+    paths = expand_stdin(inputs)
     if not paths:
         raise typer.BadParameter("no input path given (stdin was empty)", param_hint="INPUT...")
 
@@ -104,16 +104,6 @@ def extract_cmd(
     info(f"{output}: " + ", ".join(parts), quiet and not report.failures)
     if report.failures:
         raise typer.Exit(1)
-
-
-def _expand_stdin(inputs: list[str]) -> list[str]:
-    out: list[str] = []
-    for x in inputs:
-        if x == "-":
-            out.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
-        else:
-            out.append(x)
-    return out
 
 
 def _print_list(infos, fmt: Format) -> None:

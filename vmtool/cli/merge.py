@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +16,7 @@ from vmtool.cli._common import (
     command_line,
     echo_json,
     error,
+    expand_stdin,
     handle_errors,
     info,
 )
@@ -50,12 +50,7 @@ def merge_cmd(
 ) -> None:
     from vmtool.merge import MergeError, merge
 
-    paths: list[str] = []
-    for x in inputs:
-        if x == "-":
-            paths.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
-        else:
-            paths.append(x)
+    paths = expand_stdin(inputs)
     if not paths:
         raise typer.BadParameter("no input path given (stdin was empty)", param_hint="INPUT...")
     try:
