@@ -69,7 +69,7 @@ _vmtool() {
             esac
             ;;
         embed)
-            opts='--model -o --output --segments --dtype --device -q --quiet --version -h --help'
+            opts='--model -o --output --segments --dtype --resume --device -q --quiet --version -h --help'
             args=files
             case $prev in
                 --model|-o|--output) _vmtool_files -f; return 0 ;;

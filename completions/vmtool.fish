@@ -114,6 +114,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from embed' -l model -r -F -d 'Mod
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -s o -l output -r -F -d 'Output file (written atomically).'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l segments -x -d 'Segmentation for segment embeddings (default: the model\'s).'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l dtype -x -a 'float32 float16' -d 'Storage type of the embeddings.'
+complete -c vmtool -n '__fish_seen_subcommand_from embed' -l resume -d 'Keep OUT\'s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l device -x -a 'auto cpu cuda' -d 'Torch device: auto, cpu, cuda or cuda:N.'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -s q -l quiet -d 'No progress bars or log lines on stderr.'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l version -d 'Show the version and exit.'

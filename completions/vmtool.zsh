@@ -163,6 +163,7 @@ _vmtool() {
                     '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
                     '(--segments)--segments[Segmentation for segment embeddings (default\: the model'\''s).]:METHOD: ' \
                     '(--dtype)--dtype[Storage type of the embeddings.]:DTYPE:(float32 float16)' \
+                    '(--resume)--resume[Keep OUT'\''s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \

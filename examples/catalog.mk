@@ -9,9 +9,9 @@
 # videos/  music videos (searched recursively): training pairs     -> build/model.pt
 # new/     videos to find music for (top level): one ranking each   -> build/ranks/<stem>.tsv
 #
-# Adding a video to new/ computes its ranking only. Adding a track to music/ extracts
-# and segments that track only, then embeds the catalog again (fast) and re-ranks every
-# video (any ranking may change). Adding a music video retrains the model, and so
+# Adding a video to new/ computes its ranking only. Adding a track to music/ extracts,
+# segments and embeds that track only, then re-ranks every video (any ranking may
+# change). Adding a music video retrains the model, and so
 # re-embeds the catalog and re-ranks everything (make -o build/model.pt keeps the model).
 # File names must not contain spaces (Make cannot handle them).
 
@@ -63,7 +63,7 @@ $(BUILD)/music-seg.h5: $(BUILD)/music.h5
 	$(VMTOOL) segment $< -m $(SEGMENTS) --resume -o $@ -j $(WORKERS) $(OPTS)
 
 $(BUILD)/catalog.h5: $(BUILD)/music-seg.h5 $(BUILD)/model.pt
-	$(VMTOOL) embed $< --model $(BUILD)/model.pt -o $@ $(OPTS)
+	$(VMTOOL) embed $< --model $(BUILD)/model.pt --resume -o $@ $(OPTS)
 
 # (2) the model: music videos' features, sections, training (the same way: $?, --resume)
 $(BUILD)/videos.h5: $(VIDEO_FILES)

@@ -211,5 +211,6 @@ def test_catalog_mk_recomputes_only_what_changed(tmp_path):
     ran = make()
     assert ran[0].startswith("extract music/c/three.flac -a handcrafted -v none --resume -o build/music.h5")
     assert ran[1].startswith("segment build/music.h5 -m olda --resume -o build/music-seg.h5")
+    assert ran[2].startswith("embed build/music-seg.h5 --model build/model.pt --resume -o build/catalog.h5")
     assert sorted(c.split()[0] for c in ran) == ["embed", "extract", "rank", "rank", "segment"]
     assert make("-q") == []

@@ -185,3 +185,25 @@ def test_a_group_merge_cannot_combine_is_refused(tmp_path):
     assert res.exit_code == 1
     assert f"Error: {b}: holds '/structure', which vmtool merge cannot combine" in res.stderr
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_embed_resume_keeps_unchanged_items_and_equals_a_full_embedding(model, tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    synth_features(a, 10, seed=3)
+    synth_features(b, 16, seed=3)  # a's 10 items and 6 new ones
+    cat = tmp_path / "cat.h5"
+    assert run("embed", a, "--model", model, "-o", cat, "-q").exit_code == 0
+    res = run("embed", b, "--model", model, "-o", cat, "--resume")
+    assert res.exit_code == 0, res.stderr
+    assert "10 kept from the previous catalog" in res.stderr
+    assert run("embed", b, "--model", model, "-o", tmp_path / "direct.h5", "-q").exit_code == 0
+    assert_same_content(cat, tmp_path / "direct.h5")
+    # another storage type, or another model: nothing is kept
+    res = run("embed", b, "--model", model, "-o", cat, "--resume", "--dtype", "float16")
+    assert res.exit_code == 0 and "kept" not in res.stderr
+    # changed boundaries of one item: that item is embedded again
+    with h5py.File(b, "r+") as f:
+        d = f["segmentations/fixed/data"]
+        d[0] = d[0] - 0.5
+    res = run("embed", b, "--model", model, "-o", cat, "--resume", "--dtype", "float16")
+    assert res.exit_code == 0 and "15 kept" in res.stderr

@@ -44,10 +44,11 @@ class EmbedReport:
     segments: dict[str, int] = field(default_factory=dict)  # modality -> segment rows
     segmentation: str | None = None
     skipped: list[str] = field(default_factory=list)
+    reused: int = 0  # items whose embeddings were kept from the existing catalog (resume)
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "items": self.items, "clip": self.clip, "segments": self.segments,
-                "segmentation": self.segmentation, "skipped": self.skipped}
+                "segmentation": self.segmentation, "skipped": self.skipped, "reused": self.reused}
 
 
 @dataclass
@@ -171,6 +172,7 @@ def embed(
     segments: str | None = None,
     device: str = "cpu",
     dtype: str = "float32",
+    resume: bool = False,
     command: str = "",
     progress: Progress | None = None,
 ) -> EmbedReport:
@@ -189,6 +191,10 @@ def embed(
         models), else the only one... none (clip-level models get clip embeddings only).
     dtype : {"float32", "float16"}
         Storage type of the embeddings.
+    resume : bool
+        When *output* is a catalog made by the same model (same SHA-256), with the same
+        segmentation parameters and storage type, keep its embeddings of every item with
+        the same id, SHA-256 and segment boundaries; embed only the others.
     """
     from vmtool.models.checkpoint import load_model
 
@@ -210,11 +216,22 @@ def embed(
         rows: dict[tuple[str, str], list[np.ndarray | None]] = {k: [None] * n for k in EMBEDDING_NAMES}
         spans_rows: list[np.ndarray | None] = [None] * n
         report = EmbedReport(out, n, segmentation=segments)
+        seg_attr = None
+        if segments is not None:
+            g = coll.ragged("segmentations", segments)
+            seg_attr = {"method": segments, "config": g.attrs.get("config", {}), "version": g.attrs.get("version", "")}
+        np_dtype = np.float16 if dtype == "float16" else np.float32
+        previous = _Previous.open(out, coll, model, seg_attr, np_dtype) if resume and out.exists() else None
         progress.batch_start(n)
         for i in range(n):
             name = coll.ids[i]
             progress.file_start(name, 1.0)
-            clip, segs, spans = emb.item(i)
+            kept = previous.item(i) if previous is not None else None
+            if kept is not None:
+                report.reused += 1
+                clip, segs, spans = kept
+            else:
+                clip, segs, spans = emb.item(i)
             if not clip:
                 report.skipped.append(name)
             for mod, vec in clip.items():
@@ -225,11 +242,8 @@ def embed(
                 report.segments[mod] = report.segments.get(mod, 0) + len(mat)
             spans_rows[i] = spans
             progress.file_done(name, True)
-        seg_attr = None
-        if segments is not None:
-            g = coll.ragged("segmentations", segments)
-            seg_attr = {"method": segments, "config": g.attrs.get("config", {}), "version": g.attrs.get("version", "")}
-        np_dtype = np.float16 if dtype == "float16" else np.float32
+        if previous is not None:
+            previous.close()
         with atomic_output(out) as tmp:
             w = CollectionWriter(tmp, config=coll.config, command=command, display_path=out)
             try:
@@ -264,6 +278,65 @@ def embed(
         return report
     finally:
         coll.close()
+
+
+class _Previous:
+    """The embeddings an existing catalog holds for the items of a features file."""
+
+    def __init__(self, cat, coll, segments: str | None):
+        self.cat = cat
+        self.coll = coll
+        where = {(i, h): k for k, (i, h) in enumerate(zip(cat.ids, cat.sha256s))}
+        self.index = [where.get((i, h)) for i, h in zip(coll.ids, coll.sha256s)]
+        self.segments = segments
+        self.elements = {key: cat.ragged("embeddings", name) for key, name in EMBEDDING_NAMES.items()
+                         if name in cat.names("embeddings")}
+
+    @classmethod
+    def open(cls, path: Path, coll, model, seg_attr: dict[str, Any] | None, np_dtype) -> _Previous | None:
+        """The catalog at *path* if its embeddings can be reused for this run, else None."""
+        from vmtool.store import read_kind
+
+        kind, _ = read_kind(path)
+        if kind != "collection":
+            raise FormatError(f"is a vmtool {kind!r} file, not a catalog to resume", path)
+        cat = open_collection(path)
+        attr = cat.attrs.get("model")
+        attr = json.loads(attr) if isinstance(attr, str) else (attr or {})
+        same = (attr.get("sha256") == model.sha256
+                and json.dumps(attr.get("segmentation"), sort_keys=True) == json.dumps(seg_attr, sort_keys=True)
+                and all(np.dtype(cat._f[f"embeddings/{name}/data"].dtype) == np.dtype(np_dtype)
+                        for name in cat.names("embeddings")))
+        if not same:
+            cat.close()
+            return None
+        return cls(cat, coll, seg_attr["method"] if seg_attr else None)
+
+    def item(self, i: int):
+        """(clip, segments, spans) of item *i* as stored, or None when it must be embedded."""
+        k = self.index[i]
+        if k is None:
+            return None
+        spans = None
+        if self.segments is not None:
+            new, old = self.coll.ragged("segmentations", self.segments), self.cat.ragged("segmentations", self.segments)
+            if new.present(i) != old.present(k) or not np.array_equal(new.rows(i), old.rows(k)):
+                return None
+        clip: dict[str, np.ndarray] = {}
+        segs: dict[str, np.ndarray] = {}
+        for (mod, level), rg in self.elements.items():
+            if not rg.present(k):
+                continue
+            rows = np.asarray(rg.rows(k), dtype=np.float32)
+            if level == "clip":
+                clip[mod] = rows[0]
+            else:
+                segs[mod] = rows
+                spans = np.asarray(rg.companion("spans", k), dtype=np.float64)
+        return clip, segs, spans
+
+    def close(self) -> None:
+        self.cat.close()
 
 
 def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):

@@ -43,6 +43,9 @@ def embed_cmd(
                                                     help="Segmentation for segment embeddings "
                                                          "(default: the model's).")] = None,
     dtype: Annotated[Dtype, typer.Option("--dtype", help="Storage type of the embeddings.")] = Dtype.float32,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Keep OUT's embeddings of unchanged items (same id, sha256 and segments) when OUT was "
+        "made by the same model with the same settings; embed only the others.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     version: VersionOpt = False,
@@ -52,12 +55,14 @@ def embed_cmd(
 
     with RichProgress(enabled=not quiet) as progress:
         rep = embed(features, model, output, segments=segments, device=resolve_device(device), dtype=dtype.value,
-                    command=command_line(ctx), progress=progress)
+                    resume=resume, command=command_line(ctx), progress=progress)
     parts = [f"{mod} {n}" for mod, n in sorted(rep.clip.items())]
     seg = ", ".join(f"{mod} {n}" for mod, n in sorted(rep.segments.items()))
     msg = f"wrote {rep.output}: {rep.items} items; clip embeddings: {', '.join(parts) or 'none'}"
     if rep.segmentation:
         msg += f"; {rep.segmentation} segment embeddings: {seg or 'none'}"
+    if rep.reused:
+        msg += f"; {rep.reused} kept from the previous catalog"
     if rep.skipped:
         msg += f"; {len(rep.skipped)} item(s) without the model's features"
     info(msg, quiet)
