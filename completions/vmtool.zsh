@@ -135,6 +135,11 @@ _vmtool() {
                     '(--temperature)--temperature[infonce\: softmax temperature.]:TEMPERATURE: ' \
                     '(--cos-scale)--cos-scale[cosface\: scale s.]:COS-SCALE: ' \
                     '(--cos-margin)--cos-margin[cosface\: margin mu.]:COS-MARGIN: ' \
+                    '(--cos-music-weight)--cos-music-weight[cosface\: weight of the music lifting term.]:ALPHA: ' \
+                    '(--sim-margin)--sim-margin[cosface\: slack tau of the similarity loss.]:TAU: ' \
+                    '(--sim-weight)--sim-weight[cosface\: weight of the similarity loss.]:BETA: ' \
+                    '(--max-classes)--max-classes[cosface\: prototypes per softmax (sampled beyond N; 0\: all).]:N: ' \
+                    '(--neighbours)--neighbours[vmnet\: input-space neighbours that are structure positives.]:K: ' \
                     '(--audio-layers)--audio-layers[Music branch widths.]:AUDIO-LAYERS: ' \
                     '(--video-layers)--video-layers[Video branch widths.]:VIDEO-LAYERS: ' \
                     '(--dropout)--dropout[Dropout after hidden layers.]:DROPOUT: ' \

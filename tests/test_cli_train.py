@@ -58,6 +58,22 @@ def test_every_loss_from_the_cli(feats, tmp_path, loss):
     assert r.exit_code == 0, r.output
 
 
+def test_loss_hyper_parameters_reach_the_model_file(feats, tmp_path):
+    from vmtool.models.checkpoint import load_checkpoint
+
+    m = tmp_path / "c.pt"
+    r = run("train", feats, "-o", m, "--epochs", "1", "--loss", "cosface", "--cos-music-weight", "0.5",
+            "--sim-margin", "0.2", "--sim-weight", "2", "--max-classes", "16", *SMALL)
+    assert r.exit_code == 0, r.output
+    loss = load_checkpoint(m)["config"]["loss"]
+    assert (loss["music_weight"], loss["sim_margin"], loss["sim_weight"], loss["max_classes"]) == (0.5, 0.2, 2.0, 16)
+    r = run("train", feats, "-o", tmp_path / "v.pt", "--epochs", "1", "--neighbours", "3", *SMALL)
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "v.pt")["config"]["loss"]["neighbours"] == 3
+    r = run("train", feats, "-o", tmp_path / "x.pt", "--neighbours", "0", *SMALL)
+    assert r.exit_code == 2 and "--neighbours" in r.stderr
+
+
 @pytest.mark.parametrize("aggregation", ["stats", "attention", "autopool"])
 def test_every_aggregation_from_the_cli(feats, tmp_path, aggregation):
     r = run("train", feats, "-o", tmp_path / "m.pt", "--epochs", "1", "--aggregation", aggregation,

@@ -148,6 +148,16 @@ def train_cmd(
     temperature: Annotated[float, typer.Option("--temperature", help="infonce: softmax temperature.")] = 0.07,
     cos_scale: Annotated[float, typer.Option("--cos-scale", help="cosface: scale s.")] = 30.0,
     cos_margin: Annotated[float, typer.Option("--cos-margin", help="cosface: margin mu.")] = 0.2,
+    cos_music_weight: Annotated[float, typer.Option("--cos-music-weight", min=0.0, metavar="ALPHA",
+                                                    help="cosface: weight of the music lifting term.")] = 1.0,
+    sim_margin: Annotated[float, typer.Option("--sim-margin", metavar="TAU",
+                                              help="cosface: slack tau of the similarity loss.")] = 0.1,
+    sim_weight: Annotated[float, typer.Option("--sim-weight", min=0.0, metavar="BETA",
+                                              help="cosface: weight of the similarity loss.")] = 1.0,
+    max_classes: Annotated[int, typer.Option("--max-classes", min=0, metavar="N",
+                                             help="cosface: prototypes per softmax (sampled beyond N; 0: all).")] = 4096,
+    neighbours: Annotated[int, typer.Option("--neighbours", min=1, metavar="K",
+                                            help="vmnet: input-space neighbours that are structure positives.")] = 1,
     audio_layers: Annotated[str, typer.Option("--audio-layers", help="Music branch widths.")] = "2048,1024,512",
     video_layers: Annotated[str, typer.Option("--video-layers", help="Video branch widths.")] = "2048,512",
     dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9, help="Dropout after hidden layers.")] = 0.2,
@@ -182,7 +192,9 @@ def train_cmd(
     data = DataConfig(audio_features=_names(audio_features), video_features=_names(video_features),
                       level=level.value, segments=segments, aggregation=aggregation.value, frames=frames)
     lcfg = LossConfig(name=loss.value, margin=margin, lambdas=lam, hard_negatives=hard_negatives,  # type: ignore[arg-type]
-                      temperature=temperature, scale=cos_scale, cos_margin=cos_margin)
+                      temperature=temperature, scale=cos_scale, cos_margin=cos_margin,
+                      music_weight=cos_music_weight, sim_margin=sim_margin, sim_weight=sim_weight,
+                      max_classes=max_classes, neighbours=neighbours)
     tcfg = TrainConfig(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_time=max_time,
                        patience=patience, val_fraction=val_fraction, seed=seed)
     layers = {"audio": _ints(audio_layers, "--audio-layers"), "video": _ints(video_layers, "--video-layers")}
