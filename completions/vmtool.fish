@@ -11,7 +11,7 @@ complete -c vmtool -n '__fish_use_subcommand' -a merge -d 'Merge vmtool collecti
 complete -c vmtool -n '__fish_use_subcommand' -a segment -d 'Segment items into sections, shots, beats, bars or fixed windows.'
 complete -c vmtool -n '__fish_use_subcommand' -a train -d 'Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
 complete -c vmtool -n '__fish_use_subcommand' -a embed -d 'Embed every item of a features file with a trained model; write a catalog.'
-complete -c vmtool -n '__fish_use_subcommand' -a rank -d 'Rank a catalog\'s tracks for a video (v2m), or its videos for a track (m2v).'
+complete -c vmtool -n '__fish_use_subcommand' -a rank -d 'Rank a catalog\'s tracks for videos (v2m), or its videos for tracks (m2v).'
 complete -c vmtool -n '__fish_use_subcommand' -a align -d 'Align a video with a track: distance matrix, optimal path and edit list.'
 complete -c vmtool -n '__fish_use_subcommand' -a evaluate -d 'Evaluate retrieval on a catalog with the papers\' protocol: R@1/10/25 and mean rank.'
 complete -c vmtool -n '__fish_use_subcommand' -a analyze-structure -d 'Analyse how the shot cuts of music videos follow the beats, bars and sections of their music.'

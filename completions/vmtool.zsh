@@ -20,7 +20,7 @@ _vmtool() {
                 'segment:Segment items into sections, shots, beats, bars or fixed windows.'
                 'train:Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
                 'embed:Embed every item of a features file with a trained model; write a catalog.'
-                'rank:Rank a catalog'\''s tracks for a video (v2m), or its videos for a track (m2v).'
+                'rank:Rank a catalog'\''s tracks for videos (v2m), or its videos for tracks (m2v).'
                 'align:Align a video with a track: distance matrix, optimal path and edit list.'
                 'evaluate:Evaluate retrieval on a catalog with the papers'\'' protocol: R@1/10/25 and mean rank.'
                 'analyze-structure:Analyse how the shot cuts of music videos follow the beats, bars and sections of their music.'
@@ -195,7 +195,7 @@ _vmtool() {
                     '(- *)--version[Show the version and exit.]' \
                     '(- *)-h[Show this message and exit.]' \
                     '(- *)--help[Show this message and exit.]' \
-                    ':QUERY:_files' \
+                    '*:QUERY:_files' \
                     ':CATALOG.h5:_files' && ret=0 ;;
                 align)
                     _arguments -s -S \

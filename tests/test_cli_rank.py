@@ -76,6 +76,32 @@ def test_rank_tsv_prefilter_m2v_and_clip(cat):
     assert row[3] == row[4] == ""  # no span for a method that does not align
 
 
+def test_several_queries_in_one_run(cat):
+    q = [f"{cat}#item{i:05d}" for i in (3, 7, 11)]
+    res = run("rank", *q, cat, "-k", "4", "-m", "nw-dtw", "--format", "tsv", "-q")
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split("\t") == ["query", "rank", "id", "distance", "start", "end", "source"]
+    assert len(lines) == 1 + 3 * 4
+    for k, query in enumerate(q):  # each block equals that query ranked alone
+        alone = run("rank", query, cat, "-k", "4", "-m", "nw-dtw", "--format", "tsv", "-q").stdout.splitlines()[1:]
+        assert [f"{query}\t{x}" for x in alone] == lines[1 + 4 * k:5 + 4 * k]
+    out = json.loads(run("rank", *q, cat, "-k", "2", "--format", "json", "-q").stdout)
+    assert [o["query"] for o in out] == q and all(len(o["results"]) == 2 for o in out)
+    table = run("rank", *q[:2], cat, "-k", "2", "-q").stdout
+    assert q[0] in table and q[1] in table
+
+
+def test_a_failing_query_does_not_stop_the_others(cat, tmp_path):
+    q = [f"{cat}#item00003", f"{cat}#no-such-item", str(tmp_path / "missing.mp4"), f"{cat}#item00011"]
+    res = run("rank", *q, cat, "-k", "2", "--format", "tsv", "-q")
+    assert res.exit_code == 1
+    assert [x.split("\t")[0] for x in res.stdout.splitlines()[1:]] == [q[0]] * 2 + [q[3]] * 2
+    errors = [x for x in res.stderr.splitlines() if x.startswith("Error: ")]
+    assert len(errors) == 2 and "no-such-item" in errors[0] and "missing.mp4" in errors[1]
+    assert "2 of 4 queries failed" in res.stderr
+
+
 def test_rank_float16_catalog(cat16):
     res = run("rank", f"{cat16}#item00003", cat16, "-k", "1", "--format", "json", "-q")
     assert res.exit_code == 0, res.stderr

@@ -9,12 +9,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, QuietOpt, RichProgress, VersionOpt, echo_json, handle_errors, info, print_table
+from vmtool.cli._common import (
+    DeviceOpt,
+    QuietOpt,
+    RichProgress,
+    VersionOpt,
+    echo_json,
+    error,
+    handle_errors,
+    info,
+    print_table,
+)
 from vmtool.cli._ranking import Direction, QuerySegmentsOpt, method_callback
 
-HELP = """Rank a catalog's tracks for a video (v2m), or its videos for a track (m2v).
+HELP = """Rank a catalog's tracks for videos (v2m), or its videos for tracks (m2v).
 
 QUERY is an item of a vmtool file (FILE.h5#ITEM-ID: its embeddings are read from that file) or a media file, processed exactly as the catalog's items were (same features, segmentation and model, read from the catalog). With v2m the query's video embeddings are compared with the catalog's audio embeddings; with m2v the reverse.
+
+Several queries are ranked in one run (the catalog, the model and the libraries are loaded once): the table shows one ranking per query, tsv gains a first column 'query', json is a list. A query that cannot be processed is reported and the others are still ranked (exit code 1 at the end).
 
 Methods (see docs/methods-ranking.md): clip, centroid, single, complete, trace, btrace (default), nw-dtw, sw-dtw; the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
 
@@ -24,6 +36,7 @@ Examples:
   vmtool rank catalog.h5#my-video catalog.h5 --exclude-self -k 5
   vmtool rank clip.mp4 catalog.h5 -m nw-dtw --prefilter 5000 --format tsv
   vmtool rank song.mp3 catalog.h5 --direction m2v --format json | jq '.results[0]'
+  vmtool rank new/*.mp4 catalog.h5 -k 5 --format tsv > rankings.tsv
 """
 
 
@@ -39,8 +52,8 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def rank_cmd(
-    query: Annotated[str, typer.Argument(metavar="QUERY", help="A media file, or FILE.h5#ITEM-ID.",
-                                         show_default=False)],
+    queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="Media files, or FILE.h5#ITEM-ID.",
+                                                 show_default=False)],
     catalog: Annotated[Path, typer.Argument(metavar="CATALOG.h5", help="A catalog written by vmtool embed.",
                                             show_default=False)],
     method: Annotated[str, typer.Option("--method", "-m", metavar="METHOD[:INDEL]", callback=method_callback,
@@ -63,39 +76,59 @@ def rank_cmd(
     import numpy as np
 
     from vmtool.device import resolve_device
+    from vmtool.errors import VmtoolError
     from vmtool.query import check_compatible, load_query
     from vmtool.ranking import load_catalog, parse_method, rank, sides
 
     qmod, tmod = sides(direction.value)
     dev = resolve_device(device)
-    with RichProgress(enabled=not quiet) as progress:
-        q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
     clip_level = parse_method(method).level == "clip"
     cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
-    check_compatible(q, cat, catalog)
-    exclude = None
-    if exclude_self:
-        exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
-    res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
-    head = {"query": query, "query_source": q.sources[0], "catalog": str(catalog), "direction": direction.value}
+    many = len(queries) > 1
+    failures: list[str] = []
+    outputs: list[dict] = []
+    if fmt is RankFormat.tsv:
+        sys.stdout.write(("query\t" if many else "") + "rank\tid\tdistance\tstart\tend\tsource\n")
+    for query in queries:
+        try:
+            with RichProgress(enabled=not quiet) as progress:
+                q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
+            check_compatible(q, cat, catalog)
+            exclude = None
+            if exclude_self:
+                exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
+            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
+        except VmtoolError as exc:
+            if not many:
+                raise
+            error(str(exc))
+            failures.append(query)
+            continue
+        head = {"query": query, "query_source": q.sources[0], "catalog": str(catalog), "direction": direction.value}
+        if fmt is RankFormat.json:
+            outputs.append({**head, **res.to_dict()})
+        elif fmt is RankFormat.tsv:
+            lead = f"{query}\t" if many else ""
+            for r in res.results:
+                start, end = ("", "") if r.span is None else (f"{r.span[0]:.3f}", f"{r.span[1]:.3f}")
+                sys.stdout.write(f"{lead}{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}\n")
+        else:
+            _table(res, title=query if many else None)
+        how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "")
+        info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
+             f"ranked with {how} in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""),
+             quiet)
     if fmt is RankFormat.json:
-        echo_json({**head, **res.to_dict()})
-    elif fmt is RankFormat.tsv:
-        sys.stdout.write("rank\tid\tdistance\tstart\tend\tsource\n")
-        for r in res.results:
-            start, end = ("", "") if r.span is None else (f"{r.span[0]:.3f}", f"{r.span[1]:.3f}")
-            sys.stdout.write(f"{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}\n")
-    else:
-        _table(res)
-    how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "")
-    info(f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} ranked with {how} "
-         f"in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""), quiet)
+        echo_json(outputs if many else outputs[0])
+    if failures:
+        info(f"{len(failures)} of {len(queries)} queries failed", quiet=False)
+        raise typer.Exit(1)
 
 
-def _table(res) -> None:
+def _table(res, title: str | None = None) -> None:
     from rich.table import Table
 
-    t = Table(box=None, pad_edge=False)
+    t = Table(box=None, pad_edge=False, title=title, title_justify="left")
     aligns = res.method.aligns
     for col, just in (("rank", "right"), ("id", "left"), ("distance", "right")):
         t.add_column(col, justify=just)
