@@ -98,3 +98,25 @@ def test_resume_on_a_file_of_another_kind_fails_and_keeps_it(tracks, tmp_path):
     assert res.exit_code != 0
     assert str(model) in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert model.read_bytes() == b"not a vmtool file"
+
+
+def test_growing_one_file_in_place(tracks, tmp_path):
+    """extract --resume on a segmented file, then segment --resume in place (docs/index.md)."""
+    music = tmp_path / "music.h5"
+    assert run("extract", tracks / "t0.wav", tracks / "t1.wav", "-a", "handcrafted", "-o", music, "-q").exit_code == 0
+    assert run("segment", music, *METHODS, "--labels", "fmc2d", "-o", music, "-q").exit_code == 0
+    res = run("extract", tracks / "t0.wav", tracks / "t1.wav", tracks / "t2.wav", "-a", "handcrafted",
+              "--resume", "-o", music, "-q")
+    assert res.exit_code == 0, res.stderr
+    with open_collection(music) as col:
+        col.validate()  # presence flags and companion offsets grew with the new item
+        for m in ("olda", "bars", "fixed"):
+            rg = col.ragged("segmentations", m)
+            assert [rg.present(k) for k in range(3)] == [True, True, False]
+        assert col.ragged("segmentations", "olda").companion("labels", 2).size == 0
+    res = run("segment", music, *METHODS, "--labels", "fmc2d", "-o", music, "--resume", "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["reused"] == {"olda": 2, "bars": 2, "fixed": 2}
+    with open_collection(music) as col:
+        assert all(col.ragged("segmentations", "fixed").present(k) for k in range(3))
+        assert col.ragged("segmentations", "bars").companion("beat_times", 2).size > 0

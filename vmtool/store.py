@@ -248,6 +248,13 @@ class Ragged:
                 raise FormatError(f"dataset '{key}/rate' has the wrong length", path)
         else:
             self.rates = np.full(n_items, np.nan)
+        if "present" in group and group["present"].shape != (n_items,):
+            raise FormatError(f"dataset '{key}/present' has {group['present'].shape[0]} entries for {n_items} items",
+                              path)
+        for ds in group:
+            if ds.endswith("_offsets") and ds[: -len("_offsets")] in group and group[ds].shape != (n_items + 1,):
+                raise FormatError(f"dataset '{key}/{ds}' has {group[ds].shape[0]} entries for {n_items} items "
+                                  f"(expected {n_items + 1})", path)
         self.attrs = {k: _decode(v) for k, v in group.attrs.items()}
         for k in ("columns", "config"):
             if isinstance(self.attrs.get(k), str):
@@ -651,6 +658,16 @@ class CollectionWriter:
                 rate = eg["rate"]
                 rate.resize((n0 + k,))
                 rate[n0:] = np.asarray(rates, dtype=np.float64)
+                if "present" in eg:  # computed or not, per item: the new items have rows or not
+                    pres = eg["present"]
+                    pres.resize((n0 + k,))
+                    pres[n0:] = np.asarray(counts, dtype=np.int64) > 0
+                for key in list(eg):  # companions (labels, spans...): no rows for the new items
+                    if key.endswith("_offsets") and key[: -len("_offsets")] in eg:
+                        coff = eg[key]
+                        last = int(coff[coff.shape[0] - 1]) if coff.shape[0] else 0
+                        coff.resize((n0 + k + 1,))
+                        coff[n0 + 1:] = last
                 total = int(new_off[-1]) if k else start
                 if total > start:
                     data = eg["data"]
