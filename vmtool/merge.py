@@ -170,7 +170,13 @@ def merge(
                 if kind != "collection":
                     raise FormatError(f"is a vmtool {kind!r} file; only collections (features files, "
                                       "catalogs) can be merged", p)
-                cols.append(Collection(p))
+                c = Collection(p)
+                try:
+                    c.validate()  # offsets, presence flags, companions consistent
+                except VmtoolError:
+                    c.close()
+                    raise
+                cols.append(c)
             except VmtoolError as exc:
                 problems.append(exc)
         specs, model = _check_compatible(cols, problems) if cols else ([], None)
