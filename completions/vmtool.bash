@@ -36,10 +36,10 @@ _vmtool() {
             esac
             ;;
         merge)
-            opts='-o --output -f --format -q --quiet --version -h --help'
+            opts='-o --output -f --format --ids -q --quiet --version -h --help'
             args=files
             case $prev in
-                -o|--output) _vmtool_files -f; return 0 ;;
+                -o|--output|--ids) _vmtool_files -f; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;

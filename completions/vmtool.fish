@@ -53,6 +53,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from import' -F
 
 complete -c vmtool -n '__fish_seen_subcommand_from merge' -s o -l output -r -F -d 'Output file (written atomically).'
 complete -c vmtool -n '__fish_seen_subcommand_from merge' -s f -l format -x -a 'table json' -d 'Print the report on stdout (default: nothing).'
+complete -c vmtool -n '__fish_seen_subcommand_from merge' -l ids -r -F -d 'Only these items (one id per line; - reads stdin).'
 complete -c vmtool -n '__fish_seen_subcommand_from merge' -s q -l quiet -d 'No progress bars or log lines on stderr.'
 complete -c vmtool -n '__fish_seen_subcommand_from merge' -l version -d 'Show the version and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from merge' -s h -l help -d 'Show this message and exit.'

@@ -83,6 +83,7 @@ _vmtool() {
                     '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
                     '(-f --format)-f[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
                     '(-f --format)--format[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
+                    '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \

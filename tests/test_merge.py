@@ -207,3 +207,23 @@ def test_embed_resume_keeps_unchanged_items_and_equals_a_full_embedding(model, t
         d[0] = d[0] - 0.5
     res = run("embed", b, "--model", model, "-o", cat, "--resume", "--dtype", "float16")
     assert res.exit_code == 0 and "15 kept" in res.stderr
+
+
+def test_ids_keep_a_subset(tmp_path):
+    a = tmp_path / "a.h5"
+    synth_features(a, 8, seed=1)
+    keep = tmp_path / "keep.txt"
+    keep.write_text("item-00002\nitem-00005\n")
+    res = run("merge", a, "--ids", keep, "-o", a, "--format", "json")  # in place
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["dropped"] == 6 and "6 left out" in res.stderr
+    with open_collection(a) as col:
+        assert col.ids == ["item-00002", "item-00005"]
+        col.validate()
+    keep.write_text("item-00002\nitem-00099\n")
+    res = run("merge", a, "--ids", keep, "-o", tmp_path / "b.h5")
+    assert res.exit_code == 1
+    assert f"Error: {a}: 1 id(s) of --ids not in the file: item-00099" in res.stderr
+    assert not (tmp_path / "b.h5").exists()
+    res = run("merge", "-", "--ids", "-", "-o", tmp_path / "b.h5", input=f"{a}\n")
+    assert res.exit_code == 2 and "either the input paths or the ids" in res.stderr

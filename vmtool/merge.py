@@ -57,13 +57,14 @@ class MergeReport:
     items: int = 0
     per_input: list[dict[str, Any]] = field(default_factory=list)  # path, items, added, duplicates, renamed
     duplicates: int = 0  # items present twice (same id and sha256), kept once
+    dropped: int = 0  # items left out because --ids does not list them
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old id, new id)
     elements: list[str] = field(default_factory=list)  # "group/name"
     catalog: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "items": self.items, "inputs": self.per_input,
-                "duplicates": self.duplicates, "renamed": [{"from": a, "to": b} for a, b in self.renamed],
+                "duplicates": self.duplicates, "dropped": self.dropped, "renamed": [{"from": a, "to": b} for a, b in self.renamed],
                 "elements": self.elements, "catalog": self.catalog}
 
 
@@ -127,6 +128,7 @@ def merge(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
+    ids: Sequence[str] | None = None,
     command: str = "",
     progress: Progress | None = None,
 ) -> MergeReport:
@@ -138,6 +140,9 @@ def merge(
         Collection files (features files, segmented files or catalogs), in order. *output*
         may be one of them.
     output : path
+    ids : sequence of str, optional
+        Keep only the items with these ids (as the inputs name them); every id must be in
+        some input. With one input, this makes a subset (e.g. drop removed tracks).
     command : str
         The command line recorded in the output's history.
 
@@ -184,7 +189,15 @@ def merge(
             raise MergeError(problems)
         report = MergeReport(output=str(out), catalog=model is not None)
         report.elements = [f"{s.group}/{s.name}" for s in specs]
-        keep = _plan_items(cols, report)
+        if ids is not None:
+            known = {i for c in cols for i in c.ids}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+                where = "the file" if len(cols) == 1 else "any input"
+                raise ParameterError(f"{len(missing)} id(s) of --ids not in {where}: {', '.join(missing[:5])}{more}",
+                                     cols[0].path if len(cols) == 1 else None)
+        keep = _plan_items(cols, report, None if ids is None else set(ids))
         progress.batch_start(len(specs) + 1)
         with atomic_output(out) as tmp:
             _write(tmp, out, cols, keep, specs, model, command, progress)
@@ -256,7 +269,8 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
     return list(specs.values()), model
 
 
-def _plan_items(cols: list[Collection], report: MergeReport) -> list[tuple[np.ndarray, list[str]]]:
+def _plan_items(cols: list[Collection], report: MergeReport,
+                wanted: set[str] | None = None) -> list[tuple[np.ndarray, list[str]]]:
     """Per input: the indices of the items to copy and their ids in the output."""
     taken: dict[str, str] = {}  # id -> sha256
     out: list[tuple[np.ndarray, list[str]]] = []
@@ -265,6 +279,9 @@ def _plan_items(cols: list[Collection], report: MergeReport) -> list[tuple[np.nd
         ids: list[str] = []
         dup = ren = 0
         for k, (i, h) in enumerate(zip(c.ids, c.sha256s)):
+            if wanted is not None and i not in wanted:
+                report.dropped += 1
+                continue
             if taken.get(i) == h:
                 dup += 1
                 continue

@@ -9,6 +9,7 @@ import typer
 
 from vmtool.cli._common import (
     Format,
+    IdsOpt,
     OutputOpt,
     QuietOpt,
     RichProgress,
@@ -19,17 +20,19 @@ from vmtool.cli._common import (
     expand_stdin,
     handle_errors,
     info,
+    read_ids,
 )
 
 HELP = """Merge vmtool collections (features files, segmented files, catalogs) into OUT.
 
-The inputs must have been made the same way: the same extraction options, the same parameters for every feature, segmentation or embedding they share, and for catalogs the same model. Every input is checked first and every problem reported; nothing is written unless all can be merged. An item present twice (same id and sha256) is kept once; an id taken by other content gets '-<sha256 prefix>'. INPUT '-' reads paths from stdin, one per line. OUT may be one of the inputs.
+The inputs must have been made the same way: the same extraction options, the same parameters for every feature, segmentation or embedding they share, and for catalogs the same model. Every input is checked first and every problem reported; nothing is written unless all can be merged. An item present twice (same id and sha256) is kept once; an id taken by other content gets '-<sha256 prefix>'. --ids FILE keeps only the listed items (with one input: a subset, e.g. without removed tracks). INPUT '-' reads paths from stdin, one per line. OUT may be one of the inputs.
 
 \b
 Examples:
   vmtool merge shard-*.h5 -o features.h5
   find build/feats -name '*.h5' | vmtool merge - -o music.h5
   vmtool merge catalog.h5 new-tracks.h5 -o catalog.h5 --format json
+  ls music | sed 's/\\.[^.]*$//' | vmtool merge catalog.h5 --ids - -o catalog.h5
 """
 
 
@@ -45,17 +48,20 @@ def merge_cmd(
     output: OutputOpt = ...,  # type: ignore[assignment]
     fmt: Annotated[Optional[Format], typer.Option("--format", "-f",
                                                   help="Print the report on stdout (default: nothing).")] = None,
+    ids_file: IdsOpt = None,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
     from vmtool.merge import MergeError, merge
 
+    if ids_file is not None and str(ids_file) == "-" and "-" in inputs:
+        raise typer.BadParameter("stdin can give either the input paths or the ids, not both", param_hint="--ids")
     paths = expand_stdin(inputs)
     if not paths:
         raise typer.BadParameter("no input path given (stdin was empty)", param_hint="INPUT...")
     try:
         with RichProgress(enabled=not quiet) as progress:
-            rep = merge(paths, output, command=command_line(ctx), progress=progress)
+            rep = merge(paths, output, ids=read_ids(ids_file), command=command_line(ctx), progress=progress)
     except MergeError as exc:
         for p in exc.problems:
             error(str(p))
@@ -68,6 +74,8 @@ def merge_cmd(
     extra = []
     if rep.duplicates:
         extra.append(f"{rep.duplicates} duplicate(s) kept once")
+    if rep.dropped:
+        extra.append(f"{rep.dropped} left out (not in --ids)")
     if rep.renamed:
         extra.append(f"{len(rep.renamed)} renamed: " + ", ".join(f"{a} -> {b}" for a, b in rep.renamed[:3])
                      + (" ..." if len(rep.renamed) > 3 else ""))
