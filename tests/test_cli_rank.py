@@ -100,6 +100,8 @@ def test_a_failing_query_does_not_stop_the_others(cat, tmp_path):
     errors = [x for x in res.stderr.splitlines() if x.startswith("Error: ")]
     assert len(errors) == 2 and "no-such-item" in errors[0] and "missing.mp4" in errors[1]
     assert "2 of 4 queries failed" in res.stderr
+    res = run("rank", q[1], cat, "--format", "tsv")  # one query that fails: no header without data
+    assert res.exit_code == 1 and res.stdout == ""
 
 
 def test_rank_float16_catalog(cat16):

@@ -87,8 +87,7 @@ def rank_cmd(
     many = len(queries) > 1
     failures: list[str] = []
     outputs: list[dict] = []
-    if fmt is RankFormat.tsv:
-        sys.stdout.write(("query\t" if many else "") + "rank\tid\tdistance\tstart\tend\tsource\n")
+    header = ("query\t" if many else "") + "rank\tid\tdistance\tstart\tend\tsource\n"
     for query in queries:
         try:
             with RichProgress(enabled=not quiet) as progress:
@@ -108,6 +107,8 @@ def rank_cmd(
         if fmt is RankFormat.json:
             outputs.append({**head, **res.to_dict()})
         elif fmt is RankFormat.tsv:
+            sys.stdout.write(header)  # once, before the first ranking: no header without data
+            header = ""
             lead = f"{query}\t" if many else ""
             for r in res.results:
                 start, end = ("", "") if r.span is None else (f"{r.span[0]:.3f}", f"{r.span[1]:.3f}")
