@@ -1,10 +1,10 @@
 """librosa's beat tracker with its compiled kernels kept on disk.
 
-``librosa.beat`` builds five numba generalized ufuncs when it is imported, with
-``cache=False``: every process that tracks beats (``vmtool segment -m beats|bars``, the
+``librosa.beat`` builds five numba generalized ufuncs when it is imported; one of them,
+``__beat_local_score``, with ``cache=False``: every process that tracks beats (``vmtool segment -m beats|bars``, the
 MSAF methods through their beat-synchronous features, ``vmtool rank`` of a media query
 segmented with them) spends about 2.5 s compiling them again. :func:`import_librosa_beat`
-imports the module with ``cache=True`` on those decorators only, so numba stores the
+imports the module with ``cache=True`` on that module's decorators only, so numba stores the
 machine code (in ``NUMBA_CACHE_DIR``, next to librosa, or in the user's cache) and later
 processes load it. The functions and their results are librosa's own; if caching is not
 possible the module is imported as librosa ships it.

@@ -28,7 +28,7 @@ from vmtool.atomic import atomic_output, check_output_path
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import segment_edges
-from vmtool.store import CollectionWriter, open_collection
+from vmtool.store import CollectionWriter, canonical_json, open_collection
 
 __all__ = ["embed", "embed_query", "EmbedReport", "QueryEmbedding", "load_catalog_model", "EMBEDDING_NAMES"]
 
@@ -210,6 +210,7 @@ def embed(
     if segments is None and seg_info:
         segments = seg_info["method"]
     coll = open_collection(src)
+    previous: _Previous | None = None
     try:
         emb = _Embedder(coll, model, segments)
         n = len(coll)
@@ -243,7 +244,7 @@ def embed(
             spans_rows[i] = spans
             progress.file_done(name, True)
         if previous is not None:
-            previous.close()
+            previous.close()  # before the catalog is replaced
         with atomic_output(out) as tmp:
             w = CollectionWriter(tmp, config=coll.config, command=command, display_path=out)
             try:
@@ -277,6 +278,8 @@ def embed(
                 raise
         return report
     finally:
+        if previous is not None:
+            previous.close()
         coll.close()
 
 
@@ -304,7 +307,7 @@ class _Previous:
         attr = cat.attrs.get("model")
         attr = json.loads(attr) if isinstance(attr, str) else (attr or {})
         same = (attr.get("sha256") == model.sha256
-                and json.dumps(attr.get("segmentation"), sort_keys=True) == json.dumps(seg_attr, sort_keys=True)
+                and canonical_json(attr.get("segmentation")) == canonical_json(seg_attr)
                 and all(np.dtype(cat._f[f"embeddings/{name}/data"].dtype) == np.dtype(np_dtype)
                         for name in cat.names("embeddings")))
         if not same:
@@ -336,7 +339,7 @@ class _Previous:
         return clip, segs, spans
 
     def close(self) -> None:
-        self.cat.close()
+        self.cat.close()  # h5py: closing twice is harmless
 
 
 def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):

@@ -27,7 +27,7 @@ from vmtool.errors import MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
 from vmtool.media import check_media_file
 from vmtool.progress import Progress
-from vmtool.store import Collection, CollectionWriter, Item, RaggedArray, sha256_file, unique_ids
+from vmtool.store import Collection, CollectionWriter, Item, RaggedArray, canonical_json, sha256_file, unique_ids
 
 __all__ = [
     "ExtractConfig",
@@ -371,7 +371,7 @@ def extract(
     seed = None
     if resume and out.exists():
         with Collection(out) as col:
-            if col.config and _canon(col.config) != _canon(cfg_json):
+            if col.config and canonical_json(col.config) != canonical_json(cfg_json):
                 raise ParameterError(
                     "was extracted with a different configuration; --resume needs the same options", out
                 )
@@ -418,9 +418,3 @@ def extract(
                 raise VmtoolError("no input could be extracted; nothing written", out)
             report.written = True
     return report
-
-
-def _canon(d: Any) -> str:
-    import json
-
-    return json.dumps(d, sort_keys=True)

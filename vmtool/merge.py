@@ -30,12 +30,11 @@ import numpy as np
 from vmtool.atomic import atomic_output, check_output_path
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.progress import Progress
-from vmtool.store import RAGGED_GROUPS, Collection, CollectionWriter, read_kind
+from vmtool.store import RAGGED_GROUPS, Collection, CollectionWriter, canonical_json, companion_names, read_kind
 
 __all__ = ["MergeError", "MergeReport", "merge"]
 
 _BLOCK_BYTES = 64 << 20  # rows copied per h5py read/write
-_STANDARD = ("data", "offsets", "rate", "present")
 
 
 class MergeError(VmtoolError):
@@ -68,10 +67,6 @@ class MergeReport:
                 "elements": self.elements, "catalog": self.catalog}
 
 
-def _canon(x: Any) -> str:
-    return json.dumps(x, sort_keys=True, default=str)
-
-
 def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two JSON-like dicts (for messages)."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -79,7 +74,7 @@ def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
         for k in sorted(set(a) | set(b), key=str):
             out += _differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
-    return [] if _canon(a) == _canon(b) else [prefix.rstrip(".") or "(value)"]
+    return [] if canonical_json(a) == canonical_json(b) else [prefix.rstrip(".") or "(value)"]
 
 
 def _element_attrs(group) -> dict[str, Any]:
@@ -106,10 +101,6 @@ def _comparable(attrs: dict[str, Any]) -> dict[str, Any]:
                 pass
         out[k] = v
     return out
-
-
-def _companions(group) -> list[str]:
-    return sorted(k for k in group if k not in _STANDARD and not k.endswith("_offsets") and f"{k}_offsets" in group)
 
 
 @dataclass
@@ -214,7 +205,7 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
     ref_model = first._f.attrs.get("model")
     specs: dict[tuple[str, str], _Spec] = {}
     for c in cols:
-        if _canon(c.config) != _canon(ref_cfg):
+        if canonical_json(c.config) != canonical_json(ref_cfg):
             keys = ", ".join(_differing_keys(c.config, ref_cfg)[:4])
             problems.append(ParameterError(f"was extracted with another configuration than {first.path} "
                                            f"(differs in: {keys}); merge files made with the same options", c.path))
@@ -223,7 +214,7 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
             has, lacks = (c.path, first.path) if m is not None else (first.path, c.path)
             problems.append(ParameterError(f"cannot merge a catalog ({has}) with a file that has no model "
                                            f"({lacks})", c.path))
-        elif m is not None and _canon(json.loads(m).get("sha256")) != _canon(json.loads(ref_model).get("sha256")):
+        elif m is not None and json.loads(m).get("sha256") != json.loads(ref_model).get("sha256"):
             problems.append(ParameterError(f"was embedded with another model than {first.path}; "
                                            "embed both with the same model", c.path))
         for key in sorted(c._f):
@@ -240,7 +231,7 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
                     problems.append(FormatError(f"dataset '{group}/{name}/data' is missing", c.path))
                     continue
                 shape, dtype = tuple(g["data"].shape[1:]), g["data"].dtype
-                comps = {k: (tuple(g[k].shape[1:]), g[k].dtype) for k in _companions(g)}
+                comps = {k: (tuple(g[k].shape[1:]), g[k].dtype) for k in companion_names(g)}
                 s = specs.get((group, name))
                 if s is None:
                     specs[(group, name)] = _Spec(group, name, attrs, shape, dtype, str(c.path), comps,
@@ -249,7 +240,7 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
                 if shape != s.shape:
                     problems.append(ParameterError(f"'{group}/{name}' has rows of shape {shape}, {s.first} has "
                                                    f"{s.shape}", c.path))
-                elif _canon(_comparable(attrs)) != _canon(_comparable(s.attrs)):
+                elif canonical_json(_comparable(attrs)) != canonical_json(_comparable(s.attrs)):
                     keys = ", ".join(_differing_keys(_comparable(attrs), _comparable(s.attrs))[:4])
                     problems.append(ParameterError(f"'{group}/{name}' was made differently than in {s.first} "
                                                    f"(differs in: {keys})", c.path))

@@ -27,7 +27,7 @@ from vmtool.batch import Failure, run_batch
 from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import Segmentation
-from vmtool.store import Collection, CollectionWriter, Item, read_kind, sha256_file, unique_ids
+from vmtool.store import Collection, CollectionWriter, Item, canonical_json, read_kind, sha256_file, unique_ids
 
 __all__ = [
     "METHODS",
@@ -359,40 +359,39 @@ def segment(
             raise VmtoolError("no input could be segmented; nothing written", out)
 
     results: list[dict[str, Segmentation | Failure]] = [{} for _ in tasks]
-    if resume and out.exists():
-        kept = _previous_results(out, items, config)
-        for t, res, k in zip(tasks, results, kept):
-            res.update(k)
-            t.methods = tuple(m for m in config.methods if m not in k)
-        for m in config.methods:
-            report.reused[m] = sum(m in k for k in kept)
-    todo = [i for i, t in enumerate(tasks) if t.methods is None or t.methods]
+    previous = resume and out.exists()
+    kept = _previous_results(out, items, config) if previous else [{} for _ in tasks]
+    for t, res, k in zip(tasks, results, kept):
+        res.update(k)
+        t.methods = tuple(m for m in config.methods if m not in k)
+    if previous:
+        report.reused = {m: sum(m in k for k in kept) for m in config.methods}
+    todo = [i for i, t in enumerate(tasks) if t.methods]
     if seed is not None:
         # audio methods (and transnet without a stored likelihood) decode the sources
         # again: check that those still to be decoded are unchanged
         for i in todo:
             t, it = tasks[i], items[i]
-            ms = t.methods if t.methods is not None else tuple(config.methods)
-            if any(m in AUDIO_METHODS for m in ms) or ("transnet" in ms and t.likelihood is None):
+            if any(m in AUDIO_METHODS for m in t.methods) or ("transnet" in t.methods and t.likelihood is None):
                 p = Path(it.source)
                 if p.exists() and sha256_file(p) != it.sha256:
                     t.source_problem = "source media changed since it was added (sha256 differs)"
                     if not keep_going:
                         raise VmtoolError(t.source_problem, p)
-    if workers > 1 and len(todo) > 1 and any(m in AUDIO_METHODS for t in tasks for m in (t.methods or config.methods)):
+    if workers > 1 and len(todo) > 1 and any(m in AUDIO_METHODS for i in todo for m in tasks[i].methods):
         from vmtool._librosa import import_librosa_beat
 
         import_librosa_beat()  # fills numba's cache once, before the workers load it
     progress.batch_start(len(todo))
     batch = [(tasks[i].label, (tasks[i],)) for i in todo]
-    n_of = {tasks[i].label: float(len(tasks[i].methods or config.methods)) for i in todo}
+    n_of = {tasks[i].label: float(len(tasks[i].methods)) for i in todo}
     for j, res in run_batch(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
                             work=lambda label: n_of.get(label, 1.0), initializer=_worker_init,
                             initargs=(config, device),
                             in_process=lambda t, on_advance=None: segment_item(t, config, device, on_advance=on_advance)):
         t = tasks[todo[j]]
         if isinstance(res, Failure):  # the worker itself died: every method failed
-            res = {m: res for m in (t.methods or config.methods)}
+            res = {m: res for m in t.methods}
         for m, r in res.items():
             if isinstance(r, Failure):
                 if not keep_going:
@@ -441,8 +440,6 @@ def _previous_results(path: Path, items: Sequence[Item], config: SegmentConfig) 
     An item is matched by id and SHA-256; a method only when its stored ``config`` equals
     ``config.params(method)``. Labels, tempo, beats per bar and beat times come along.
     """
-    import json
-
     kind, _ = read_kind(path)
     if kind != "collection":
         raise FormatError(f"is a vmtool {kind!r} file, expected a 'collection' file to resume", path)
@@ -455,7 +452,7 @@ def _previous_results(path: Path, items: Sequence[Item], config: SegmentConfig) 
             if m not in stored:
                 continue
             rg = col.ragged("segmentations", m)
-            if json.dumps(rg.attrs.get("config"), sort_keys=True) != json.dumps(config.params(m), sort_keys=True):
+            if canonical_json(rg.attrs.get("config")) != canonical_json(config.params(m)):
                 continue
             for it, k, res in zip(items, idx, kept):
                 if k is None or not rg.present(k):

@@ -57,6 +57,8 @@ __all__ = [
     "CollectionWriter",
     "open_collection",
     "read_kind",
+    "canonical_json",
+    "companion_names",
 ]
 
 KIND_COLLECTION = "collection"
@@ -251,8 +253,9 @@ class Ragged:
         if "present" in group and group["present"].shape != (n_items,):
             raise FormatError(f"dataset '{key}/present' has {group['present'].shape[0]} entries for {n_items} items",
                               path)
-        for ds in group:
-            if ds.endswith("_offsets") and ds[: -len("_offsets")] in group and group[ds].shape != (n_items + 1,):
+        for comp in companion_names(group):
+            ds = f"{comp}_offsets"
+            if group[ds].shape != (n_items + 1,):
                 raise FormatError(f"dataset '{key}/{ds}' has {group[ds].shape[0]} entries for {n_items} items "
                                   f"(expected {n_items + 1})", path)
         self.attrs = {k: _decode(v) for k, v in group.attrs.items()}
@@ -515,7 +518,7 @@ class CollectionWriter:
             if exists:
                 _check_root(self._f, self._display, KIND_COLLECTION)
                 stored = json.loads(_decode(self._f.attrs.get("config", "{}")) or "{}")
-                if config is not None and stored and _canon(stored) != _canon(config):
+                if config is not None and stored and canonical_json(stored) != canonical_json(config):
                     raise ParameterError(
                         "was written with a different extraction configuration; "
                         "use a new output file or the same options",
@@ -662,12 +665,11 @@ class CollectionWriter:
                     pres = eg["present"]
                     pres.resize((n0 + k,))
                     pres[n0:] = np.asarray(counts, dtype=np.int64) > 0
-                for key in list(eg):  # companions (labels, spans...): no rows for the new items
-                    if key.endswith("_offsets") and key[: -len("_offsets")] in eg:
-                        coff = eg[key]
-                        last = int(coff[coff.shape[0] - 1]) if coff.shape[0] else 0
-                        coff.resize((n0 + k + 1,))
-                        coff[n0 + 1:] = last
+                for comp in companion_names(eg):  # labels, spans...: no rows for the new items
+                    coff = eg[f"{comp}_offsets"]
+                    last = int(coff[coff.shape[0] - 1]) if coff.shape[0] else 0
+                    coff.resize((n0 + k + 1,))
+                    coff[n0 + 1:] = last
                 total = int(new_off[-1]) if k else start
                 if total > start:
                     data = eg["data"]
@@ -793,8 +795,14 @@ class _NoClose:
         pass
 
 
-def _canon(config: Mapping[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True)
+def canonical_json(value: Any) -> str:
+    """*value* as JSON with sorted keys: equal strings mean equal configurations."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def companion_names(group) -> list[str]:
+    """The companion datasets of a ragged element (``key`` with ``key_offsets``), by name."""
+    return sorted(k[: -len("_offsets")] for k in group if k.endswith("_offsets") and k[: -len("_offsets")] in group)
 
 
 def _now() -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from vmtool import __version__
 from vmtool.atomic import atomic_output, check_output_path
 from vmtool.errors import ParameterError
-from vmtool.store import open_collection
+from vmtool.store import canonical_json, open_collection
 from vmtool.training.data import MODALITIES, DataConfig, InputBuilder, normalisation, prepare, split_items
 
 __all__ = ["TrainConfig", "TrainReporter", "TrainResult", "train", "retrieval_metrics"]
@@ -284,7 +284,7 @@ def train(
             for k in ("train",):
                 mine.pop(k)
             theirs = {k: v for k, v in old.items() if k != "train"}
-            if _canon(theirs) != _canon(mine):
+            if canonical_json(theirs) != canonical_json(mine):
                 raise ParameterError("cannot resume: data, model or loss settings differ from the stored run",
                                      output)
             st = previous["resume"]
@@ -450,9 +450,3 @@ def _segmentation_info(coll, data: DataConfig) -> dict[str, Any] | None:
         return None
     g = coll.ragged("segmentations", data.segments)
     return {"method": data.segments, "config": g.attrs.get("config", {}), "version": g.attrs.get("version", "")}
-
-
-def _canon(d: Any) -> str:
-    import json
-
-    return json.dumps(d, sort_keys=True, default=str)
