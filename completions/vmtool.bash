@@ -18,38 +18,39 @@ _vmtool() {
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
-            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --list -f --format -q --quiet --version -h --help'
+            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --list -f --format --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output) _vmtool_files -f; return 0 ;;
-                -a|--audio-features|-v|--video-features|--rate|-j|--workers) :; return 0 ;;
+                -a|--audio-features|-v|--video-features|--rate|-j|--workers|--wait) :; return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;
         import)
-            opts='-o --output --audio --video --audio-offsets --video-offsets --ids --audio-ids --video-ids --rate --audio-rate --video-rate --audio-name --video-name -q --quiet --version -h --help'
+            opts='-o --output --audio --video --audio-offsets --video-offsets --ids --audio-ids --video-ids --rate --audio-rate --video-rate --audio-name --video-name --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--audio|--video|--audio-offsets|--video-offsets|--ids|--audio-ids|--video-ids) _vmtool_files -f; return 0 ;;
-                --rate|--audio-rate|--video-rate|--audio-name|--video-name) :; return 0 ;;
+                --rate|--audio-rate|--video-rate|--audio-name|--video-name|--wait) :; return 0 ;;
             esac
             ;;
         merge)
-            opts='-o --output -f --format --ids -q --quiet --version -h --help'
+            opts='-o --output -f --format --ids --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--ids) _vmtool_files -f; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
+                --wait) :; return 0 ;;
             esac
             ;;
         segment)
-            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers -k --keep-going --resume -q --quiet --version -h --help'
+            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers -k --keep-going --resume --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;
                 -o|--output|--reference) _vmtool_files -f; return 0 ;;
-                --threshold|--beats-per-bar|--window|--min-duration|-j|--workers) :; return 0 ;;
+                --threshold|--beats-per-bar|--window|--min-duration|-j|--workers|--wait) :; return 0 ;;
                 --labels) mapfile -t COMPREPLY < <(compgen -W 'fmc2d scluster cnmf' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
@@ -57,23 +58,23 @@ _vmtool() {
             esac
             ;;
         train)
-            opts='-o --output --level --segments --aggregation --frames -a --audio-features -v --video-features --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device -q --quiet --version -h --help'
+            opts='-o --output --level --segments --aggregation --frames -a --audio-features -v --video-features --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--ids) _vmtool_files -f; return 0 ;;
                 --level) mapfile -t COMPREPLY < <(compgen -W 'clip segment' -- "$cur"); return 0 ;;
-                --segments|--frames|-a|--audio-features|-v|--video-features|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed) :; return 0 ;;
+                --segments|--frames|-a|--audio-features|-v|--video-features|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed|--wait) :; return 0 ;;
                 --aggregation) mapfile -t COMPREPLY < <(compgen -W 'stats attention autopool' -- "$cur"); return 0 ;;
                 --loss) mapfile -t COMPREPLY < <(compgen -W 'vmnet bce cosface infonce' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
             ;;
         embed)
-            opts='--model -o --output --segments --dtype --resume --device -q --quiet --version -h --help'
+            opts='--model -o --output --segments --dtype --resume --device --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 --model|-o|--output) _vmtool_files -f; return 0 ;;
-                --segments) :; return 0 ;;
+                --segments|--wait) :; return 0 ;;
                 --dtype) mapfile -t COMPREPLY < <(compgen -W 'float32 float16' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
@@ -111,11 +112,11 @@ _vmtool() {
             esac
             ;;
         analyze-structure)
-            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers -k --keep-going -q --quiet --version -h --help'
+            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers -k --keep-going --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;
-                --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers) :; return 0 ;;
+                --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers|--wait) :; return 0 ;;
                 --segments) mapfile -t COMPREPLY < <(compgen -W 'olda foote sf' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json csv' -- "$cur"); return 0 ;;

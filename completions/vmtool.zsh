@@ -49,6 +49,7 @@ _vmtool() {
                     '(--list)--list[List the extractors (dimension, availability) and exit.]' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
+                    '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -71,6 +72,7 @@ _vmtool() {
                     '(--video-rate)--video-rate[Frame rate of the video features (overrides --rate).]:HZ: ' \
                     '(--audio-name)--audio-name[Audio feature name (default\: imported_audio; yt8m_audio for YouTube-8M).]:NAME: ' \
                     '(--video-name)--video-name[Video feature name (default\: imported_video; yt8m_rgb for YouTube-8M).]:NAME: ' \
+                    '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -84,6 +86,7 @@ _vmtool() {
                     '(-f --format)-f[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
                     '(-f --format)--format[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
                     '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
+                    '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -111,6 +114,7 @@ _vmtool() {
                     '(-k --keep-going)-k[Record failures, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failures, finish the rest, exit 1 at the end.]' \
                     '(--resume)--resume[Keep OUT'\''s results of unchanged items (same id and sha256) made with the same parameters; segment only the others.]' \
+                    '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -156,6 +160,7 @@ _vmtool() {
                     '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
                     '(--resume)--resume[Continue the run stored in the output file.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
+                    '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -171,6 +176,7 @@ _vmtool() {
                     '(--dtype)--dtype[Storage type of the embeddings.]:DTYPE:(float32 float16)' \
                     '(--resume)--resume[Keep OUT'\''s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
+                    '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -259,6 +265,7 @@ _vmtool() {
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
                     '(-k --keep-going)-k[Record failed clips, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed clips, finish the rest, exit 1 at the end.]' \
+                    '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \

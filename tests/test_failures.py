@@ -182,3 +182,32 @@ def test_device_fallback_warns_on_stderr(tmp_path, music_wav):
     assert res.exit_code == 0
     assert "Warning: device 'cuda' requested but CUDA is not available; using the CPU" in res.stderr
     assert res.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["extract", *FAST], ["segment", "-m", "fixed", "--window", "2", "-q"]])
+def test_output_that_is_an_input_media_file(tmp_path, music_wav, command):
+    """``-o`` naming the input (here through a symlink) would replace the media file by HDF5."""
+    song = tmp_path / "song.wav"
+    song.write_bytes(music_wav.read_bytes())
+    link = tmp_path / "alias.wav"
+    link.symlink_to(song)
+    before = song.read_bytes()
+    res = run(command[0], song, *command[1:], "-o", link)
+    assert res.exit_code == 1
+    assert one_error_line(res) == (f"Error: {link}: is also an input ({song}); writing it would destroy that input: "
+                                   "choose another output file")
+    assert song.read_bytes() == before and link.is_symlink()
+
+
+def test_merge_into_an_input_that_is_not_a_collection(tmp_path):
+    from vmtool.training.synthetic import synth_features
+
+    a = tmp_path / "a.h5"
+    synth_features(a, 4)
+    fake = tmp_path / "notes.h5"
+    fake.write_bytes(b"precious previous content")
+    res = run("merge", a, fake, "-o", fake)
+    assert res.exit_code == 1
+    assert one_error_line(res) == (f"Error: {fake}: is also an input ({fake}); writing it would destroy that input: "
+                                   "choose another output file")
+    assert_untouched(fake)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from vmtool.atomic import atomic_output, check_output_path
+from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output, same_file
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import segment_edges
@@ -164,6 +164,7 @@ def _model_attr(model, segmentation: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+@locks_output()
 def embed(
     features: str | os.PathLike,
     model_path: str | os.PathLike,
@@ -173,6 +174,7 @@ def embed(
     device: str = "cpu",
     dtype: str = "float32",
     resume: bool = False,
+    wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
 ) -> EmbedReport:
@@ -201,9 +203,9 @@ def embed(
     if dtype not in ("float32", "float16"):
         raise ParameterError(f"--dtype must be float32 or float16, got {dtype!r}")
     progress = progress or Progress()
-    out = check_output_path(output)
+    out = check_output_path(output, inputs=[model_path])
     src = Path(features)
-    if out.resolve() == src.resolve():
+    if same_file(out, src):
         raise ParameterError("the catalog must be a new file, not the features file", out)
     model = load_model(model_path, device)
     seg_info = model.data.get("segmentation")

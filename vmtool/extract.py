@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtool import features as _features
-from vmtool.atomic import atomic_output, check_output_path
+from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
 from vmtool.batch import Failure, run_batch
 from vmtool.errors import MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
@@ -311,6 +311,7 @@ def _worker_run(path: str, item_id: str, sha: str) -> ItemResult:
     return extract_item(path, _WORKER["extractors"], _WORKER["config"], item_id=item_id, sha256=sha)
 
 
+@locks_output()
 def extract(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -320,6 +321,7 @@ def extract(
     workers: int = 1,
     resume: bool = False,
     keep_going: bool = False,
+    wait: float = DEFAULT_WAIT,
     command: str | None = None,
     progress: Progress | None = None,
 ) -> ExtractReport:
@@ -358,7 +360,7 @@ def extract(
     config = config or ExtractConfig()
     config.validate()
     progress = progress or Progress()
-    out = check_output_path(output)
+    out = check_output_path(output, inputs=inputs)
     if workers < 1:
         raise ParameterError(f"--workers must be at least 1, got {workers}")
     report = ExtractReport(output=str(out))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vmtool.atomic import atomic_output, check_output_path
+from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.store import RAGGED_GROUPS, Collection, CollectionWriter, canonical_json, companion_names, read_kind
@@ -115,11 +115,13 @@ class _Spec:
     needs_present: bool = False
 
 
+@locks_output()
 def merge(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
     ids: Sequence[str] | None = None,
+    wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
 ) -> MergeReport:
@@ -147,7 +149,7 @@ def merge(
         Inputs that cannot be merged (every problem listed in ``problems``); nothing is written.
     """
     progress = progress or Progress()
-    out = check_output_path(output)
+    out = check_output_path(output, inputs=inputs, update_kind="collection")
     paths = [Path(p) for p in inputs]
     if not paths:
         raise ParameterError("no input given")

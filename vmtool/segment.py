@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vmtool.atomic import atomic_output, check_output_path
+from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
 from vmtool.batch import Failure, run_batch
 from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
@@ -265,6 +265,7 @@ def _is_vmtool_file(path: Path) -> bool:
         return False
 
 
+@locks_output()
 def segment(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -276,6 +277,7 @@ def segment(
     resume: bool = False,
     reference: str | os.PathLike | None = None,
     plot_dir: str | os.PathLike | None = None,
+    wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
 ) -> SegmentReport:
@@ -306,7 +308,7 @@ def segment(
     """
     config.validate()
     progress = progress or Progress()
-    out = check_output_path(output)
+    out = check_output_path(output, inputs=inputs, update_kind="collection")
     if workers < 1:
         raise ParameterError(f"--workers must be at least 1, got {workers}")
     if not inputs:

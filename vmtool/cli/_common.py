@@ -34,6 +34,9 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: auto, cp
                                         metavar="auto|cpu|cuda[:N]")]
 WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=1, help="Files processed in parallel.")]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars or log lines on stderr.")]
+WaitOpt = Annotated[float, typer.Option(
+    "--wait", min=0, metavar="SECONDS",
+    help="Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format on stdout.")]
 
 

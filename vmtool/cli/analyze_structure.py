@@ -10,10 +10,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from vmtool.atomic import DEFAULT_WAIT
+
 from vmtool.cli._common import (
     VersionOpt,
     DeviceOpt,
     QuietOpt,
+    WaitOpt,
     RichProgress,
     WorkersOpt,
     command_line,
@@ -91,6 +94,7 @@ def analyze_structure_cmd(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed clips, finish the rest, exit 1 at the end.")] = False,
+    wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -107,7 +111,7 @@ def analyze_structure_cmd(
     with RichProgress(enabled=not quiet) as progress:
         report = analyze_structure(inputs, output, config, metadata=metadata, columns=column,
                                    device=device, workers=workers, keep_going=keep_going,
-                                   plot_dir=plot, command=command_line(ctx), progress=progress)
+                                   plot_dir=plot, command=command_line(ctx), progress=progress, wait=wait)
     for _, msg in report.failures:
         error(msg)
     if not quiet:

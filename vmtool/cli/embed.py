@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, RichProgress, VersionOpt, command_line, handle_errors, info
+from vmtool.atomic import DEFAULT_WAIT
+
+from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, WaitOpt, RichProgress, VersionOpt, command_line, handle_errors, info
 
 HELP = """Embed every item of a features file with a trained model; write a catalog.
 
@@ -47,6 +49,7 @@ def embed_cmd(
         "--resume", help="Keep OUT's embeddings of unchanged items (same id, sha256 and segments) when OUT was "
         "made by the same model with the same settings; embed only the others.")] = False,
     device: DeviceOpt = "auto",
+    wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -55,7 +58,7 @@ def embed_cmd(
 
     with RichProgress(enabled=not quiet) as progress:
         rep = embed(features, model, output, segments=segments, device=resolve_device(device), dtype=dtype.value,
-                    resume=resume, command=command_line(ctx), progress=progress)
+                    resume=resume, command=command_line(ctx), progress=progress, wait=wait)
     parts = [f"{mod} {n}" for mod, n in sorted(rep.clip.items())]
     seg = ", ".join(f"{mod} {n}" for mod, n in sorted(rep.segments.items()))
     msg = f"wrote {rep.output}: {rep.items} items; clip embeddings: {', '.join(parts) or 'none'}"

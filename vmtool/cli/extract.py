@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from vmtool.atomic import DEFAULT_WAIT
+
 from vmtool.cli._common import (
     VersionOpt,
     DeviceOpt,
@@ -14,6 +16,7 @@ from vmtool.cli._common import (
     FormatOpt,
     OutputOpt,
     QuietOpt,
+    WaitOpt,
     RichProgress,
     WorkersOpt,
     command_line,
@@ -62,6 +65,7 @@ def extract_cmd(
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed inputs, finish the rest, exit 1 at the end.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the extractors (dimension, availability) and exit.")] = False,
     fmt: FormatOpt = Format.table,
+    wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -93,7 +97,7 @@ def extract_cmd(
     dev = resolve_device(device)
     with RichProgress(enabled=not quiet) as progress:
         report = extract(paths, output, config, device=dev, workers=workers, resume=resume,
-                         keep_going=keep_going, progress=progress, command=command_line(ctx))
+                         keep_going=keep_going, progress=progress, command=command_line(ctx), wait=wait)
     for src, msg in report.failures:
         error(msg)
     parts = [f"{len(report.added)} item(s) added"]

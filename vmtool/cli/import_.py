@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import QuietOpt, RichProgress, VersionOpt, command_line, handle_errors, info
+from vmtool.atomic import DEFAULT_WAIT
+
+from vmtool.cli._common import QuietOpt, WaitOpt, RichProgress, VersionOpt, command_line, handle_errors, info
 
 HELP = """Import precomputed features into a features collection OUT.h5.
 
@@ -72,6 +74,7 @@ def import_cmd(
     video_name: Annotated[Optional[str], typer.Option(
         "--video-name", metavar="NAME", show_default=False,
         help="Video feature name (default: imported_video; yt8m_rgb for YouTube-8M).")] = None,
+    wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -93,7 +96,7 @@ def import_cmd(
         _refuse_array_files(shards)
         with RichProgress(enabled=not quiet) as progress:
             report = import_yt8m(output, shards, audio_name=audio_name, video_name=video_name,
-                                 command=command, progress=progress)
+                                 command=command, progress=progress, wait=wait)
         info(f"{output}: {report.n_items} video(s) from {report.n_shards} YouTube-8M shard(s)", quiet)
     else:
         for opt, val, owner in (("--audio-offsets", audio_offsets, audio), ("--audio-ids", audio_ids, audio),
@@ -106,7 +109,7 @@ def import_cmd(
              if audio else None)
         v = (ArraySource(video, offsets=video_offsets, ids=video_ids, rate=video_rate, name=video_name)
              if video else None)
-        report = import_arrays(output, audio=a, video=v, ids=ids, rate=rate, command=command)
+        report = import_arrays(output, audio=a, video=v, ids=ids, rate=rate, command=command, wait=wait)
         info(f"{output}: {report.n_items} item(s) imported", quiet)
     parts = [f"{report.n_pairs} audio-visual pair(s)", f"{report.n_audio_only} audio only",
              f"{report.n_video_only} video only"]

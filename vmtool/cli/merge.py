@@ -7,11 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from vmtool.atomic import DEFAULT_WAIT
+
 from vmtool.cli._common import (
     Format,
     IdsOpt,
     OutputOpt,
     QuietOpt,
+    WaitOpt,
     RichProgress,
     VersionOpt,
     command_line,
@@ -49,6 +52,7 @@ def merge_cmd(
     fmt: Annotated[Optional[Format], typer.Option("--format", "-f",
                                                   help="Print the report on stdout (default: nothing).")] = None,
     ids_file: IdsOpt = None,
+    wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -61,7 +65,7 @@ def merge_cmd(
         raise typer.BadParameter("no input path given (stdin was empty)", param_hint="INPUT...")
     try:
         with RichProgress(enabled=not quiet) as progress:
-            rep = merge(paths, output, ids=read_ids(ids_file), command=command_line(ctx), progress=progress)
+            rep = merge(paths, output, ids=read_ids(ids_file), command=command_line(ctx), progress=progress, wait=wait)
     except MergeError as exc:
         for p in exc.problems:
             error(str(p))

@@ -8,11 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from vmtool.atomic import DEFAULT_WAIT
+
 from vmtool.cli._common import (
     VersionOpt,
     DeviceOpt,
     Format,
     QuietOpt,
+    WaitOpt,
     RichProgress,
     WorkersOpt,
     command_line,
@@ -90,6 +93,7 @@ def segment_cmd(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Keep OUT's results of unchanged items (same id and sha256) made with the same "
         "parameters; segment only the others.")] = False,
+    wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -105,7 +109,7 @@ def segment_cmd(
     with RichProgress(enabled=not quiet) as progress:
         report = segment(inputs, output, config, device=resolve_device(device), workers=workers,
                          keep_going=keep_going, resume=resume, reference=reference, plot_dir=plot,
-                         command=command_line(ctx), progress=progress)
+                         command=command_line(ctx), progress=progress, wait=wait)
     for _, msg in report.failures:
         error(msg)
     if fmt is Format.json:

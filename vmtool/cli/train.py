@@ -9,7 +9,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, IdsOpt, OutputOpt, QuietOpt, VersionOpt, command_line, handle_errors, info, read_ids
+from vmtool.atomic import DEFAULT_WAIT
+
+from vmtool.cli._common import DeviceOpt, IdsOpt, OutputOpt, QuietOpt, WaitOpt, VersionOpt, command_line, handle_errors, info, read_ids
 
 HELP = """Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.
 
@@ -175,6 +177,7 @@ def train_cmd(
     ids_file: IdsOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run stored in the output file.")] = False,
     device: DeviceOpt = "auto",
+    wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -201,7 +204,7 @@ def train_cmd(
     ids = read_ids(ids_file)
     with _Reporter(quiet) as rep:
         res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=lcfg, config=tcfg,
-                    device=resolve_device(device), resume=resume, reporter=rep, command=command_line(ctx), ids=ids)
+                    device=resolve_device(device), resume=resume, reporter=rep, command=command_line(ctx), ids=ids, wait=wait)
     best = res.best
     summary = f"wrote {res.path}: {res.epochs} epochs ({res.stopped}), best epoch {res.best_epoch}"
     if "v2m_r10" in best:

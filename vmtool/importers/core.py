@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vmtool.atomic import atomic_output, check_output_path
+from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
 from vmtool.errors import FormatError, ParameterError
 from vmtool.importers.arrays import ModalityData, read_modality
 from vmtool.importers.tfrecord import ProtoError, read_tfrecord
@@ -214,6 +214,7 @@ def _join(data: Mapping[str, ModalityData]) -> tuple[list[tuple[str, dict[str, i
     return [(x, {"audio": i, "video": i}) for i, x in enumerate(ids)], "position"
 
 
+@locks_output()
 def import_arrays(
     output: str | os.PathLike,
     *,
@@ -221,6 +222,7 @@ def import_arrays(
     video: ArraySource | None = None,
     ids: str | os.PathLike | None = None,
     rate: float | None = None,
+    wait: float = DEFAULT_WAIT,
     command: str = "",
 ) -> ImportReport:
     """Write a features collection from precomputed audio and/or video feature arrays.
@@ -303,12 +305,14 @@ def import_arrays(
     return report
 
 
+@locks_output()
 def import_yt8m(
     output: str | os.PathLike,
     shards: Sequence[str | os.PathLike],
     *,
     audio_name: str | None = None,
     video_name: str | None = None,
+    wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
 ) -> ImportReport:

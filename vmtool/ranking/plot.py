@@ -43,7 +43,7 @@ def plot_alignment(al: Alignment, path: str | os.PathLike, *, title: str | None 
         fig.tight_layout()
         out = Path(path)
         with atomic_output(out) as tmp:
-            fig.savefig(tmp)
+            fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or None)  # the temporary name ends in .part
     finally:
         plt.close(fig)
     return out
@@ -85,7 +85,7 @@ def plot_evaluation(ev, path: str | os.PathLike) -> Path:
         fig.tight_layout(rect=(0, 0, 1, 0.97))
         out = Path(path)
         with atomic_output(out) as tmp:
-            fig.savefig(tmp)
+            fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or None)  # the temporary name ends in .part
     finally:
         plt.close(fig)
     return out

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from vmtool.atomic import atomic_output, check_output_path
+from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
 from vmtool.batch import Failure, run_batch
 from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
@@ -760,6 +760,7 @@ def _worker_run(task: ClipTask) -> ClipResult:
     return analyze_clip(task, _WORKER["config"], _WORKER["device"])
 
 
+@locks_output()
 def analyze_structure(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -771,6 +772,7 @@ def analyze_structure(
     workers: int = 1,
     keep_going: bool = False,
     plot_dir: str | os.PathLike | None = None,
+    wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
 ) -> StructureReport:
@@ -820,7 +822,7 @@ def analyze_structure(
     config = config or StructureConfig()
     config.validate()
     progress = progress or Progress()
-    out = check_output_path(output)
+    out = check_output_path(output, inputs=inputs, update_kind="collection")
     if workers < 1:
         raise ParameterError(f"--workers must be at least 1, got {workers}")
     if not inputs:

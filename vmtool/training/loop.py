@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vmtool import __version__
-from vmtool.atomic import atomic_output, check_output_path
+from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
 from vmtool.errors import ParameterError
 from vmtool.store import canonical_json, open_collection
 from vmtool.training.data import MODALITIES, DataConfig, InputBuilder, normalisation, prepare, split_items
@@ -147,6 +147,7 @@ def _centroids(emb: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return out, items
 
 
+@locks_output()
 def train(
     features: str | Path,
     output: str | Path,
@@ -159,6 +160,7 @@ def train(
     device: str = "cpu",
     resume: bool = False,
     reporter: TrainReporter | None = None,
+    wait: float = DEFAULT_WAIT,
     command: str = "",
     work_dir: str | Path | None = None,
     ids: list[str] | None = None,
@@ -201,7 +203,7 @@ def train(
     if lcfg.name not in LOSSES:
         raise ParameterError(f"unknown loss {lcfg.name!r}; use {', '.join(LOSSES)}")
     rep = reporter or _Silent()
-    output = check_output_path(output)
+    output = check_output_path(output, inputs=[features])
     t_start = time.perf_counter()
 
     previous = None
