@@ -194,3 +194,36 @@ def test_fixed_windows_merge_a_short_remainder(tmp_path, video_collection):
         with open_collection(out) as col:
             counts[md] = len(col.ragged("segmentations", "fixed").rows(0))
     assert counts[rem + 0.01] == counts[0.0] - 1
+
+
+def test_a_damaged_collection_is_refused_not_copied(tmp_path, music_wav):
+    import h5py
+
+    col = tmp_path / "col.h5"
+    assert run("extract", music_wav, "-a", "handcrafted", "-v", "none", "-q", "-o", col).exit_code == 0
+    with h5py.File(col, "r+") as f:
+        off = f["features/handcrafted/offsets"]
+        off[-1] = off[-1] + 5  # offsets no longer end at the data's length
+    out = tmp_path / "seg.h5"
+    res = run("segment", col, "-m", "fixed", "--window", "2", "-q", "-o", out)
+    assert res.exit_code == 3
+    assert res.stderr.strip() == (f"Error: {col}: dataset 'features/handcrafted/offsets' is inconsistent with "
+                                  "'features/handcrafted/data'")
+    assert not out.exists()
+
+
+def test_relative_sources_are_found_beside_the_collection(tmp_path, music_wav, monkeypatch):
+    """A collection made in its own folder is segmented from anywhere (audio methods decode the source)."""
+    d = tmp_path / "library"
+    d.mkdir()
+    shutil.copy(music_wav, d / "song.wav")
+    monkeypatch.chdir(d)
+    assert run("extract", "song.wav", "-a", "handcrafted", "-v", "none", "-q", "-o", "col.h5").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = run("segment", d / "col.h5", "-m", "bars", "-q", "-o", "seg.h5")
+    assert res.exit_code == 0, res.stderr
+    with open_collection("seg.h5") as col:
+        assert col.item(0).source == "song.wav"  # stored as given, resolved when read
+        assert col.ragged("segmentations", "bars").present(0)

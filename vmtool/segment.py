@@ -27,7 +27,8 @@ from vmtool.batch import Failure, run_batch
 from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import Segmentation
-from vmtool.store import Collection, CollectionWriter, Item, canonical_json, read_kind, sha256_file, unique_ids
+from vmtool.store import (Collection, CollectionWriter, Item, canonical_json, read_kind, resolve_source, sha256_file,
+                          unique_ids)
 
 __all__ = [
     "METHODS",
@@ -329,7 +330,10 @@ def segment(
         if kind != "collection":
             raise FormatError(f"is a vmtool {kind!r} file, expected a 'collection' file (attribute 'vmtool_kind')", seed)
         with Collection(seed) as col:
+            col.validate()  # offsets, presence flags, companions: a damaged file is refused, not copied
             items = col.items()
+            for it in items:
+                it.source = str(resolve_source(it.source, seed))
             lik = col.curve("shot_likelihood") if "shot_likelihood" in col.names("curves") else None
             tasks = []
             for i, it in enumerate(items):

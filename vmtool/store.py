@@ -805,6 +805,24 @@ def companion_names(group) -> list[str]:
     return sorted(k[: -len("_offsets")] for k in group if k.endswith("_offsets") and k[: -len("_offsets")] in group)
 
 
+def resolve_source(source: str, collection: str | os.PathLike) -> Path:
+    """The media file of an item's *source* path, as stored in *collection*.
+
+    An absolute path is taken as it is. A relative one was given relative to the
+    directory the collection was made from, which is usually the collection's own
+    directory (``extract *.mp4 -o catalog.h5``): it is looked up there first, then in
+    the current directory; when neither exists, the collection-relative path is
+    returned (for the error message).
+    """
+    p = Path(source)
+    if p.is_absolute():
+        return p
+    beside = Path(collection).parent / p
+    if beside.exists() or not p.exists():
+        return beside
+    return p
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
