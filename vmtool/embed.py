@@ -28,7 +28,7 @@ from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import segment_edges
-from vmtool.store import CollectionWriter, canonical_json, open_collection
+from vmtool.store import CollectionWriter, canonical_json, open_collection, read_kind
 
 __all__ = ["embed", "embed_query", "EmbedReport", "QueryEmbedding", "load_catalog_model", "EMBEDDING_NAMES"]
 
@@ -352,6 +352,7 @@ def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):
     from vmtool.models.checkpoint import MODEL_FORMAT, LoadedModel
 
     p = Path(catalog)
+    read_kind(p)  # an HDF5 vmtool file, self-contained
     with h5py.File(p, "r") as f:
         if "model" not in f:
             raise FormatError("holds no model (dataset '/model'); it is not a catalog written by vmtool embed", p)
@@ -363,7 +364,11 @@ def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):
         raise FormatError(f"dataset '/model' is not a readable model: {type(exc).__name__}", p) from exc
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise FormatError("dataset '/model' is not a vmtool model", p)
-    return LoadedModel(p, data, device, sha256=json.loads(attr)["sha256"] if attr is not None else "")
+    try:
+        sha = json.loads(attr)["sha256"] if attr is not None else ""
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FormatError("root attribute 'model' is not the JSON vmtool embed writes", p) from exc
+    return LoadedModel(p, data, device, sha256=str(sha))
 
 
 def embed_query(

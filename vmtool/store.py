@@ -59,6 +59,8 @@ __all__ = [
     "read_kind",
     "canonical_json",
     "companion_names",
+    "check_self_contained",
+    "resolve_source",
 ]
 
 KIND_COLLECTION = "collection"
@@ -197,6 +199,42 @@ def read_kind(path: str | os.PathLike) -> tuple[str, str]:
         return _check_root(f, p, expected_kind=None)
 
 
+def check_self_contained(f, path: str | os.PathLike) -> None:
+    """Refuse an HDF5 file whose content lives, or may live, outside it.
+
+    vmtool files hold only hard links and datasets stored in the file itself (see
+    ``docs/format.md``). An external link, a soft link, a virtual dataset or a dataset
+    with external storage would make a reader open other files, or read zeros where a
+    mapped file is missing; an untrusted file is refused before anything is read.
+
+    Raises
+    ------
+    FormatError
+        Naming the first such link or dataset.
+    """
+    import h5py
+
+    def problem(name: str, link) -> str | None:  # a non-None return stops the walk
+        if isinstance(link, h5py.ExternalLink):
+            return (f"'{name}' is an external link (to {link.filename}:{link.path}); vmtool files are "
+                    "self-contained and external links are refused")
+        if isinstance(link, h5py.SoftLink):
+            return f"'{name}' is a soft link (to {link.path}); vmtool files hold no links"
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                return (f"dataset '{name}' is a virtual dataset (mapped from other files); vmtool files are "
+                        "self-contained and virtual datasets are refused")
+            if obj.external:
+                return (f"dataset '{name}' keeps its data in external files; vmtool files are self-contained "
+                        "and external storage is refused")
+        return None
+
+    found = f.visititems_links(problem)
+    if found is not None:
+        raise FormatError(found, path)
+
+
 def _check_root(f, path: Path, expected_kind: str | None) -> tuple[str, str]:
     if "vmtool_kind" not in f.attrs:
         raise FormatError("not a vmtool file: root attribute 'vmtool_kind' is missing", path)
@@ -218,6 +256,7 @@ def _check_root(f, path: Path, expected_kind: str | None) -> tuple[str, str]:
             f"{__version__}, which reads {SUPPORTED_MAJOR}.x",
             path,
         )
+    check_self_contained(f, path)
     return kind, version
 
 

@@ -273,10 +273,18 @@ def _npz_get(z, key: str, path: Path) -> np.ndarray:
 def _open_h5(path: Path):
     import h5py
 
+    from vmtool.store import check_self_contained
+
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError as exc:
         raise FormatError(f"not a readable HDF5 file ({exc})", path) from None
+    try:
+        check_self_contained(f, path)  # an input may not make vmtool read other files
+    except FormatError:
+        f.close()
+        raise
+    return f
 
 
 def _h5_get(f, key: str, path: Path):
