@@ -232,6 +232,9 @@ def align(
         raise ParameterError(f"cannot align: the query has {len(q)} segment(s) and the target {len(t)}")
     if q.shape[1] != t.shape[1]:
         raise ParameterError(f"dimension mismatch: the query has {q.shape[1]}-d embeddings, the target {t.shape[1]}-d")
+    for side, x in (("query", q), ("target", t)):
+        if not np.isfinite(x).all():
+            raise ParameterError(f"cannot align: the {side}'s embeddings hold NaN or infinite values")
     S = q @ t.T
     E = np.sqrt(np.maximum((q * q).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2 * S, 0.0))
     offset = None

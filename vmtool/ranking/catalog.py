@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,46 @@ def load_catalog(
             dim = cdata.shape[1]
             clip_arr = np.full((n, dim), np.nan, dtype=cdata.dtype)
             clip_arr[counts == 1] = cdata
+    damaged: dict[str, np.ndarray] = {}  # dataset -> items with a NaN or infinite stored row
+    if data is not None:
+        bad_rows = ~np.isfinite(data).all(axis=1)
+        if bad_rows.any():
+            item_of_row = np.repeat(np.arange(n), np.diff(offsets))
+            damaged[f"embeddings/{seg_name}/data"] = np.unique(item_of_row[bad_rows])
+    if clip_arr is not None:
+        stored = np.flatnonzero(counts == 1)  # the NaN rows of items without a clip embedding mean "absent"
+        bad = stored[~np.isfinite(clip_arr[stored]).all(axis=1)]
+        if bad.size:
+            damaged[f"embeddings/{clip_name}/data"] = bad
     if data is None:
         data = np.zeros((0, dim), dtype=clip_arr.dtype)
         offsets = np.zeros(n + 1, dtype=np.int64)
         spans = np.zeros((0, 2))
-    return SegmentSet(data, offsets, spans=spans, clip=clip_arr, ids=ids, sources=sources, sha256s=shas,
-                      modality=modality)
+    out = SegmentSet(data, offsets, spans=spans, clip=clip_arr, ids=ids, sources=sources, sha256s=shas,
+                     modality=modality)
+    if damaged:
+        out = _without_damaged(out, damaged, p, modality)
+    return out
+
+
+def _without_damaged(s: SegmentSet, damaged: dict[str, np.ndarray], path: Path, modality: str) -> SegmentSet:
+    """*s* without the items whose embeddings hold NaN or inf; a warning names them.
+
+    Raises
+    ------
+    FormatError
+        When no item is left.
+    """
+    bad = np.unique(np.concatenate(list(damaged.values())))
+    where = ", ".join(f"'{d}'" for d in damaged)
+    if len(bad) == len(s):
+        raise FormatError(f"every item's {modality} embeddings hold NaN or infinite values ({where}); "
+                          "embed the features again", path)
+    names = [s.ids[i] for i in bad[:10]]
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    warnings.warn(f"{path}: {len(bad)} item(s) have NaN or infinite {modality} embeddings ({where}) and are left "
+                  f"out: {', '.join(names)}{more}", RuntimeWarning, stacklevel=3)
+    return s.subset(np.setdiff1d(np.arange(len(s)), bad))
 
 
 def _read_spans(eg, offsets: np.ndarray, path: Path, name: str) -> np.ndarray:
@@ -200,6 +235,9 @@ def load_item(path: str | os.PathLike, item_id: str, modality: str) -> SegmentSe
             clip = rows[0] if len(rows) else None
     if (segs is None or len(segs) == 0) and clip is None:
         raise ParameterError(f"item {item_id!r} has no {modality} embeddings", p)
+    for name, x in ((seg_name, segs), (clip_name, clip)):
+        if x is not None and not np.isfinite(x).all():
+            raise FormatError(f"item {item_id!r} has NaN or infinite values in 'embeddings/{name}/data'", p)
     dim = segs.shape[1] if segs is not None else clip.shape[0]
     if segs is None:
         segs = np.zeros((0, dim), dtype=clip.dtype)

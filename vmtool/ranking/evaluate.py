@@ -276,6 +276,10 @@ def evaluate(
     need_clip = any(m.level == "clip" for m in ms)
     videos = load_catalog(catalog, "video", segments=need_segments, clip=need_clip)
     audios = load_catalog(catalog, "audio", segments=need_segments, clip=need_clip)
+    if videos.ids != audios.ids:  # items with damaged embeddings (named in a warning) left out of one side
+        both = set(videos.ids) & set(audios.ids)
+        videos = videos.subset([i for i, x in enumerate(videos.ids) if x in both])
+        audios = audios.subset([i for i, x in enumerate(audios.ids) if x in both])
     if ids is not None:
         pos = {item: i for i, item in enumerate(videos.ids)}
         missing = [item for item in ids if item not in pos]
