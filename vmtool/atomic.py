@@ -271,6 +271,16 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, RuntimeError)) and ("No space left on device" in text or "errno = 28" in text)
 
 
+def _no_space_left(directory: Path) -> bool:
+    """Whether the file system of *directory* is full (a writer such as torch.save
+    reports a failed write without saying why)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, seed: str | os.PathLike | None = None,
                   wait: float = DEFAULT_WAIT) -> Iterator[Path]:
@@ -318,9 +328,11 @@ def atomic_output(path: str | os.PathLike, *, seed: str | os.PathLike | None = N
                 os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, target)
         except BaseException as exc:
+            # judged before the temporary file is deleted (which frees its space)
+            full = is_disk_full(exc) or (isinstance(exc, (OSError, RuntimeError)) and _no_space_left(target.parent))
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            if is_disk_full(exc):
+            if full:
                 raise VmtoolError(f"no space left on device writing {shown}") from None
             raise
 

@@ -275,8 +275,8 @@ def embed(
                 w._f.create_dataset("model", data=blob, compression="gzip", compression_opts=1)
                 w._f["model"].attrs["format"] = "torch weights-only checkpoint (vmtool-model)"
                 w.close()
-            except BaseException:
-                w.abort()
+            except BaseException as exc:
+                w.abort(exc)
                 raise
         return report
     finally:

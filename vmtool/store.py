@@ -33,11 +33,12 @@ implementation. Layout (schema 1.0)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -550,6 +551,8 @@ class CollectionWriter:
         try:
             self._f = h5py.File(self.path, "r+" if exists else "w")
         except OSError as exc:
+            if not exists:
+                raise  # creating a file failed (a full disk...): not a format error
             raise FormatError("cannot open as HDF5 for writing", self._display) from exc
         self._pending: list[tuple[Item, dict[tuple[str, str], RaggedArray]]] = []
         self._specs: dict[tuple[str, str], ElementSpec] = {}
@@ -796,14 +799,24 @@ class CollectionWriter:
         if self._f.id.valid:
             try:
                 self.flush()
-            finally:
-                self._f.close()
+                # everything written before the close: HDF5 cannot recover from a close that
+                # fails (a full disk), and crashes the process when it exits
+                self._f.flush()
+            except BaseException as exc:
+                self.abort(exc)
+                raise
+            self._f.close()
 
-    def abort(self) -> None:
-        """Close without flushing pending items (the caller discards the file)."""
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Close without flushing pending items (the caller discards the file).
+
+        Nothing more is written (see :func:`discard_h5`): after a failed write (a full
+        disk; h5py raises OSError or RuntimeError) HDF5's own close would write again.
+        *exc* is the exception that ended the writing, if any (for the record only).
+        """
         self._pending.clear()
         if self._f.id.valid:
-            self._f.close()
+            discard_h5(self._f)
 
     def __enter__(self) -> CollectionWriter:
         return self
@@ -812,7 +825,43 @@ class CollectionWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort()
+            self.abort(exc)
+
+
+def discard_h5(f) -> None:
+    """Close h5py file *f*, which is being discarded, without writing to it again.
+
+    When a write fails for lack of space, HDF5's own close writes again, fails, and
+    leaves the library in a state that crashes the process at exit (a segmentation
+    fault, exit code 139). The file's descriptor is pointed at ``/dev/null`` first, so
+    the close writes nowhere and succeeds; the (temporary) file is then deleted by the
+    caller.
+    """
+    with contextlib.suppress(Exception):
+        fd = f.id.get_vfd_handle()
+        nul = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(nul, fd)
+        finally:
+            os.close(nul)
+    with contextlib.suppress(Exception):
+        f.close()
+
+
+@contextlib.contextmanager
+def update_h5(path: str | os.PathLike) -> Iterator[Any]:
+    """Open a temporary HDF5 file for update (``r+``); on any exception its handle is
+    discarded without writing (see :func:`discard_h5`) and the caller deletes the file."""
+    import h5py
+
+    f = h5py.File(path, "r+")
+    try:
+        yield f
+        f.flush()
+    except BaseException:
+        discard_h5(f)  # the caller discards the (temporary) file
+        raise
+    f.close()
 
 
 class _NoClose:

@@ -30,7 +30,7 @@ from vmtool.importers.tfrecord import ProtoError, read_tfrecord
 from vmtool.importers.yt8m import FRAME_LEVEL, FRAME_RATE, MAX_QUANTIZED, MIN_QUANTIZED, VIDEO_LEVEL, \
     decode_record, expand_shards
 from vmtool.progress import Progress
-from vmtool.store import CollectionWriter, Item, RaggedArray
+from vmtool.store import CollectionWriter, Item, RaggedArray, update_h5
 
 __all__ = [
     "ArraySource",
@@ -419,13 +419,11 @@ def _yt8m_attrs(modality: str, level: str, key: str) -> dict[str, Any]:
 
 def _write_labels(path: Path, groups: Sequence[str], labels: Sequence[np.ndarray]) -> None:
     """Store per-item labels as the companion ``labels`` / ``labels_offsets`` of each group."""
-    import h5py
-
     counts = np.array([len(x) for x in labels], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     data = np.concatenate([np.asarray(x, dtype=np.int64) for x in labels]) if len(labels) else np.zeros(0, np.int64)
     gz = {"compression": "gzip", "compression_opts": 4}
-    with h5py.File(path, "r+") as f:
+    with update_h5(path) as f:
         for name in groups:
             g = f["features"][name]
             g.create_dataset("labels", data=data, maxshape=(None,), chunks=(max(1, min(len(data), 1 << 16)),), **gz)

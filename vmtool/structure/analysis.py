@@ -34,7 +34,7 @@ from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_
 from vmtool.batch import Failure, run_batch
 from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
-from vmtool.store import Collection, CollectionWriter, Item, read_kind, sha256_file, unique_ids
+from vmtool.store import Collection, CollectionWriter, Item, read_kind, sha256_file, unique_ids, update_h5
 from vmtool.structure import scores
 from vmtool.structure.metadata import UNKNOWN, Metadata, MetadataRow, read_metadata
 
@@ -963,7 +963,7 @@ def _write_table(path: Path, results: Sequence[ClipResult], report: StructureRep
 
     import h5py
 
-    with h5py.File(path, "r+") as f:
+    with update_h5(path) as f:
         if TABLE in f:
             del f[TABLE]
         g = f.create_group(TABLE)
