@@ -62,6 +62,7 @@ __all__ = [
     "companion_names",
     "check_self_contained",
     "resolve_source",
+    "damaged_file_error",
 ]
 
 KIND_COLLECTION = "collection"
@@ -234,6 +235,57 @@ def check_self_contained(f, path: str | os.PathLike) -> None:
     found = f.visititems_links(problem)
     if found is not None:
         raise FormatError(found, path)
+
+
+def damaged_file_error(exc: BaseException) -> FormatError | None:
+    """The :class:`FormatError` for *exc* when h5py raised it reading a damaged file, else None.
+
+    A flipped byte in a chunk or in HDF5's own metadata surfaces wherever the data is
+    read (a failed decompression filter, an undecodable string, a bad object header):
+    as OSError, RuntimeError, KeyError, ValueError or UnicodeError from inside h5py.
+    The file and dataset are taken from the h5py object being read when the error
+    was raised.
+    """
+    if not isinstance(exc, (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeError, IndexError)):
+        return None
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    if not any(f"{os.sep}h5py{os.sep}" in fr.f_code.co_filename for fr in frames):
+        return None
+    path, dataset = None, None
+    for fr in reversed(frames):  # innermost first
+        for v in list(fr.f_locals.values()):
+            obj = getattr(v, "_dset", v)
+            if dataset is None and type(obj).__module__.startswith("h5py"):
+                try:
+                    dataset = obj.name
+                    path = path or obj.file.filename
+                except Exception:  # closed since: the file is found below
+                    pass
+        if path is None and f"{os.sep}vmtool{os.sep}" in fr.f_code.co_filename:
+            path = _path_in(fr.f_locals)
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    reason = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    what = f"reading '{dataset.lstrip('/')}'" if dataset and dataset != "/" else "reading it"
+    if path is None:
+        return FormatError(f"a vmtool file is damaged: {what} failed ({reason})")
+    return FormatError(f"is damaged: {what} failed ({reason})", path)
+
+
+def _path_in(local_vars: dict[str, Any]) -> str | None:
+    """The vmtool file a library frame was reading (for :func:`damaged_file_error`)."""
+    me = local_vars.get("self")
+    for attr in ("_display", "path", "_path"):
+        v = getattr(me, attr, None)
+        if isinstance(v, (str, Path)) and Path(v).is_file():
+            return str(v)
+    for v in local_vars.values():
+        if isinstance(v, Path) and v.is_file():
+            return str(v)
+    return None
 
 
 def _check_root(f, path: Path, expected_kind: str | None) -> tuple[str, str]:

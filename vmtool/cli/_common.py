@@ -130,6 +130,14 @@ def handle_errors(func):
         except KeyboardInterrupt:
             error("interrupted; no output was written or changed")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            from vmtool.store import damaged_file_error
+
+            damaged = damaged_file_error(exc)  # a damaged HDF5 file, found while reading it
+            if damaged is None:
+                raise
+            error(str(damaged))
+            raise typer.Exit(damaged.exit_code) from None
 
     return wrapper
 
