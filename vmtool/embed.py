@@ -197,6 +197,8 @@ def embed(
         When *output* is a catalog made by the same model (same SHA-256), with the same
         segmentation parameters and storage type, keep its embeddings of every item with
         the same id, SHA-256 and segment boundaries; embed only the others.
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
     """
     from vmtool.models.checkpoint import load_model
 

@@ -346,6 +346,8 @@ def extract(
         Record failed files and go on; the report lists them.
     command : str
         The command line to record (defaults to ``sys.argv``).
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
 
     Returns
     -------

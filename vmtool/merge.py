@@ -138,6 +138,8 @@ def merge(
         some input. With one input, this makes a subset (e.g. drop removed tracks).
     command : str
         The command line recorded in the output's history.
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
 
     Returns
     -------

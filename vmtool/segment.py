@@ -299,6 +299,8 @@ def segment(
         ``<id>.txt`` or ``<id>.lab``; hit rates are reported per item and method.
     plot_dir : path, optional
         Directory for one PNG per item and method (curve and boundaries).
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
 
     Raises
     ------

@@ -239,6 +239,8 @@ def import_arrays(
         Frame rate in Hz of the frame-level inputs without a ``rate`` of their own.
     command : str
         The command line, stored in the output.
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
 
     Returns
     -------
@@ -252,8 +254,10 @@ def import_arrays(
     FormatError
         An input file that cannot be read as its type.
     """
-    out = check_output_path(output)
     sources = {m: s for m, s in (("audio", audio), ("video", video)) if s is not None}
+    given = [x for s in sources.values() for x in (s.spec, s.offsets, s.ids) if x] + ([ids] if ids else [])
+    # an input may be given as PATH:KEY; both readings are checked
+    out = check_output_path(output, inputs=[p for x in given for p in {str(x), str(x).rsplit(":", 1)[0]}])
     if not sources:
         raise ParameterError("nothing to import: give audio and/or video features (--audio, --video), "
                              "or YouTube-8M shards")
@@ -331,6 +335,8 @@ def import_yt8m(
         Shard paths or glob patterns (matches sorted).
     audio_name, video_name : str, optional
         Feature names (default ``yt8m_audio``, ``yt8m_rgb``).
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
 
     Raises
     ------
@@ -340,8 +346,8 @@ def import_yt8m(
     ParameterError
         Duplicate ids; no records; NaN/inf values.
     """
-    out = check_output_path(output)
     paths = expand_shards(shards)
+    out = check_output_path(output, inputs=paths)
     names = _names({"audio": audio_name, "video": video_name}, YT8M_NAMES)
     progress = progress or Progress()
     report = ImportReport(output=str(out), join="record", n_shards=len(paths))

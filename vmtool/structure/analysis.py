@@ -805,6 +805,8 @@ def analyze_structure(
         Existing directory for the plots (one per clip, one per grouping).
     command : str
         The command line, recorded in the output.
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
 
     Returns
     -------

@@ -186,6 +186,8 @@ def train(
         Continue the run stored in *output* (same data, model and loss settings).
     ids : list of str, optional
         Use only these items (training and validation); default: every item.
+    wait : float
+        Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
 
     Returns
     -------
