@@ -72,10 +72,10 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
         The output file.
     inputs : iterable of path, optional
         The command's input files. An output that is one of them (the same file, compared
-        by device and inode, so a symlink or hard link to an input counts) is refused,
+        by device and inode, so a symlink or hard link to an input counts) is refused...
     update_kind : str, optional
-        unless both are vmtool files of this kind (``"collection"``): the command updates
-        such a file in place, atomically.
+        ...unless it is a vmtool file of this kind (``"collection"``), which the command
+        updates in place, atomically.
 
     Raises
     ------
