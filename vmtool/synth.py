@@ -891,6 +891,7 @@ def write_media(
     pix_fmt: str | None = None,
     video_options: Mapping[str, str] | None = None,
     audio_options: Mapping[str, str] | None = None,
+    cover: np.ndarray | None = None,
 ) -> Path:
     """Write audio, video or both to *path* with PyAV, atomically.
 
@@ -927,6 +928,11 @@ def write_media(
     video_options, audio_options : mapping of str to str, optional
         Encoder options, e.g. ``{"crf": "23", "preset": "veryfast"}`` for libx264,
         ``{"aac_coder": "fast"}`` for aac.
+    cover : np.ndarray [shape=(height, width, 3), dtype=uint8], optional
+        Cover art for an audio-only file, embedded as music libraries carry it: a PNG
+        attached picture (ID3 APIC in mp3, a PICTURE block in flac, ``covr`` in m4a,
+        a ``METADATA_BLOCK_PICTURE`` comment in ogg). FFmpeg demuxes it as a one-frame
+        video stream flagged ``attached_pic``.
 
     Returns
     -------
@@ -953,6 +959,12 @@ def write_media(
         raise ParameterError("nothing to write: give audio, frames or both")
     if frames is not None and not takes_video:
         raise ParameterError(f"{ext} files cannot hold video")
+    if cover is not None:
+        if takes_video or ext == ".wav" or audio is None:
+            raise ParameterError(f"cover art is written only into audio files with audio (mp3, flac, m4a, ogg), not {ext}")
+        cover_png = _png_bytes(_check_frame(cover, None))
+        if fmt == "ipod":  # FFmpeg's ipod muxer refuses picture codecs; mp4's writes the covr atom
+            fmt = "mp4"
     if audio is not None:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim == 1:
@@ -1010,6 +1022,10 @@ def write_media(
                 astream.layout = layout
                 if audio_options:
                     astream.options = {str(k): str(v) for k, v in audio_options.items()}
+            cstream = None
+            if cover is not None:
+                what = "cover art"
+                cstream = _add_cover(container, astream, fmt, cover_png)
             what = "encoders"
             container.start_encoding()  # opens the encoders: the audio frame size is known now
         except (ValueError, TypeError, av.error.FFmpegError) as exc:
@@ -1048,6 +1064,10 @@ def write_media(
                 container.mux(astream.encode(None))
 
         try:
+            if cstream is not None:  # the picture goes first, as taggers write it
+                pkt = av.Packet(cover_png)
+                pkt.stream, pkt.pts, pkt.dts = cstream, 0, 0
+                container.mux(pkt)
             if vstream is not None:
                 prev_pts = -1
                 for i, arr in enumerate(frame_iter):
@@ -1075,6 +1095,39 @@ def write_media(
         except av.error.FFmpegError as exc:
             raise MediaError(f"encoding failed ({_av_message(exc)})", target) from exc
     return target
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    import av
+
+    h, w = image.shape[:2]
+    enc = av.CodecContext.create("png", "w")
+    enc.width, enc.height, enc.pix_fmt = w, h, "rgb24"
+    enc.time_base = Fraction(1, 1)
+    packets = enc.encode(av.VideoFrame.from_ndarray(image, format="rgb24")) + enc.encode(None)
+    return bytes(packets[0])
+
+
+def _add_cover(container, astream, fmt: str, png: bytes):
+    """Embed *png* as cover art; returns the picture stream to mux, or None for ogg."""
+    import base64
+    import io
+    import struct
+
+    import av
+
+    if fmt == "ogg":  # a FLAC picture block, base64, in the stream's comments
+        with av.open(io.BytesIO(png), format="png_pipe") as src:
+            w, h = src.streams.video[0].width, src.streams.video[0].height
+        mime = b"image/png"
+        block = (struct.pack(">II", 3, len(mime)) + mime + struct.pack(">I", 0)
+                 + struct.pack(">IIIII", w, h, 24, 0, len(png)) + png)
+        astream.metadata["METADATA_BLOCK_PICTURE"] = base64.b64encode(block).decode("ascii")
+        return None
+    with av.open(io.BytesIO(png), format="png_pipe") as src:
+        stream = container.add_stream_from_template(src.streams.video[0])
+    stream.disposition = av.stream.Disposition.attached_pic
+    return stream
 
 
 def _av_message(exc: Exception) -> str:
