@@ -874,6 +874,14 @@ _CONTAINERS: dict[str, tuple[str, str | None, bool]] = {
 _OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
 
 
+# With MB-tree rate control (on by default) the libx264 of PyAV's wheels encoded the same
+# frames into different bytes from run to run, in one process with one thread (4 distinct
+# files in 8 runs); with it off, 8 of 8 were identical. Generated media must depend on the
+# seed only (tests compare corpora written with -j 1 and -j 2), so it is off unless the
+# caller passes its own x264-params.
+_DETERMINISTIC = {"libx264": {"x264-params": "mbtree=0"}}
+
+
 def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
@@ -927,7 +935,9 @@ def write_media(
         profile). ``mpeg4`` accepts odd sizes in ``yuv420p``.
     video_options, audio_options : mapping of str to str, optional
         Encoder options, e.g. ``{"crf": "23", "preset": "veryfast"}`` for libx264,
-        ``{"aac_coder": "fast"}`` for aac.
+        ``{"aac_coder": "fast"}`` for aac. libx264 runs with ``x264-params=mbtree=0``
+        unless given other ``x264-params``: MB-tree made its output vary between
+        identical runs.
     cover : np.ndarray [shape=(height, width, 3), dtype=uint8], optional
         Cover art for an audio-only file, embedded as music libraries carry it: a PNG
         attached picture (ID3 APIC in mp3, a PICTURE block in flac, ``covr`` in m4a,
@@ -1007,8 +1017,10 @@ def write_media(
                 vtb = Fraction(1, 1000) if time_iter is not None else 1 / rate
                 vstream.time_base = vtb
                 vstream.codec_context.time_base = vtb
-                if video_options:
-                    vstream.options = {str(k): str(v) for k, v in video_options.items()}
+                opts = dict(_DETERMINISTIC.get(video_codec, {}))
+                opts.update({str(k): str(v) for k, v in (video_options or {}).items()})
+                if opts:
+                    vstream.options = opts
             if audio is not None:
                 acodec = audio_codec or default_acodec
                 what = f"audio encoder {acodec!r}"
