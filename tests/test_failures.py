@@ -182,3 +182,49 @@ def test_device_fallback_warns_on_stderr(tmp_path, music_wav):
     assert res.exit_code == 0
     assert "Warning: device 'cuda' requested but CUDA is not available; using the CPU" in res.stderr
     assert res.stdout == ""
+
+
+# --- batches: --keep-going when every input fails ----------------------------------------------
+
+
+@pytest.fixture
+def two_bad_inputs(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("hello\n" * 100)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    return fake, empty
+
+
+@pytest.mark.parametrize("command, args, what", [
+    ("extract", FAST, "no input could be extracted"),
+    ("segment", ["-m", "fixed", "--window", "2", "-q"], "no input could be segmented"),
+    ("analyze-structure", ["-q"], "no input clip could be read"),
+])
+def test_keep_going_lists_each_error_when_every_input_fails(two_bad_inputs, tmp_path, command, args, what):
+    fake, empty = two_bad_inputs
+    out = tmp_path / "out.h5"
+    res = run(command, fake, empty, *args, "-k", "-o", out)
+    assert res.exit_code == 1
+    assert [line for line in res.stderr.splitlines() if line.strip()] == [
+        f"Error: {fake}: not a media file PyAV can read (Invalid data found when processing input)",
+        f"Error: {empty}: empty file",
+        f"Error: {out}: {what}; nothing written",
+    ]
+    assert not out.exists()
+
+
+def test_resume_whose_inputs_all_fail_leaves_the_output(tmp_path, music_wav, two_bad_inputs):
+    fake, empty = two_bad_inputs
+    out = tmp_path / "out.h5"
+    assert run("extract", music_wav, *FAST, "-o", out).exit_code == 0
+    before, stamp = out.read_bytes(), out.stat().st_mtime_ns
+    os.utime(out, ns=(stamp - 10**9, stamp - 10**9))  # an earlier time stamp, to see whether it moves
+    res = run("extract", fake, *FAST, "--resume", "-o", out)
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-1] == f"Error: {fake}: not a media file PyAV can read (Invalid data found when processing input)"
+    res = run("extract", fake, empty, *FAST, "--resume", "-k", "-o", out)
+    assert res.exit_code == 1
+    assert [line for line in res.stderr.splitlines() if line.strip()][-1] == (
+        f"Error: {out}: no input could be extracted; out.h5 was left as it was")
+    assert out.read_bytes() == before and out.stat().st_mtime_ns == stamp - 10**9

@@ -26,6 +26,7 @@ __all__ = [
     "MediaError",
     "FormatError",
     "ExtractorUnavailable",
+    "BatchFailed",
     "EXIT_OK",
     "EXIT_ERROR",
     "EXIT_USAGE",
@@ -75,3 +76,20 @@ class FormatError(VmtoolError):
     """A file that is not a vmtool file of the expected kind/version, or is damaged (exit 3)."""
 
     exit_code = EXIT_FORMAT
+
+
+class BatchFailed(VmtoolError):
+    """No input of a batch (``extract``, ``segment``, ``analyze-structure``) succeeded (exit 1).
+
+    Parameters
+    ----------
+    message, path
+        As for :class:`VmtoolError` (*path* is the output that was not written).
+    failures : sequence of (label, message)
+        Each input's own error, so that a user whose every input failed learns why,
+        exactly as when some succeed.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, failures=()):
+        super().__init__(message, path)
+        self.failures = [(str(label), str(msg)) for label, msg in failures]

@@ -122,6 +122,8 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except VmtoolError as exc:
+            for _, msg in getattr(exc, "failures", ()):  # BatchFailed: each input's own error first
+                error(msg)
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
