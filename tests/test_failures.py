@@ -228,3 +228,22 @@ def test_resume_whose_inputs_all_fail_leaves_the_output(tmp_path, music_wav, two
     assert [line for line in res.stderr.splitlines() if line.strip()][-1] == (
         f"Error: {out}: no input could be extracted; out.h5 was left as it was")
     assert out.read_bytes() == before and out.stat().st_mtime_ns == stamp - 10**9
+
+
+# --- figures: the format is checked before any computation ------------------------------------
+
+
+@pytest.mark.parametrize("command", ["align", "evaluate"])
+@pytest.mark.parametrize("name, reason", [
+    ("x.txt", "unknown figure format '.txt'"),
+    ("plot", "no figure format (the name has no extension)"),
+])
+def test_plot_path_without_a_figure_extension_is_refused_first(tmp_path, music_wav, command, name, reason):
+    # the inputs are not even vmtool files: the plot path is refused before they are read
+    args = [music_wav, f"{music_wav}#x"] if command == "align" else [music_wav]
+    plot = tmp_path / name
+    res = run(command, *args, "--plot", plot, "-q")
+    assert res.exit_code == 1
+    line = one_error_line(res)
+    assert line.startswith(f"Error: {plot}: {reason}; use one of: ") and ".png" in line and ".svg" in line
+    assert list(tmp_path.iterdir()) == []

@@ -50,7 +50,7 @@ def evaluate_cmd(
                                            help="Who queries whom.")] = "v2m",
     fmt: FormatOpt = Format.table,
     plot: Annotated[Optional[Path], typer.Option("--plot", dir_okay=False, metavar="FILE.png",
-                                                 help="Histograms of the distances with the ground truth's rank.")
+                                                 help="Histograms of the distances with the ground truth's rank (.png, .pdf, .svg...).")
                     ] = None,
     ranks: Annotated[bool, typer.Option("--ranks", help="JSON: add every query's ground-truth rank.")] = False,
     ids_file: IdsOpt = None,
@@ -60,14 +60,15 @@ def evaluate_cmd(
 ) -> None:
     import time
 
-    from vmtool.atomic import check_output_path
     from vmtool.device import resolve_device
     from vmtool.ranking.evaluate import evaluate, parse_directions, parse_scenarios
 
     scens = parse_scenarios(scenario)
     dirs = parse_directions(direction)
     if plot is not None:
-        check_output_path(plot)
+        from vmtool.ranking.plot import check_plot_path
+
+        check_plot_path(plot)  # before minutes of ranking
     dev = resolve_device(device)
     t0 = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
