@@ -139,6 +139,10 @@ def test_newer_schema_major(tmp_path):
         (["extract", "x.mp4", "-o", "x.h5", "--bogus"], "No such option"),
         (["extract", "x.mp4", "-o", "x.h5", "--workers", "0"], "--workers"),
         (["info", "x.h5", "--format", "xml"], "xml"),
+        (["evaluate", "c.h5", "--scenario", "vanilla,bogus"], "unknown scenario 'bogus'"),
+        (["evaluate", "c.h5", "--direction", "sideways"], "sideways"),
+        (["rank", "q.mp4", "c.h5", "--query-segments", "bogus"], "unknown segmentation method 'bogus'"),
+        (["align", "q.mp4", "t.mp4", "--query-segments", "shots"], "unknown segmentation method 'shots'"),
     ],
 )
 def test_usage_errors_exit_2(args, text):
