@@ -126,9 +126,9 @@ def handle_errors(func):
                 error(msg)
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            error("interrupted; no output was written or changed")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see install_signal_handlers)
+            error(getattr(exc, "message", None) or "interrupted; no output was written or changed")
+            raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
 
     return wrapper
 
