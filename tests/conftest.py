@@ -20,6 +20,9 @@ fixture                   returns
                           5 s of music (pcm_s16le, flac, mp3 at 22,050 Hz; ogg is
                           Opus at 48 kHz)
 ``audio_files_truth``     :class:`vmtool.synth.MusicTruth` of those files
+``cover_art_files``       dict ``{"mp3", "flac", "m4a", "ogg"} -> Path``: 5 s of music
+                          with a PNG cover (an ``attached_pic`` video stream once
+                          demuxed), as songs in music libraries carry it
 ``vfr_video``             Path: 5 s variable-frame-rate mp4 (30, then 10, then 25 fps),
                           160x90, h264 + aac
 ``vfr_video_times``       np.ndarray: the presentation time of each of its frames, s
@@ -119,6 +122,16 @@ def audio_files(_audio_files) -> dict[str, Path]:
 def audio_files_truth(_audio_files) -> synth.MusicTruth:
     """The truth of the music in ``audio_files``."""
     return _audio_files[1]
+
+
+@pytest.fixture(scope="session")
+def cover_art_files(_audio_files, media_dir) -> dict[str, Path]:
+    """The music of ``audio_files`` with cover art: ``{"mp3", "flac", "m4a", "ogg"} -> Path``."""
+    y, _ = synth.synth_music(duration=5.0, sr=22050, tempo=120.0, sections="AB", seed=3)
+    cover = np.zeros((24, 32, 3), np.uint8)
+    cover[:, :16] = (200, 40, 40)
+    return {ext: synth.write_media(media_dir / f"cover5s.{ext}", audio=y, sr=22050, cover=cover)
+            for ext in ("mp3", "flac", "m4a", "ogg")}
 
 
 @pytest.fixture(scope="session")

@@ -110,3 +110,40 @@ def test_embed_errors(feats, tmp_path):
     r = run("embed", feats, "--model", bad, "-o", tmp_path / "c.h5", "-q")
     assert r.exit_code == 3 and "bad.pt: not a vmtool model file" in r.stderr
     assert not (tmp_path / "c.h5").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--margin", "-0.1"], "--margin must be a number >= 0, got -0.1"),
+    (["--loss", "cosface", "--cos-scale", "0"], "--cos-scale must be a positive number, got 0.0"),
+    (["--loss", "cosface", "--cos-scale", "-30"], "--cos-scale must be a positive number, got -30.0"),
+    (["--loss", "infonce", "--temperature", "nan"], "--temperature must be a positive number, got nan"),
+    (["--lambdas", "3,nan,0.2,0.2"], "--lambdas must be four numbers >= 0, got 3.0,nan,0.2,0.2"),
+    (["--audio-layers", "-16", "--video-layers", "16"], "--audio-layers must be positive widths like 2048,1024,512, got '-16'"),
+    (["--audio-layers", "24,-16", "--video-layers", "16"], "--audio-layers must be positive widths like 2048,1024,512, got '24,-16'"),
+])
+def test_unusable_hyper_parameters_are_refused_before_training(feats, tmp_path, args, message):
+    """A zero, negative or NaN hyper-parameter is named up front, not reported later as a
+    NaN loss with the advice to lower --lr."""
+    out = tmp_path / "m.pt"
+    r = run("train", feats, "-o", out, "--epochs", "2", *SMALL, *args)
+    assert r.exit_code == 1, r.output
+    assert r.stderr.strip().splitlines() == [f"Error: {message}"]
+    assert not out.exists()
+
+
+def test_interrupted_training_says_what_the_model_file_holds(feats, tmp_path, monkeypatch):
+    from vmtool.cli import train as train_cli
+
+    def interrupt_at_epoch_3(self, record):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli._Reporter, "epoch_end", interrupt_at_epoch_3)
+    out = tmp_path / "m.pt"
+    r = run("train", feats, "-o", out, "--epochs", "5", "--patience", "0", *SMALL)
+    assert r.exit_code == 130
+    line = r.stderr.strip().splitlines()[-1]
+    training = json.loads(run("info", out, "--format", "json").stdout)["training"]
+    assert training["epochs"] in (1, 2)  # checkpoints follow improvements
+    assert line == (f"Error: interrupted; {out} holds the checkpoint written after epoch {training['epochs']} "
+                    f"(best epoch {training['best_epoch']}); vmtool train --resume continues from it")

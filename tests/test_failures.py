@@ -139,6 +139,10 @@ def test_newer_schema_major(tmp_path):
         (["extract", "x.mp4", "-o", "x.h5", "--bogus"], "No such option"),
         (["extract", "x.mp4", "-o", "x.h5", "--workers", "0"], "--workers"),
         (["info", "x.h5", "--format", "xml"], "xml"),
+        (["evaluate", "c.h5", "--scenario", "vanilla,bogus"], "unknown scenario 'bogus'"),
+        (["evaluate", "c.h5", "--direction", "sideways"], "sideways"),
+        (["rank", "q.mp4", "c.h5", "--query-segments", "bogus"], "unknown segmentation method 'bogus'"),
+        (["align", "q.mp4", "t.mp4", "--query-segments", "shots"], "unknown segmentation method 'shots'"),
     ],
 )
 def test_usage_errors_exit_2(args, text):
@@ -211,3 +215,68 @@ def test_merge_into_an_input_that_is_not_a_collection(tmp_path):
     assert one_error_line(res) == (f"Error: {fake}: is also an input ({fake}); writing it would destroy that input: "
                                    "choose another output file")
     assert_untouched(fake)
+
+
+# --- batches: --keep-going when every input fails ----------------------------------------------
+
+
+@pytest.fixture
+def two_bad_inputs(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("hello\n" * 100)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    return fake, empty
+
+
+@pytest.mark.parametrize("command, args, what", [
+    ("extract", FAST, "no input could be extracted"),
+    ("segment", ["-m", "fixed", "--window", "2", "-q"], "no input could be segmented"),
+    ("analyze-structure", ["-q"], "no input clip could be read"),
+])
+def test_keep_going_lists_each_error_when_every_input_fails(two_bad_inputs, tmp_path, command, args, what):
+    fake, empty = two_bad_inputs
+    out = tmp_path / "out.h5"
+    res = run(command, fake, empty, *args, "-k", "-o", out)
+    assert res.exit_code == 1
+    assert [line for line in res.stderr.splitlines() if line.strip()] == [
+        f"Error: {fake}: not a media file PyAV can read (Invalid data found when processing input)",
+        f"Error: {empty}: empty file",
+        f"Error: {out}: {what}; nothing written",
+    ]
+    assert not out.exists()
+
+
+def test_resume_whose_inputs_all_fail_leaves_the_output(tmp_path, music_wav, two_bad_inputs):
+    fake, empty = two_bad_inputs
+    out = tmp_path / "out.h5"
+    assert run("extract", music_wav, *FAST, "-o", out).exit_code == 0
+    before, stamp = out.read_bytes(), out.stat().st_mtime_ns
+    os.utime(out, ns=(stamp - 10**9, stamp - 10**9))  # an earlier time stamp, to see whether it moves
+    res = run("extract", fake, *FAST, "--resume", "-o", out)
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-1] == f"Error: {fake}: not a media file PyAV can read (Invalid data found when processing input)"
+    res = run("extract", fake, empty, *FAST, "--resume", "-k", "-o", out)
+    assert res.exit_code == 1
+    assert [line for line in res.stderr.splitlines() if line.strip()][-1] == (
+        f"Error: {out}: no input could be extracted; out.h5 was left as it was")
+    assert out.read_bytes() == before and out.stat().st_mtime_ns == stamp - 10**9
+
+
+# --- figures: the format is checked before any computation ------------------------------------
+
+
+@pytest.mark.parametrize("command", ["align", "evaluate"])
+@pytest.mark.parametrize("name, reason", [
+    ("x.txt", "unknown figure format '.txt'"),
+    ("plot", "no figure format (the name has no extension)"),
+])
+def test_plot_path_without_a_figure_extension_is_refused_first(tmp_path, music_wav, command, name, reason):
+    # the inputs are not even vmtool files: the plot path is refused before they are read
+    args = [music_wav, f"{music_wav}#x"] if command == "align" else [music_wav]
+    plot = tmp_path / name
+    res = run(command, *args, "--plot", plot, "-q")
+    assert res.exit_code == 1
+    line = one_error_line(res)
+    assert line.startswith(f"Error: {plot}: {reason}; use one of: ") and ".png" in line and ".svg" in line
+    assert list(tmp_path.iterdir()) == []

@@ -89,3 +89,12 @@ def test_music_only_catalog_ranks_a_video(pipeline):
     run("segment", vid, "-m", "fixed", "--window", "2", "-o", vid, "-q")
     r = run("embed", vid, "--model", d / "model.pt", "-o", d / "videos.h5")
     assert "clip embeddings: video 2" in r.stderr
+
+
+@pytest.mark.parametrize("ext", ["mp3", "flac", "m4a", "ogg"])
+def test_song_with_cover_art_queries_videos(pipeline, cover_art_files, ext):
+    """A song from a music library (cover art embedded) is an audio-only m2v query."""
+    d, clips, cat = pipeline
+    r = run("rank", cover_art_files[ext], cat, "-d", "m2v", "-k", "3", "--format", "json", "-q")
+    rows = json.loads(r.stdout)["results"]
+    assert [x["rank"] for x in rows] == [1, 2, 3]

@@ -16,7 +16,7 @@ from typing import Any
 from vmtool.errors import VmtoolError
 from vmtool.progress import Progress
 
-__all__ = ["run_batch", "Failure"]
+__all__ = ["run_batch", "Failure", "in_input_order"]
 
 
 class Failure:
@@ -28,6 +28,19 @@ class Failure:
 
     def __repr__(self) -> str:  # pragma: no cover
         return f"Failure({self.label!r}, {self.message!r})"
+
+
+def in_input_order(failures: list[tuple[str, str]], inputs: Sequence) -> list[tuple[str, str]]:
+    """*failures* ``(label, message)`` sorted as their labels appear in *inputs*.
+
+    Inputs fail at different stages (missing files while hashing, bad media while
+    decoding, possibly in another process); a user reads the errors against the list
+    given, so they are reported in that list's order.
+    """
+    order: dict[str, int] = {}
+    for i, x in enumerate(inputs):
+        order.setdefault(str(x), i)
+    return sorted(failures, key=lambda f: order.get(f[0], len(order)))
 
 
 def _message(label: str, exc: BaseException) -> str:

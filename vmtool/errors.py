@@ -12,7 +12,9 @@ Exit codes (the command line's contract, see ``docs/cli.md``):
 2     usage error (unknown option, missing argument)
 3     schema/format error: a file that is not a vmtool file of the
       expected kind or version, or whose content breaks the spec
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C, SIGINT)
+143   terminated (SIGTERM): handled like Ctrl-C, worker processes
+      stopped, no half-written output
 ====  ==========================================================
 """
 
@@ -26,11 +28,14 @@ __all__ = [
     "MediaError",
     "FormatError",
     "ExtractorUnavailable",
+    "BatchFailed",
     "EXIT_OK",
     "EXIT_ERROR",
     "EXIT_USAGE",
     "EXIT_FORMAT",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "Interrupted",
 ]
 
 EXIT_OK = 0
@@ -38,6 +43,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_FORMAT = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a process killed by it
 
 
 class VmtoolError(Exception):
@@ -75,3 +81,41 @@ class FormatError(VmtoolError):
     """A file that is not a vmtool file of the expected kind/version, or is damaged (exit 3)."""
 
     exit_code = EXIT_FORMAT
+
+
+class BatchFailed(VmtoolError):
+    """No input of a batch (``extract``, ``segment``, ``analyze-structure``) succeeded (exit 1).
+
+    Parameters
+    ----------
+    message, path
+        As for :class:`VmtoolError` (*path* is the output that was not written).
+    failures : sequence of (label, message)
+        Each input's own error, so that a user whose every input failed learns why,
+        exactly as when some succeed.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, failures=()):
+        super().__init__(message, path)
+        self.failures = [(str(label), str(msg)) for label, msg in failures]
+
+
+class Interrupted(KeyboardInterrupt):
+    """An interruption (Ctrl-C or SIGTERM) that says what is on disk.
+
+    It is a :class:`KeyboardInterrupt`, so every ``except KeyboardInterrupt`` cleanup
+    runs as for Ctrl-C.
+
+    Parameters
+    ----------
+    message : str, optional
+        What the user should know, e.g. that ``train`` left its last checkpoint in
+        place; default: nothing was written or changed.
+    exit_code : int
+        130 for Ctrl-C (SIGINT), 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str | None = None, exit_code: int = EXIT_INTERRUPTED):
+        self.message = message or "interrupted; no output was written or changed"
+        self.exit_code = exit_code
+        super().__init__(self.message)

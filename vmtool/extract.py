@@ -22,8 +22,8 @@ from typing import Any
 
 from vmtool import features as _features
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.batch import Failure, run_batch
-from vmtool.errors import MediaError, ParameterError, VmtoolError
+from vmtool.batch import Failure, in_input_order, run_batch
+from vmtool.errors import BatchFailed, MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
 from vmtool.media import check_media_file
 from vmtool.progress import Progress
@@ -388,6 +388,10 @@ def extract(
     report.skipped.extend(skipped)
     ids = unique_ids([Path(s).stem for s, _ in todo], [h for _, h in todo], existing_ids)
     if seed is not None and not todo:
+        if failures:  # inputs failed: the target is not up to date, leave even its time stamp
+            if not skipped:
+                raise BatchFailed(f"no input could be extracted; {out.name} was left as it was", out, failures)
+            return report
         # nothing new: the file is already what a rewrite would give; only its time stamp
         # moves, as after a rewrite, so Make sees the target as up to date (no copy)
         os.utime(out)
@@ -418,7 +422,11 @@ def extract(
                 else:
                     writer.add(res.item, res.arrays())
                     report.added.append(res.item.id)
-            if not report.added and not existing_ids:
-                raise VmtoolError("no input could be extracted; nothing written", out)
+            report.failures[:] = in_input_order(report.failures, inputs)
+            if not report.added:  # raising here discards the temporary copy
+                if existing_ids:
+                    raise BatchFailed(f"no input could be extracted; {out.name} was left as it was", out,
+                                      report.failures)
+                raise BatchFailed("no input could be extracted; nothing written", out, report.failures)
             report.written = True
     return report

@@ -119,6 +119,30 @@ def _stream_duration(stream, container) -> float:
     return math.nan
 
 
+def _not_video_mask():
+    import av
+
+    D = av.stream.Disposition
+    return D.attached_pic | D.timed_thumbnails | D.still_image
+
+
+def _video_stream(container):
+    """The container's first real video stream, or None.
+
+    Cover art (ID3 APIC in mp3, flac PICTURE blocks, ogg METADATA_BLOCK_PICTURE, m4a
+    ``covr``) arrives as a one-frame mjpeg/png video stream flagged ``attached_pic``;
+    thumbnails and still images carry their own flags. None of them is a video: a
+    song with cover art is audio-only. Data and subtitle streams are never in
+    ``streams.video``. PyAV 18 prints a disposition as a number, so the bits are tested.
+    """
+    mask = _not_video_mask()
+    for s in container.streams.video:
+        if s.disposition is not None and int(s.disposition & mask):
+            continue
+        return s
+    return None
+
+
 def probe(path: str | os.PathLike) -> MediaInfo:
     """Probe a media file's streams, duration and frame rate without decoding it.
 
@@ -132,13 +156,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     p = check_media_file(path)
     with _open(p) as c:
         audio = c.streams.audio[0] if c.streams.audio else None
-        video = None
-        for s in c.streams.video:
-            # skip attached pictures (cover art in mp3/m4a)
-            if s.disposition is not None and "attached_pic" in str(s.disposition).lower():
-                continue
-            video = s
-            break
+        video = _video_stream(c)
         if audio is None and video is None:
             raise MediaError("has neither an audio nor a video stream", p)
         a_dur = _stream_duration(audio, c) if audio is not None else math.nan
@@ -303,7 +321,9 @@ def iter_frames(
     n = 0
     last_t = 0.0
     with _open(p) as c:
-        stream = next(s for s in c.streams.video if "attached_pic" not in str(s.disposition).lower())
+        stream = _video_stream(c)
+        if stream is None:  # pragma: no cover - probe said there was one
+            raise MediaError("has no video stream", p)
         stream.thread_type = "AUTO"
         graphs = [None if s is None else _scale_graph(stream, s) for s in sizes]
         fps = info.fps if math.isfinite(info.fps) and info.fps > 0 else 25.0

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.batch import Failure, run_batch
-from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
+from vmtool.batch import Failure, in_input_order, run_batch
+from vmtool.errors import BatchFailed, FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import Segmentation
 from vmtool.store import (Collection, CollectionWriter, Item, canonical_json, read_kind, resolve_source, sha256_file,
@@ -364,7 +364,8 @@ def segment(
                               float(info.fps), int(info.sample_rate)))
             tasks.append(ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video))
         if not items:
-            raise VmtoolError("no input could be segmented; nothing written", out)
+            raise BatchFailed("no input could be segmented; nothing written", out,
+                              in_input_order(report.failures, paths))
 
     results: list[dict[str, Segmentation | Failure]] = [{} for _ in tasks]
     previous = resume and out.exists()
@@ -406,6 +407,7 @@ def segment(
                     raise VmtoolError(r.message)
                 report.failures.append((r.label, r.message))
         results[todo[j]].update(res)
+    report.failures[:] = in_input_order(report.failures, [t.label for t in tasks] if seed is not None else paths)
 
     _report_rows(report, items, results, config, reference)
     if plot_dir is not None:

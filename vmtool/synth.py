@@ -874,6 +874,14 @@ _CONTAINERS: dict[str, tuple[str, str | None, bool]] = {
 _OPUS_RATES = (48000, 24000, 16000, 12000, 8000)
 
 
+# With MB-tree rate control (on by default) the libx264 of PyAV's wheels encoded the same
+# frames into different bytes from run to run, in one process with one thread (4 distinct
+# files in 8 runs); with it off, 8 of 8 were identical. Generated media must depend on the
+# seed only (tests compare corpora written with -j 1 and -j 2), so it is off unless the
+# caller passes its own x264-params.
+_DETERMINISTIC = {"libx264": {"x264-params": "mbtree=0"}}
+
+
 def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
@@ -891,6 +899,7 @@ def write_media(
     pix_fmt: str | None = None,
     video_options: Mapping[str, str] | None = None,
     audio_options: Mapping[str, str] | None = None,
+    cover: np.ndarray | None = None,
 ) -> Path:
     """Write audio, video or both to *path* with PyAV, atomically.
 
@@ -926,7 +935,14 @@ def write_media(
         profile). ``mpeg4`` accepts odd sizes in ``yuv420p``.
     video_options, audio_options : mapping of str to str, optional
         Encoder options, e.g. ``{"crf": "23", "preset": "veryfast"}`` for libx264,
-        ``{"aac_coder": "fast"}`` for aac.
+        ``{"aac_coder": "fast"}`` for aac. libx264 runs with ``x264-params=mbtree=0``
+        unless given other ``x264-params``: MB-tree made its output vary between
+        identical runs.
+    cover : np.ndarray [shape=(height, width, 3), dtype=uint8], optional
+        Cover art for an audio-only file, embedded as music libraries carry it: a PNG
+        attached picture (ID3 APIC in mp3, a PICTURE block in flac, ``covr`` in m4a,
+        a ``METADATA_BLOCK_PICTURE`` comment in ogg). FFmpeg demuxes it as a one-frame
+        video stream flagged ``attached_pic``.
 
     Returns
     -------
@@ -953,6 +969,12 @@ def write_media(
         raise ParameterError("nothing to write: give audio, frames or both")
     if frames is not None and not takes_video:
         raise ParameterError(f"{ext} files cannot hold video")
+    if cover is not None:
+        if takes_video or ext == ".wav" or audio is None:
+            raise ParameterError(f"cover art is written only into audio files with audio (mp3, flac, m4a, ogg), not {ext}")
+        cover_png = _png_bytes(_check_frame(cover, None))
+        if fmt == "ipod":  # FFmpeg's ipod muxer refuses picture codecs; mp4's writes the covr atom
+            fmt = "mp4"
     if audio is not None:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim == 1:
@@ -995,8 +1017,10 @@ def write_media(
                 vtb = Fraction(1, 1000) if time_iter is not None else 1 / rate
                 vstream.time_base = vtb
                 vstream.codec_context.time_base = vtb
-                if video_options:
-                    vstream.options = {str(k): str(v) for k, v in video_options.items()}
+                opts = dict(_DETERMINISTIC.get(video_codec, {}))
+                opts.update({str(k): str(v) for k, v in (video_options or {}).items()})
+                if opts:
+                    vstream.options = opts
             if audio is not None:
                 acodec = audio_codec or default_acodec
                 what = f"audio encoder {acodec!r}"
@@ -1010,6 +1034,10 @@ def write_media(
                 astream.layout = layout
                 if audio_options:
                     astream.options = {str(k): str(v) for k, v in audio_options.items()}
+            cstream = None
+            if cover is not None:
+                what = "cover art"
+                cstream = _add_cover(container, astream, fmt, cover_png)
             what = "encoders"
             container.start_encoding()  # opens the encoders: the audio frame size is known now
         except (ValueError, TypeError, av.error.FFmpegError) as exc:
@@ -1048,6 +1076,10 @@ def write_media(
                 container.mux(astream.encode(None))
 
         try:
+            if cstream is not None:  # the picture goes first, as taggers write it
+                pkt = av.Packet(cover_png)
+                pkt.stream, pkt.pts, pkt.dts = cstream, 0, 0
+                container.mux(pkt)
             if vstream is not None:
                 prev_pts = -1
                 for i, arr in enumerate(frame_iter):
@@ -1075,6 +1107,39 @@ def write_media(
         except av.error.FFmpegError as exc:
             raise MediaError(f"encoding failed ({_av_message(exc)})", target) from exc
     return target
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    import av
+
+    h, w = image.shape[:2]
+    enc = av.CodecContext.create("png", "w")
+    enc.width, enc.height, enc.pix_fmt = w, h, "rgb24"
+    enc.time_base = Fraction(1, 1)
+    packets = enc.encode(av.VideoFrame.from_ndarray(image, format="rgb24")) + enc.encode(None)
+    return bytes(packets[0])
+
+
+def _add_cover(container, astream, fmt: str, png: bytes):
+    """Embed *png* as cover art; returns the picture stream to mux, or None for ogg."""
+    import base64
+    import io
+    import struct
+
+    import av
+
+    if fmt == "ogg":  # a FLAC picture block, base64, in the stream's comments
+        with av.open(io.BytesIO(png), format="png_pipe") as src:
+            w, h = src.streams.video[0].width, src.streams.video[0].height
+        mime = b"image/png"
+        block = (struct.pack(">II", 3, len(mime)) + mime + struct.pack(">I", 0)
+                 + struct.pack(">IIIII", w, h, 24, 0, len(png)) + png)
+        astream.metadata["METADATA_BLOCK_PICTURE"] = base64.b64encode(block).decode("ascii")
+        return None
+    with av.open(io.BytesIO(png), format="png_pipe") as src:
+        stream = container.add_stream_from_template(src.streams.video[0])
+    stream.disposition = av.stream.Disposition.attached_pic
+    return stream
 
 
 def _av_message(exc: Exception) -> str:

@@ -125,11 +125,13 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except VmtoolError as exc:
+            for _, msg in getattr(exc, "failures", ()):  # BatchFailed: each input's own error first
+                error(msg)
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            error("interrupted; no output was written or changed")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see install_signal_handlers)
+            error(getattr(exc, "message", None) or "interrupted; no output was written or changed")
+            raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
         except Exception as exc:
             from vmtool.store import damaged_file_error
 

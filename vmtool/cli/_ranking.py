@@ -35,7 +35,37 @@ def methods_callback(value: str) -> str:
     return value
 
 
+def scenarios_callback(value: Optional[list[str]]) -> Optional[list[str]]:
+    from vmtool.ranking.evaluate import parse_scenarios
+
+    if value is not None:
+        try:
+            parse_scenarios(value)
+        except ParameterError as exc:
+            raise typer.BadParameter(exc.reason) from None
+    return value
+
+
+def directions_callback(value: str) -> str:
+    from vmtool.ranking.evaluate import parse_directions
+
+    try:
+        parse_directions(value)
+    except ParameterError as exc:
+        raise typer.BadParameter(exc.reason) from None
+    return value
+
+
+def query_segments_callback(value: Optional[str]) -> Optional[str]:
+    """``--query-segments`` names one of segment's methods: anything else is a usage error."""
+    from vmtool.segment import METHODS
+
+    if value is not None and value not in METHODS:
+        raise typer.BadParameter(f"unknown segmentation method {value!r}; methods: {', '.join(METHODS)}")
+    return value
+
+
 QuerySegmentsOpt = Annotated[Optional[str], typer.Option(
-    "--query-segments", metavar="METHOD",
+    "--query-segments", metavar="METHOD", callback=query_segments_callback,
     help="Segment a media query with this method instead of the catalog's (e.g. transnet for a video without "
          "sound).")]

@@ -54,7 +54,7 @@ def align_cmd(
         "--catalog", metavar="CATALOG.h5", help="Recipe for media files when neither side is a FILE.h5#ITEM-ID.",
         show_default=False)] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", dir_okay=False, metavar="FILE.png",
-                                                 help="Draw the distance matrix with the path.")] = None,
+                                                 help="Draw the distance matrix with the path (the extension picks the format: .png, .pdf, .svg...).")] = None,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
@@ -67,6 +67,10 @@ def align_cmd(
     from vmtool.ranking import align, parse_method, sides
     from vmtool.ranking.methods import ALIGNMENT_METHODS
 
+    if plot is not None:
+        from vmtool.ranking.plot import check_plot_path
+
+        check_plot_path(plot)  # before embedding the query and the target
     m = parse_method(method)
     if not m.aligns:
         raise ParameterError(f"method {m.name!r} does not align sequences; use one of {', '.join(ALIGNMENT_METHODS)}")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.cli._common import DeviceOpt, Format, FormatOpt, IdsOpt, QuietOpt, RichProgress, VersionOpt, echo_json, handle_errors, info, read_ids
-from vmtool.cli._ranking import methods_callback
+from vmtool.cli._ranking import directions_callback, methods_callback, scenarios_callback
 
 HELP = """Evaluate retrieval on a catalog with the papers' protocol: R@1/10/25 and mean rank.
 
@@ -43,14 +43,14 @@ def evaluate_cmd(
     methods: Annotated[str, typer.Option("--method", "--methods", "-m", metavar="LIST", callback=methods_callback,
                                          help="Comma-separated methods (METHOD[:INDEL]) or 'all'.")] = "all",
     scenario: Annotated[Optional[list[str]], typer.Option(
-        "--scenario", "-s", metavar="NAME",
+        "--scenario", "-s", metavar="NAME", callback=scenarios_callback,
         help="vanilla, crop-query, stretch-targets, crop-stretch or all (repeatable; default: vanilla).",
         show_default=False)] = None,
-    direction: Annotated[str, typer.Option("--direction", "-d", metavar="v2m|m2v|both",
+    direction: Annotated[str, typer.Option("--direction", "-d", metavar="v2m|m2v|both", callback=directions_callback,
                                            help="Who queries whom.")] = "v2m",
     fmt: FormatOpt = Format.table,
     plot: Annotated[Optional[Path], typer.Option("--plot", dir_okay=False, metavar="FILE.png",
-                                                 help="Histograms of the distances with the ground truth's rank.")
+                                                 help="Histograms of the distances with the ground truth's rank (.png, .pdf, .svg...).")
                     ] = None,
     ranks: Annotated[bool, typer.Option("--ranks", help="JSON: add every query's ground-truth rank.")] = False,
     ids_file: IdsOpt = None,
@@ -60,14 +60,15 @@ def evaluate_cmd(
 ) -> None:
     import time
 
-    from vmtool.atomic import check_output_path
     from vmtool.device import resolve_device
     from vmtool.ranking.evaluate import evaluate, parse_directions, parse_scenarios
 
     scens = parse_scenarios(scenario)
     dirs = parse_directions(direction)
     if plot is not None:
-        check_output_path(plot)
+        from vmtool.ranking.plot import check_plot_path
+
+        check_plot_path(plot)  # before minutes of ranking
     dev = resolve_device(device)
     t0 = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:

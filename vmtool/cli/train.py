@@ -57,8 +57,12 @@ def register(app: typer.Typer) -> None:
 def _ints(text: str, what: str) -> list[int]:
     from vmtool.errors import ParameterError
 
+    import re
+
+    parts = [x.strip() for x in re.split(r"[,-]", text)]  # 2048,1024,512 or 2048-1024-512
     try:
-        vals = [int(x) for x in text.replace("-", ",").split(",") if x.strip()]
+        # an empty part is a stray separator: "-512" must not become 512
+        vals = [int(x) for x in parts] if all(parts) else []
     except ValueError:
         raise ParameterError(f"{what} must be widths like 2048,1024,512, got {text!r}") from None
     if not vals or any(v < 1 for v in vals):
@@ -190,7 +194,7 @@ def train_cmd(
         lam = tuple(float(x) for x in lambdas.split(","))
     except ValueError:
         raise ParameterError(f"--lambdas must be four numbers like 3,1,0.2,0.2, got {lambdas!r}") from None
-    if len(lam) != 4 or any(x < 0 for x in lam):
+    if len(lam) != 4:
         raise ParameterError(f"--lambdas must be four numbers >= 0, got {lambdas!r}")
     data = DataConfig(audio_features=_names(audio_features), video_features=_names(video_features),
                       level=level.value, segments=segments, aggregation=aggregation.value, frames=frames)

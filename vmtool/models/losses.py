@@ -79,6 +79,33 @@ class LossConfig:
         d["lambdas"] = list(self.lambdas)
         return d
 
+    def validate(self) -> None:
+        """Refuse values the losses cannot use, naming the command-line option.
+
+        A negative margin rewards pairs for being on the wrong side of it; a zero or
+        negative temperature or scale divides by zero or inverts the softmax; NaN
+        makes every loss NaN. Each used to surface only later, as a NaN loss.
+        """
+        import math
+
+        from vmtool.errors import ParameterError
+
+        def check(option: str, value: float, *, positive: bool) -> None:
+            ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+            if not ok:
+                need = "a positive number" if positive else "a number >= 0"
+                raise ParameterError(f"{option} must be {need}, got {value!r}")
+
+        check("--margin", float(self.margin), positive=False)
+        check("--temperature", float(self.temperature), positive=True)
+        check("--cos-scale", float(self.scale), positive=True)
+        check("--cos-margin", float(self.cos_margin), positive=False)
+        check("--cos-music-weight", float(self.music_weight), positive=False)
+        check("--sim-margin", float(self.sim_margin), positive=False)
+        check("--sim-weight", float(self.sim_weight), positive=False)
+        if len(self.lambdas) != 4 or not all(math.isfinite(x) and x >= 0 for x in self.lambdas):
+            raise ParameterError(f"--lambdas must be four numbers >= 0, got {','.join(map(str, self.lambdas))}")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LossConfig:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}

@@ -10,10 +10,36 @@ from pathlib import Path
 
 import numpy as np
 
-from vmtool.atomic import atomic_output
+from vmtool.atomic import atomic_output, check_output_path
+from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment
 
-__all__ = ["plot_alignment", "plot_evaluation"]
+__all__ = ["plot_alignment", "plot_evaluation", "check_plot_path"]
+
+
+def check_plot_path(path: str | os.PathLike) -> tuple[Path, str]:
+    """Check a figure's output path before any computation; return it and its format.
+
+    The format comes from the extension (``.png``, ``.pdf``, ``.svg``... whatever
+    matplotlib writes), so a results-losing failure after minutes of ranking becomes
+    a refusal up front.
+
+    Raises
+    ------
+    ParameterError
+        No extension, or one matplotlib cannot write (exit 1).
+    VmtoolError
+        The path's directory is missing or not writable, or the path is a directory.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    out = check_output_path(path)
+    known = sorted(FigureCanvasBase.get_supported_filetypes())
+    ext = out.suffix.lower().lstrip(".")
+    if ext not in known:
+        what = f"unknown figure format {out.suffix!r}" if ext else "no figure format (the name has no extension)"
+        raise ParameterError(f"{what}; use one of: {', '.join('.' + k for k in known)}", out)
+    return out, ext
 
 
 def _pyplot():
@@ -41,9 +67,9 @@ def plot_alignment(al: Alignment, path: str | os.PathLike, *, title: str | None 
         ax.set_ylabel(f"{query_label} segment")
         ax.set_title(title or f"{al.method.label}: distance {al.distance:.4g}", fontsize=10)
         fig.tight_layout()
-        out = Path(path)
+        out, fmt = check_plot_path(path)
         with atomic_output(out) as tmp:
-            fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or None)  # the temporary name ends in .part
+            fig.savefig(tmp, format=fmt)  # the temporary name's extension says nothing
     finally:
         plt.close(fig)
     return out
@@ -83,9 +109,9 @@ def plot_evaluation(ev, path: str | os.PathLike) -> Path:
                     ax.legend(fontsize=7)
         fig.suptitle(f"{ev.n_items} items: distances of matching and non-matching pairs", fontsize=10)
         fig.tight_layout(rect=(0, 0, 1, 0.97))
-        out = Path(path)
+        out, fmt = check_plot_path(path)
         with atomic_output(out) as tmp:
-            fig.savefig(tmp, format=out.suffix.lstrip(".").lower() or None)  # the temporary name ends in .part
+            fig.savefig(tmp, format=fmt)  # the temporary name's extension says nothing
     finally:
         plt.close(fig)
     return out

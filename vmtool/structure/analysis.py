@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.batch import Failure, run_batch
-from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
+from vmtool.batch import Failure, in_input_order, run_batch
+from vmtool.errors import BatchFailed, FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.store import Collection, CollectionWriter, Item, read_kind, sha256_file, unique_ids, update_h5
 from vmtool.structure import scores
@@ -843,8 +843,9 @@ def analyze_structure(
         if kind != "collection":
             raise FormatError(f"is a vmtool {kind!r} file, expected a 'collection' file (attribute 'vmtool_kind')", p)
     tasks, seed, stored_attrs = _gather(paths, config, meta, keep_going, report)
+    report.failures[:] = in_input_order(report.failures, paths)
     if not tasks:
-        raise VmtoolError("no input clip could be read; nothing written", out)
+        raise BatchFailed("no input clip could be read; nothing written", out, report.failures)
     if meta is not None:
         _metadata_warnings(meta, report)
 
@@ -862,12 +863,13 @@ def analyze_structure(
             report.failures.append((res.label, res.message))
             res = _failed(tasks[i], res.message)
         results.append(res)
+    report.failures[:] = in_input_order(report.failures, paths)
     report.clips = results
     for r in results:
         for note in r.notes:
             report.warnings.append(f"{r.item.source}: {note}")
     if all(r.failed for r in results):
-        raise VmtoolError("no clip could be analysed; nothing written", out)
+        raise BatchFailed("no clip could be analysed; nothing written", out, report.failures)
     report.groups["all"], _ = aggregate(results)
     for by in GROUPINGS:
         report.groups[by], report.omitted[by] = aggregate(results, by, min_count=config.min_count)

@@ -22,7 +22,7 @@ import numpy as np
 
 from vmtool import __version__
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.errors import ParameterError
+from vmtool.errors import EXIT_INTERRUPTED, Interrupted, ParameterError
 from vmtool.store import canonical_json, open_collection
 from vmtool.training.data import MODALITIES, DataConfig, InputBuilder, normalisation, prepare, split_items
 
@@ -68,6 +68,8 @@ class TrainConfig:
             raise ParameterError(f"--batch-size must be at least 2, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ParameterError(f"--lr must be a positive number, got {self.lr!r}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ParameterError(f"--weight-decay must be a number >= 0, got {self.weight_decay!r}")
         if self.epochs < 1:
             raise ParameterError(f"--epochs must be at least 1, got {self.epochs}")
         if self.max_time is not None and not self.max_time > 0:
@@ -204,6 +206,7 @@ def train(
     lcfg = loss or LossConfig()
     if lcfg.name not in LOSSES:
         raise ParameterError(f"unknown loss {lcfg.name!r}; use {', '.join(LOSSES)}")
+    lcfg.validate()
     rep = reporter or _Silent()
     output = check_output_path(output, inputs=[features])
     t_start = time.perf_counter()
@@ -219,6 +222,7 @@ def train(
 
     coll = open_collection(features)
     tmpdir = Path(tempfile.mkdtemp(prefix="vmtool-train-")) if work_dir is None else Path(work_dir)
+    saved: dict[str, int] = {}  # the last checkpoint this run wrote over *output*
     try:
         builder = InputBuilder(coll, data)
         n_items = len(coll)
@@ -364,6 +368,7 @@ def train(
                                       "since_best": since_best}
             with atomic_output(output) as tmp:
                 save_model(data_out, tmp)
+            saved.update(epoch=epoch, best_epoch=best_epoch)
 
         n_train = len(train_rows)
         bs = min(cfg.batch_size, n_train)
@@ -397,7 +402,9 @@ def train(
                 opt.step()
                 lv = float(total.detach())
                 if not math.isfinite(lv):
-                    raise ParameterError(f"the loss became {lv} at epoch {epoch}; lower --lr")
+                    # the hyper-parameters were checked up front, so the step size is the suspect
+                    raise ParameterError(f"the loss became {lv} at epoch {epoch}, batch {bi + 1}: training "
+                                         f"diverged with --lr {cfg.lr:g}; try a smaller --lr")
                 losses.append(lv)
                 for k, val in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0.0) + val
@@ -443,6 +450,13 @@ def train(
         return TrainResult(output, epoch, best_epoch, best, elapsed_before + time.perf_counter() - t_start, stopped,
                            int(len(train_rows)), int(len(np.unique(prep.item[val_rows]))) if len(val_rows) else 0,
                            history)
+    except KeyboardInterrupt as exc:
+        if not saved:  # *output* is as it was
+            raise
+        # the model file was replaced: say what it holds now, not "nothing was written"
+        raise Interrupted(f"interrupted; {output} holds the checkpoint written after epoch {saved['epoch']} "
+                          f"(best epoch {saved['best_epoch']}); vmtool train --resume continues from it",
+                          getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
     finally:
         coll.close()
         if work_dir is None:
