@@ -140,7 +140,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from rank' -l version -d 'Show the
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -s h -l help -d 'Show this message and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -F
 
-complete -c vmtool -n '__fish_seen_subcommand_from align' -s m -l method -x -d 'Alignment method: nw-dtw, sw-dtw, btrace or trace.'
+complete -c vmtool -n '__fish_seen_subcommand_from align' -s m -l method -x -d 'Alignment method: nw-dtw, sw-dtw, btrace, trace, btrace-mean or trace-mean.'
 complete -c vmtool -n '__fish_seen_subcommand_from align' -s d -l direction -x -a 'v2m m2v' -d 'v2m: QUERY is a video and TARGET a track; m2v: the reverse.'
 complete -c vmtool -n '__fish_seen_subcommand_from align' -l catalog -r -F -d 'Recipe for media files when neither side is a FILE.h5#ITEM-ID.'
 complete -c vmtool -n '__fish_seen_subcommand_from align' -l plot -r -F -d 'Draw the distance matrix with the path.'

@@ -200,8 +200,8 @@ _vmtool() {
                     ':CATALOG.h5:_files' && ret=0 ;;
                 align)
                     _arguments -s -S \
-                    '(-m --method)-m[Alignment method\: nw-dtw, sw-dtw, btrace or trace.]:METHOD[\:INDEL]: ' \
-                    '(-m --method)--method[Alignment method\: nw-dtw, sw-dtw, btrace or trace.]:METHOD[\:INDEL]: ' \
+                    '(-m --method)-m[Alignment method\: nw-dtw, sw-dtw, btrace, trace, btrace-mean or trace-mean.]:METHOD[\:INDEL]: ' \
+                    '(-m --method)--method[Alignment method\: nw-dtw, sw-dtw, btrace, trace, btrace-mean or trace-mean.]:METHOD[\:INDEL]: ' \
                     '(-d --direction)-d[v2m\: QUERY is a video and TARGET a track; m2v\: the reverse.]:DIRECTION:(v2m m2v)' \
                     '(-d --direction)--direction[v2m\: QUERY is a video and TARGET a track; m2v\: the reverse.]:DIRECTION:(v2m m2v)' \
                     '(--catalog)--catalog[Recipe for media files when neither side is a FILE.h5#ITEM-ID.]:CATALOG.h5:_files' \

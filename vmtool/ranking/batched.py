@@ -7,7 +7,8 @@ one distance per pair (:mod:`vmtool.ranking._kernels`). Chunks are cut at item
 boundaries so that a block stays under ``block_mb`` megabytes; float16 storage is
 converted to the compute type one chunk at a time (by table look-up, exact).
 
-``trace`` and ``btrace`` need only a few diagonals of each pair's matrix. With many
+The diagonal methods (``trace``, ``btrace`` and their ``-mean`` variants) need only a
+few diagonals of each pair's matrix. With many
 queries they skip the full block: items are grouped by length, and each diagonal
 offset of each pair of length groups is one matrix product of flattened windows.
 
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.errors import ParameterError
-from vmtool.ranking.methods import Method, parse_methods
+from vmtool.ranking.methods import DEFAULT_METHOD, DIAGONAL_METHODS, Method, parse_methods
 from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["distances", "distance_matrices", "DEFAULT_BLOCK_MB", "DIAG_MIN_QUERIES"]
@@ -36,13 +37,13 @@ __all__ = ["distances", "distance_matrices", "DEFAULT_BLOCK_MB", "DIAG_MIN_QUERI
 #: default memory budget of one similarity block (and of one converted target chunk)
 DEFAULT_BLOCK_MB = 64
 
-#: from this many queries on, trace and btrace use grouped diagonal products
+#: from this many queries on, the diagonal methods use grouped diagonal products
 DIAG_MIN_QUERIES = 32
 
 def distances(
     queries: SegmentSet,
     targets: SegmentSet,
-    method: str | Method = "btrace",
+    method: str | Method = DEFAULT_METHOD,
     *,
     device: str = "cpu",
     block_mb: float = DEFAULT_BLOCK_MB,
@@ -125,10 +126,13 @@ def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm:
             if queries.clip is None or targets.clip is None:
                 raise ParameterError("method 'clip' needs clip embeddings, and one side has none")
             out[m.label] = _euclidean(queries.clip, targets.clip, mm, budget)
-        elif m.name == "centroid":
+        elif m.name == "centroid":  # Seg-VM-Net: squared distance between the raw means
+            out[m.label] = _euclidean(queries.means, targets.means, mm, budget, squared=True)
+        elif m.name == "centroid-unit":
             out[m.label] = _euclidean(queries.centroids, targets.centroids, mm, budget)
-        elif m.name in ("trace", "btrace") and nq >= DIAG_MIN_QUERIES:
-            out[m.label] = _diagonals(queries, targets, m.name == "btrace", mm, budget)
+        elif m.name in DIAGONAL_METHODS and nq >= DIAG_MIN_QUERIES:
+            best, squared = DIAGONAL_METHODS[m.name]
+            out[m.label] = _diagonals(queries, targets, best, squared, mm, budget)
         else:
             block.append(m)
             continue
@@ -213,8 +217,8 @@ class _MatMul:
         return (ta @ tb.T).cpu().numpy()
 
 
-def _euclidean(x: np.ndarray, y: np.ndarray, mm: _MatMul, budget: float) -> np.ndarray:
-    """``||x_a - y_b||`` for all rows, by ``|x|^2 + |y|^2 - 2 x.y`` (NaN rows give NaN)."""
+def _euclidean(x: np.ndarray, y: np.ndarray, mm: _MatMul, budget: float, squared: bool = False) -> np.ndarray:
+    """``||x_a - y_b||`` (or its square) for all rows, by ``|x|^2 + |y|^2 - 2 x.y`` (NaN rows give NaN)."""
     x = mm.cast(x)
     y = mm.cast(y)
     x2 = np.einsum("ij,ij->i", x, x, dtype=np.float64)
@@ -224,7 +228,8 @@ def _euclidean(x: np.ndarray, y: np.ndarray, mm: _MatMul, budget: float) -> np.n
     for a0 in range(0, len(x), step):
         a1 = min(len(x), a0 + step)
         d2 = x2[a0:a1, None] + y2[None, :] - 2.0 * mm(np.nan_to_num(x[a0:a1]), np.nan_to_num(y))
-        out[a0:a1] = np.sqrt(np.maximum(d2, 0.0))
+        d2 = np.maximum(d2, 0.0)
+        out[a0:a1] = d2 if squared else np.sqrt(d2)
     return out
 
 
@@ -254,7 +259,7 @@ def _parts(offsets: np.ndarray, b0: int, b1: int, n: int) -> list[tuple[int, int
 
 def _block_methods(queries: SegmentSet, targets: SegmentSet, methods: Sequence[Method], mm: _MatMul,
                    budget: float) -> tuple[dict[str, np.ndarray], float, dict[str, float]]:
-    from vmtool.ranking._kernels import CODES, block_distances
+    from vmtool.ranking._kernels import CODES, NORM_CODES, block_distances
 
     nq, nt = len(queries), len(targets)
     item = mm.dtype.itemsize
@@ -266,7 +271,7 @@ def _block_methods(queries: SegmentSet, targets: SegmentSet, methods: Sequence[M
     res = {m.label: np.full((nq, nt), np.nan) for m in methods}
     own = {m.label: 0.0 for m in methods}
     sim = 0.0
-    need_norms = any(m.name in ("single", "complete") for m in methods)
+    need_norms = any(CODES[m.name] in NORM_CODES for m in methods)
     empty = np.zeros(0)
     n_parts = 1 if mm.device != "cpu" else 2 * _threads()
     t_chunks = _item_chunks(targets.offsets, t_rows)
@@ -349,8 +354,28 @@ def _window_cost(lens: np.ndarray, other: np.ndarray, best: bool, longer: bool) 
     return cost
 
 
-def _diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, mm: _MatMul, budget: float) -> np.ndarray:
+def _row_norms2(s: SegmentSet, mm: _MatMul) -> np.ndarray:
+    """Squared norm of every segment row, ``(R,)`` float64 (converted chunk by chunk)."""
+    out = np.empty(len(s.data))
+    step = 1 << 16
+    for r0 in range(0, len(s.data), step):
+        x = mm.cast(s.data[r0:r0 + step])
+        out[r0:r0 + len(x)] = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    return out
+
+
+def _diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, squared: bool, mm: _MatMul,
+               budget: float) -> np.ndarray:
+    """Trace-like distances by grouped diagonal products.
+
+    ``squared``: Seg-VM-Net's sum of squared distances along a diagonal (the smallest
+    over the offsets for btrace); otherwise minus the mean similarity (the largest).
+    A diagonal's squared distances add up to the norms of its rows minus twice its
+    similarities, so the same products serve both.
+    """
     nq, nt = len(queries), len(targets)
+    qn2 = _row_norms2(queries, mm) if squared else None
+    tn2 = _row_norms2(targets, mm) if squared else None
     out = np.full((nq, nt), np.nan)
     qlens, tlens = queries.lengths, targets.lengths
     n = 1 if mm.device != "cpu" else _threads()
@@ -378,13 +403,27 @@ def _diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, mm: _MatMul
         L, qa, tb, over_targets = task
         if over_targets:
             rows, first = _windows(targets, tb, L, best)
-            g = mm(_flat(queries, queries.offsets[qa][:, None] + np.arange(L), mm), _flat(targets, rows, mm))
-            red = np.maximum.reduceat(g, first, axis=1)
+            qrows = queries.offsets[qa][:, None] + np.arange(L)
+            g = mm(_flat(queries, qrows, mm), _flat(targets, rows, mm))
+            if squared:
+                d2 = qn2[qrows].sum(1)[:, None] + tn2[rows].sum(1)[None, :] - 2.0 * g
+                red = np.minimum.reduceat(d2, first, axis=1)
+            else:
+                red = np.maximum.reduceat(g, first, axis=1)
         else:
             rows, first = _windows(queries, qa, L, best)
-            g = mm(_flat(queries, rows, mm), _flat(targets, targets.offsets[tb][:, None] + np.arange(L), mm))
-            red = np.maximum.reduceat(g, first, axis=0)
-        out[np.ix_(qa, tb)] = -(red.astype(np.float64) / L)  # disjoint pairs: no two tasks write the same cell
+            trows = targets.offsets[tb][:, None] + np.arange(L)
+            g = mm(_flat(queries, rows, mm), _flat(targets, trows, mm))
+            if squared:
+                d2 = qn2[rows].sum(1)[:, None] + tn2[trows].sum(1)[None, :] - 2.0 * g
+                red = np.minimum.reduceat(d2, first, axis=0)
+            else:
+                red = np.maximum.reduceat(g, first, axis=0)
+        # disjoint pairs: no two tasks write the same cell
+        if squared:
+            out[np.ix_(qa, tb)] = np.maximum(red.astype(np.float64), 0.0)
+        else:
+            out[np.ix_(qa, tb)] = -(red.astype(np.float64) / L)
 
     # one wave of tasks per chunk keeps the memory of the stacked windows bounded
     for i in range(0, len(tasks), n):

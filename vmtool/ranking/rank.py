@@ -11,7 +11,7 @@ import numpy as np
 from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment, align
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
-from vmtool.ranking.methods import Method, parse_method
+from vmtool.ranking.methods import DEFAULT_METHOD, Method, parse_method
 from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["Ranked", "Ranking", "rank", "top_k", "prefilter_candidates"]
@@ -100,7 +100,7 @@ def prefilter_candidates(query: SegmentSet, catalog: SegmentSet, n: int, candida
 def rank(
     query: SegmentSet,
     catalog: SegmentSet,
-    method: str | Method = "btrace",
+    method: str | Method = DEFAULT_METHOD,
     *,
     k: int = 10,
     prefilter: int | None = None,
@@ -117,7 +117,7 @@ def rank(
     catalog : SegmentSet
         The targets (same width).
     method : str or Method
-        Default ``btrace``.
+        Default :data:`~vmtool.ranking.methods.DEFAULT_METHOD` (``btrace-mean``).
     k : int
         How many results.
     prefilter : int, optional
@@ -159,7 +159,7 @@ def rank(
     if prefilter is not None:
         if prefilter < 1:
             raise ParameterError(f"--prefilter must be >= 1, got {prefilter}")
-        if m.name not in ("centroid", "clip") and prefilter < len(candidates):
+        if m.name not in ("centroid", "centroid-unit", "clip") and prefilter < len(candidates):
             pre = int(prefilter)
             candidates = prefilter_candidates(query, catalog, pre, candidates)
     if pre is not None:
