@@ -121,10 +121,12 @@ _vmtool() {
                     _arguments -s -S \
                     '(-o --output)-o[Output file (written atomically).]:OUTPUT:_files' \
                     '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
+                    '(--preset)--preset[A paper'\''s settings\: vmnet, pretet2021, pretet2021-bce, segvmnet, vmcml (explicit options win).]:NAME: ' \
                     '(--level)--level[Train on whole clips or on segments.]:LEVEL:(clip segment)' \
                     '(--segments)--segments[Segmentation stored in FEATS.h5 (segment level).]:METHOD: ' \
                     '(--aggregation)--aggregation[How frames become one input.]:AGGREGATION:(stats attention autopool)' \
                     '(--frames)--frames[Frames sampled per window for attention/autopool.]:FRAMES: ' \
+                    '(--frame-sampling)--frame-sampling[attention/autopool\: T frames drawn at random each epoch (thesis) or evenly spaced.]:FRAME-SAMPLING:(random even)' \
                     '*-a[Audio features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*--audio-features[Audio features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*-v[Video features to use (default\: all in the file).]:NAME[,NAME]: ' \
@@ -137,7 +139,7 @@ _vmtool() {
                     '(--cos-scale)--cos-scale[cosface\: scale s.]:COS-SCALE: ' \
                     '(--cos-margin)--cos-margin[cosface\: margin mu.]:COS-MARGIN: ' \
                     '(--cos-music-weight)--cos-music-weight[cosface\: weight of the music lifting term.]:ALPHA: ' \
-                    '(--sim-margin)--sim-margin[cosface\: slack tau of the similarity loss.]:TAU: ' \
+                    '(--sim-margin)--sim-margin[cosface\: margin tau of the similarity loss.]:TAU: ' \
                     '(--sim-weight)--sim-weight[cosface\: weight of the similarity loss.]:BETA: ' \
                     '(--max-classes)--max-classes[cosface\: prototypes per softmax (sampled beyond N; 0\: all).]:N: ' \
                     '(--neighbours)--neighbours[vmnet\: input-space neighbours that are structure positives.]:K: ' \

@@ -110,3 +110,53 @@ def test_embed_errors(feats, tmp_path):
     r = run("embed", feats, "--model", bad, "-o", tmp_path / "c.h5", "-q")
     assert r.exit_code == 3 and "bad.pt: not a vmtool model file" in r.stderr
     assert not (tmp_path / "c.h5").exists()
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["vmnet", "pretet2021", "pretet2021-bce", "segvmnet", "vmcml"])
+def test_every_preset_trains_from_the_cli(feats, tmp_path, name):
+    from vmtool.models.checkpoint import load_checkpoint
+    from vmtool.training.presets import PRESETS
+
+    m = tmp_path / "p.pt"
+    # the papers' sizes are overridden to stay tiny; everything else comes from the preset
+    r = run("train", feats, "-o", m, "--preset", name, "--epochs", "2", "--segments", "fixed", "--frames", "4",
+            "--audio-layers", "24,16", "--video-layers", "24,16", "-b", "32")
+    assert r.exit_code == 0, r.output
+    assert f"preset {name} (" in r.stderr
+    cfg = load_checkpoint(m)["config"]
+    s = PRESETS[name].settings
+    assert cfg["train"]["epochs"] == 2 and cfg["train"]["batch_size"] == 32  # explicit options win
+    assert cfg["model"]["audio_layers"] == [24, 16]
+    assert cfg["train"]["lr"] == s["lr"] and cfg["model"]["dropout"] == s["dropout"]
+    assert cfg["loss"]["name"] == s["loss"] and cfg["data"]["level"] == s["level"]
+    assert cfg["train"]["weight_decay"] == s.get("weight_decay", 0.0)
+    if name == "segvmnet":
+        assert cfg["loss"]["lambdas"] == [1.0, 1.0, 0.0, 0.0] and cfg["loss"]["margin"] == 0.1
+        assert cfg["loss"]["hard_negatives"] == 0 and cfg["data"]["segments"] == "fixed"
+    if name == "vmcml":
+        loss = cfg["loss"]
+        assert (loss["music_weight"], loss["sim_margin"], loss["sim_weight"], loss["cos_margin"]) == (0.38, 0.2, 2.0, 0.2)
+        assert cfg["train"]["weight_decay"] == 0.002 and cfg["train"]["lr"] == 1e-5
+    if name == "pretet2021":
+        assert cfg["data"]["aggregation"] == "attention" and cfg["data"]["sampling"] == "random"
+    if name == "pretet2021-bce":
+        assert cfg["model"]["fusion_head"] and cfg["train"]["patience"] == 0
+
+
+def test_an_explicit_default_value_still_wins_over_the_preset(feats, tmp_path):
+    from vmtool.models.checkpoint import load_checkpoint
+
+    m = tmp_path / "p.pt"
+    # --dropout 0.2 is the option's default, but given explicitly it overrides vmnet's 0.5
+    r = run("train", feats, "-o", m, "--preset", "vmnet", "--dropout", "0.2", "--epochs", "1", *SMALL)
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(m)["config"]["model"]["dropout"] == 0.2
+
+
+def test_train_help_lists_the_presets():
+    r = run("train", "--help")
+    for name in ("vmnet", "pretet2021", "segvmnet", "vmcml"):
+        assert name in r.stdout

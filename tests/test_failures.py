@@ -182,3 +182,11 @@ def test_device_fallback_warns_on_stderr(tmp_path, music_wav):
     assert res.exit_code == 0
     assert "Warning: device 'cuda' requested but CUDA is not available; using the CPU" in res.stderr
     assert res.stdout == ""
+
+
+def test_unknown_training_preset(tmp_path):
+    res = run("train", tmp_path / "missing.h5", "-o", tmp_path / "m.pt", "--preset", "vmnett")
+    assert res.exit_code == 1
+    assert one_error_line(res) == ("Error: --preset: unknown preset 'vmnett'; presets: vmnet, pretet2021, "
+                                   "pretet2021-bce, segvmnet, vmcml")
+    assert not (tmp_path / "m.pt").exists()
