@@ -160,3 +160,40 @@ def test_train_help_lists_the_presets():
     r = run("train", "--help")
     for name in ("vmnet", "pretet2021", "segvmnet", "vmcml"):
         assert name in r.stdout
+
+
+def test_bce_catalog_ranks_by_its_pair_classifier(feats, tmp_path):
+    """Prétet et al. 2021 rank a BCE model by the classifier's output, not by embedding distance."""
+    import numpy as np
+
+    from vmtool.embed import load_catalog_model
+    from vmtool.ranking import load_catalog
+    from vmtool.ranking.evaluate import ground_truth_ranks
+
+    model, cat = tmp_path / "bce.pt", tmp_path / "bce.h5"
+    assert run("train", feats, "-o", model, "--loss", "bce", "--epochs", "2", *SMALL).exit_code == 0
+    assert run("embed", feats, "--model", model, "-o", cat, "-q").exit_code == 0
+    r = run("evaluate", cat, "-m", "head,clip", "-d", "both", "--format", "json", "--ranks", "-q")
+    assert r.exit_code == 0, r.output
+    res = {(x["method"], x["direction"]): x for x in json.loads(r.stdout)["results"]}
+    # the same ranks by hand: the head's logit of every (video, music) pair
+    lm = load_catalog_model(cat)
+    v, a = load_catalog(cat, "video", segments=False), load_catalog(cat, "audio", segments=False)
+    logits = lm.pair_logits(v.clip.astype(np.float32), a.clip.astype(np.float32))
+    assert res[("head", "v2m")]["ranks"] == ground_truth_ranks(-logits.astype(np.float64)).tolist()
+    assert res[("head", "m2v")]["ranks"] == ground_truth_ranks(-logits.T.astype(np.float64)).tolist()
+    first = v.ids[0]
+    r = run("rank", f"{cat}#{first}", cat, "-m", "head", "-k", "3", "--format", "json", "-q")
+    assert r.exit_code == 0, r.output
+    top = json.loads(r.stdout)["results"]
+    assert top[0]["distance"] == pytest.approx(-float(logits[0].max()), rel=1e-5)
+
+
+def test_head_needs_a_bce_model(feats, tmp_path):
+    model, cat = tmp_path / "tl.pt", tmp_path / "tl.h5"
+    assert run("train", feats, "-o", model, "--epochs", "1", *SMALL).exit_code == 0
+    assert run("embed", feats, "--model", model, "-o", cat, "-q").exit_code == 0
+    r = run("evaluate", cat, "-m", "head", "-q")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == (f"Error: {cat}: method 'head' needs a model trained with --loss bce; this "
+                                f"catalog's model has no pair classifier")

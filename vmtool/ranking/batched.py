@@ -32,7 +32,7 @@ from vmtool.errors import ParameterError
 from vmtool.ranking.methods import DEFAULT_METHOD, DIAGONAL_METHODS, Method, parse_methods
 from vmtool.ranking.segments import SegmentSet
 
-__all__ = ["distances", "distance_matrices", "DEFAULT_BLOCK_MB", "DIAG_MIN_QUERIES"]
+__all__ = ["distances", "distance_matrices", "DEFAULT_BLOCK_MB", "DIAG_MIN_QUERIES", "PairScorer"]
 
 #: default memory budget of one similarity block (and of one converted target chunk)
 DEFAULT_BLOCK_MB = 64
@@ -48,6 +48,7 @@ def distances(
     device: str = "cpu",
     block_mb: float = DEFAULT_BLOCK_MB,
     dtype: Any = np.float32,
+    pair_scorer: PairScorer | None = None,
 ) -> np.ndarray:
     """Distance of every query to every target with one method.
 
@@ -64,6 +65,9 @@ def distances(
         Memory budget of one similarity block, megabytes.
     dtype : {np.float32, np.float64}
         Compute type (float16 storage is converted to it chunk by chunk).
+    pair_scorer : callable, optional
+        ``head`` only: ``(video, music) -> logits``, ``(n, D), (m, D) -> (n, m)``, the
+        pair classifier of a BCE model (``LoadedModel.pair_logits``).
 
     Returns
     -------
@@ -71,7 +75,8 @@ def distances(
         Distances (smaller is better); NaN where a side has no embeddings.
     """
     (m,) = parse_methods([method])
-    return distance_matrices(queries, targets, [m], device=device, block_mb=block_mb, dtype=dtype)[m.label]
+    return distance_matrices(queries, targets, [m], device=device, block_mb=block_mb, dtype=dtype,
+                             pair_scorer=pair_scorer)[m.label]
 
 
 def distance_matrices(
@@ -83,6 +88,7 @@ def distance_matrices(
     block_mb: float = DEFAULT_BLOCK_MB,
     dtype: Any = np.float32,
     timings: dict[str, float] | None = None,
+    pair_scorer: PairScorer | None = None,
 ) -> dict[str, np.ndarray]:
     """Distances of every query to every target for several methods at once.
 
@@ -108,14 +114,14 @@ def distance_matrices(
     mm = _MatMul(device, dtype)
     budget = max(1e-4, float(block_mb)) * 2**20
     with _blas_single_thread():
-        out, times = _compute(queries, targets, ms, mm, budget)
+        out, times = _compute(queries, targets, ms, mm, budget, pair_scorer)
     if timings is not None:
         timings.update(times)
     return {m.label: out[m.label] for m in ms}
 
 
 def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm: _MatMul,
-             budget: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+             budget: float, pair_scorer: PairScorer | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     nq = len(queries)
     out: dict[str, np.ndarray] = {}
     times: dict[str, float] = {}
@@ -126,6 +132,8 @@ def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm:
             if queries.clip is None or targets.clip is None:
                 raise ParameterError("method 'clip' needs clip embeddings, and one side has none")
             out[m.label] = _euclidean(queries.clip, targets.clip, mm, budget)
+        elif m.name == "head":
+            out[m.label] = _head(queries, targets, pair_scorer)
         elif m.name == "centroid":  # Seg-VM-Net: squared distance between the raw means
             out[m.label] = _euclidean(queries.means, targets.means, mm, budget, squared=True)
         elif m.name == "centroid-unit":
@@ -143,6 +151,27 @@ def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm:
             out[m.label] = res[m.label]
             times[m.label] = sim_s + own_s[m.label]
     return out, times
+
+
+PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _head(queries: SegmentSet, targets: SegmentSet, scorer: PairScorer | None) -> np.ndarray:
+    """Minus the pair classifier's logit; the video side goes first whichever is the query."""
+    if scorer is None:
+        raise ParameterError("method 'head' needs the pair classifier of a model trained with --loss bce")
+    if queries.clip is None or targets.clip is None:
+        raise ParameterError("method 'head' needs clip embeddings, and one side has none")
+    q = np.nan_to_num(queries.clip.astype(np.float32))
+    t = np.nan_to_num(targets.clip.astype(np.float32))
+    if queries.modality == "audio":
+        logits = np.asarray(scorer(t, q), dtype=np.float64).T
+    else:
+        logits = np.asarray(scorer(q, t), dtype=np.float64)
+    out = -logits
+    out[~np.isfinite(queries.clip.astype(np.float32)).all(1)] = np.nan
+    out[:, ~np.isfinite(targets.clip.astype(np.float32)).all(1)] = np.nan
+    return out
 
 
 # --- threads ---------------------------------------------------------------------------------

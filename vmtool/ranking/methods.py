@@ -22,6 +22,7 @@ btrace         segment   the smallest such sum over the diagonals that keep the 
                          sequence inside the longer one (paper)
 nw-dtw         segment   minus the global alignment score, Algorithm 1, indel 0.05
 sw-dtw         segment   minus the local alignment score, Algorithm 2, indel 0.01
+head           clip      BCE models: minus the logit of the model's pair classifier
 centroid-unit  segment   vmtool: Euclidean distance between the L2-normalised means
 trace-mean     segment   vmtool: minus the mean similarity along the main diagonal
 btrace-mean    segment   vmtool: minus the best such mean over the diagonals
@@ -42,6 +43,7 @@ __all__ = [
     "METHODS",
     "PAPER_METHODS",
     "VMTOOL_METHODS",
+    "MODEL_METHODS",
     "ALIGNMENT_METHODS",
     "DIAGONAL_METHODS",
     "DEFAULT_INDEL",
@@ -57,8 +59,12 @@ PAPER_METHODS: tuple[str, ...] = ("clip", "centroid", "single", "complete", "tra
 #: vmtool's own variants (normalised: the mean over the diagonal, the normalised centroid)
 VMTOOL_METHODS: tuple[str, ...] = ("centroid-unit", "trace-mean", "btrace-mean")
 
-#: every method
-METHODS: tuple[str, ...] = PAPER_METHODS + VMTOOL_METHODS
+#: methods that need the catalog's model: ``head`` ranks by the pair classifier of a
+#: model trained with the BCE loss (Prétet et al. 2021, section IV-B: "the sigmoid value")
+MODEL_METHODS: tuple[str, ...] = ("head",)
+
+#: every method (``all`` means the embedding methods: PAPER_METHODS + VMTOOL_METHODS)
+METHODS: tuple[str, ...] = PAPER_METHODS + VMTOOL_METHODS + MODEL_METHODS
 
 #: methods that align the two sequences (they give a path, an edit list and a matched span)
 ALIGNMENT_METHODS: tuple[str, ...] = ("trace", "btrace", "nw-dtw", "sw-dtw", "trace-mean", "btrace-mean")
@@ -87,6 +93,7 @@ DESCRIPTIONS: dict[str, str] = {
     "centroid-unit": "vmtool: Euclidean distance between the normalised means",
     "trace-mean": "vmtool: mean similarity along the main diagonal (negated)",
     "btrace-mean": "vmtool: best mean similarity over the diagonal offsets (negated)",
+    "head": "BCE models: the pair classifier's logit (negated)",
 }
 
 
@@ -126,7 +133,7 @@ class Method:
     @property
     def level(self) -> str:
         """``clip`` or ``segment``: which embeddings the method compares."""
-        return "clip" if self.name == "clip" else "segment"
+        return "clip" if self.name in ("clip", "head") else "segment"
 
     @property
     def aligns(self) -> bool:
@@ -162,7 +169,7 @@ def parse_methods(specs: str | Iterable[str] | Sequence[Method]) -> list[Method]
     """Methods from a comma-separated list (``"trace,nw-dtw:0.1"``) or ``"all"``.
 
     Repeated methods are kept once, in the order given; ``all`` expands to
-    :data:`METHODS` with their default parameters.
+    :data:`PAPER_METHODS` and :data:`VMTOOL_METHODS` with their default parameters.
     """
     if isinstance(specs, str):
         specs = [specs]
@@ -171,7 +178,7 @@ def parse_methods(specs: str | Iterable[str] | Sequence[Method]) -> list[Method]
         parts = [spec] if isinstance(spec, Method) else [p for p in str(spec).split(",") if p.strip()]
         for p in parts:
             if not isinstance(p, Method) and p.strip().lower() == "all":
-                ms = [Method(n) for n in METHODS]
+                ms = [Method(n) for n in PAPER_METHODS + VMTOOL_METHODS]
             else:
                 ms = [parse_method(p)]
             for m in ms:
