@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _record import DOC, load, write_block
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench_protocol:start -->", "<!-- bench_protocol:end -->"
 SECTION = "## Seg-VM-Net protocol: ranking distances on the generated corpus\n\n"
 
@@ -44,10 +43,6 @@ SEGMENTATIONS = ("foote", "sf", "olda")
 METHODS = ("centroid", "centroid-unit", "single", "complete", "trace", "trace-mean", "btrace", "btrace-mean",
            "nw-dtw", "sw-dtw")
 SCENARIOS = ("vanilla", "crop-query", "stretch-targets")
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def log(msg: str) -> None:
@@ -149,16 +144,6 @@ def render(rows: list[dict], info: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(block: str) -> None:
-    text = DOC.read_text()
-    if START in text:
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + SECTION + block + "\n"
-    DOC.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=120)
@@ -185,7 +170,7 @@ def main() -> None:
     block = render(rows, info)
     print(block)
     if args.write_docs:
-        write_docs(block)
+        write_block(block, START, END, SECTION)
         print(f"# wrote {DOC}", file=sys.stderr)
 
 

@@ -282,13 +282,9 @@ def _hms(s: float) -> str:
 
 
 def write_docs(block: str) -> None:
-    text = DOC.read_text()
-    if START in text:
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + SECTION + block + "\n"
-    DOC.write_text(text)
+    from _record import write_block
+
+    write_block(block, START, END, SECTION, DOC)
 
 
 def main() -> None:

@@ -430,29 +430,20 @@ def _diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, squared: bo
 
     def run(task) -> None:
         L, qa, tb, over_targets = task
+        # one side's windows (rows, with each item's first window) against the other's L rows
         if over_targets:
             rows, first = _windows(targets, tb, L, best)
-            qrows = queries.offsets[qa][:, None] + np.arange(L)
-            g = mm(_flat(queries, qrows, mm), _flat(targets, rows, mm))
-            if squared:
-                d2 = qn2[qrows].sum(1)[:, None] + tn2[rows].sum(1)[None, :] - 2.0 * g
-                red = np.minimum.reduceat(d2, first, axis=1)
-            else:
-                red = np.maximum.reduceat(g, first, axis=1)
+            qrows, trows, axis = queries.offsets[qa][:, None] + np.arange(L), rows, 1
         else:
             rows, first = _windows(queries, qa, L, best)
-            trows = targets.offsets[tb][:, None] + np.arange(L)
-            g = mm(_flat(queries, rows, mm), _flat(targets, trows, mm))
-            if squared:
-                d2 = qn2[rows].sum(1)[:, None] + tn2[trows].sum(1)[None, :] - 2.0 * g
-                red = np.minimum.reduceat(d2, first, axis=0)
-            else:
-                red = np.maximum.reduceat(g, first, axis=0)
+            qrows, trows, axis = rows, targets.offsets[tb][:, None] + np.arange(L), 0
+        g = mm(_flat(queries, qrows, mm), _flat(targets, trows, mm))
         # disjoint pairs: no two tasks write the same cell
         if squared:
-            out[np.ix_(qa, tb)] = np.maximum(red.astype(np.float64), 0.0)
+            d2 = qn2[qrows].sum(1)[:, None] + tn2[trows].sum(1)[None, :] - 2.0 * g
+            out[np.ix_(qa, tb)] = np.maximum(np.minimum.reduceat(d2, first, axis=axis).astype(np.float64), 0.0)
         else:
-            out[np.ix_(qa, tb)] = -(red.astype(np.float64) / L)
+            out[np.ix_(qa, tb)] = -(np.maximum.reduceat(g, first, axis=axis).astype(np.float64) / L)
 
     # one wave of tasks per chunk keeps the memory of the stacked windows bounded
     for i in range(0, len(tasks), n):
