@@ -73,22 +73,25 @@ def wait_for_quiet(max_load: float | None, wait: float) -> None:
 def py_pair(method: str, q: np.ndarray, m: np.ndarray, qc: np.ndarray, mc: np.ndarray, indel: float) -> float:
     if method == "clip":
         return float(np.linalg.norm(qc - mc))
-    if method == "centroid":
-        return float(np.linalg.norm(q.mean(0) - m.mean(0)))
+    if method == "centroid":  # Seg-VM-Net: squared distance of the raw means
+        return float(((q.mean(0) - m.mean(0)) ** 2).sum())
+    if method == "centroid-unit":
+        a, b = q.mean(0), m.mean(0)
+        return float(np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b)))
     S = (q @ m.T).tolist()
     kq, kc = len(S), len(S[0])
-    if method in ("single", "complete"):
-        e = [(2 - 2 * s) ** 0.5 if s < 1 else 0.0 for row in S for s in row]
+    if method in ("single", "complete"):  # squared distances of unit vectors
+        e = [2 - 2 * s for row in S for s in row]
         return min(e) if method == "single" else max(e)
-    if method in ("trace", "btrace"):
+    if method in ("trace", "btrace", "trace-mean", "btrace-mean"):
         n = min(kq, kc)
         best = -1e300
-        for k in range(abs(kc - kq) + 1 if method == "btrace" else 1):
+        for k in range(abs(kc - kq) + 1 if method.startswith("btrace") else 1):
             acc = 0.0
             for i in range(n):
                 acc += S[i][i + k] if kc >= kq else S[i + k][i]
-            best = max(best, acc / n)
-        return -best
+            best = max(best, acc / n if method.endswith("-mean") else acc - n)
+        return -best if method.endswith("-mean") else -2.0 * best  # unit vectors: sum (2 - 2 s) = -2 (sum s - n)
     g = indel
     local = method == "sw-dtw"
     H = [[0.0] * (kc + 1) for _ in range(kq + 1)]
@@ -279,13 +282,9 @@ def _hms(s: float) -> str:
 
 
 def write_docs(block: str) -> None:
-    text = DOC.read_text()
-    if START in text:
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + SECTION + block + "\n"
-    DOC.write_text(text)
+    from _record import write_block
+
+    write_block(block, START, END, SECTION, DOC)
 
 
 def main() -> None:

@@ -125,10 +125,12 @@ _vmtool() {
                     _arguments -s -S \
                     '(-o --output)-o[Output file (written atomically).]:OUTPUT:_files' \
                     '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
+                    '(--preset)--preset[A paper'\''s settings\: vmnet, pretet2021, pretet2021-bce, segvmnet, vmcml (explicit options win).]:NAME: ' \
                     '(--level)--level[Train on whole clips or on segments.]:LEVEL:(clip segment)' \
                     '(--segments)--segments[Segmentation stored in FEATS.h5 (segment level).]:METHOD: ' \
                     '(--aggregation)--aggregation[How frames become one input.]:AGGREGATION:(stats attention autopool)' \
                     '(--frames)--frames[Frames sampled per window for attention/autopool.]:FRAMES: ' \
+                    '(--frame-sampling)--frame-sampling[attention/autopool\: T frames drawn at random each epoch (thesis) or evenly spaced.]:FRAME-SAMPLING:(random even)' \
                     '*-a[Audio features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*--audio-features[Audio features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*-v[Video features to use (default\: all in the file).]:NAME[,NAME]: ' \
@@ -141,7 +143,7 @@ _vmtool() {
                     '(--cos-scale)--cos-scale[cosface\: scale s.]:COS-SCALE: ' \
                     '(--cos-margin)--cos-margin[cosface\: margin mu.]:COS-MARGIN: ' \
                     '(--cos-music-weight)--cos-music-weight[cosface\: weight of the music lifting term.]:ALPHA: ' \
-                    '(--sim-margin)--sim-margin[cosface\: slack tau of the similarity loss.]:TAU: ' \
+                    '(--sim-margin)--sim-margin[cosface\: margin tau of the similarity loss.]:TAU: ' \
                     '(--sim-weight)--sim-weight[cosface\: weight of the similarity loss.]:BETA: ' \
                     '(--max-classes)--max-classes[cosface\: prototypes per softmax (sampled beyond N; 0\: all).]:N: ' \
                     '(--neighbours)--neighbours[vmnet\: input-space neighbours that are structure positives.]:K: ' \
@@ -206,12 +208,12 @@ _vmtool() {
                     ':CATALOG.h5:_files' && ret=0 ;;
                 align)
                     _arguments -s -S \
-                    '(-m --method)-m[Alignment method\: nw-dtw, sw-dtw, btrace or trace.]:METHOD[\:INDEL]: ' \
-                    '(-m --method)--method[Alignment method\: nw-dtw, sw-dtw, btrace or trace.]:METHOD[\:INDEL]: ' \
+                    '(-m --method)-m[Alignment method\: nw-dtw, sw-dtw, btrace, trace, btrace-mean or trace-mean.]:METHOD[\:INDEL]: ' \
+                    '(-m --method)--method[Alignment method\: nw-dtw, sw-dtw, btrace, trace, btrace-mean or trace-mean.]:METHOD[\:INDEL]: ' \
                     '(-d --direction)-d[v2m\: QUERY is a video and TARGET a track; m2v\: the reverse.]:DIRECTION:(v2m m2v)' \
                     '(-d --direction)--direction[v2m\: QUERY is a video and TARGET a track; m2v\: the reverse.]:DIRECTION:(v2m m2v)' \
                     '(--catalog)--catalog[Recipe for media files when neither side is a FILE.h5#ITEM-ID.]:CATALOG.h5:_files' \
-                    '(--plot)--plot[Draw the distance matrix with the path.]:FILE.png:_files' \
+                    '(--plot)--plot[Draw the distance matrix with the path (the extension picks the format\: .png, .pdf, .svg...).]:FILE.png:_files' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
@@ -234,7 +236,7 @@ _vmtool() {
                     '(-d --direction)--direction[Who queries whom.]:v2m|m2v|both:(v2m m2v both)' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
-                    '(--plot)--plot[Histograms of the distances with the ground truth'\''s rank.]:FILE.png:_files' \
+                    '(--plot)--plot[Histograms of the distances with the ground truth'\''s rank (.png, .pdf, .svg...).]:FILE.png:_files' \
                     '(--ranks)--ranks[JSON\: add every query'\''s ground-truth rank.]' \
                     '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \

@@ -242,7 +242,8 @@ def test_rank_align_evaluate_on_an_embedded_catalog(embedded):
     res = run("evaluate", embedded, "-d", "both", "--format", "json", "-q")
     assert res.exit_code == 0, res.stderr
     assert {r["method"] for r in json.loads(res.stdout)["results"]} == {
-        "clip", "centroid", "single", "complete", "trace", "btrace", "nw-dtw", "sw-dtw"}
+        "clip", "centroid", "single", "complete", "trace", "btrace", "nw-dtw", "sw-dtw",
+        "centroid-unit", "trace-mean", "btrace-mean"}
 
 
 # --- errors ------------------------------------------------------------------------------------------

@@ -147,3 +147,90 @@ def test_interrupted_training_says_what_the_model_file_holds(feats, tmp_path, mo
     assert training["epochs"] in (1, 2)  # checkpoints follow improvements
     assert line == (f"Error: interrupted; {out} holds the checkpoint written after epoch {training['epochs']} "
                     f"(best epoch {training['best_epoch']}); vmtool train --resume continues from it")
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["vmnet", "pretet2021", "pretet2021-bce", "segvmnet", "vmcml"])
+def test_every_preset_trains_from_the_cli(feats, tmp_path, name):
+    from vmtool.models.checkpoint import load_checkpoint
+    from vmtool.training.presets import PRESETS
+
+    m = tmp_path / "p.pt"
+    # the papers' sizes are overridden to stay tiny; everything else comes from the preset
+    r = run("train", feats, "-o", m, "--preset", name, "--epochs", "2", "--segments", "fixed", "--frames", "4",
+            "--audio-layers", "24,16", "--video-layers", "24,16", "-b", "32")
+    assert r.exit_code == 0, r.output
+    assert f"preset {name} (" in r.stderr
+    cfg = load_checkpoint(m)["config"]
+    s = PRESETS[name].settings
+    assert cfg["train"]["epochs"] == 2 and cfg["train"]["batch_size"] == 32  # explicit options win
+    assert cfg["model"]["audio_layers"] == [24, 16]
+    assert cfg["train"]["lr"] == s["lr"] and cfg["model"]["dropout"] == s["dropout"]
+    assert cfg["loss"]["name"] == s["loss"] and cfg["data"]["level"] == s["level"]
+    assert cfg["train"]["weight_decay"] == s.get("weight_decay", 0.0)
+    if name == "segvmnet":
+        assert cfg["loss"]["lambdas"] == [1.0, 1.0, 0.0, 0.0] and cfg["loss"]["margin"] == 0.1
+        assert cfg["loss"]["hard_negatives"] == 0 and cfg["data"]["segments"] == "fixed"
+    if name == "vmcml":
+        loss = cfg["loss"]
+        assert (loss["music_weight"], loss["sim_margin"], loss["sim_weight"], loss["cos_margin"]) == (0.38, 0.2, 2.0, 0.2)
+        assert cfg["train"]["weight_decay"] == 0.002 and cfg["train"]["lr"] == 1e-5
+    if name == "pretet2021":
+        assert cfg["data"]["aggregation"] == "attention" and cfg["data"]["sampling"] == "random"
+    if name == "pretet2021-bce":
+        assert cfg["model"]["fusion_head"] and cfg["train"]["patience"] == 0
+
+
+def test_an_explicit_default_value_still_wins_over_the_preset(feats, tmp_path):
+    from vmtool.models.checkpoint import load_checkpoint
+
+    m = tmp_path / "p.pt"
+    # --dropout 0.2 is the option's default, but given explicitly it overrides vmnet's 0.5
+    r = run("train", feats, "-o", m, "--preset", "vmnet", "--dropout", "0.2", "--epochs", "1", *SMALL)
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(m)["config"]["model"]["dropout"] == 0.2
+
+
+def test_train_help_lists_the_presets():
+    r = run("train", "--help")
+    for name in ("vmnet", "pretet2021", "segvmnet", "vmcml"):
+        assert name in r.stdout
+
+
+def test_bce_catalog_ranks_by_its_pair_classifier(feats, tmp_path):
+    """Prétet et al. 2021 rank a BCE model by the classifier's output, not by embedding distance."""
+    import numpy as np
+
+    from vmtool.embed import load_catalog_model
+    from vmtool.ranking import load_catalog
+    from vmtool.ranking.evaluate import ground_truth_ranks
+
+    model, cat = tmp_path / "bce.pt", tmp_path / "bce.h5"
+    assert run("train", feats, "-o", model, "--loss", "bce", "--epochs", "2", *SMALL).exit_code == 0
+    assert run("embed", feats, "--model", model, "-o", cat, "-q").exit_code == 0
+    r = run("evaluate", cat, "-m", "head,clip", "-d", "both", "--format", "json", "--ranks", "-q")
+    assert r.exit_code == 0, r.output
+    res = {(x["method"], x["direction"]): x for x in json.loads(r.stdout)["results"]}
+    # the same ranks by hand: the head's logit of every (video, music) pair
+    lm = load_catalog_model(cat)
+    v, a = load_catalog(cat, "video", segments=False), load_catalog(cat, "audio", segments=False)
+    logits = lm.pair_logits(v.clip.astype(np.float32), a.clip.astype(np.float32))
+    assert res[("head", "v2m")]["ranks"] == ground_truth_ranks(-logits.astype(np.float64)).tolist()
+    assert res[("head", "m2v")]["ranks"] == ground_truth_ranks(-logits.T.astype(np.float64)).tolist()
+    first = v.ids[0]
+    r = run("rank", f"{cat}#{first}", cat, "-m", "head", "-k", "3", "--format", "json", "-q")
+    assert r.exit_code == 0, r.output
+    top = json.loads(r.stdout)["results"]
+    assert top[0]["distance"] == pytest.approx(-float(logits[0].max()), rel=1e-5)
+
+
+def test_head_needs_a_bce_model(feats, tmp_path):
+    model, cat = tmp_path / "tl.pt", tmp_path / "tl.h5"
+    assert run("train", feats, "-o", model, "--epochs", "1", *SMALL).exit_code == 0
+    assert run("embed", feats, "--model", model, "-o", cat, "-q").exit_code == 0
+    r = run("evaluate", cat, "-m", "head", "-q")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == (f"Error: {cat}: method 'head' needs a model trained with --loss bce; this "
+                                f"catalog's model has no pair classifier")

@@ -98,7 +98,7 @@ def test_make_builds_the_pipeline(built):
     assert (d / "model.pt").stat().st_size > 0
 
     ev = json.loads((d / "eval.json").read_text())
-    assert {r["method"] for r in ev["results"]} == {"btrace", "nw-dtw"}
+    assert {r["method"] for r in ev["results"]} == {"btrace", "btrace-mean", "nw-dtw"}
     for r in ev["results"]:
         assert r["queries"] == HELD_OUT
         assert 0 <= r["r1"] <= r["r10"] <= 100
@@ -204,7 +204,7 @@ def test_catalog_mk_recomputes_only_what_changed(tmp_path):
     assert make() == []
 
     (tmp_path / "new" / "n2.mp4").write_bytes(b"")
-    assert make() == ["rank new/n2.mp4 build/catalog.h5 -m btrace -k 10 --format tsv --device auto -q"]
+    assert make() == ["rank new/n2.mp4 build/catalog.h5 -m btrace-mean -k 10 --format tsv --device auto -q"]
 
     (tmp_path / "music" / "c").mkdir()
     (tmp_path / "music" / "c" / "three.flac").write_bytes(b"")

@@ -280,3 +280,11 @@ def test_plot_path_without_a_figure_extension_is_refused_first(tmp_path, music_w
     line = one_error_line(res)
     assert line.startswith(f"Error: {plot}: {reason}; use one of: ") and ".png" in line and ".svg" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_training_preset(tmp_path):
+    res = run("train", tmp_path / "missing.h5", "-o", tmp_path / "m.pt", "--preset", "vmnett")
+    assert res.exit_code == 1
+    assert one_error_line(res) == ("Error: --preset: unknown preset 'vmnett'; presets: vmnet, pretet2021, "
+                                   "pretet2021-bce, segvmnet, vmcml")
+    assert not (tmp_path / "m.pt").exists()

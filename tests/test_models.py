@@ -80,15 +80,74 @@ def test_vmnet_layers_follow_the_config():
 
 
 def test_vmnet_triplet_value_on_a_hand_example():
-    # two pairs in 2-d; video 0 sits between music 0 and music 1
+    """L(a, p, n) = max(||a - p||^2 - ||a - n||^2 + alpha, 0) (000 and 001, section III),
+    by hand: m0 = (1, 0), m1 = (0, 1), v0 = (1, 0), v1 = (0.6, 0.8). Squared distances
+    |v0-m0|^2 = 0, |v0-m1|^2 = 2, |v1-m0|^2 = 0.16 + 0.64 = 0.8, |v1-m1|^2 = 0.36 + 0.04 = 0.4.
+    alpha = 0.5: L_VM = (max(0 - 2 + .5, 0) + max(0.4 - 0.8 + .5, 0)) / 2 = 0.05;
+    L_MV = (max(0 - 0.8 + .5, 0) + max(0.4 - 2 + .5, 0)) / 2 = 0."""
     m = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    v = F.normalize(torch.tensor([[1.0, 0.2], [0.0, 1.0]]), dim=-1)
-    cfg = LossConfig(margin=0.5, lambdas=(1.0, 0.0, 0.0, 0.0))
-    loss, parts = compute_loss(cfg, v, m, torch.tensor([0, 1]))
-    d = torch.cdist(v, m)
-    want = (max(0.0, float(d[0, 0] - d[0, 1] + 0.5)) + max(0.0, float(d[1, 1] - d[1, 0] + 0.5))) / 2
-    assert math.isclose(float(loss), want, rel_tol=1e-5)
-    assert math.isclose(parts["vm"], want, rel_tol=1e-5)
+    v = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    loss, parts = compute_loss(LossConfig(margin=0.5, lambdas=(1.0, 1.0, 0.0, 0.0)), v, m, torch.tensor([0, 1]))
+    assert parts["vm"] == pytest.approx(0.05, abs=1e-6) and parts["mv"] == pytest.approx(0.0, abs=1e-7)
+    assert float(loss) == pytest.approx(0.05, abs=1e-6)  # Seg-VM-Net: lambda1 = lambda2 = 1
+    loss, _ = compute_loss(LossConfig(margin=0.5, lambdas=(3.0, 1.0, 0.0, 0.0)), v, m, torch.tensor([0, 1]))
+    assert float(loss) == pytest.approx(3 * 0.05, abs=1e-6)  # VM-Net's weights: 3 L_VM + L_MV
+
+
+def test_vmcml_similarity_loss_by_hand():
+    """VMCML eq. 5: max(tau, cos(v, m')) - cos(v, m). Two pairs of different classes, so
+    each pair's negative is the other's music: v0 = (1, 0), m0 = (0.6, 0.8), v1 = m1 = (0, 1).
+    Pair 0: max(0.2, cos(v0, m1) = 0) - 0.6 = -0.4; pair 1: max(0.2, cos(v1, m0) = 0.8) - 1 = -0.2."""
+    from vmtool.models.losses import similarity_loss
+
+    v = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    m = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
+    assert float(similarity_loss(v, m, torch.tensor([0, 1]), 0.2)) == pytest.approx(-0.3, abs=1e-6)
+    # one class only: no negative to draw, no similarity term
+    assert float(similarity_loss(v, m, torch.tensor([4, 4]), 0.2)) == 0.0
+
+
+def test_vmcml_objective_by_hand():
+    """VMCML eqs. 3, 4, 6 with prototypes W0 = (1, 0), W1 = (0, 1), s = 2, mu = 0.2,
+    alpha = 0.38, beta = 2, on the pairs of the test above (classes 0 and 1).
+    L_C(x) = -log(e^{s(cos_y - mu)} / (e^{s(cos_y - mu)} + sum_{j != y} e^{s cos_j}))."""
+    v = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    m = torch.tensor([[0.6, 0.8], [0.0, 1.0]])
+
+    def lc(cos_y, cos_other, s=2.0, mu=0.2):
+        return -math.log(math.exp(s * (cos_y - mu)) / (math.exp(s * (cos_y - mu)) + math.exp(s * cos_other)))
+
+    lift_v = (lc(1.0, 0.0) + lc(1.0, 0.0)) / 2  # v0 on W0, v1 on W1
+    lift_m = (lc(0.6, 0.8) + lc(1.0, 0.0)) / 2  # m0 = (0.6, 0.8): cos 0.6 with W0, 0.8 with W1
+    want = lift_v + 0.38 * lift_m + 2 * (-0.3)
+    net = VMNet(ModelConfig(audio_dim=2, video_dim=2, audio_layers=[2], video_layers=[2], prototypes=2))
+    with torch.no_grad():
+        net.prototypes.copy_(torch.eye(2))
+    cfg = LossConfig(name="cosface", scale=2.0, cos_margin=0.2)  # defaults: alpha 0.38, tau 0.2, beta 2
+    assert (cfg.music_weight, cfg.sim_margin, cfg.sim_weight) == (0.38, 0.2, 2.0)
+    loss, parts = compute_loss(cfg, v, m, torch.arange(2), model=net, labels=torch.tensor([0, 1]))
+    assert parts["lift_v"] == pytest.approx(lift_v, rel=1e-6) and parts["lift_m"] == pytest.approx(lift_m, rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-6)
+
+
+def test_class_labels_share_prototypes():
+    from vmtool.errors import ParameterError
+    from vmtool.training.loop import class_labels
+
+    train_items = np.array([0, 1, 3])
+    assert class_labels(5, train_items, None).tolist() == [0, 1, -1, 2, -1]  # one class per clip
+    # items 0 and 3 use the same track (class 7): one prototype; item 4 shares item 1's class
+    assert class_labels(5, train_items, np.array([7, 2, 9, 7, 2])).tolist() == [1, 0, -1, 1, 0]
+    with pytest.raises(ParameterError, match="classes must be one integer per item"):
+        class_labels(5, train_items, np.array([1, 2]))
+
+
+def test_bce_head_is_1024_128_1():
+    net = VMNet(ModelConfig(audio_dim=3, video_dim=3, audio_layers=[512], video_layers=[512], fusion_head=True))
+    lin = [m for m in net.head.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in lin] == [(1024, 1024), (1024, 128), (128, 1)]
+    old = ModelConfig.from_dict({"audio_dim": 3, "video_dim": 3, "fusion_head": True})  # a file from before
+    assert old.head_layers == [128]
 
 
 def test_vmnet_inter_modal_loss_is_zero_when_pairs_are_far_apart():
@@ -115,7 +174,7 @@ def test_hard_negatives_keep_the_worst():
     clips = torch.arange(6)
     cfg1 = LossConfig(lambdas=(1.0, 0.0, 0.0, 0.0), margin=1.0, hard_negatives=1)
     loss, _ = compute_loss(cfg1, v, m, clips)
-    d = torch.cdist(v, m)
+    d = torch.cdist(v, m) ** 2
     hinge = (d.diagonal()[:, None] - d + 1.0).clamp(min=0)
     hinge.fill_diagonal_(-1)
     assert float(loss) == pytest.approx(float(hinge.max(1).values.clamp(min=0).mean()), rel=1e-5)

@@ -44,8 +44,12 @@ def dot(u, v):
     return sum(a * b for a, b in zip(u, v))
 
 
+def sq_euclid(u, v):
+    return sum((a - b) ** 2 for a, b in zip(u, v))
+
+
 def euclid(u, v):
-    return math.sqrt(sum((a - b) ** 2 for a, b in zip(u, v)))
+    return math.sqrt(sq_euclid(u, v))
 
 
 def mean_vector(rows):
@@ -93,6 +97,19 @@ def algorithm_2_sw(S, indel):
     return best
 
 
+def paper_trace(Q, M):
+    """Seg-VM-Net, delta_trace: sum over i <= min(Kc, Kq) of ||m_i - q_i||^2."""
+    return sum(sq_euclid(M[i], Q[i]) for i in range(min(len(M), len(Q))))
+
+
+def paper_best_trace(Q, M):
+    """Seg-VM-Net, delta_bt: the smallest trace over the diagonals (the shorter inside the longer)."""
+    kc, kq = len(M), len(Q)
+    if kc <= kq:
+        return min(sum(sq_euclid(M[i], Q[i + k]) for i in range(kc)) for k in range(kq - kc + 1))
+    return min(sum(sq_euclid(M[i + k], Q[i]) for i in range(kq)) for k in range(kc - kq + 1))
+
+
 def trace(S):
     n = min(len(S), len(S[0]))
     return sum(S[i][i] for i in range(n)) / n
@@ -116,16 +133,22 @@ def reference_distance(method, Q, M, q_clip=None, m_clip=None):
     name, indel = method.name, method.indel
     if name == "clip":
         return euclid(q_clip, m_clip)
-    if name == "centroid":
+    if name == "centroid":  # Seg-VM-Net: squared distance between the raw means
+        return sq_euclid(mean_vector(M), mean_vector(Q))
+    if name == "centroid-unit":
         return euclid(normalised(mean_vector(Q)), normalised(mean_vector(M)))
     if name == "single":
-        return min(euclid(q, m) for q in Q for m in M)
+        return min(sq_euclid(m, q) for q in Q for m in M)
     if name == "complete":
-        return max(euclid(q, m) for q in Q for m in M)
-    S = similarity_matrix(Q, M)
+        return max(sq_euclid(m, q) for q in Q for m in M)
     if name == "trace":
-        return -trace(S)
+        return paper_trace(Q, M)
     if name == "btrace":
+        return paper_best_trace(Q, M)
+    S = similarity_matrix(Q, M)
+    if name == "trace-mean":
+        return -trace(S)
+    if name == "btrace-mean":
         return -best_trace(S)
     if name == "nw-dtw":
         return -algorithm_1_nw(S, indel)
@@ -140,11 +163,14 @@ def unit_rows(rng, k, d):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def random_set(rng, n, lengths, d, *, empty_ok=False):
+def random_set(rng, n, lengths, d, *, empty_ok=False, unit=True):
     seqs = []
     for _ in range(n):
         k = int(rng.integers(lengths[0], lengths[1] + 1))
-        seqs.append(unit_rows(rng, k, d) if k else np.zeros((0, d)))
+        rows = unit_rows(rng, k, d) if k else np.zeros((0, d))
+        if not unit:  # the paper's distances do not assume unit vectors
+            rows = rows * rng.uniform(0.2, 2.0, size=(k, 1))
+        seqs.append(rows)
     clip = unit_rows(rng, n, d)
     return SegmentSet.from_sequences(seqs, clip=clip, dim=d)
 
@@ -156,15 +182,16 @@ cases = st.fixed_dictionaries({
     "d": st.integers(1, 6),
     "kmax": st.integers(1, 7),
     "indel": st.floats(0.0, 0.6, allow_nan=False),
+    "unit": st.booleans(),
 })
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def check_against_reference(case, *, diag_min=None, block_mb=64.0, monkeypatch=None):
     rng = np.random.default_rng(case["seed"])
-    Q = random_set(rng, case["nq"], (1, case["kmax"]), case["d"])
-    T = random_set(rng, case["nt"], (1, case["kmax"]), case["d"])
-    methods = [parse_method(m) for m in METHODS if m not in ("nw-dtw", "sw-dtw")]
+    Q = random_set(rng, case["nq"], (1, case["kmax"]), case["d"], unit=case["unit"])
+    T = random_set(rng, case["nt"], (1, case["kmax"]), case["d"], unit=case["unit"])
+    methods = [parse_method(m) for m in METHODS if m not in ("nw-dtw", "sw-dtw", "head")]
     methods += [parse_method(f"nw-dtw:{case['indel']}"), parse_method(f"sw-dtw:{case['indel']}")]
     if diag_min is not None:
         monkeypatch.setattr(distances_module, "DIAG_MIN_QUERIES", diag_min)
@@ -187,7 +214,7 @@ def test_batched_distances_equal_the_literal_algorithms(case):
                                                                  HealthCheck.function_scoped_fixture])
 @given(case=cases)
 def test_grouped_diagonals_and_tiny_chunks_equal_the_literal_algorithms(case, monkeypatch):
-    # trace/btrace by grouped diagonal products; one item per similarity block
+    # the diagonal methods by grouped diagonal products; one item per similarity block
     check_against_reference(case, diag_min=1, block_mb=1e-4, monkeypatch=monkeypatch)
 
 
@@ -200,7 +227,9 @@ def test_alignment_score_and_path(case):
     S = similarity_matrix(q.tolist(), t.tolist())
     g = case["indel"]
     for name, ref in (("nw-dtw", lambda: algorithm_1_nw(S, g)), ("sw-dtw", lambda: algorithm_2_sw(S, g)),
-                      ("trace", lambda: trace(S)), ("btrace", lambda: best_trace(S))):
+                      ("trace", lambda: -paper_trace(q.tolist(), t.tolist())),
+                      ("btrace", lambda: -paper_best_trace(q.tolist(), t.tolist())),
+                      ("trace-mean", lambda: trace(S)), ("btrace-mean", lambda: best_trace(S))):
         al = align(q, t, f"{name}:{g}" if name.endswith("dtw") else name)
         assert al.score == pytest.approx(ref(), abs=1e-9)
         p = al.path
@@ -212,12 +241,41 @@ def test_alignment_score_and_path(case):
         elif name == "sw-dtw" and len(p):
             gaps = (p[-1, 0] - p[0, 0] + 1 - len(p)) + (p[-1, 1] - p[0, 1] + 1 - len(p))
             assert matched - g * gaps == pytest.approx(al.score, abs=1e-9)
-        elif name in ("trace", "btrace"):
+        elif name in ("trace-mean", "btrace-mean"):
             assert matched / len(p) == pytest.approx(al.score, abs=1e-9)
+            assert len(p) == min(kq, kc) and np.all(p[:, 1] - p[:, 0] == al.offset)
+        elif name in ("trace", "btrace"):  # minus the path's sum of squared distances
+            assert -sum(al.distance_matrix[i, j] ** 2 for i, j in p) == pytest.approx(al.score, abs=1e-9)
             assert len(p) == min(kq, kc) and np.all(p[:, 1] - p[:, 0] == al.offset)
     # and the batched kernel agrees with the alignment
     d = distances(SegmentSet.from_sequences([q]), SegmentSet.from_sequences([t]), f"nw-dtw:{g}", dtype=np.float64)
     assert d[0, 0] == pytest.approx(align(q, t, f"nw-dtw:{g}").distance, abs=1e-9)
+
+
+def test_paper_distances_by_hand():
+    """Seg-VM-Net's equations (section IV-D) on a 3-segment query and a 2-segment target,
+    computed by hand. Squared distances D[i][j] = ||q_i - m_j||^2 with
+    q = (1,0), (0,1), (1,1) and m = (0,1), (1,1):  D = [[2, 1], [0, 1], [1, 0]]."""
+    Q = SegmentSet.from_sequences([np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])])
+    M = SegmentSet.from_sequences([np.array([[0.0, 1.0], [1.0, 1.0]])])
+    want = {
+        "trace": 2 + 1,  # D11 + D22, min(Kc, Kq) = 2 terms
+        "btrace": 0 + 0,  # Kc < Kq: offsets k = 0 (2 + 1) and k = 1 (D21 + D32 = 0 + 0)
+        "centroid": (2 / 3 - 1 / 2) ** 2 + (2 / 3 - 1) ** 2,  # means (2/3, 2/3) and (1/2, 1): 5/36
+        "single": 0, "complete": 2,
+        "trace-mean": -(0 + 1) / 2,  # similarities q1.m1 = 0, q2.m2 = 1
+        "btrace-mean": -(1 + 2) / 2,  # offset 1: q2.m1 = 1, q3.m2 = 2
+        "centroid-unit": math.sqrt(2 - 2 * 3 / math.sqrt(10)),  # cos of the means = 3 / sqrt(10)
+    }
+    got = distance_matrices(Q, M, list(want), dtype=np.float64)
+    for name, value in want.items():
+        assert got[name][0, 0] == pytest.approx(value, abs=1e-7), name  # means are kept as float32
+    assert align(Q.segments(0), M.segments(0), "btrace").offset == -1  # the query's 2nd segment on the target's 1st
+    # the grouped-diagonal path (many queries) gives the same values
+    many = SegmentSet.from_sequences([Q.segments(0)] * 40)
+    grouped = distance_matrices(many, M, ["trace", "btrace", "trace-mean", "btrace-mean"], dtype=np.float64)
+    for name, d in grouped.items():
+        assert np.allclose(d, want[name], atol=1e-12), name
 
 
 def test_float32_compute_and_float16_storage_are_close():
@@ -255,7 +313,7 @@ def test_dimension_mismatch_and_missing_clip():
 def test_method_specs():
     assert parse_method("nw-dtw").indel == 0.05 and parse_method("SW-DTW").indel == 0.01
     assert parse_method("nw-dtw:0.1").label == "nw-dtw:0.1" and parse_method("nw-dtw:0.05").label == "nw-dtw"
-    assert [m.label for m in parse_methods("all")] == list(METHODS)
+    assert [m.label for m in parse_methods("all")] == [m for m in METHODS if m != "head"]  # head needs a model
     assert [m.label for m in parse_methods("trace,btrace,trace")] == ["trace", "btrace"]
     with pytest.raises(ParameterError, match="unknown method 'dtw'; methods: clip, centroid"):
         parse_method("dtw")
@@ -329,18 +387,22 @@ def test_scenarios():
 
 def test_scenarios_separate_the_methods():
     """Cropping the query hurts trace but not btrace; stretching the targets hurts
-    btrace but not the DP alignments (the papers' finding, on synthetic data)."""
+    btrace but not the DP alignments (the papers' finding, on synthetic data). Shown with
+    the mean variants: the paper's sums favour short targets on these variable-length
+    sequences (docs/performance.md, "Seg-VM-Net protocol")."""
     sets = synth_embeddings(120, seed=7, dim=32)
-    ev = evaluate_sets(sets["video"], sets["audio"], "trace,btrace,nw-dtw",
+    ev = evaluate_sets(sets["video"], sets["audio"], "trace-mean,btrace-mean,nw-dtw,btrace",
                        scenarios=["all"], directions=["v2m", "m2v"])
     r1 = {(s.method, s.direction, s.scenario): s.metrics["r1"] for s in ev.scores}
     for d in ("v2m", "m2v"):
-        assert r1[("trace", d, "vanilla")] > 80 and r1[("nw-dtw", d, "vanilla")] > 80
-        assert r1[("trace", d, "crop-query")] < r1[("btrace", d, "crop-query")] - 20
-        assert r1[("btrace", d, "stretch-targets")] < r1[("nw-dtw", d, "stretch-targets")] - 20
+        assert r1[("trace-mean", d, "vanilla")] > 80 and r1[("nw-dtw", d, "vanilla")] > 80
+        assert r1[("trace-mean", d, "crop-query")] < r1[("btrace-mean", d, "crop-query")] - 20
+        assert r1[("btrace-mean", d, "stretch-targets")] < r1[("nw-dtw", d, "stretch-targets")] - 20
+        # the paper's btrace, a sum over min(Kc, Kq) pairs, prefers shorter targets
+        assert r1[("btrace", d, "vanilla")] < r1[("btrace-mean", d, "vanilla")] - 20
     s = ev.score("nw-dtw", "v2m", "vanilla")
     assert s.n_queries == 120 and len(s.ranks) == 120 and s.seconds > 0
-    assert ev.to_dict()["results"][0]["method"] == "trace"
+    assert ev.to_dict()["results"][0]["method"] == "trace-mean"
 
 
 # --- ranking and prefilter ----------------------------------------------------------------------------
@@ -354,7 +416,7 @@ def sets():
 def test_rank_finds_the_item_and_its_span(sets):
     video, audio = sets["video"], sets["audio"]
     q = video.subset([17])
-    r = rank(q, audio, "btrace", k=5)
+    r = rank(q, audio, "btrace-mean", k=5)
     assert [x.rank for x in r.results] == [1, 2, 3, 4, 5]
     assert r.results[0].id == "item00017" and r.results[0].index == 17
     assert r.results[0].span == (0.0, float(audio.spans_of(17)[-1, 1]))
@@ -437,7 +499,7 @@ def test_float16_catalog(tmp_path):
     a = load_catalog(p, "audio")
     assert a.data.dtype == np.float16 and a.clip.dtype == np.float16
     v = load_catalog(p, "video")
-    d = distances(v, a, "btrace")
+    d = distances(v, a, "btrace-mean")
     assert d.dtype == np.float64 and np.mean(ground_truth_ranks(d) <= 1) > 0.5
 
 

@@ -35,8 +35,9 @@ from vmtool.progress import Progress
 
 __all__ = ["DemoConfig", "DemoCorpus", "DemoResult", "make_demo_corpus", "run_demo"]
 
-#: Methods the demo evaluates (clip-level baseline, centroid, and the alignment methods).
-EVAL_METHODS = "clip,centroid,btrace,nw-dtw,sw-dtw"
+#: Methods the demo evaluates: the clip-level baseline, the centroids and best traces as
+#: Seg-VM-Net defines them and as vmtool normalises them, and the two alignments.
+EVAL_METHODS = "clip,centroid,centroid-unit,btrace,btrace-mean,nw-dtw,sw-dtw"
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class DemoConfig:
     segments: str = "olda"
     epochs: int = 40
     max_time: float = 60.0
-    method: str = "btrace"
+    method: str = "btrace-mean"
     top: int = 5
     workers: int = 2
 

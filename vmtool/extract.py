@@ -404,6 +404,7 @@ def extract(
                 writer.declare("features", e.name, dim=e.dim, attrs={
                     "modality": e.modality, "extractor": e.name, "version": e.version,
                     "columns": e.columns, "config": e.config(), "summary": e.summary,
+                    **({"level": "clip"} if e.level == "clip" else {}),
                 })
                 for cname, desc in e.curve_names.items():
                     writer.declare("curves", cname, dim=None, attrs={

@@ -69,3 +69,19 @@ QuerySegmentsOpt = Annotated[Optional[str], typer.Option(
     "--query-segments", metavar="METHOD", callback=query_segments_callback,
     help="Segment a media query with this method instead of the catalog's (e.g. transnet for a video without "
          "sound).")]
+
+
+def pair_scorer_for(catalog, methods, device: str):
+    """The catalog model's pair classifier when a method is ``head`` (BCE models), else None."""
+    from vmtool.ranking.methods import parse_methods
+
+    if not any(m.name == "head" for m in parse_methods(methods)):
+        return None
+    from vmtool.embed import load_catalog_model
+    from vmtool.errors import ParameterError
+
+    model = load_catalog_model(catalog, device)
+    if not model.has_head:
+        raise ParameterError("method 'head' needs a model trained with --loss bce; this catalog's model has no "
+                             "pair classifier", catalog)
+    return model.pair_logits

@@ -26,7 +26,7 @@ HELP = """Align a video with a track: distance matrix, optimal path and edit lis
 The edit list says, for each segment of the query (the video, with v2m), which segment of the target (the track) plays under it, with its start and end in seconds: a first step toward cutting the track to the video. QUERY and TARGET are items of vmtool files (FILE.h5#ITEM-ID) or media files; a media file is processed like the catalog of the other side, or like --catalog.
 
 \b
-Methods: nw-dtw (default, global), sw-dtw (local), btrace, trace;
+Methods: nw-dtw (default, global), sw-dtw (local), btrace, trace (Seg-VM-Net's sums of squared distances), btrace-mean, trace-mean (vmtool's mean similarities);
 the DP methods take an indel penalty as nw-dtw:0.1.
 
 \b
@@ -47,7 +47,7 @@ def align_cmd(
     target: Annotated[str, typer.Argument(metavar="TARGET", help="FILE.h5#ITEM-ID or a media file (the track, "
                                           "with v2m).", show_default=False)],
     method: Annotated[str, typer.Option("--method", "-m", metavar="METHOD[:INDEL]", callback=method_callback,
-                                        help="Alignment method: nw-dtw, sw-dtw, btrace or trace.")] = "nw-dtw",
+                                        help="Alignment method: nw-dtw, sw-dtw, btrace, trace, btrace-mean or trace-mean.")] = "nw-dtw",
     direction: Annotated[Direction, typer.Option("--direction", "-d", help="v2m: QUERY is a video and TARGET a "
                                                  "track; m2v: the reverse.")] = Direction.v2m,
     catalog: Annotated[Optional[Path], typer.Option(

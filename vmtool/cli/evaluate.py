@@ -9,13 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.cli._common import DeviceOpt, Format, FormatOpt, IdsOpt, QuietOpt, RichProgress, VersionOpt, echo_json, handle_errors, info, read_ids
-from vmtool.cli._ranking import directions_callback, methods_callback, scenarios_callback
+from vmtool.cli._ranking import directions_callback, methods_callback, pair_scorer_for, scenarios_callback
 
 HELP = """Evaluate retrieval on a catalog with the papers' protocol: R@1/10/25 and mean rank.
 
 Every item's video queries every item's music (v2m), and the reverse (m2v); --ids restricts queries and candidates to the listed items (e.g. those held out from training).
 
 Prints, per direction and scenario, one row per method: R@1, R@10, R@25 (% of queries whose own item is among the first 1, 10, 25), mean rank with its 95% confidence interval, median rank, and the method's time (as in Seg-VM-Net's Tables III and IV).
+
+Methods: see `vmtool rank --help`; 'all' is every embedding method (the papers' and vmtool's variants); head (a BCE model's pair classifier, as Prétet et al. 2021 rank it) is asked for by name.
 
 \b
 Scenarios:
@@ -71,9 +73,10 @@ def evaluate_cmd(
         check_plot_path(plot)  # before minutes of ranking
     dev = resolve_device(device)
     t0 = time.perf_counter()
+    scorer = pair_scorer_for(catalog, methods, dev)
     with RichProgress(enabled=not quiet) as progress:
         ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
-                      ids=read_ids(ids_file))
+                      ids=read_ids(ids_file), pair_scorer=scorer)
     if plot is not None:
         from vmtool.ranking.plot import plot_evaluation
 

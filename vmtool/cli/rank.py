@@ -20,7 +20,7 @@ from vmtool.cli._common import (
     info,
     print_table,
 )
-from vmtool.cli._ranking import Direction, QuerySegmentsOpt, method_callback
+from vmtool.cli._ranking import Direction, QuerySegmentsOpt, method_callback, pair_scorer_for
 
 HELP = """Rank a catalog's tracks for videos (v2m), or its videos for tracks (m2v).
 
@@ -28,7 +28,7 @@ QUERY is an item of a vmtool file (FILE.h5#ITEM-ID: its embeddings are read from
 
 Several queries are ranked in one run (the catalog, the model and the libraries are loaded once): the table shows one ranking per query, tsv gains a first column 'query', json is a list. A query that cannot be processed is reported and the others are still ranked (exit code 1 at the end).
 
-Methods (see docs/methods-ranking.md): clip, centroid, single, complete, trace, btrace (default), nw-dtw, sw-dtw; the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
+Methods (see docs/methods-ranking.md): as Seg-VM-Net defines them clip, centroid, single, complete, trace, btrace, nw-dtw, sw-dtw; vmtool's normalised variants centroid-unit, trace-mean, btrace-mean (default); head ranks by the pair classifier of a BCE model (Prétet et al. 2021); the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
 
 \b
 Examples:
@@ -57,7 +57,7 @@ def rank_cmd(
     catalog: Annotated[Path, typer.Argument(metavar="CATALOG.h5", help="A catalog written by vmtool embed.",
                                             show_default=False)],
     method: Annotated[str, typer.Option("--method", "-m", metavar="METHOD[:INDEL]", callback=method_callback,
-                                        help="Ranking method.")] = "btrace",
+                                        help="Ranking method.")] = "btrace-mean",
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
     direction: Annotated[Direction, typer.Option("--direction", "-d", help="v2m: a video queries tracks; "
                                                  "m2v: a track queries videos.")] = Direction.v2m,
@@ -84,6 +84,7 @@ def rank_cmd(
     dev = resolve_device(device)
     clip_level = parse_method(method).level == "clip"
     cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
+    scorer = pair_scorer_for(catalog, [method], dev)
     many = len(queries) > 1
     failures: list[str] = []
     outputs: list[dict] = []
@@ -96,7 +97,7 @@ def rank_cmd(
             exclude = None
             if exclude_self:
                 exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
-            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
+            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, pair_scorer=scorer)
         except VmtoolError as exc:
             if not many:
                 raise

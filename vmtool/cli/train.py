@@ -24,12 +24,25 @@ Losses:   vmnet (triplets, Hong et al. 2018) | bce (Prétet et al. 2021)
           | cosface (VMCML, Lee et al.) | infonce (contrastive baseline)
 
 \b
+Presets (--preset NAME): every hyper-parameter of a paper's setup; options given
+explicitly win. Settings and sources: docs/reproducing.md.
+{presets}
+
+\b
 Examples:
   vmtool train feats.h5 -o model.pt
+  vmtool train feats.h5 -o seg.pt --preset segvmnet --max-time 3600
+  vmtool train feats.h5 -o vmcml.pt --preset vmcml --lr 1e-4
   vmtool train feats.h5 -o seg.pt --level segment --segments olda --max-time 600
   vmtool train feats.h5 -o att.pt --aggregation attention --loss infonce --seed 1
   vmtool train feats.h5 -o model.pt --resume --epochs 200
 """
+
+
+def _help() -> str:
+    from vmtool.training.presets import PRESETS
+
+    return HELP.replace("{presets}", "\n".join(f"  {p.name:<15} {p.summary}" for p in PRESETS.values()))
 
 
 class Level(str, enum.Enum):
@@ -43,6 +56,11 @@ class Aggregation(str, enum.Enum):
     autopool = "autopool"
 
 
+class FrameSampling(str, enum.Enum):
+    random = "random"
+    even = "even"
+
+
 class Loss(str, enum.Enum):
     vmnet = "vmnet"
     bce = "bce"
@@ -51,7 +69,7 @@ class Loss(str, enum.Enum):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", help=HELP, no_args_is_help=True)(train_cmd)
+    app.command("train", help=_help(), no_args_is_help=True)(train_cmd)
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -129,18 +147,40 @@ class _Reporter:
         self.log(line)
 
 
+def _options(ctx: typer.Context, preset: str | None) -> dict[str, Any]:
+    """The options' values (enums as strings), with *preset*'s settings where the user
+    gave no value of their own (read from the context: a default is not an explicit choice)."""
+    values = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in ctx.params.items()}
+    if preset is None:
+        return values
+    from vmtool.training.presets import apply_preset
+
+    explicit = set()
+    for k in values:
+        src = ctx.get_parameter_source(k)
+        if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
+            explicit.add(k)
+    return apply_preset(preset, values, explicit)
+
+
 @handle_errors
 def train_cmd(
     ctx: typer.Context,
     features: Annotated[Path, typer.Argument(metavar="FEATS.h5", help="Features file (vmtool extract / import).",
                                              show_default=False)],
     output: OutputOpt = ...,  # type: ignore[assignment]
+    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME",
+                                                  help="A paper's settings: vmnet, pretet2021, pretet2021-bce, "
+                                                       "segvmnet, vmcml (explicit options win).")] = None,
     level: Annotated[Level, typer.Option("--level", help="Train on whole clips or on segments.")] = Level.clip,
     segments: Annotated[Optional[str], typer.Option("--segments", metavar="METHOD",
                                                     help="Segmentation stored in FEATS.h5 (segment level).")] = None,
     aggregation: Annotated[Aggregation, typer.Option("--aggregation", help="How frames become one input.")] = Aggregation.stats,
     frames: Annotated[int, typer.Option("--frames", min=1, max=10000,
                                         help="Frames sampled per window for attention/autopool.")] = 100,
+    frame_sampling: Annotated[FrameSampling, typer.Option(
+        "--frame-sampling", help="attention/autopool: T frames drawn at random each epoch (thesis) or evenly "
+                                 "spaced.")] = FrameSampling.random,
     audio_features: Annotated[list[str], typer.Option("--audio-features", "-a", metavar="NAME[,NAME]",
                                                       help="Audio features to use (default: all in the file).")] = [],  # noqa: B006
     video_features: Annotated[list[str], typer.Option("--video-features", "-v", metavar="NAME[,NAME]",
@@ -155,11 +195,11 @@ def train_cmd(
     cos_scale: Annotated[float, typer.Option("--cos-scale", help="cosface: scale s.")] = 30.0,
     cos_margin: Annotated[float, typer.Option("--cos-margin", help="cosface: margin mu.")] = 0.2,
     cos_music_weight: Annotated[float, typer.Option("--cos-music-weight", min=0.0, metavar="ALPHA",
-                                                    help="cosface: weight of the music lifting term.")] = 1.0,
+                                                    help="cosface: weight of the music lifting term.")] = 0.38,
     sim_margin: Annotated[float, typer.Option("--sim-margin", metavar="TAU",
-                                              help="cosface: slack tau of the similarity loss.")] = 0.1,
+                                              help="cosface: margin tau of the similarity loss.")] = 0.2,
     sim_weight: Annotated[float, typer.Option("--sim-weight", min=0.0, metavar="BETA",
-                                              help="cosface: weight of the similarity loss.")] = 1.0,
+                                              help="cosface: weight of the similarity loss.")] = 2.0,
     max_classes: Annotated[int, typer.Option("--max-classes", min=0, metavar="N",
                                              help="cosface: prototypes per softmax (sampled beyond N; 0: all).")] = 4096,
     neighbours: Annotated[int, typer.Option("--neighbours", min=1, metavar="K",
@@ -190,20 +230,29 @@ def train_cmd(
     from vmtool.models.losses import LossConfig
     from vmtool.training import DataConfig, TrainConfig, train
 
+    o = _options(ctx, preset)
+    if preset is not None:
+        from vmtool.training.presets import get_preset
+
+        p = get_preset(preset)
+        info(f"preset {p.name} ({p.paper}): {p.describe()}; options given explicitly win", quiet)
     try:
-        lam = tuple(float(x) for x in lambdas.split(","))
+        lam = tuple(float(x) for x in str(o["lambdas"]).split(","))
     except ValueError:
-        raise ParameterError(f"--lambdas must be four numbers like 3,1,0.2,0.2, got {lambdas!r}") from None
-    if len(lam) != 4:
-        raise ParameterError(f"--lambdas must be four numbers >= 0, got {lambdas!r}")
+        raise ParameterError(f"--lambdas must be four numbers like 3,1,0.2,0.2, got {o['lambdas']!r}") from None
+    if len(lam) != 4 or any(x < 0 for x in lam):
+        raise ParameterError(f"--lambdas must be four numbers >= 0, got {o['lambdas']!r}")
     data = DataConfig(audio_features=_names(audio_features), video_features=_names(video_features),
-                      level=level.value, segments=segments, aggregation=aggregation.value, frames=frames)
-    lcfg = LossConfig(name=loss.value, margin=margin, lambdas=lam, hard_negatives=hard_negatives,  # type: ignore[arg-type]
-                      temperature=temperature, scale=cos_scale, cos_margin=cos_margin,
-                      music_weight=cos_music_weight, sim_margin=sim_margin, sim_weight=sim_weight,
-                      max_classes=max_classes, neighbours=neighbours)
-    tcfg = TrainConfig(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_time=max_time,
-                       patience=patience, val_fraction=val_fraction, seed=seed)
+                      level=o["level"], segments=o["segments"], aggregation=o["aggregation"], frames=o["frames"],
+                      sampling=o["frame_sampling"])
+    lcfg = LossConfig(name=o["loss"], margin=o["margin"], lambdas=lam, hard_negatives=o["hard_negatives"],  # type: ignore[arg-type]
+                      temperature=o["temperature"], scale=o["cos_scale"], cos_margin=o["cos_margin"],
+                      music_weight=o["cos_music_weight"], sim_margin=o["sim_margin"], sim_weight=o["sim_weight"],
+                      max_classes=o["max_classes"], neighbours=o["neighbours"])
+    tcfg = TrainConfig(batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"], epochs=o["epochs"],
+                       max_time=max_time, patience=o["patience"], val_fraction=o["val_fraction"], seed=seed)
+    dropout = o["dropout"]
+    audio_layers, video_layers = o["audio_layers"], o["video_layers"]
     layers = {"audio": _ints(audio_layers, "--audio-layers"), "video": _ints(video_layers, "--video-layers")}
     ids = read_ids(ids_file)
     with _Reporter(quiet) as rep:

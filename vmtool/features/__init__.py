@@ -21,6 +21,7 @@ __all__ = ["register", "get_extractor", "extractor_class", "list_extractors", "E
 # name -> "module:Class"
 _REGISTRY: dict[str, str] = {
     "handcrafted": "vmtool.features.handcrafted:HandcraftedExtractor",
+    "vmnet-handcrafted": "vmtool.features.vmnet_handcrafted:VmnetHandcraftedExtractor",
     "vggish": "vmtool.features.vggish:VGGishExtractor",
     "transnet": "vmtool.features.transnet:TransNetExtractor",
     "color": "vmtool.features.color:ColorExtractor",

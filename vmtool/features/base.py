@@ -156,6 +156,9 @@ class Extractor:
     summary: ClassVar[str] = ""
     #: curves this extractor adds (name -> description), stored under /curves
     curve_names: ClassVar[dict[str, str]] = {}
+    #: "frame": one row per output step; "clip": one row per item (a timeless vector,
+    #: stored with the attribute ``level="clip"``, used by training as it is)
+    level: ClassVar[str] = "frame"
 
     def __init__(self, device: str = "cpu", **params: Any):
         if params:

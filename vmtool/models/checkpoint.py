@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from vmtool.errors import FormatError
+from vmtool.errors import FormatError, ParameterError
 
 __all__ = ["MODEL_FORMAT", "MODEL_VERSION", "save_model", "load_checkpoint", "load_model", "read_model_info",
            "is_model_file", "LoadedModel"]
@@ -139,6 +139,35 @@ class LoadedModel:
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)
+
+
+    @property
+    def has_head(self) -> bool:
+        """Whether the model has the pair classifier of the BCE loss."""
+        return self.net.head is not None
+
+    def pair_logits(self, video, music, *, batch: int = 1 << 20):
+        """The pair classifier's logit for every (video, music) pair of two embedding sets.
+
+        ``(n, D)`` and ``(m, D)`` numpy -> ``(n, m)`` float32 numpy; the sigmoid of a logit
+        is the model's probability that the two come from one clip (BCE models only).
+        """
+        import numpy as np
+        import torch
+
+        if self.net.head is None:
+            raise ParameterError("the model has no pair classifier (it was not trained with --loss bce)", self.path)
+        v = torch.as_tensor(np.asarray(video, dtype=np.float32), device=self.device)
+        m = torch.as_tensor(np.asarray(music, dtype=np.float32), device=self.device)
+        out = np.empty((len(v), len(m)), dtype=np.float32)
+        step = max(1, batch // max(1, len(m)))
+        with torch.inference_mode():
+            for lo in range(0, len(v), step):
+                vb = v[lo:lo + step]
+                pairs_v = vb[:, None, :].expand(-1, len(m), -1)
+                pairs_m = m[None, :, :].expand(len(vb), -1, -1)
+                out[lo:lo + len(vb)] = self.net.head(pairs_v, pairs_m).float().cpu().numpy()
+        return out
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:

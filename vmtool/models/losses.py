@@ -9,13 +9,21 @@ the scalar loss and a dict of its parts (floats, for logs).
 =========  =================================================================  ==========================
 name       what                                                               from
 =========  =================================================================  ==========================
-vmnet      inter-modal triplets V->M and M->V with margin alpha, plus soft    Hong et al. 2018 (VM-Net)
-           intra-modal structure triplets V->V and M->M
-bce        a fusion head scores matched vs. mismatched pairs (sigmoid + BCE)  Prétet et al. 2021
-cosface    CosFace "lifting" onto shared class prototypes (video + alpha *     Lee et al. (VMCML)
-           music) plus a similarity loss pulling each pair together
+vmnet      triplets on squared Euclidean distances with margin alpha:         Hong et al. 2018 (VM-Net),
+           inter-modal V->M and M->V, plus soft intra-modal structure         as Prétet et al. 2021
+           triplets V->V and M->M (lambda3 = lambda4 = 0: Seg-VM-Net's two    (000) and 2023 (001) state
+           terms)                                                             it
+bce        a fusion head (1024-128-1) scores matched vs. mismatched pairs      Prétet et al. 2021
+           (sigmoid + binary cross-entropy)
+cosface    VMCML: lifting loss (eq. 4) L_C(v) + alpha L_C(m), CosFace onto     Lee et al. (VMCML)
+           class prototypes shared by the two modalities, plus beta times
+           the similarity loss (eq. 5) max(tau, cos(v, m')) - cos(v, m)
+           with a randomly drawn negative music m' of another class
 infonce    symmetric contrastive loss with a temperature                      Oord et al. 2018; CLIP
 =========  =================================================================  ==========================
+
+The triplet loss of VM-Net (000, section III; 001, section III-C) is
+``max(||f(a) - f(p)||^2 - ||f(a) - f(n)||^2 + alpha, 0)``: squared distances.
 """
 
 from __future__ import annotations
@@ -39,10 +47,10 @@ class LossConfig:
     ----------
     name : {"vmnet", "bce", "cosface", "infonce"}
     margin : float
-        vmnet: triplet margin alpha (0.1, VM-Net).
+        vmnet: triplet margin alpha on squared distances (0.1, VM-Net and Seg-VM-Net).
     lambdas : (float, float, float, float)
         vmnet: weights of L_VM, L_MV, L_VV, L_MM. VM-Net's code weighs the video->music
-        term most: (3, 1, 0.2, 0.2).
+        term most: (3, 1, 0.2, 0.2); Seg-VM-Net uses (1, 1, 0, 0) (001, section III-C).
     hard_negatives : int
         vmnet: 0 averages over every negative of the batch (b(b-1) triplets per
         direction); K > 0 keeps, per anchor, the K most violating negatives (VM-Net: 100).
@@ -50,13 +58,14 @@ class LossConfig:
         vmnet: per anchor, how many nearest neighbours in the *input* space are the
         positives of the intra-modal structure triplets (others are its negatives).
     scale, cos_margin, music_weight : float
-        cosface: scale s (30), margin mu (0.2) and weight alpha of the music term (1).
+        cosface: scale s (30; VMCML does not state it), margin mu (0.2) and weight alpha
+        of the music term in eq. 4 (0.38, VMCML section 4).
     max_classes : int
         cosface: prototypes per softmax; beyond it, the batch's classes plus random
         others (a sampled softmax; 0: always all).
     sim_margin, sim_weight : float
-        cosface: similarity loss ``max(0, 1 - cos(v_i, m_i) - tau)`` with tau (0.1),
-        weight beta (1).
+        cosface: similarity loss (eq. 5) ``max(tau, cos(v, m')) - cos(v, m)`` with tau
+        (0.2) and its weight beta in eq. 6 (2).
     temperature : float
         infonce: softmax temperature (0.07, as CLIP's initial value).
     """
@@ -68,10 +77,10 @@ class LossConfig:
     neighbours: int = 1
     scale: float = 30.0
     cos_margin: float = 0.2
-    music_weight: float = 1.0
+    music_weight: float = 0.38
     max_classes: int = 4096
-    sim_margin: float = 0.1
-    sim_weight: float = 1.0
+    sim_margin: float = 0.2
+    sim_weight: float = 2.0
     temperature: float = 0.07
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,9 +128,9 @@ def negatives_mask(clips: torch.Tensor) -> torch.Tensor:
     return clips[:, None] != clips[None, :]
 
 
-def _cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # unit vectors: ||a - b||^2 = 2 - 2 a.b ; clamp for the sqrt's gradient at 0
-    return torch.sqrt(torch.clamp(2.0 - 2.0 * a @ b.T, min=1e-12))
+def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a_i - b_j||^2`` for every pair (the triplet loss's distance in VM-Net)."""
+    return torch.clamp((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, min=0.0)
 
 
 def _triplet(d_pos: torch.Tensor, d: torch.Tensor, neg: torch.Tensor, margin: float, hard: int) -> torch.Tensor:
@@ -179,7 +188,7 @@ def _structure(emb: torch.Tensor, inputs: torch.Tensor, neg: torch.Tensor, margi
         far = neg.clone()
         far.scatter_(1, nn_idx, False)
         ok = torch.isfinite(dx.gather(1, nn_idx))  # anchors whose neighbours are real
-    d = _cdist(emb, emb)
+    d = _sqdist(emb, emb)
     total = emb.new_zeros(())
     for j in range(n):
         d_pos = d.gather(1, nn_idx[:, j:j + 1]).squeeze(1)
@@ -218,6 +227,30 @@ def _cosface(x: torch.Tensor, protos: torch.Tensor, labels: torch.Tensor, s: flo
     return F.cross_entropy(logits, labels)
 
 
+def random_negatives(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each pair, a uniformly drawn other pair of another class (VMCML's m').
+
+    Returns the index of the drawn pair and a bool mask of the pairs that have one (a
+    batch holding a single class has none). Uses torch's global generator.
+    """
+    b = labels.shape[0]
+    other = labels[:, None] != labels[None, :]
+    r = torch.rand(b, b, device=labels.device).masked_fill(~other, -1.0)
+    return r.argmax(dim=1), other.any(dim=1)
+
+
+def similarity_loss(v: torch.Tensor, m: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+    """VMCML eq. 5, mean over the batch: ``max(tau, cos(v, m')) - cos(v, m)``.
+
+    ``m'`` is the music of a randomly drawn pair of another class (:func:`random_negatives`).
+    """
+    j, ok = random_negatives(labels)
+    cos_pos = F.cosine_similarity(v, m, dim=-1)
+    cos_neg = F.cosine_similarity(v, m[j], dim=-1)
+    sl = torch.clamp(cos_neg, min=tau) - cos_pos
+    return sl[ok].mean() if bool(ok.any()) else v.new_zeros(())
+
+
 def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, *,
                  v_in: torch.Tensor | None = None, m_in: torch.Tensor | None = None,
                  model=None, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -235,13 +268,14 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
     model : VMNet, optional
         Its fusion head (``bce``) or prototypes (``cosface``).
     labels : torch.Tensor [shape=(b,), int], optional
-        Prototype index of each pair (``cosface``): the training clip it comes from.
+        Class (prototype index) of each pair (``cosface``): by default the training
+        clip it comes from; ``train(classes=...)`` can give several clips one class.
     """
     neg = negatives_mask(clips)
     name = cfg.name
     if name == "vmnet":
         l1, l2, l3, l4 = cfg.lambdas
-        d = _cdist(v, m)  # d[i, j] = ||v_i - m_j||
+        d = _sqdist(v, m)  # d[i, j] = ||v_i - m_j||^2
         pos = torch.diagonal(d)
         vm = _triplet(pos, d, neg, cfg.margin, cfg.hard_negatives)
         mv = _triplet(pos, d.T, neg, cfg.margin, cfg.hard_negatives)
@@ -271,12 +305,12 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
     elif name == "cosface":
         if model is None or model.prototypes is None or labels is None:
             raise ValueError("the cosface loss needs prototypes and labels")
-        protos, labels = _sample_classes(model.prototypes, labels, cfg.max_classes)
+        sim = similarity_loss(v, m, labels, cfg.sim_margin)  # eq. 5
+        protos, plabels = _sample_classes(model.prototypes, labels, cfg.max_classes)
         protos = F.normalize(protos, dim=-1)
-        lv = _cosface(v, protos, labels, cfg.scale, cfg.cos_margin)
-        lm = _cosface(m, protos, labels, cfg.scale, cfg.cos_margin)
-        sim = torch.clamp(1.0 - (v * m).sum(-1) - cfg.sim_margin, min=0).mean()
-        total = lv + cfg.music_weight * lm + cfg.sim_weight * sim
+        lv = _cosface(v, protos, plabels, cfg.scale, cfg.cos_margin)  # eq. 3 on both sides, eq. 4
+        lm = _cosface(m, protos, plabels, cfg.scale, cfg.cos_margin)
+        total = lv + cfg.music_weight * lm + cfg.sim_weight * sim  # eq. 6
         parts = {"lift_v": lv, "lift_m": lm, "sim": sim}
     elif name == "infonce":
         logits = (v @ m.T) / cfg.temperature

@@ -43,7 +43,11 @@ class ModelConfig:
         ``stats``: inputs are precomputed statistics vectors; otherwise inputs are
         ``(T, dim)`` sequences pooled by a learned layer.
     fusion_head : bool
-        Add the 1024-128-1 pair scorer used by the ``bce`` loss.
+        Add the pair scorer used by the ``bce`` loss.
+    head_layers : list of int
+        Hidden widths of the pair scorer before its 1-unit output: Prétet et al. 2021
+        stack 1024, 128 and 1 units on the two embeddings (000, Experiment 2). Model
+        files written before this setting existed had one hidden layer of 128.
     prototypes : int
         Number of shared class prototypes (``cosface`` loss), 0 for none.
     """
@@ -56,6 +60,7 @@ class ModelConfig:
     aggregation: str = "stats"
     fusion_head: bool = False
     prototypes: int = 0
+    head_layers: list[int] = field(default_factory=lambda: [1024, 128])
 
     @property
     def dim(self) -> int:
@@ -67,6 +72,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "head_layers" not in known:  # files from before the setting: a 128-unit head
+            known["head_layers"] = [128]
         return cls(**known)
 
 
@@ -133,11 +140,20 @@ class Branch(nn.Module):
 
 
 class FusionHead(nn.Module):
-    """Scores a pair: concat(video, music) -> 128 -> ReLU -> 1 (a logit)."""
+    """Scores a pair: concat(video, music) -> (Linear, ReLU)* -> Linear -> 1 (a logit).
 
-    def __init__(self, dim: int, hidden: int = 128):
+    The sigmoid of the logit is the probability that the two come from the same clip.
+    """
+
+    def __init__(self, dim: int, hidden: list[int] | tuple[int, ...] = (1024, 128)):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        mods: list[nn.Module] = []
+        prev = 2 * dim
+        for width in hidden:
+            mods += [nn.Linear(prev, int(width)), nn.ReLU()]
+            prev = int(width)
+        mods.append(nn.Linear(prev, 1))
+        self.net = nn.Sequential(*mods)
 
     def forward(self, video: torch.Tensor, music: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([video, music], dim=-1)).squeeze(-1)
@@ -153,7 +169,7 @@ class VMNet(nn.Module):
         self.config = config
         self.audio = Branch(config.audio_dim, list(config.audio_layers), config.dropout, config.aggregation)
         self.video = Branch(config.video_dim, list(config.video_layers), config.dropout, config.aggregation)
-        self.head = FusionHead(config.dim) if config.fusion_head else None
+        self.head = FusionHead(config.dim, list(config.head_layers)) if config.fusion_head else None
         if config.prototypes > 0:
             self.prototypes = nn.Parameter(torch.randn(config.prototypes, config.dim) / config.dim ** 0.5)
         else:

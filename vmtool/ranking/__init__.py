@@ -25,13 +25,14 @@ from vmtool.ranking.align import Alignment, Edit, align
 from vmtool.ranking.catalog import load_catalog, load_item, parse_item_ref, sides
 from vmtool.ranking.batched import distance_matrices, distances
 from vmtool.ranking.evaluate import Evaluation, evaluate, evaluate_sets, ground_truth_ranks, rank_metrics
-from vmtool.ranking.methods import ALIGNMENT_METHODS, DEFAULT_INDEL, METHODS, Method, parse_method, parse_methods
+from vmtool.ranking.methods import (ALIGNMENT_METHODS, DEFAULT_INDEL, DEFAULT_METHOD, METHODS, PAPER_METHODS,
+                                    VMTOOL_METHODS, Method, parse_method, parse_methods)
 from vmtool.ranking.rank import Ranking, rank
 from vmtool.ranking.segments import SCENARIOS, SegmentSet, crop_queries, stretch_targets
 from vmtool.ranking.synthetic import synth_catalog, synth_embeddings
 
 __all__ = [
-    "ALIGNMENT_METHODS", "DEFAULT_INDEL", "METHODS", "SCENARIOS",
+    "ALIGNMENT_METHODS", "DEFAULT_INDEL", "DEFAULT_METHOD", "METHODS", "PAPER_METHODS", "SCENARIOS", "VMTOOL_METHODS",
     "Alignment", "Edit", "Evaluation", "Method", "Ranking", "SegmentSet",
     "align", "crop_queries", "distance_matrices", "distances", "evaluate", "evaluate_sets", "ground_truth_ranks",
     "load_catalog", "load_item", "parse_item_ref", "parse_method", "parse_methods", "rank", "rank_metrics",

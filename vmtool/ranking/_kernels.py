@@ -17,9 +17,13 @@ import os
 
 from numba import njit
 
-__all__ = ["CODES", "block_distances", "warmup", "threads", "half_to_float32", "item_means"]
+__all__ = ["CODES", "NORM_CODES", "block_distances", "warmup", "threads", "half_to_float32", "item_means"]
 
-CODES = {"single": 0, "complete": 1, "trace": 2, "btrace": 3, "nw-dtw": 4, "sw-dtw": 5}
+CODES = {"single": 0, "complete": 1, "trace-mean": 2, "btrace-mean": 3, "nw-dtw": 4, "sw-dtw": 5,
+         "trace": 6, "btrace": 7}
+
+#: the methods whose kernels read the rows' squared norms
+NORM_CODES = (0, 1, 6, 7)
 
 
 @njit(cache=True, inline="always")
@@ -33,7 +37,7 @@ def _linkage(S, r0, kq, c0, kc, qn2, tn2, farthest):
                     best = e2
             elif e2 < best:
                 best = e2
-    return np.sqrt(max(best, 0.0))
+    return max(best, 0.0)
 
 
 @njit(cache=True, inline="always")
@@ -50,6 +54,23 @@ def _diagonal(S, r0, kq, c0, kc, best_offset):
         v = acc / n
         if v > best:
             best = v
+    return best
+
+
+@njit(cache=True, inline="always")
+def _diagonal_sq(S, r0, kq, c0, kc, qn2, tn2, best_offset):
+    # Seg-VM-Net's trace / best trace: sum over min(kq, kc) pairs of squared distances
+    n = min(kq, kc)
+    n_off = abs(kc - kq) + 1 if best_offset else 1
+    best = np.inf
+    for k in range(n_off):
+        di = k if kq > kc else 0
+        dj = k if kc > kq else 0
+        acc = 0.0
+        for i in range(n):
+            acc += max(qn2[r0 + di + i] + tn2[c0 + dj + i] - 2.0 * S[r0 + di + i, c0 + dj + i], 0.0)
+        if acc < best:
+            best = acc
     return best
 
 
@@ -101,7 +122,7 @@ def block_distances(S, qo, to, qn2, tn2, code, indel, out, b_start, b_stop):
     qo, to : np.ndarray [shape=(nq + 1,), (nt + 1,), int64]
         Local offsets of the queries' rows and the targets' columns (starting at 0).
     qn2, tn2 : np.ndarray [shape=(rq,), (rt,), float64]
-        Squared norms of the rows (linkage methods only).
+        Squared norms of the rows (linkages, trace and btrace: :data:`NORM_CODES`).
     code : int
         The method, one of :data:`CODES`.
     indel : float
@@ -135,8 +156,12 @@ def block_distances(S, qo, to, qn2, tn2, code, indel, out, b_start, b_stop):
                 out[a, b] = -_diagonal(S, r0, kq, c0, kc, True)
             elif code == 4:
                 out[a, b] = -_nw(S, r0, kq, c0, kc, indel, prev, cur)
-            else:
+            elif code == 5:
                 out[a, b] = -_sw(S, r0, kq, c0, kc, indel, prev, cur)
+            elif code == 6:
+                out[a, b] = _diagonal_sq(S, r0, kq, c0, kc, qn2, tn2, False)
+            else:
+                out[a, b] = _diagonal_sq(S, r0, kq, c0, kc, qn2, tn2, True)
 
 
 

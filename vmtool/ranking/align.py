@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.errors import ParameterError
-from vmtool.ranking.methods import ALIGNMENT_METHODS, Method, parse_method
+from vmtool.ranking.methods import ALIGNMENT_METHODS, DIAGONAL_METHODS, Method, parse_method
 
 __all__ = ["Alignment", "Edit", "align", "nw_matrix", "sw_matrix"]
 
@@ -67,14 +67,15 @@ class Alignment:
     distance_matrix : np.ndarray [shape=(Kq, Kc)]
         Euclidean distances between the segment embeddings.
     score : float
-        The method's score (mean similarity along the chosen diagonal for trace and
-        btrace; the DP score for nw-dtw and sw-dtw).
+        The method's score: minus the sum of squared distances along the chosen
+        diagonal for trace and btrace (Seg-VM-Net); the mean similarity along it for
+        trace-mean and btrace-mean; the DP score for nw-dtw and sw-dtw.
     distance : float
         ``-score``: what the ranking sorts by.
     path : np.ndarray [shape=(P, 2), dtype=int64]
         Matched ``(query segment, target segment)`` pairs in order.
     offset : int or None
-        trace/btrace: target index minus query index along the chosen diagonal.
+        The diagonal methods: target index minus query index along the chosen diagonal.
     edits : list of Edit
         One per query segment.
     """
@@ -184,13 +185,19 @@ def _trace_back(H: np.ndarray, S: np.ndarray, g: float, local: bool) -> list[tup
     return path[::-1]
 
 
-def _diagonal_path(S: np.ndarray, best_offset: bool) -> tuple[list[tuple[int, int]], float, int]:
+def _diagonal_path(S: np.ndarray, E2: np.ndarray, best_offset: bool,
+                   squared: bool) -> tuple[list[tuple[int, int]], float, int]:
+    """The best diagonal: by the sum of squared distances *E2* (``squared``, negated as
+    a score) or by the mean similarity *S*; ties go to the smallest offset."""
     kq, kc = S.shape
     n = min(kq, kc)
     best, best_k = -np.inf, 0
     for k in range(abs(kc - kq) + 1 if best_offset else 1):
         di, dj = (k, 0) if kq > kc else (0, k)
-        v = float(np.mean([S[di + i, dj + i] for i in range(n)]))
+        if squared:
+            v = -float(sum(E2[di + i, dj + i] for i in range(n)))
+        else:
+            v = float(np.mean([S[di + i, dj + i] for i in range(n)]))
         if v > best:
             best, best_k = v, k
     di, dj = (best_k, 0) if kq > kc else (0, best_k)
@@ -212,7 +219,7 @@ def align(
     query : np.ndarray [shape=(Kq, d)]
     target : np.ndarray [shape=(Kc, d)]
         Unit-norm segment embeddings, in time order.
-    method : {"trace", "btrace", "nw-dtw", "sw-dtw"} or Method
+    method : {"trace", "btrace", "nw-dtw", "sw-dtw", "trace-mean", "btrace-mean"} or Method
         Optionally with ``:indel`` for the DP methods.
     query_spans, target_spans : np.ndarray [shape=(K, 2)], optional
         Segment start and end times in seconds (for the edit list).
@@ -236,10 +243,12 @@ def align(
         if not np.isfinite(x).all():
             raise ParameterError(f"cannot align: the {side}'s embeddings hold NaN or infinite values")
     S = q @ t.T
-    E = np.sqrt(np.maximum((q * q).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2 * S, 0.0))
+    E2 = np.maximum((q * q).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2 * S, 0.0)
+    E = np.sqrt(E2)
     offset = None
-    if m.name in ("trace", "btrace"):
-        path, score, offset = _diagonal_path(S, m.name == "btrace")
+    if m.name in DIAGONAL_METHODS:
+        best_offset, squared = DIAGONAL_METHODS[m.name]
+        path, score, offset = _diagonal_path(S, E2, best_offset, squared)
     elif m.name == "nw-dtw":
         H = nw_matrix(S, m.indel)
         score, path = float(H[-1, -1]), _trace_back(H, S, m.indel, local=False)

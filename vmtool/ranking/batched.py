@@ -7,7 +7,8 @@ one distance per pair (:mod:`vmtool.ranking._kernels`). Chunks are cut at item
 boundaries so that a block stays under ``block_mb`` megabytes; float16 storage is
 converted to the compute type one chunk at a time (by table look-up, exact).
 
-``trace`` and ``btrace`` need only a few diagonals of each pair's matrix. With many
+The diagonal methods (``trace``, ``btrace`` and their ``-mean`` variants) need only a
+few diagonals of each pair's matrix. With many
 queries they skip the full block: items are grouped by length, and each diagonal
 offset of each pair of length groups is one matrix product of flattened windows.
 
@@ -28,25 +29,26 @@ from typing import Any
 import numpy as np
 
 from vmtool.errors import ParameterError
-from vmtool.ranking.methods import Method, parse_methods
+from vmtool.ranking.methods import DEFAULT_METHOD, DIAGONAL_METHODS, Method, parse_methods
 from vmtool.ranking.segments import SegmentSet
 
-__all__ = ["distances", "distance_matrices", "DEFAULT_BLOCK_MB", "DIAG_MIN_QUERIES"]
+__all__ = ["distances", "distance_matrices", "DEFAULT_BLOCK_MB", "DIAG_MIN_QUERIES", "PairScorer"]
 
 #: default memory budget of one similarity block (and of one converted target chunk)
 DEFAULT_BLOCK_MB = 64
 
-#: from this many queries on, trace and btrace use grouped diagonal products
+#: from this many queries on, the diagonal methods use grouped diagonal products
 DIAG_MIN_QUERIES = 32
 
 def distances(
     queries: SegmentSet,
     targets: SegmentSet,
-    method: str | Method = "btrace",
+    method: str | Method = DEFAULT_METHOD,
     *,
     device: str = "cpu",
     block_mb: float = DEFAULT_BLOCK_MB,
     dtype: Any = np.float32,
+    pair_scorer: PairScorer | None = None,
 ) -> np.ndarray:
     """Distance of every query to every target with one method.
 
@@ -63,6 +65,9 @@ def distances(
         Memory budget of one similarity block, megabytes.
     dtype : {np.float32, np.float64}
         Compute type (float16 storage is converted to it chunk by chunk).
+    pair_scorer : callable, optional
+        ``head`` only: ``(video, music) -> logits``, ``(n, D), (m, D) -> (n, m)``, the
+        pair classifier of a BCE model (``LoadedModel.pair_logits``).
 
     Returns
     -------
@@ -70,7 +75,8 @@ def distances(
         Distances (smaller is better); NaN where a side has no embeddings.
     """
     (m,) = parse_methods([method])
-    return distance_matrices(queries, targets, [m], device=device, block_mb=block_mb, dtype=dtype)[m.label]
+    return distance_matrices(queries, targets, [m], device=device, block_mb=block_mb, dtype=dtype,
+                             pair_scorer=pair_scorer)[m.label]
 
 
 def distance_matrices(
@@ -82,6 +88,7 @@ def distance_matrices(
     block_mb: float = DEFAULT_BLOCK_MB,
     dtype: Any = np.float32,
     timings: dict[str, float] | None = None,
+    pair_scorer: PairScorer | None = None,
 ) -> dict[str, np.ndarray]:
     """Distances of every query to every target for several methods at once.
 
@@ -107,14 +114,14 @@ def distance_matrices(
     mm = _MatMul(device, dtype)
     budget = max(1e-4, float(block_mb)) * 2**20
     with _blas_single_thread():
-        out, times = _compute(queries, targets, ms, mm, budget)
+        out, times = _compute(queries, targets, ms, mm, budget, pair_scorer)
     if timings is not None:
         timings.update(times)
     return {m.label: out[m.label] for m in ms}
 
 
 def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm: _MatMul,
-             budget: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+             budget: float, pair_scorer: PairScorer | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     nq = len(queries)
     out: dict[str, np.ndarray] = {}
     times: dict[str, float] = {}
@@ -125,10 +132,15 @@ def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm:
             if queries.clip is None or targets.clip is None:
                 raise ParameterError("method 'clip' needs clip embeddings, and one side has none")
             out[m.label] = _euclidean(queries.clip, targets.clip, mm, budget)
-        elif m.name == "centroid":
+        elif m.name == "head":
+            out[m.label] = _head(queries, targets, pair_scorer)
+        elif m.name == "centroid":  # Seg-VM-Net: squared distance between the raw means
+            out[m.label] = _euclidean(queries.means, targets.means, mm, budget, squared=True)
+        elif m.name == "centroid-unit":
             out[m.label] = _euclidean(queries.centroids, targets.centroids, mm, budget)
-        elif m.name in ("trace", "btrace") and nq >= DIAG_MIN_QUERIES:
-            out[m.label] = _diagonals(queries, targets, m.name == "btrace", mm, budget)
+        elif m.name in DIAGONAL_METHODS and nq >= DIAG_MIN_QUERIES:
+            best, squared = DIAGONAL_METHODS[m.name]
+            out[m.label] = _diagonals(queries, targets, best, squared, mm, budget)
         else:
             block.append(m)
             continue
@@ -139,6 +151,27 @@ def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm:
             out[m.label] = res[m.label]
             times[m.label] = sim_s + own_s[m.label]
     return out, times
+
+
+PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _head(queries: SegmentSet, targets: SegmentSet, scorer: PairScorer | None) -> np.ndarray:
+    """Minus the pair classifier's logit; the video side goes first whichever is the query."""
+    if scorer is None:
+        raise ParameterError("method 'head' needs the pair classifier of a model trained with --loss bce")
+    if queries.clip is None or targets.clip is None:
+        raise ParameterError("method 'head' needs clip embeddings, and one side has none")
+    q = np.nan_to_num(queries.clip.astype(np.float32))
+    t = np.nan_to_num(targets.clip.astype(np.float32))
+    if queries.modality == "audio":
+        logits = np.asarray(scorer(t, q), dtype=np.float64).T
+    else:
+        logits = np.asarray(scorer(q, t), dtype=np.float64)
+    out = -logits
+    out[~np.isfinite(queries.clip.astype(np.float32)).all(1)] = np.nan
+    out[:, ~np.isfinite(targets.clip.astype(np.float32)).all(1)] = np.nan
+    return out
 
 
 # --- threads ---------------------------------------------------------------------------------
@@ -213,8 +246,8 @@ class _MatMul:
         return (ta @ tb.T).cpu().numpy()
 
 
-def _euclidean(x: np.ndarray, y: np.ndarray, mm: _MatMul, budget: float) -> np.ndarray:
-    """``||x_a - y_b||`` for all rows, by ``|x|^2 + |y|^2 - 2 x.y`` (NaN rows give NaN)."""
+def _euclidean(x: np.ndarray, y: np.ndarray, mm: _MatMul, budget: float, squared: bool = False) -> np.ndarray:
+    """``||x_a - y_b||`` (or its square) for all rows, by ``|x|^2 + |y|^2 - 2 x.y`` (NaN rows give NaN)."""
     x = mm.cast(x)
     y = mm.cast(y)
     x2 = np.einsum("ij,ij->i", x, x, dtype=np.float64)
@@ -224,7 +257,8 @@ def _euclidean(x: np.ndarray, y: np.ndarray, mm: _MatMul, budget: float) -> np.n
     for a0 in range(0, len(x), step):
         a1 = min(len(x), a0 + step)
         d2 = x2[a0:a1, None] + y2[None, :] - 2.0 * mm(np.nan_to_num(x[a0:a1]), np.nan_to_num(y))
-        out[a0:a1] = np.sqrt(np.maximum(d2, 0.0))
+        d2 = np.maximum(d2, 0.0)
+        out[a0:a1] = d2 if squared else np.sqrt(d2)
     return out
 
 
@@ -254,7 +288,7 @@ def _parts(offsets: np.ndarray, b0: int, b1: int, n: int) -> list[tuple[int, int
 
 def _block_methods(queries: SegmentSet, targets: SegmentSet, methods: Sequence[Method], mm: _MatMul,
                    budget: float) -> tuple[dict[str, np.ndarray], float, dict[str, float]]:
-    from vmtool.ranking._kernels import CODES, block_distances
+    from vmtool.ranking._kernels import CODES, NORM_CODES, block_distances
 
     nq, nt = len(queries), len(targets)
     item = mm.dtype.itemsize
@@ -266,7 +300,7 @@ def _block_methods(queries: SegmentSet, targets: SegmentSet, methods: Sequence[M
     res = {m.label: np.full((nq, nt), np.nan) for m in methods}
     own = {m.label: 0.0 for m in methods}
     sim = 0.0
-    need_norms = any(m.name in ("single", "complete") for m in methods)
+    need_norms = any(CODES[m.name] in NORM_CODES for m in methods)
     empty = np.zeros(0)
     n_parts = 1 if mm.device != "cpu" else 2 * _threads()
     t_chunks = _item_chunks(targets.offsets, t_rows)
@@ -349,8 +383,28 @@ def _window_cost(lens: np.ndarray, other: np.ndarray, best: bool, longer: bool) 
     return cost
 
 
-def _diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, mm: _MatMul, budget: float) -> np.ndarray:
+def _row_norms2(s: SegmentSet, mm: _MatMul) -> np.ndarray:
+    """Squared norm of every segment row, ``(R,)`` float64 (converted chunk by chunk)."""
+    out = np.empty(len(s.data))
+    step = 1 << 16
+    for r0 in range(0, len(s.data), step):
+        x = mm.cast(s.data[r0:r0 + step])
+        out[r0:r0 + len(x)] = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    return out
+
+
+def _diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, squared: bool, mm: _MatMul,
+               budget: float) -> np.ndarray:
+    """Trace-like distances by grouped diagonal products.
+
+    ``squared``: Seg-VM-Net's sum of squared distances along a diagonal (the smallest
+    over the offsets for btrace); otherwise minus the mean similarity (the largest).
+    A diagonal's squared distances add up to the norms of its rows minus twice its
+    similarities, so the same products serve both.
+    """
     nq, nt = len(queries), len(targets)
+    qn2 = _row_norms2(queries, mm) if squared else None
+    tn2 = _row_norms2(targets, mm) if squared else None
     out = np.full((nq, nt), np.nan)
     qlens, tlens = queries.lengths, targets.lengths
     n = 1 if mm.device != "cpu" else _threads()
@@ -376,15 +430,20 @@ def _diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, mm: _MatMul
 
     def run(task) -> None:
         L, qa, tb, over_targets = task
+        # one side's windows (rows, with each item's first window) against the other's L rows
         if over_targets:
             rows, first = _windows(targets, tb, L, best)
-            g = mm(_flat(queries, queries.offsets[qa][:, None] + np.arange(L), mm), _flat(targets, rows, mm))
-            red = np.maximum.reduceat(g, first, axis=1)
+            qrows, trows, axis = queries.offsets[qa][:, None] + np.arange(L), rows, 1
         else:
             rows, first = _windows(queries, qa, L, best)
-            g = mm(_flat(queries, rows, mm), _flat(targets, targets.offsets[tb][:, None] + np.arange(L), mm))
-            red = np.maximum.reduceat(g, first, axis=0)
-        out[np.ix_(qa, tb)] = -(red.astype(np.float64) / L)  # disjoint pairs: no two tasks write the same cell
+            qrows, trows, axis = rows, targets.offsets[tb][:, None] + np.arange(L), 0
+        g = mm(_flat(queries, qrows, mm), _flat(targets, trows, mm))
+        # disjoint pairs: no two tasks write the same cell
+        if squared:
+            d2 = qn2[qrows].sum(1)[:, None] + tn2[trows].sum(1)[None, :] - 2.0 * g
+            out[np.ix_(qa, tb)] = np.maximum(np.minimum.reduceat(d2, first, axis=axis).astype(np.float64), 0.0)
+        else:
+            out[np.ix_(qa, tb)] = -(np.maximum.reduceat(g, first, axis=axis).astype(np.float64) / L)
 
     # one wave of tasks per chunk keeps the memory of the stacked windows bounded
     for i in range(0, len(tasks), n):

@@ -198,11 +198,13 @@ def evaluate_sets(
     sample: int = 20000,
     seed: int = 0,
     progress: Progress | None = None,
+    pair_scorer=None,
 ) -> Evaluation:
     """Evaluate on two aligned sets: item ``i`` of *videos* goes with item ``i`` of *audios*.
 
     Items missing a side (or a clip embedding, when ``clip`` is evaluated) are left
     out of both. *sample* non-matching distances per result are kept for plots.
+    *pair_scorer*: the BCE model's pair classifier, for method ``head``.
     """
     progress = progress or Progress()
     ms = parse_methods(methods)
@@ -229,7 +231,8 @@ def evaluate_sets(
         q, t = apply_scenario(q, t, scenario)
         todo = [m for m in ms if not (m.name == "clip" and direction in clip_cache)]
         timings: dict[str, float] = {}
-        dists = distance_matrices(q, t, todo, device=device, block_mb=block_mb, timings=timings) if todo else {}
+        dists = distance_matrices(q, t, todo, device=device, block_mb=block_mb, timings=timings,
+                                  pair_scorer=pair_scorer) if todo else {}
         for m in ms:
             if m.name == "clip":
                 if direction not in clip_cache:
@@ -257,11 +260,13 @@ def evaluate(
     block_mb: float = DEFAULT_BLOCK_MB,
     progress: Progress | None = None,
     ids: Sequence[str] | None = None,
+    pair_scorer=None,
 ) -> Evaluation:
     """Evaluate a catalog file (see :func:`evaluate_sets`).
 
     *ids* restricts the evaluation to these items (e.g. the ones held out from
-    training): they are both the queries and the candidates.
+    training): they are both the queries and the candidates. *pair_scorer*: see
+    :func:`evaluate_sets` (the CLI takes it from the catalog's model).
 
     Raises
     ------
@@ -290,6 +295,6 @@ def evaluate(
         keep = np.array(sorted({pos[item] for item in ids}), dtype=np.int64)
         videos, audios = videos.subset(keep), audios.subset(keep)
     ev = evaluate_sets(videos, audios, ms, scenarios=scenarios, directions=directions, device=device,
-                       block_mb=block_mb, progress=progress)
+                       block_mb=block_mb, progress=progress, pair_scorer=pair_scorer)
     ev.path = str(catalog)
     return ev

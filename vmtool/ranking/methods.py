@@ -4,22 +4,29 @@ A method compares a query (a sequence of segment embeddings, or one clip embeddi
 with a target and returns a *distance*: the smaller, the better the match. The
 definitions are in ``docs/methods-ranking.md``.
 
-==========  ========  =============================================================
-name        level     distance
-==========  ========  =============================================================
-clip        clip      Euclidean distance between the two clip embeddings
-centroid    segment   Euclidean distance between the normalised means of the segment
-                      embeddings (the centroids' directions)
-single      segment   single linkage: the smallest Euclidean distance between a
-                      query segment and a target segment
-complete    segment   complete linkage: the largest such distance
-trace       segment   minus the mean similarity along the main diagonal
-btrace      segment   minus the best such mean over the diagonal offsets that keep
-                      the shorter sequence inside the longer one
-nw-dtw      segment   minus the global alignment score (Needleman-Wunsch style
-                      dynamic time warping), indel 0.05
-sw-dtw      segment   minus the local alignment score (Smith-Waterman style), indel 0.01
-==========  ========  =============================================================
+The paper's definitions (Seg-VM-Net, Prétet et al. 2023, section IV-D) carry the
+paper's names; vmtool's normalised variants carry names of their own.
+
+=============  ========  ==========================================================
+name           level     distance
+=============  ========  ==========================================================
+clip           clip      Euclidean distance between the two clip embeddings (VM-Net)
+centroid       segment   squared Euclidean distance between the raw means of the
+                         segment embeddings (paper)
+single         segment   single linkage: the smallest squared Euclidean distance
+                         between a query segment and a target segment (paper)
+complete       segment   complete linkage: the largest such distance (paper)
+trace          segment   sum of the squared distances along the main diagonal, over
+                         min(Kc, Kq) pairs (paper)
+btrace         segment   the smallest such sum over the diagonals that keep the shorter
+                         sequence inside the longer one (paper)
+nw-dtw         segment   minus the global alignment score, Algorithm 1, indel 0.05
+sw-dtw         segment   minus the local alignment score, Algorithm 2, indel 0.01
+head           clip      BCE models: minus the logit of the model's pair classifier
+centroid-unit  segment   vmtool: Euclidean distance between the L2-normalised means
+trace-mean     segment   vmtool: minus the mean similarity along the main diagonal
+btrace-mean    segment   vmtool: minus the best such mean over the diagonals
+=============  ========  ==========================================================
 
 Similarities are dot products (cosines of unit vectors).
 """
@@ -34,31 +41,59 @@ from vmtool.errors import ParameterError
 
 __all__ = [
     "METHODS",
+    "PAPER_METHODS",
+    "VMTOOL_METHODS",
+    "MODEL_METHODS",
     "ALIGNMENT_METHODS",
+    "DIAGONAL_METHODS",
     "DEFAULT_INDEL",
+    "DEFAULT_METHOD",
     "Method",
     "parse_method",
     "parse_methods",
 ]
 
-#: every method, in the order of the paper's tables
-METHODS: tuple[str, ...] = ("clip", "centroid", "single", "complete", "trace", "btrace", "nw-dtw", "sw-dtw")
+#: the paper's methods, in the order of its tables (Seg-VM-Net, Tables II-IV)
+PAPER_METHODS: tuple[str, ...] = ("clip", "centroid", "single", "complete", "trace", "btrace", "nw-dtw", "sw-dtw")
+
+#: vmtool's own variants (normalised: the mean over the diagonal, the normalised centroid)
+VMTOOL_METHODS: tuple[str, ...] = ("centroid-unit", "trace-mean", "btrace-mean")
+
+#: methods that need the catalog's model: ``head`` ranks by the pair classifier of a
+#: model trained with the BCE loss (Prétet et al. 2021, section IV-B: "the sigmoid value")
+MODEL_METHODS: tuple[str, ...] = ("head",)
+
+#: every method (``all`` means the embedding methods: PAPER_METHODS + VMTOOL_METHODS)
+METHODS: tuple[str, ...] = PAPER_METHODS + VMTOOL_METHODS + MODEL_METHODS
 
 #: methods that align the two sequences (they give a path, an edit list and a matched span)
-ALIGNMENT_METHODS: tuple[str, ...] = ("trace", "btrace", "nw-dtw", "sw-dtw")
+ALIGNMENT_METHODS: tuple[str, ...] = ("trace", "btrace", "nw-dtw", "sw-dtw", "trace-mean", "btrace-mean")
+
+#: the diagonal methods: name -> (best offset, paper's sum of squared distances)
+DIAGONAL_METHODS: dict[str, tuple[bool, bool]] = {
+    "trace": (False, True), "btrace": (True, True), "trace-mean": (False, False), "btrace-mean": (True, False)}
+
+#: the default of ``vmtool rank`` and the demo: vmtool's best trace. On the Seg-VM-Net
+#: protocol (benchmarks/bench_protocol.py, docs/performance.md) the paper's btrace, a sum
+#: over min(Kc, Kq) pairs, favours targets with fewer segments than the query.
+DEFAULT_METHOD = "btrace-mean"
 
 #: default insertion/deletion penalty of the dynamic-programming methods
 DEFAULT_INDEL: dict[str, float] = {"nw-dtw": 0.05, "sw-dtw": 0.01}
 
 DESCRIPTIONS: dict[str, str] = {
     "clip": "Euclidean distance between clip embeddings",
-    "centroid": "Euclidean distance between the normalised means of the segment embeddings",
-    "single": "single linkage: closest pair of segments",
-    "complete": "complete linkage: farthest pair of segments",
-    "trace": "mean similarity along the main diagonal (negated)",
-    "btrace": "best trace over diagonal offsets (negated)",
+    "centroid": "squared Euclidean distance between the means of the segment embeddings",
+    "single": "single linkage: closest pair of segments (squared Euclidean)",
+    "complete": "complete linkage: farthest pair of segments (squared Euclidean)",
+    "trace": "sum of squared distances along the main diagonal",
+    "btrace": "smallest such sum over the diagonal offsets",
     "nw-dtw": "global alignment score, Needleman-Wunsch style DTW (negated)",
     "sw-dtw": "local alignment score, Smith-Waterman style DTW (negated)",
+    "centroid-unit": "vmtool: Euclidean distance between the normalised means",
+    "trace-mean": "vmtool: mean similarity along the main diagonal (negated)",
+    "btrace-mean": "vmtool: best mean similarity over the diagonal offsets (negated)",
+    "head": "BCE models: the pair classifier's logit (negated)",
 }
 
 
@@ -98,7 +133,7 @@ class Method:
     @property
     def level(self) -> str:
         """``clip`` or ``segment``: which embeddings the method compares."""
-        return "clip" if self.name == "clip" else "segment"
+        return "clip" if self.name in ("clip", "head") else "segment"
 
     @property
     def aligns(self) -> bool:
@@ -134,7 +169,7 @@ def parse_methods(specs: str | Iterable[str] | Sequence[Method]) -> list[Method]
     """Methods from a comma-separated list (``"trace,nw-dtw:0.1"``) or ``"all"``.
 
     Repeated methods are kept once, in the order given; ``all`` expands to
-    :data:`METHODS` with their default parameters.
+    :data:`PAPER_METHODS` and :data:`VMTOOL_METHODS` with their default parameters.
     """
     if isinstance(specs, str):
         specs = [specs]
@@ -143,7 +178,7 @@ def parse_methods(specs: str | Iterable[str] | Sequence[Method]) -> list[Method]
         parts = [spec] if isinstance(spec, Method) else [p for p in str(spec).split(",") if p.strip()]
         for p in parts:
             if not isinstance(p, Method) and p.strip().lower() == "all":
-                ms = [Method(n) for n in METHODS]
+                ms = [Method(n) for n in PAPER_METHODS + VMTOOL_METHODS]
             else:
                 ms = [parse_method(p)]
             for m in ms:

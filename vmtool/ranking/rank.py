@@ -11,7 +11,7 @@ import numpy as np
 from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment, align
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
-from vmtool.ranking.methods import Method, parse_method
+from vmtool.ranking.methods import DEFAULT_METHOD, Method, parse_method
 from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["Ranked", "Ranking", "rank", "top_k", "prefilter_candidates"]
@@ -100,13 +100,14 @@ def prefilter_candidates(query: SegmentSet, catalog: SegmentSet, n: int, candida
 def rank(
     query: SegmentSet,
     catalog: SegmentSet,
-    method: str | Method = "btrace",
+    method: str | Method = DEFAULT_METHOD,
     *,
     k: int = 10,
     prefilter: int | None = None,
     exclude: np.ndarray | None = None,
     device: str = "cpu",
     block_mb: float = DEFAULT_BLOCK_MB,
+    pair_scorer=None,
 ) -> Ranking:
     """The *k* targets of *catalog* nearest to *query* (a one-item set).
 
@@ -117,7 +118,7 @@ def rank(
     catalog : SegmentSet
         The targets (same width).
     method : str or Method
-        Default ``btrace``.
+        Default :data:`~vmtool.ranking.methods.DEFAULT_METHOD` (``btrace-mean``).
     k : int
         How many results.
     prefilter : int, optional
@@ -125,6 +126,9 @@ def rank(
         *method* (for large catalogs).
     exclude : np.ndarray [shape=(len(catalog),), dtype=bool], optional
         Targets never to return (e.g. the query item itself).
+    pair_scorer : callable, optional
+        Method ``head``: the BCE model's pair classifier (see
+        :func:`~vmtool.ranking.batched.distances`).
 
     Returns
     -------
@@ -159,16 +163,16 @@ def rank(
     if prefilter is not None:
         if prefilter < 1:
             raise ParameterError(f"--prefilter must be >= 1, got {prefilter}")
-        if m.name not in ("centroid", "clip") and prefilter < len(candidates):
+        if m.level == "segment" and m.name not in ("centroid", "centroid-unit") and prefilter < len(candidates):
             pre = int(prefilter)
             candidates = prefilter_candidates(query, catalog, pre, candidates)
     if pre is not None:
         sub = catalog.subset(candidates)
-        d_sub = distances(query, sub, m, device=device, block_mb=block_mb)[0]
+        d_sub = distances(query, sub, m, device=device, block_mb=block_mb, pair_scorer=pair_scorer)[0]
         d = np.full(n, np.nan)
         d[candidates] = d_sub
     else:
-        d = distances(query, catalog, m, device=device, block_mb=block_mb)[0]
+        d = distances(query, catalog, m, device=device, block_mb=block_mb, pair_scorer=pair_scorer)[0]
         d[~usable] = np.nan
     best = top_k(d, k)
     results = []

@@ -50,6 +50,7 @@ class SegmentSet:
     sha256s: list[str] | None = None
     modality: str | None = None
     _centroids: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _means: np.ndarray | None = field(default=None, repr=False, compare=False)
     _centroid_norms2: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +146,18 @@ class SegmentSet:
         return self.ids[index] if self.ids is not None else str(index)
 
     @property
+    def means(self) -> np.ndarray:
+        """Each item's raw mean segment embedding (Seg-VM-Net's centroid), ``(N, d)`` float32.
+
+        NaN rows for items without segments; computed once and kept.
+        """
+        if self._means is None:
+            from vmtool.ranking._kernels import item_means
+
+            self._means = item_means(self.data, self.offsets)
+        return self._means
+
+    @property
     def centroids(self) -> np.ndarray:
         """Each item's centroid: the mean of its segment embeddings, L2-normalised.
 
@@ -153,9 +166,7 @@ class SegmentSet:
         its index.
         """
         if self._centroids is None:
-            from vmtool.ranking._kernels import item_means
-
-            c = item_means(self.data, self.offsets)
+            c = self.means
             norm = np.linalg.norm(c, axis=1, keepdims=True)
             # a zero mean has no direction and stays zero; items without segments stay NaN
             unit = np.divide(c, norm, out=np.zeros_like(c), where=norm > 0)
@@ -189,6 +200,8 @@ class SegmentSet:
         )
         if self._centroids is not None:
             sub._centroids = self._centroids[idx]
+        if self._means is not None:
+            sub._means = self._means[idx]
         return sub
 
     def with_rows(self, rows: np.ndarray, lengths: np.ndarray, spans: np.ndarray | None) -> SegmentSet:

@@ -6,8 +6,10 @@ modalities is one training pair. A window becomes a model input by
 
 - ``aggregation="stats"``: statistics of the frame rows it covers (mean, var, max for
   clips as VM-Net; the mean for segments as Seg-VM-Net), a vector;
-- ``aggregation="attention"|"autopool"``: T frame rows sampled evenly across it
-  (default 100), a ``(T, d)`` matrix pooled by the model.
+- ``aggregation="attention"|"autopool"``: T frame rows of it (default 100), a
+  ``(T, d)`` matrix pooled by the model. ``sampling="random"`` (Prétet's thesis,
+  section 5.2.3) draws the T frames at random again at every epoch and, at inference,
+  once with a fixed seed; ``sampling="even"`` (vmtool) takes T frames evenly spaced.
 
 Several features of one modality are concatenated per frame. Features imported at
 clip level (one vector per item, attribute ``level="clip"``) are used as they are.
@@ -52,6 +54,8 @@ class DataConfig:
         Statistics for ``stats`` (empty: mean,var,max at clip level, mean at segment level).
     frames : int
         T, frames sampled per window for learned aggregations.
+    sampling : {"random", "even"}
+        How the T frames are chosen: at random each epoch (the thesis) or evenly spaced.
     """
 
     audio_features: list[str] = field(default_factory=list)
@@ -61,6 +65,7 @@ class DataConfig:
     aggregation: str = "stats"
     stats: list[str] = field(default_factory=list)
     frames: int = 100
+    sampling: str = "random"
 
     def resolved_stats(self) -> list[str]:
         if self.stats:
@@ -74,7 +79,14 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known.setdefault("sampling", "even")  # files from before the setting sampled evenly
+        return cls(**known)
+
+    @property
+    def random_frames(self) -> bool:
+        """Whether inputs are T frames drawn at random (learned aggregation, ``random``)."""
+        return self.aggregation != "stats" and self.sampling == "random"
 
     def validate(self) -> None:
         if self.level not in ("clip", "segment"):
@@ -83,6 +95,8 @@ class DataConfig:
             raise ParameterError(f"--aggregation must be stats, attention or autopool, got {self.aggregation!r}")
         if self.level == "segment" and not self.segments:
             raise ParameterError("--level segment needs --segments METHOD (a segmentation stored in the file)")
+        if self.sampling not in ("random", "even"):
+            raise ParameterError(f"--frame-sampling must be random or even, got {self.sampling!r}")
         if not 1 <= int(self.frames) <= 10000:
             raise ParameterError(f"--frames must be between 1 and 10000, got {self.frames!r}")
         bad = [s for s in self.stats if s not in ("mean", "var", "max")]
@@ -214,20 +228,46 @@ class InputBuilder:
         n = min(len(p) for p in parts)
         return np.concatenate([p[:n] for p in parts], axis=1), rate
 
-    def inputs(self, index: int, modality: str, windows: np.ndarray) -> np.ndarray:
-        """Model inputs of one item for the given windows: ``(k, in_dim)`` or ``(k, T, d)``."""
+    def checked_frames(self, index: int, modality: str) -> tuple[np.ndarray, float]:
+        """:meth:`frames`, refusing an item without rows or with non-finite values."""
         rows, rate = self.frames(index, modality)
         if rows.shape[0] == 0:
             raise ParameterError(f"item {self.c.ids[index]!r} has no {modality} features", self.c.path)
         if not np.all(np.isfinite(rows)):
             raise ParameterError(f"item {self.c.ids[index]!r} has non-finite {modality} features", self.c.path)
+        return rows, rate
+
+    def inputs(self, index: int, modality: str, windows: np.ndarray) -> np.ndarray:
+        """Model inputs of one item for the given windows: ``(k, in_dim)`` or ``(k, T, d)``.
+
+        With random frame sampling the draw is seeded (0): a query gives the same input
+        every time, as the thesis repeats its sampling at inference.
+        """
+        rows, rate = self.checked_frames(index, modality)
         return window_inputs(rows, rate, windows, clip_level=self.clip_level[modality],
                              aggregation=self.cfg.aggregation, stats=self.stats, frames=int(self.cfg.frames),
-                             duration=self.duration(index))
+                             duration=self.duration(index),
+                             rng=np.random.default_rng(0) if self.cfg.random_frames else None)
+
+
+def window_range(n: int, rate: float, start: float, end: float) -> tuple[int, int]:
+    """Frame rows ``lo:hi`` covering ``[start, end)`` seconds (at least one row)."""
+    lo = min(n - 1, max(0, int(math.floor(start * rate + 1e-9))))
+    hi = max(lo + 1, min(n, int(math.ceil(end * rate - 1e-9))))
+    return lo, hi
+
+
+def draw_frames(lo: int, hi: int, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """T row indices drawn at random in ``lo:hi``, in time order (without replacement when
+    the window has at least T rows)."""
+    n = hi - lo
+    idx = rng.choice(n, size=frames, replace=n < frames)
+    return lo + np.sort(idx)
 
 
 def window_inputs(rows: np.ndarray, rate: float, windows: np.ndarray, *, clip_level: bool, aggregation: str,
-                  stats: list[str], frames: int, duration: float) -> np.ndarray:
+                  stats: list[str], frames: int, duration: float,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
     """Model inputs for time windows of one item's frame rows.
 
     Parameters
@@ -236,6 +276,9 @@ def window_inputs(rows: np.ndarray, rate: float, windows: np.ndarray, *, clip_le
         Frame rows; row ``j`` covers ``[j / rate, (j + 1) / rate)`` seconds.
     windows : np.ndarray [shape=(k, 2)]
         Start and end of each window in seconds.
+
+    rng : np.random.Generator, optional
+        Learned aggregations: draw the frames at random with it; None: evenly spaced.
 
     Returns
     -------
@@ -254,9 +297,11 @@ def window_inputs(rows: np.ndarray, rate: float, windows: np.ndarray, *, clip_le
     n = rows.shape[0]
     out = np.empty((k, frames, rows.shape[1]), dtype=np.float32)
     for w, (s, e) in enumerate(windows):
-        lo = min(n - 1, max(0, int(math.floor(s * rate + 1e-9))))
-        hi = max(lo + 1, min(n, int(math.ceil(e * rate - 1e-9))))
-        idx = lo + np.minimum(((np.arange(frames) + 0.5) * (hi - lo) / frames).astype(np.int64), hi - lo - 1)
+        lo, hi = window_range(n, rate, s, e)
+        if rng is not None:
+            idx = draw_frames(lo, hi, frames, rng)
+        else:
+            idx = lo + np.minimum(((np.arange(frames) + 0.5) * (hi - lo) / frames).astype(np.int64), hi - lo - 1)
         out[w] = rows[idx]
     return out
 
@@ -276,7 +321,12 @@ def split_items(n_items: int, val_fraction: float, seed: int) -> np.ndarray:
 
 @dataclass
 class Prepared:
-    """Prepared pairs: memory-mapped inputs plus, per pair, its item index and window."""
+    """Prepared pairs: memory-mapped inputs plus, per pair, its item index and window.
+
+    With random frame sampling, ``audio``/``video`` hold every frame row of every pair
+    (``(R, d)``), pair ``i`` owning rows ``frame_offsets[mod][i]:frame_offsets[mod][i+1]``;
+    :meth:`sample` draws the T frames of a batch.
+    """
 
     audio: np.ndarray
     video: np.ndarray
@@ -284,9 +334,25 @@ class Prepared:
     spans: np.ndarray  # (n, 2) float64 seconds
     skipped: dict[str, int]
     directory: Path
+    frame_offsets: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.item)
+
+    def frame_rows(self, modality: str, pairs: np.ndarray) -> np.ndarray:
+        """Indices of every frame row of *pairs* (random sampling only)."""
+        off = self.frame_offsets[modality]
+        pairs = np.asarray(pairs, dtype=np.int64)
+        lens = off[pairs + 1] - off[pairs]
+        start = np.cumsum(lens) - lens
+        return np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(off[pairs] - start, lens)
+
+    def sample(self, modality: str, pairs: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
+        """``(len(pairs), T, d)`` float32: T frames of each pair drawn at random."""
+        off = self.frame_offsets[modality]
+        x = self.audio if modality == "audio" else self.video
+        idx = np.stack([draw_frames(int(off[p]), int(off[p + 1]), frames, rng) for p in pairs])
+        return np.asarray(x[idx.ravel()], dtype=np.float32).reshape(len(pairs), frames, -1)
 
 
 def prepare(collection, builder: InputBuilder, items: np.ndarray, directory: str | os.PathLike | None = None,
@@ -313,6 +379,8 @@ def prepare(collection, builder: InputBuilder, items: np.ndarray, directory: str
             continue
         plan.append((i, w))
     n = int(sum(len(w) for _, w in plan))
+    if builder.cfg.random_frames:
+        return _prepare_frames(builder, plan, n, directory, skipped, on_item)
     shapes = {mod: builder.input_shape(mod) for mod in MODALITIES}
     maps = {}
     for mod in MODALITIES:
@@ -334,6 +402,43 @@ def prepare(collection, builder: InputBuilder, items: np.ndarray, directory: str
         maps[mod].flush()
     return Prepared(maps["audio"][:n], maps["video"][:n], item, spans,
                     {k: v for k, v in skipped.items() if v}, directory)
+
+
+def _prepare_frames(builder: InputBuilder, plan: list[tuple[int, np.ndarray]], n: int, directory: Path,
+                    skipped: dict[str, int], on_item: Callable[[int], None] | None) -> Prepared:
+    """Every frame row of every window, for drawing T of them at random each epoch."""
+    item = np.zeros(n, dtype=np.int64)
+    spans = np.zeros((n, 2), dtype=np.float64)
+    offsets = {mod: np.zeros(n + 1, dtype=np.int64) for mod in MODALITIES}
+    files = {mod: open(directory / f"{mod}.f32", "wb") for mod in MODALITIES}  # noqa: SIM115
+    try:
+        pos = 0
+        for i, w in plan:
+            k = len(w)
+            for mod in MODALITIES:
+                rows, rate = builder.checked_frames(i, mod)
+                if not (math.isfinite(rate) and rate > 0):
+                    raise ParameterError(f"frame-level features need a frame rate, got {rate!r}", builder.c.path)
+                for j, (s, e) in enumerate(w):
+                    lo, hi = window_range(len(rows), rate, s, e)
+                    files[mod].write(np.ascontiguousarray(rows[lo:hi], dtype=np.float32).tobytes())
+                    offsets[mod][pos + j + 1] = offsets[mod][pos + j] + hi - lo
+            item[pos:pos + k] = i
+            spans[pos:pos + k] = w
+            pos += k
+            if on_item is not None:
+                on_item(i)
+    finally:
+        for f in files.values():
+            f.close()
+    maps = {}
+    for mod in MODALITIES:
+        d = builder.frame_dim[mod]
+        total = int(offsets[mod][-1])
+        maps[mod] = (np.memmap(directory / f"{mod}.f32", dtype=np.float32, mode="r", shape=(total, d))
+                     if total else np.zeros((0, d), dtype=np.float32))
+    return Prepared(maps["audio"], maps["video"], item, spans, {k: v for k, v in skipped.items() if v}, directory,
+                    frame_offsets=offsets)
 
 
 def normalisation(x: np.ndarray, rows: np.ndarray, *, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:

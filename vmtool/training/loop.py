@@ -26,7 +26,7 @@ from vmtool.errors import EXIT_INTERRUPTED, Interrupted, ParameterError
 from vmtool.store import canonical_json, open_collection
 from vmtool.training.data import MODALITIES, DataConfig, InputBuilder, normalisation, prepare, split_items
 
-__all__ = ["TrainConfig", "TrainReporter", "TrainResult", "train", "retrieval_metrics"]
+__all__ = ["TrainConfig", "TrainReporter", "TrainResult", "train", "retrieval_metrics", "class_labels"]
 
 
 @dataclass
@@ -137,6 +137,28 @@ def retrieval_metrics(query: np.ndarray, target: np.ndarray) -> dict[str, float]
             "mean_rank": float(ranks.mean()), "median_rank": float(np.median(ranks))}
 
 
+def class_labels(n_items: int, train_items: np.ndarray, classes: np.ndarray | None,
+                 source: Any = None) -> np.ndarray:
+    """Prototype index of every item, ``(n_items,)`` int64: ``0..C-1`` for the classes of
+    the training items, -1 for items of no training class.
+
+    Without *classes* every training item is its own class.
+    """
+    label_of = np.full(n_items, -1, dtype=np.int64)
+    if classes is None:
+        label_of[train_items] = np.arange(len(train_items))
+        return label_of
+    cls = np.asarray(classes)
+    if cls.shape != (n_items,) or not np.issubdtype(cls.dtype, np.integer):
+        raise ParameterError(f"classes must be one integer per item ({n_items}), got shape {cls.shape} "
+                             f"of {cls.dtype}", source)
+    seen, inv = np.unique(cls[train_items], return_inverse=True)
+    label_of[train_items] = inv
+    known = np.isin(cls, seen)
+    label_of[known] = np.searchsorted(seen, cls[known])
+    return label_of
+
+
 def _score(m: dict[str, float]) -> tuple[float, float]:
     return (m["v2m_r10"], -m["v2m_mean_rank"])
 
@@ -166,6 +188,7 @@ def train(
     command: str = "",
     work_dir: str | Path | None = None,
     ids: list[str] | None = None,
+    classes: np.ndarray | None = None,
 ) -> TrainResult:
     """Train a model on the (video, music) pairs of a features file; write it to *output*.
 
@@ -190,6 +213,10 @@ def train(
         Use only these items (training and validation); default: every item.
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
+    classes : np.ndarray [shape=(n_items,), dtype=int], optional
+        The class of every item of *features*, for the ``cosface`` loss: items of one
+        class share one prototype (VMCML: one class per music track, so the videos of a
+        track share it). Default: one class per item (clip).
 
     Returns
     -------
@@ -258,16 +285,14 @@ def train(
         if len(train_rows) < 2:
             raise ParameterError(f"only {len(train_rows)} training pair(s): need items with both audio and "
                                  f"video features", features)
-        # classes for the cosface prototypes: one per training item
         train_items = np.unique(prep.item[train_rows])
-        label_of = np.full(n_items, -1, dtype=np.int64)
-        label_of[train_items] = np.arange(len(train_items))
+        label_of = class_labels(n_items, train_items, classes, features)
         if lcfg.name == "cosface":
-            mcfg.prototypes = int(len(train_items))
+            mcfg.prototypes = int(label_of.max()) + 1
         norm = {}
         for mod in MODALITIES:
             arr = prep.audio if mod == "audio" else prep.video
-            mean, std = normalisation(arr, train_rows)
+            mean, std = normalisation(arr, prep.frame_rows(mod, train_rows) if prep.frame_offsets else train_rows)
             norm[mod] = {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}
 
         torch.manual_seed(cfg.seed)
@@ -312,10 +337,14 @@ def train(
         std_t = {m: norm[m]["std"].to(device) for m in MODALITIES}
         needs_inputs = lcfg.name == "vmnet" and (lcfg.lambdas[2] or lcfg.lambdas[3])
 
-        def batch_tensors(rows: np.ndarray):
+        def batch_tensors(rows: np.ndarray, frame_rng: np.random.Generator | None = None):
             rows = np.sort(rows)
-            a = torch.from_numpy(np.ascontiguousarray(prep.audio[rows])).to(device)
-            v = torch.from_numpy(np.ascontiguousarray(prep.video[rows])).to(device)
+            if prep.frame_offsets is not None:  # T frames drawn at random (thesis, section 5.2.3)
+                a = torch.from_numpy(prep.sample("audio", rows, data.frames, frame_rng)).to(device)
+                v = torch.from_numpy(prep.sample("video", rows, data.frames, frame_rng)).to(device)
+            else:
+                a = torch.from_numpy(np.ascontiguousarray(prep.audio[rows])).to(device)
+                v = torch.from_numpy(np.ascontiguousarray(prep.video[rows])).to(device)
             a = (a - mean_t["audio"]) / std_t["audio"]
             v = (v - mean_t["video"]) / std_t["video"]
             return rows, a, v
@@ -323,9 +352,10 @@ def train(
         def embed_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             net.eval()
             outs_a, outs_v = [], []
+            frame_rng = np.random.default_rng([cfg.seed, 0, 2])  # the same draw at every validation
             with torch.inference_mode():
                 for lo in range(0, len(rows), 2048):
-                    _, a, v = batch_tensors(rows[lo:lo + 2048])
+                    _, a, v = batch_tensors(rows[lo:lo + 2048], frame_rng)
                     ea, ev = net(a, v)
                     outs_a.append(ea.cpu().numpy())
                     outs_v.append(ev.cpu().numpy())
@@ -384,11 +414,12 @@ def train(
             net.train()
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             order = train_rows[np.random.default_rng([cfg.seed, epoch]).permutation(n_train)]
+            frame_rng = np.random.default_rng([cfg.seed, epoch, 1])  # new frames every epoch
             rep.epoch_start(epoch, n_batches)
             losses = []
             parts_sum: dict[str, float] = {}
             for bi in range(n_batches):
-                rows, a, v = batch_tensors(order[bi * bs:(bi + 1) * bs])
+                rows, a, v = batch_tensors(order[bi * bs:(bi + 1) * bs], frame_rng)
                 clips = torch.from_numpy(prep.item[rows]).to(device)
                 ea, ev = net(a, v)
                 kw = {}
