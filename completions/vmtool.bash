@@ -14,7 +14,7 @@ _vmtool() {
     case $cmd in
         '')
             if [[ $cur == -* ]]; then opts='--version -h --help'
-            else opts='extract import merge segment train embed rank align evaluate analyze-structure info demo'; fi
+            else opts='extract import label merge segment train embed rank align evaluate analyze-structure info demo'; fi
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
@@ -28,11 +28,19 @@ _vmtool() {
             esac
             ;;
         import)
-            opts='-o --output --audio --video --audio-offsets --video-offsets --ids --audio-ids --video-ids --rate --audio-rate --video-rate --audio-name --video-name -q --quiet --version -h --help'
+            opts='-o --output --audio --video --audio-offsets --video-offsets --ids --audio-ids --video-ids --rate --audio-rate --video-rate --audio-name --video-name --labels --negatives -q --quiet --version -h --help'
             args=files
             case $prev in
-                -o|--output|--audio|--video|--audio-offsets|--video-offsets|--ids|--audio-ids|--video-ids) _vmtool_files -f; return 0 ;;
+                -o|--output|--audio|--video|--audio-offsets|--video-offsets|--ids|--audio-ids|--video-ids|--labels|--negatives) _vmtool_files -f; return 0 ;;
                 --rate|--audio-rate|--video-rate|--audio-name|--video-name) :; return 0 ;;
+            esac
+            ;;
+        label)
+            opts='--labels --negatives -o --output -f --format -q --quiet --version -h --help'
+            args=files
+            case $prev in
+                --labels|--negatives|-o|--output) _vmtool_files -f; return 0 ;;
+                -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;
         merge)

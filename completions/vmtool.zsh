@@ -16,6 +16,7 @@ _vmtool() {
             local -a commands=(
                 'extract:Extract frame-level features of media files into OUT.h5.'
                 'import:Import precomputed features into a features collection OUT.h5.'
+                'label:Add label columns and known mismatched pairs to a collection FILE.h5.'
                 'merge:Merge vmtool collections (features files, segmented files, catalogs) into OUT.'
                 'segment:Segment items into sections, shots, beats, bars or fixed windows.'
                 'train:Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
@@ -71,12 +72,28 @@ _vmtool() {
                     '(--video-rate)--video-rate[Frame rate of the video features (overrides --rate).]:HZ: ' \
                     '(--audio-name)--audio-name[Audio feature name (default\: imported_audio; yt8m_audio for YouTube-8M).]:NAME: ' \
                     '(--video-name)--video-name[Video feature name (default\: imported_video; yt8m_rgb for YouTube-8M).]:NAME: ' \
+                    '(--labels)--labels[Per-item labels (an '\''id'\'' column, then label columns; see vmtool label).]:FILE.csv:_files' \
+                    '(--negatives)--negatives[Known mismatched pairs (columns video_id, music_id).]:FILE.csv:_files' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
                     '(- *)-h[Show this message and exit.]' \
                     '(- *)--help[Show this message and exit.]' \
                     '*:SHARD:_files' && ret=0 ;;
+                label)
+                    _arguments -s -S \
+                    '(--labels)--labels[Per-item labels\: an '\''id'\'' or '\''file'\'' column, then label columns.]:FILE.csv:_files' \
+                    '(--negatives)--negatives[Known mismatched pairs\: columns video_id, music_id.]:FILE.csv:_files' \
+                    '(-o --output)-o[Write here instead of rewriting FILE.h5 (atomically).]:OUTPUT:_files' \
+                    '(-o --output)--output[Write here instead of rewriting FILE.h5 (atomically).]:OUTPUT:_files' \
+                    '(-f --format)-f[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
+                    '(-f --format)--format[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
+                    '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
+                    '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
+                    '(- *)--version[Show the version and exit.]' \
+                    '(- *)-h[Show this message and exit.]' \
+                    '(- *)--help[Show this message and exit.]' \
+                    ':FILE.h5:_files' && ret=0 ;;
                 merge)
                     _arguments -s -S \
                     '(-o --output)-o[Output file (written atomically).]:OUTPUT:_files' \

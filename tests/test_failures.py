@@ -182,3 +182,45 @@ def test_device_fallback_warns_on_stderr(tmp_path, music_wav):
     assert res.exit_code == 0
     assert "Warning: device 'cuda' requested but CUDA is not available; using the CPU" in res.stderr
     assert res.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("csv", "message"),
+    [
+        ("id,emotion\n{0},calm\nnobody,tense\n", "{csv}: column 'id', row 3: 'nobody' is no item id of {h5}"),
+        ("clip,emotion\n{0},calm\n", "{csv}: has no 'id' or 'file' column to join on (columns: clip, emotion)"),
+        ("id,polarity\n{0},1\n{1},very\n", "{csv}: column 'polarity', row 3: 'very' is not a number (polarity is "
+                                          "numeric, e.g. -1, 0, 1 for negative, neutral, positive)"),
+        ("id,emotion\n{0},calm\n{0},tense\n", "{csv}: column 'id', row 3: '{0}' is also on row 2"),
+    ],
+)
+def test_bad_labels_file_names_file_column_and_row(tmp_path, csv, message):
+    from vmtool.store import open_collection
+    from vmtool.training.synthetic import synth_features
+
+    h5 = tmp_path / "f.h5"
+    synth_features(h5, 3, clip_level=True, seed=0)
+    before = h5.read_bytes()
+    ids = open_collection(h5).ids
+    path = tmp_path / "labels.csv"
+    path.write_text(csv.format(*ids))
+    res = run("label", h5, "--labels", path)
+    assert res.exit_code == 1
+    assert one_error_line(res) == "Error: " + message.format(*ids, csv=path, h5=h5)
+    assert h5.read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".vmtool-tmp")]
+
+
+def test_bad_negatives_file(tmp_path, existing_output):
+    from vmtool.store import open_collection
+    from vmtool.training.synthetic import synth_features
+
+    h5 = tmp_path / "f.h5"
+    synth_features(h5, 3, clip_level=True, seed=0)
+    ids = open_collection(h5).ids
+    neg = tmp_path / "neg.csv"
+    neg.write_text(f"video_id,music_id\n{ids[0]},{ids[1]}\n{ids[2]},ghost\n")
+    res = run("label", h5, "--negatives", neg, "-o", existing_output)
+    assert res.exit_code == 1
+    assert one_error_line(res) == f"Error: {neg}: column 'music_id', row 3: 'ghost' is no item id of {h5}"
+    assert_untouched(existing_output)

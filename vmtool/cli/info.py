@@ -11,7 +11,7 @@ from vmtool.cli._common import Format, FormatOpt, QuietOpt, VersionOpt, echo_jso
 
 HELP = """Show what a vmtool file holds.
 
-Kind, schema version, items and their modalities, features (dimension, rate), curves, segmentations, embeddings and the extraction configuration. For a model file (vmtool train): its architecture, inputs, loss, training summary and validation scores.
+Kind, schema version, items and their modalities, features (dimension, rate), curves, segmentations, embeddings, label columns and the extraction configuration. For a model file (vmtool train): its architecture, inputs, loss, training summary and validation scores.
 
 \b
 Examples:
@@ -107,6 +107,20 @@ def _table(d: dict) -> None:
             t.add_row(e["name"], e.get("modality") or "-", "-" if e["dim"] is None else str(e["dim"]),
                       _fmt_rate(e["rate"]), str(e["rows"]), str(e["items_with_data"]))
         print_table(t)
+    if d.get("labels"):
+        t = Table(title="labels", title_justify="left", box=None, pad_edge=False)
+        for col in ("column", "kind", "items", "values"):
+            t.add_column(col)
+        for e in d["labels"]:
+            if e["kind"] == "categorical":
+                values = ", ".join(f"{k} {v}" for k, v in list(e["classes"].items())[:8])
+                values += ", ..." if len(e["classes"]) > 8 else ""
+            else:
+                values = "-" if e["min"] is None else f"{e['min']:g} .. {e['max']:g}"
+            t.add_row(e["name"], e["kind"], str(e["items"]), values)
+        print_table(t)
+    if d.get("negatives"):
+        print_table(f"negatives: {d['negatives']} known mismatched pair(s)")
     if "items" in d:
         t = Table(title="items", title_justify="left", box=None, pad_edge=False)
         for col in ("id", "duration", "modalities", "fps", "source"):

@@ -98,6 +98,7 @@ class ImportReport:
     join: str = ""
     features: list[dict[str, Any]] = field(default_factory=list)
     n_shards: int = 0
+    labels: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,6 +223,8 @@ def import_arrays(
     ids: str | os.PathLike | None = None,
     rate: float | None = None,
     command: str = "",
+    labels: str | os.PathLike | None = None,
+    negatives: str | os.PathLike | None = None,
 ) -> ImportReport:
     """Write a features collection from precomputed audio and/or video feature arrays.
 
@@ -237,6 +240,9 @@ def import_arrays(
         Frame rate in Hz of the frame-level inputs without a ``rate`` of their own.
     command : str
         The command line, stored in the output.
+    labels, negatives : path, optional
+        Label and negatives CSVs (see :mod:`vmtool.labels`), joined on the item ids and
+        written into the output; a bad file means no output.
 
     Returns
     -------
@@ -300,6 +306,11 @@ def import_arrays(
                 source = ";".join(data[m].sources[i] for m, i in idx.items())
                 b.add(item_id, source, {m: data[m].rows[i] for m, i in idx.items()})
         b.summarise()
+        if labels is not None or negatives is not None:
+            from vmtool.labels import label_file
+
+            report.labels = label_file(tmp, labels=labels, negatives=negatives, command=command,
+                                       display_path=out).to_dict()
     return report
 
 
