@@ -146,7 +146,11 @@ _vmtool() {
                     '*--audio-features[Audio features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*-v[Video features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*--video-features[Video features to use (default\: all in the file).]:NAME[,NAME]: ' \
-                    '(--loss)--loss[Training objective.]:LOSS:(vmnet bce cosface infonce)' \
+                    '(--model)--model[Model family.]:MODEL:(vmnet dpvm)' \
+                    '(--fusion)--fusion[dpvm\: final embedding (content/emotion\: one path alone).]:FUSION:(interactive splicing content emotion)' \
+                    '(--metric)--metric[dpvm\: metric terms, eq.]:METRIC:(contrastive ppml)' \
+                    '(--dpvm-margin)--dpvm-margin[dpvm\: margin of eq.]:DPVM-MARGIN: ' \
+                    '(--loss)--loss[Training objective (vmnet family; default vmnet).]:LOSS:(vmnet bce cosface infonce ppml)' \
                     '(--margin)--margin[vmnet\: triplet margin alpha.]:MARGIN: ' \
                     '(--lambdas)--lambdas[vmnet\: weights of the four terms.]:VM,MV,VV,MM: ' \
                     '(--hard-negatives)--hard-negatives[vmnet\: keep the K worst negatives per anchor (0\: all).]:K: ' \

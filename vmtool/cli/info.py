@@ -56,9 +56,17 @@ def _model_rows(head, d: dict) -> None:
     head.add_row("written by", f"vmtool {d.get('vmtool_version')} on {d.get('created')}")
     head.add_row("command", d.get("command") or "-")
     head.add_row("sha256", d["sha256"])
-    head.add_row("model", f"{m.get('aggregation')} inputs; audio {m.get('audio_dim')} -> "
-                          f"{'-'.join(map(str, m.get('audio_layers', [])))}, video {m.get('video_dim')} -> "
-                          f"{'-'.join(map(str, m.get('video_layers', [])))}; {d['parameters']:,} parameters")
+    if m.get("family") == "dpvm":
+        classes = m.get("emotion_classes") or []
+        head.add_row("model", f"DPVM, {m.get('fusion')} fusion; audio {m.get('audio_dim')}, video {m.get('video_dim')} "
+                              f"-> {m.get('common')} -> content {'-'.join(map(str, m.get('content_layers', [])))}"
+                              + (f", emotion {'-'.join(map(str, m.get('emotion_layers', [])))} over "
+                                 f"{len(classes)} classes ({', '.join(map(str, classes[:8]))})" if classes else "")
+                              + f"; {d['parameters']:,} parameters")
+    else:
+        head.add_row("model", f"{m.get('aggregation')} inputs; audio {m.get('audio_dim')} -> "
+                              f"{'-'.join(map(str, m.get('audio_layers', [])))}, video {m.get('video_dim')} -> "
+                              f"{'-'.join(map(str, m.get('video_layers', [])))}; {d['parameters']:,} parameters")
     seg = d.get("segmentation") or {}
     head.add_row("data", f"level {data.get('level')}"
                          + (f" on {seg.get('method')} segments" if seg else "")

@@ -15,6 +15,8 @@ bce        a fusion head scores matched vs. mismatched pairs (sigmoid + BCE)  Pr
 cosface    CosFace "lifting" onto shared class prototypes (video + alpha *     Lee et al. (VMCML)
            music) plus a similarity loss pulling each pair together
 infonce    symmetric contrastive loss with a temperature                      Oord et al. 2018; CLIP
+ppml       polarity-penalty metric loss: pull pairs together, push away the    Gu, Shen and Lv (DPVM,
+           pairs ranked above the match in proportion to their polarity gap    eqs. 10-12)
 =========  =================================================================  ==========================
 """
 
@@ -28,7 +30,7 @@ from torch.nn import functional as F
 
 __all__ = ["LossConfig", "LOSSES", "compute_loss", "negatives_mask"]
 
-LOSSES = ("vmnet", "bce", "cosface", "infonce")
+LOSSES = ("vmnet", "bce", "cosface", "infonce", "ppml")
 
 
 @dataclass
@@ -59,6 +61,8 @@ class LossConfig:
         weight beta (1).
     temperature : float
         infonce: softmax temperature (0.07, as CLIP's initial value).
+    polarity : str
+        ppml: the label column holding each item's polarity.
     """
 
     name: str = "vmnet"
@@ -73,6 +77,7 @@ class LossConfig:
     sim_margin: float = 0.1
     sim_weight: float = 1.0
     temperature: float = 0.07
+    polarity: str = "polarity"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -193,7 +198,8 @@ def _cosface(x: torch.Tensor, protos: torch.Tensor, labels: torch.Tensor, s: flo
 
 def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, *,
                  v_in: torch.Tensor | None = None, m_in: torch.Tensor | None = None,
-                 model=None, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 model=None, labels: torch.Tensor | None = None,
+                 polarity: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of a batch.
 
     Parameters
@@ -209,6 +215,8 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
         Its fusion head (``bce``) or prototypes (``cosface``).
     labels : torch.Tensor [shape=(b,), int], optional
         Prototype index of each pair (``cosface``): the training clip it comes from.
+    polarity : torch.Tensor [shape=(b,), float], optional
+        Polarity of each pair (``ppml``).
     """
     neg = negatives_mask(clips)
     name = cfg.name
@@ -260,6 +268,13 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
         b = F.cross_entropy(logits.T, target)
         total = (a + b) / 2
         parts = {"v2m": a, "m2v": b}
+    elif name == "ppml":
+        from vmtool.models.dpvm import polarity_penalty_loss
+
+        if polarity is None:
+            raise ValueError("the ppml loss needs polarity labels")
+        total = polarity_penalty_loss(v, m, polarity, neg)
+        parts = {"ppml": total}
     else:
         raise ValueError(f"unknown loss {name!r}")
     return total, {k: float(t.detach()) for k, t in parts.items()}
