@@ -111,10 +111,10 @@ _vmtool() {
             esac
             ;;
         evaluate)
-            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --device -q --quiet --version -h --help'
+            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --label --device -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|--methods|-s|--scenario) :; return 0 ;;
+                -m|--method|--methods|-s|--scenario|--label) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v both' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --plot|--ids) _vmtool_files -f; return 0 ;;

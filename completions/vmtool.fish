@@ -175,6 +175,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -s f -l format -x -
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -l plot -r -F -d 'Histograms of the distances with the ground truth\'s rank.'
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -l ranks -d 'JSON: add every query\'s ground-truth rank.'
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -l ids -r -F -d 'Only these items (one id per line; - reads stdin).'
+complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -l label -x -d 'Label column of label-match@K (default: the emotion, if any).'
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -l device -x -a 'auto cpu cuda' -d 'Torch device: auto, cpu, cuda or cuda:N.'
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -s q -l quiet -d 'No progress bars or log lines on stderr.'
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -l version -d 'Show the version and exit.'

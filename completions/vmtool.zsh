@@ -252,6 +252,7 @@ _vmtool() {
                     '(--plot)--plot[Histograms of the distances with the ground truth'\''s rank.]:FILE.png:_files' \
                     '(--ranks)--ranks[JSON\: add every query'\''s ground-truth rank.]' \
                     '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
+                    '(--label)--label[Label column of label-match@K (default\: the emotion, if any).]:COLUMN: ' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \

@@ -130,3 +130,20 @@ def test_import_with_labels(tmp_path):
     res = run("info", out)
     assert "video_emotion  categorical  2      fear 1, joy 1" in res.stdout
     assert "negatives: 1 known mismatched pair(s)" in res.stdout
+
+
+def test_label_match_at_k_by_hand():
+    from vmtool.ranking.evaluate import label_match
+
+    d = np.array([[0.1, 0.5, 0.2, 0.9],
+                  [0.3, 0.0, 0.8, 0.4],
+                  [0.5, 0.5, 0.5, 0.5],
+                  [0.2, 0.1, np.nan, 0.3]])
+    q = np.array(["a", "b", "", "a"], dtype=object)   # query 2 has no label: left out
+    t = np.array(["a", "b", "b", ""], dtype=object)   # target 3 has none: never matches
+    got = label_match(d, q, t, ks=(1, 2, 4))
+    # nearest first: q0 -> 0(a) 2(b) 1(b) 3 ; q1 -> 1(b) 0(a) 3 2(b) ; q3 -> 1(b) 0(a) 3 2(NaN last)
+    assert got["label_match1"] == pytest.approx(100 * (1 + 1 + 0) / 3)
+    assert got["label_match2"] == pytest.approx(100 * (1 / 2 + 1 / 2 + 1 / 2) / 3)
+    assert got["label_match4"] == pytest.approx(100 * (1 / 4 + 2 / 4 + 1 / 4) / 3)
+    assert got["label_chance"] == pytest.approx(100 * (1 / 4 + 2 / 4 + 1 / 4) / 3)

@@ -17,6 +17,8 @@ Every item's video queries every item's music (v2m), and the reverse (m2v); --id
 
 Prints, per direction and scenario, one row per method: R@1, R@10, R@25 (% of queries whose own item is among the first 1, 10, 25), mean rank with its 95% confidence interval, median rank, and the method's time (as in Seg-VM-Net's Tables III and IV).
 
+When the catalog has labels (vmtool label), also label-match@1/10/25: the share (%) of each query's first K results whose label matches the query's — the emotion by default (video_emotion for videos, music_emotion for music, or one 'emotion' column), any column with --label — and the chance level of that share.
+
 \b
 Scenarios:
   vanilla          the items as they are
@@ -29,6 +31,7 @@ Examples:
   vmtool evaluate catalog.h5
   vmtool evaluate catalog.h5 -m clip,btrace,nw-dtw -s all --direction both
   vmtool evaluate catalog.h5 -m nw-dtw:0.1,sw-dtw:0.02 --format json --plot hist.png
+  vmtool evaluate catalog.h5 -m clip --label polarity
 """
 
 
@@ -54,6 +57,9 @@ def evaluate_cmd(
                     ] = None,
     ranks: Annotated[bool, typer.Option("--ranks", help="JSON: add every query's ground-truth rank.")] = False,
     ids_file: IdsOpt = None,
+    label: Annotated[Optional[str], typer.Option("--label", metavar="COLUMN", show_default=False,
+                                                 help="Label column of label-match@K (default: the emotion, if any).")
+                     ] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     version: VersionOpt = False,
@@ -72,7 +78,7 @@ def evaluate_cmd(
     t0 = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
         ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
-                      ids=read_ids(ids_file))
+                      ids=read_ids(ids_file), label=label)
     if plot is not None:
         from vmtool.ranking.plot import plot_evaluation
 
@@ -101,14 +107,26 @@ def _tables(ev) -> None:
             t = Table(title=f"{direction.upper()}, {scenario}: {ev.n_items} queries, {ev.n_items} candidates",
                       title_justify="left", box=None, pad_edge=False)
             t.add_column("method")
-            for col in ("R@1", "R@10", "R@25", "mean rank", "median", "time"):
+            cols = ["R@1", "R@10", "R@25", "mean rank", "median", "time"]
+            if ev.label is not None:
+                cols[5:5] = ["LM@1", "LM@10", "LM@25", "chance"]
+            for col in cols:
                 t.add_column(col, justify="right")
             for m in ev.methods:
                 sc = ev.score(m.label, direction, scenario)
                 x = sc.metrics
-                t.add_row(m.label, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
-                          f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}", _seconds(sc.seconds))
+                row = [m.label, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
+                       f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}", _seconds(sc.seconds)]
+                if ev.label is not None:
+                    row[6:6] = [f"{x['label_match1']:.1f}", f"{x['label_match10']:.1f}", f"{x['label_match25']:.1f}",
+                                f"{x['label_chance']:.1f}"]
+                t.add_row(*row)
             print_table(t)
             sys.stdout.write("\n")
+    if ev.label is not None:
+        lab = ev.label
+        what = lab["video"] if lab["video"] == lab["music"] else f"{lab['video']} of videos, {lab['music']} of music"
+        sys.stdout.write(f"LM@K: % of the first K results whose label matches the query's ({what}); "
+                         "chance: the same for a random ranking.\n")
     if any(m.name == "clip" for m in ev.methods) and set(ev.scenarios) - {"vanilla"}:
         sys.stdout.write("clip: clip embeddings describe whole items; the scenarios do not change them.\n")
