@@ -104,7 +104,7 @@ def test_eq8_total_is_the_weighted_sum_of_its_terms():
     assert float(total.detach()) == pytest.approx(want)
     neg = clips[:, None] != clips[None, :]
     pv, pm = net.paths("video", v), net.paths("audio", a)
-    assert parts["fusion"] == pytest.approx(float(contrastive_loss(pv["fused"], pm["fused"], neg, 0.5)))
+    assert parts["fusion"] == pytest.approx(float(contrastive_loss(pv["fused"], pm["fused"], neg, 0.5).detach()))
     # the content path alone (DPVM_C) has eq. 3 only
     net_c = DPVMNet(DPVMConfig(audio_dim=5, video_dim=4, fusion="content", dropout=0.0)).double()
     _, parts_c = dpvm_loss(lc, net_c, a, v, clips)
@@ -170,3 +170,33 @@ def test_missing_labels_are_named(tmp_path):
     with pytest.raises(ParameterError, match=r"f\.h5: no label column 'video_emotion' .*DPVM's emotion path"):
         train(p, tmp_path / "m.pt", data=DataConfig(), model="dpvm", config=TrainConfig(batch_size=4, epochs=1))
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_cli_end_to_end_on_an_emotion_corpus(tmp_path):
+    """extract -> label -> train --model dpvm -> embed -> evaluate --label, on generated clips."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vmtool.cli import app
+    from vmtool.synth import make_corpus
+
+    def run(*args):
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.stderr
+        return res
+
+    clips = make_corpus(tmp_path / "corpus", 8, duration=4.0, seed=2, size=(64, 36), emotions=True,
+                        video_follows="emotion")
+    feats, model, cat = tmp_path / "f.h5", tmp_path / "m.pt", tmp_path / "c.h5"
+    run("extract", *[c.path for c in clips], "-a", "handcrafted", "-v", "color", "-o", feats, "-q")
+    run("label", feats, "--labels", tmp_path / "corpus" / "labels.csv", "-q")
+    run("train", feats, "-o", model, "--model", "dpvm", "-b", "4", "--epochs", "2", "--val-fraction", "0", "-q")
+    run("embed", feats, "--model", model, "-o", cat, "-q")
+    out = json.loads(run("evaluate", cat, "-m", "clip", "--label", "polarity", "-f", "json", "-q").stdout)
+    assert out["label"] == {"video": "polarity", "music": "polarity"}
+    res = out["results"][0]
+    assert res["queries"] == 8 and 0 <= res["label_match1"] <= 100
+    assert res["label_chance"] == pytest.approx(50.0)  # 4 positive, 4 negative clips
+    assert "LM@10" in run("evaluate", cat, "-m", "clip", "-q").stdout  # the emotion by default
+    assert "DPVM, interactive fusion" in run("info", model).stdout
