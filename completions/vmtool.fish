@@ -10,7 +10,7 @@ complete -c vmtool -n '__fish_use_subcommand' -a import -d 'Import precomputed f
 complete -c vmtool -n '__fish_use_subcommand' -a label -d 'Add label columns and known mismatched pairs to a collection FILE.h5.'
 complete -c vmtool -n '__fish_use_subcommand' -a merge -d 'Merge vmtool collections (features files, segmented files, catalogs) into OUT.'
 complete -c vmtool -n '__fish_use_subcommand' -a segment -d 'Segment items into sections, shots, beats, bars or fixed windows.'
-complete -c vmtool -n '__fish_use_subcommand' -a train -d 'Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
+complete -c vmtool -n '__fish_use_subcommand' -a train -d 'Train a joint embedding (VM-Net family or DPVM) on the audio-visual pairs of a features file.'
 complete -c vmtool -n '__fish_use_subcommand' -a embed -d 'Embed every item of a features file with a trained model; write a catalog.'
 complete -c vmtool -n '__fish_use_subcommand' -a rank -d 'Rank a catalog\'s tracks for videos (v2m), or its videos for tracks (m2v).'
 complete -c vmtool -n '__fish_use_subcommand' -a align -d 'Align a video with a track: distance matrix, optimal path and edit list.'

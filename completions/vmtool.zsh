@@ -19,7 +19,7 @@ _vmtool() {
                 'label:Add label columns and known mismatched pairs to a collection FILE.h5.'
                 'merge:Merge vmtool collections (features files, segmented files, catalogs) into OUT.'
                 'segment:Segment items into sections, shots, beats, bars or fixed windows.'
-                'train:Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
+                'train:Train a joint embedding (VM-Net family or DPVM) on the audio-visual pairs of a features file.'
                 'embed:Embed every item of a features file with a trained model; write a catalog.'
                 'rank:Rank a catalog'\''s tracks for videos (v2m), or its videos for tracks (m2v).'
                 'align:Align a video with a track: distance matrix, optimal path and edit list.'

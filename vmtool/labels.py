@@ -34,7 +34,7 @@ from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.store import Collection, CollectionWriter, open_collection
 
 __all__ = ["LabelTable", "read_labels_csv", "read_negatives_csv", "join_labels", "apply_labels", "label_column",
-           "copy_labels", "label_file", "NUMERIC_COLUMNS", "LabelReport"]
+           "copy_labels", "label_file", "labels_as_text", "NUMERIC_COLUMNS", "LabelReport"]
 
 #: columns that must hold numbers (a polarity is subtracted: DPVM eq. 11)
 NUMERIC_COLUMNS = ("polarity",)
@@ -311,6 +311,14 @@ def label_column(collection: Collection | str | os.PathLike, name: str, *,
             raise ParameterError(f"label column {name!r} has no value for {missing.size} item(s), e.g. "
                                  f"{collection.ids[int(missing[0])]!r}", collection.path)
     return arr
+
+
+def labels_as_text(values: np.ndarray) -> np.ndarray:
+    """A label column as str objects ("" for no value): numbers as ``f"{x:g}"`` (1.0 -> "1"),
+    so that numeric and categorical columns compare the same way."""
+    if values.dtype.kind != "f":
+        return np.asarray(values, dtype=object)
+    return np.array(["" if np.isnan(x) else f"{x:g}" for x in values], dtype=object)
 
 
 def copy_labels(src: Collection, writer: CollectionWriter, index: Sequence[int] | None = None,

@@ -1,4 +1,4 @@
-"""``vmtool train``: learn a joint music/video embedding from paired clips (no labels)."""
+"""``vmtool train``: learn a joint music/video embedding from paired clips (and, for DPVM, their labels)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 
 from vmtool.cli._common import DeviceOpt, IdsOpt, OutputOpt, QuietOpt, VersionOpt, command_line, handle_errors, info, read_ids
 
-HELP = """Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.
+HELP = """Train a joint embedding (VM-Net family or DPVM) on the audio-visual pairs of a features file.
 
 Every item with both audio and video features is a matched pair (a music video); the model learns to put each video next to its own music. A random --val-fraction of the items is held out; training stops early when the validation video-to-music R@10 stops improving, and MODEL keeps the best weights. MODEL is rewritten atomically at each improvement, so an interrupted run keeps its last checkpoint; --resume continues it.
 

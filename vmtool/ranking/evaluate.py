@@ -360,6 +360,7 @@ def catalog_labels(catalog: str, label: str | None = None) -> tuple[np.ndarray, 
     ParameterError
         *label* was given and the catalog has no such column (naming file and column).
     """
+    from vmtool.labels import labels_as_text
     from vmtool.store import open_collection
 
     with open_collection(catalog) as col:
@@ -375,8 +376,5 @@ def catalog_labels(catalog: str, label: str | None = None) -> tuple[np.ndarray, 
             col.label(label)  # raises: no such column, naming the file and the column
         sides = []
         for side in ("video", "music"):
-            arr = col.label(cols[side])
-            if arr.dtype.kind == "f":
-                arr = np.array(["" if np.isnan(x) else f"{x:g}" for x in arr], dtype=object)
-            sides.append(arr)
+            sides.append(labels_as_text(col.label(cols[side])))
     return sides[0], sides[1], cols

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from vmtool.errors import ParameterError
-from vmtool.labels import label_column
+from vmtool.labels import label_column, labels_as_text
 
 __all__ = ["emotion_classes", "polarities", "negative_pairs"]
 
@@ -41,8 +41,7 @@ def emotion_classes(coll, video: str, music: str, items: np.ndarray) -> tuple[np
         except ParameterError as exc:
             raise ParameterError(f"{exc.reason}; DPVM's emotion path (eq. 4) needs the emotion class of every "
                                  f"video and music (or train with --fusion content)", coll.path) from None
-        if arr.dtype.kind == "f":
-            arr = np.array(["" if np.isnan(x) else f"{x:g}" for x in arr], dtype=object)
+        arr = labels_as_text(arr)
         if not (arr[items] != "").any():
             raise ParameterError(f"label column {name!r} has no value for any training item", coll.path)
         cols[name] = arr
