@@ -14,7 +14,7 @@ _vmtool() {
     case $cmd in
         '')
             if [[ $cur == -* ]]; then opts='--version -h --help'
-            else opts='extract import merge segment train embed rank align evaluate analyze-structure info demo'; fi
+            else opts='extract import label merge segment train embed rank align evaluate analyze-structure info demo'; fi
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
@@ -28,11 +28,19 @@ _vmtool() {
             esac
             ;;
         import)
-            opts='-o --output --audio --video --audio-offsets --video-offsets --ids --audio-ids --video-ids --rate --audio-rate --video-rate --audio-name --video-name --wait -q --quiet --version -h --help'
+            opts='-o --output --audio --video --audio-offsets --video-offsets --ids --audio-ids --video-ids --rate --audio-rate --video-rate --audio-name --video-name --wait --labels --negatives -q --quiet --version -h --help'
             args=files
             case $prev in
-                -o|--output|--audio|--video|--audio-offsets|--video-offsets|--ids|--audio-ids|--video-ids) _vmtool_files -f; return 0 ;;
+                -o|--output|--audio|--video|--audio-offsets|--video-offsets|--ids|--audio-ids|--video-ids|--labels|--negatives) _vmtool_files -f; return 0 ;;
                 --rate|--audio-rate|--video-rate|--audio-name|--video-name|--wait) :; return 0 ;;
+            esac
+            ;;
+        label)
+            opts='--labels --negatives -o --output -f --format -q --quiet --version -h --help'
+            args=files
+            case $prev in
+                --labels|--negatives|-o|--output) _vmtool_files -f; return 0 ;;
+                -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;
         merge)
@@ -58,15 +66,18 @@ _vmtool() {
             esac
             ;;
         train)
-            opts='-o --output --preset --level --segments --aggregation --frames --frame-sampling -a --audio-features -v --video-features --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device --wait -q --quiet --version -h --help'
+            opts='-o --output --preset --level --segments --aggregation --frames --frame-sampling -a --audio-features -v --video-features --model --fusion --metric --dpvm-margin --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--ids) _vmtool_files -f; return 0 ;;
-                --preset|--segments|--frames|-a|--audio-features|-v|--video-features|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed|--wait) :; return 0 ;;
+                --preset|--segments|--frames|-a|--audio-features|-v|--video-features|--dpvm-margin|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed|--wait) :; return 0 ;;
                 --level) mapfile -t COMPREPLY < <(compgen -W 'clip segment' -- "$cur"); return 0 ;;
                 --aggregation) mapfile -t COMPREPLY < <(compgen -W 'stats attention autopool' -- "$cur"); return 0 ;;
                 --frame-sampling) mapfile -t COMPREPLY < <(compgen -W 'random even' -- "$cur"); return 0 ;;
-                --loss) mapfile -t COMPREPLY < <(compgen -W 'vmnet bce cosface infonce' -- "$cur"); return 0 ;;
+                --model) mapfile -t COMPREPLY < <(compgen -W 'vmnet dpvm' -- "$cur"); return 0 ;;
+                --fusion) mapfile -t COMPREPLY < <(compgen -W 'interactive splicing content emotion' -- "$cur"); return 0 ;;
+                --metric) mapfile -t COMPREPLY < <(compgen -W 'contrastive ppml' -- "$cur"); return 0 ;;
+                --loss) mapfile -t COMPREPLY < <(compgen -W 'vmnet bce cosface infonce ppml' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
             ;;
@@ -102,10 +113,10 @@ _vmtool() {
             esac
             ;;
         evaluate)
-            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --device -q --quiet --version -h --help'
+            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --label --device -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|--methods|-s|--scenario) :; return 0 ;;
+                -m|--method|--methods|-s|--scenario|--label) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v both' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --plot|--ids) _vmtool_files -f; return 0 ;;

@@ -16,9 +16,10 @@ _vmtool() {
             local -a commands=(
                 'extract:Extract frame-level features of media files into OUT.h5.'
                 'import:Import precomputed features into a features collection OUT.h5.'
+                'label:Add label columns and known mismatched pairs to a collection FILE.h5.'
                 'merge:Merge vmtool collections (features files, segmented files, catalogs) into OUT.'
                 'segment:Segment items into sections, shots, beats, bars or fixed windows.'
-                'train:Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.'
+                'train:Train a joint embedding (VM-Net family or DPVM) on the audio-visual pairs of a features file.'
                 'embed:Embed every item of a features file with a trained model; write a catalog.'
                 'rank:Rank a catalog'\''s tracks for videos (v2m), or its videos for tracks (m2v).'
                 'align:Align a video with a track: distance matrix, optimal path and edit list.'
@@ -73,12 +74,28 @@ _vmtool() {
                     '(--audio-name)--audio-name[Audio feature name (default\: imported_audio; yt8m_audio for YouTube-8M).]:NAME: ' \
                     '(--video-name)--video-name[Video feature name (default\: imported_video; yt8m_rgb for YouTube-8M).]:NAME: ' \
                     '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
+                    '(--labels)--labels[Per-item labels (an '\''id'\'' column, then label columns; see vmtool label).]:FILE.csv:_files' \
+                    '(--negatives)--negatives[Known mismatched pairs (columns video_id, music_id).]:FILE.csv:_files' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
                     '(- *)-h[Show this message and exit.]' \
                     '(- *)--help[Show this message and exit.]' \
                     '*:SHARD:_files' && ret=0 ;;
+                label)
+                    _arguments -s -S \
+                    '(--labels)--labels[Per-item labels\: an '\''id'\'' or '\''file'\'' column, then label columns.]:FILE.csv:_files' \
+                    '(--negatives)--negatives[Known mismatched pairs\: columns video_id, music_id.]:FILE.csv:_files' \
+                    '(-o --output)-o[Write here instead of rewriting FILE.h5 (atomically).]:OUTPUT:_files' \
+                    '(-o --output)--output[Write here instead of rewriting FILE.h5 (atomically).]:OUTPUT:_files' \
+                    '(-f --format)-f[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
+                    '(-f --format)--format[Print the report on stdout (default\: nothing).]:FORMAT:(table json)' \
+                    '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
+                    '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
+                    '(- *)--version[Show the version and exit.]' \
+                    '(- *)-h[Show this message and exit.]' \
+                    '(- *)--help[Show this message and exit.]' \
+                    ':FILE.h5:_files' && ret=0 ;;
                 merge)
                     _arguments -s -S \
                     '(-o --output)-o[Output file (written atomically).]:OUTPUT:_files' \
@@ -135,7 +152,11 @@ _vmtool() {
                     '*--audio-features[Audio features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*-v[Video features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '*--video-features[Video features to use (default\: all in the file).]:NAME[,NAME]: ' \
-                    '(--loss)--loss[Training objective.]:LOSS:(vmnet bce cosface infonce)' \
+                    '(--model)--model[Model family.]:MODEL:(vmnet dpvm)' \
+                    '(--fusion)--fusion[dpvm\: final embedding (content/emotion\: one path alone).]:FUSION:(interactive splicing content emotion)' \
+                    '(--metric)--metric[dpvm\: metric terms, eq.]:METRIC:(contrastive ppml)' \
+                    '(--dpvm-margin)--dpvm-margin[dpvm\: margin of eq.]:DPVM-MARGIN: ' \
+                    '(--loss)--loss[Training objective (vmnet family; default vmnet).]:LOSS:(vmnet bce cosface infonce ppml)' \
                     '(--margin)--margin[vmnet\: triplet margin alpha.]:MARGIN: ' \
                     '(--lambdas)--lambdas[vmnet\: weights of the four terms.]:VM,MV,VV,MM: ' \
                     '(--hard-negatives)--hard-negatives[vmnet\: keep the K worst negatives per anchor (0\: all).]:K: ' \
@@ -239,6 +260,7 @@ _vmtool() {
                     '(--plot)--plot[Histograms of the distances with the ground truth'\''s rank (.png, .pdf, .svg...).]:FILE.png:_files' \
                     '(--ranks)--ranks[JSON\: add every query'\''s ground-truth rank.]' \
                     '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
+                    '(--label)--label[Label column of label-match@K (default\: the emotion, if any).]:COLUMN: ' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \

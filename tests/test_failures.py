@@ -288,3 +288,74 @@ def test_unknown_training_preset(tmp_path):
     assert one_error_line(res) == ("Error: --preset: unknown preset 'vmnett'; presets: vmnet, pretet2021, "
                                    "pretet2021-bce, segvmnet, vmcml")
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("csv", "message"),
+    [
+        ("id,emotion\n{0},calm\nnobody,tense\n", "{csv}: column 'id', row 3: 'nobody' is no item id of {h5}"),
+        ("clip,emotion\n{0},calm\n", "{csv}: has no 'id' or 'file' column to join on (columns: clip, emotion)"),
+        ("id,polarity\n{0},1\n{1},very\n", "{csv}: column 'polarity', row 3: 'very' is not a number (polarity is "
+                                          "numeric, e.g. -1, 0, 1 for negative, neutral, positive)"),
+        ("id,emotion\n{0},calm\n{0},tense\n", "{csv}: column 'id', row 3: '{0}' is also on row 2"),
+    ],
+)
+def test_bad_labels_file_names_file_column_and_row(tmp_path, csv, message):
+    from vmtool.store import open_collection
+    from vmtool.training.synthetic import synth_features
+
+    h5 = tmp_path / "f.h5"
+    synth_features(h5, 3, clip_level=True, seed=0)
+    before = h5.read_bytes()
+    ids = open_collection(h5).ids
+    path = tmp_path / "labels.csv"
+    path.write_text(csv.format(*ids))
+    res = run("label", h5, "--labels", path)
+    assert res.exit_code == 1
+    assert one_error_line(res) == "Error: " + message.format(*ids, csv=path, h5=h5)
+    assert h5.read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".vmtool-tmp")]
+
+
+def test_bad_negatives_file(tmp_path, existing_output):
+    from vmtool.store import open_collection
+    from vmtool.training.synthetic import synth_features
+
+    h5 = tmp_path / "f.h5"
+    synth_features(h5, 3, clip_level=True, seed=0)
+    ids = open_collection(h5).ids
+    neg = tmp_path / "neg.csv"
+    neg.write_text(f"video_id,music_id\n{ids[0]},{ids[1]}\n{ids[2]},ghost\n")
+    res = run("label", h5, "--negatives", neg, "-o", existing_output)
+    assert res.exit_code == 1
+    assert one_error_line(res) == f"Error: {neg}: column 'music_id', row 3: 'ghost' is no item id of {h5}"
+    assert_untouched(existing_output)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "dpvm"], "{h5}: no label column 'video_emotion' (label columns: polarity; add them with 'vmtool "
+                              "label FILE.h5 --labels FILE.csv'); DPVM's emotion path (eq. 4) needs the emotion class "
+                              "of every video and music (or train with --fusion content)"),
+        (["--loss", "ppml"], "{h5}: label column 'polarity' has no value for 1 training item(s), e.g. '{0}'; the "
+                             "polarity-penalty metric loss (eqs. 10-12) needs a polarity per item"),
+        (["--model", "dpvm", "--fusion", "content", "--metric", "ppml", "--val-fraction", "0"],
+         "{h5}: label column 'polarity' has no value for 1 training item(s), e.g. '{0}'; the polarity-penalty "
+         "metric loss (eqs. 10-12) needs a polarity per item"),
+    ],
+)
+def test_training_without_the_labels_its_loss_needs(tmp_path, args, message, existing_output):
+    from vmtool.store import open_collection
+    from vmtool.training.synthetic import synth_features
+
+    h5 = tmp_path / "f.h5"
+    synth_features(h5, 4, clip_level=True, seed=0)
+    ids = open_collection(h5).ids
+    csv = tmp_path / "p.csv"
+    csv.write_text("id,polarity\n" + "".join(f"{i},1\n" for i in ids[1:]))
+    assert run("label", h5, "--labels", csv, "-q").exit_code == 0
+    res = run("train", h5, "-o", existing_output, "-b", "2", "--epochs", "1", "-q", "--val-fraction", "0", *args)
+    assert res.exit_code == 1
+    assert one_error_line(res) == "Error: " + message.format(*ids, h5=h5)
+    assert_untouched(existing_output)

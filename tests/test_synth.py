@@ -437,3 +437,18 @@ def test_video_frames_bad_cuts(music_truth):
         next(synth.iter_video_frames(music_truth, cut_times=[4.0, 2.0]))
     with pytest.raises(ParameterError, match="size must be at least 2x2"):
         next(synth.iter_video_frames(music_truth, size=(1, 90)))
+
+
+def test_emotion_clips_and_their_labels(tmp_path):
+    from vmtool.synth import EMOTIONS, make_corpus
+
+    clips = make_corpus(tmp_path, 4, duration=2.0, seed=0, size=(32, 18), emotions=True, video_follows="emotion")
+    assert [c.emotion for c in clips] == list(EMOTIONS)
+    for c in clips:
+        e = EMOTIONS[c.emotion]
+        assert c.music.mode == e["mode"] and e["tempo"][0] <= c.music.tempo <= e["tempo"][1]
+        assert e["timbre"][0] <= c.music.timbre <= e["timbre"][1]
+    lines = (tmp_path / "labels.csv").read_text().splitlines()
+    assert lines[0] == "file,video_emotion,music_emotion,polarity"
+    assert lines[3] == "clip_0002.mp4,sad,sad,-1"
+    assert [c.emotion for c in synth.read_manifest(tmp_path / "truth.json")] == list(EMOTIONS)

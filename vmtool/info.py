@@ -37,7 +37,9 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
         (count per ``audio``/``video``/``audio+video``), one list per ragged group
         (``features``, ``curves``, ``segmentations``, ``events``, ``embeddings``) whose
         entries hold ``name``, ``modality``, ``dim``, ``rate``, ``rows``,
-        ``items_with_data`` and the producer's ``extractor``/``version``, the stored
+        ``items_with_data`` and the producer's ``extractor``/``version``, the label
+        columns (``labels``: ``name``, ``kind``, ``items`` with a value, and ``classes``
+        (value -> count) or ``min``/``max``), the number of known ``negatives``, the stored
         ``config`` and, when asked, ``items``.
 
     For a model file (written by ``vmtool train``) the dictionary holds instead
@@ -99,12 +101,29 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
                     "version": r.attrs.get("version"),
                 })
             out[group] = entries
+        labels = []
+        for name in col.label_names():
+            values = col.label(name)
+            have = ~np.isnan(values) if values.dtype.kind == "f" else values != ""
+            entry: dict[str, Any] = {"name": name, "kind": col.label_kind(name), "items": int(have.sum())}
+            if entry["kind"] == "categorical":
+                entry["classes"] = dict(sorted(Counter(values[have].tolist()).items()))
+            else:
+                entry["min"] = float(values[have].min()) if have.any() else None
+                entry["max"] = float(values[have].max()) if have.any() else None
+            labels.append(entry)
+        out["labels"] = labels
+        out["negatives"] = len(col.negatives())
         out["config"] = col.config
         out["history"] = a.get("history", [])
         if items:
             out["items"] = [
                 {k: v for k, v in it.to_dict().items()} for it in col.items()
             ]
+            for name in col.label_names():
+                values = col.label(name)
+                for entry, v in zip(out["items"], values.tolist()):
+                    entry.setdefault("labels", {})[name] = None if v == "" or (isinstance(v, float) and np.isnan(v)) else v
     return out
 
 

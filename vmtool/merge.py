@@ -30,7 +30,8 @@ import numpy as np
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.progress import Progress
-from vmtool.store import RAGGED_GROUPS, Collection, CollectionWriter, canonical_json, companion_names, read_kind
+from vmtool.store import LABELS_GROUP, NEGATIVES_GROUP, RAGGED_GROUPS, Collection, CollectionWriter, canonical_json, \
+    companion_names, read_kind
 
 __all__ = ["MergeError", "MergeReport", "merge"]
 
@@ -208,6 +209,7 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
     ref_cfg = first.config
     ref_model = first._f.attrs.get("model")
     specs: dict[tuple[str, str], _Spec] = {}
+    label_kinds: dict[str, tuple[str, Path]] = {}
     for c in cols:
         if canonical_json(c.config) != canonical_json(ref_cfg):
             keys = ", ".join(_differing_keys(c.config, ref_cfg)[:4])
@@ -222,9 +224,15 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
             problems.append(ParameterError(f"was embedded with another model than {first.path}; "
                                            "embed both with the same model", c.path))
         for key in sorted(c._f):
-            if key not in RAGGED_GROUPS and key not in ("items", "model"):
+            if key not in RAGGED_GROUPS and key not in ("items", "model", LABELS_GROUP, NEGATIVES_GROUP):
                 problems.append(ParameterError(f"holds '/{key}', which vmtool merge cannot combine (merge the "
                                                "inputs of that step, then run it again)", c.path))
+        for name in c.label_names():
+            kind = c.label_kind(name)
+            if label_kinds.setdefault(name, (kind, c.path))[0] != kind:
+                other = label_kinds[name]
+                problems.append(ParameterError(f"label column {name!r} is {kind}, in {other[1]} it is {other[0]}",
+                                               c.path))
         for group in RAGGED_GROUPS:
             if group not in c._f:
                 continue
@@ -299,6 +307,27 @@ def _plan_items(cols: list[Collection], report: MergeReport,
     return out
 
 
+def _merge_labels(w: CollectionWriter, cols: list[Collection], keep) -> None:
+    """Label columns (union; an input without a column gives its items no value) and negatives
+    (union, with renamed ids, only pairs whose two items are kept)."""
+    names = sorted({n for c in cols for n in c.label_names()})
+    columns: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    pairs: list[tuple[str, str]] = []
+    for c, (idx, ids) in zip(cols, keep):
+        for n in names:
+            if n in c.label_names():
+                columns[n].append(c.label(n)[idx])
+            else:
+                numeric = any(n in o.label_names() and o.label_kind(n) == "numeric" for o in cols)
+                columns[n].append(np.full(len(idx), np.nan) if numeric else np.full(len(idx), "", dtype=object))
+        new_id = {c.ids[int(k)]: i for k, i in zip(idx, ids)}
+        pairs += [(new_id[v], new_id[m]) for v, m in c.negatives() if v in new_id and m in new_id]
+    if names:
+        w.write_labels({n: np.concatenate(parts) if parts else np.zeros(0) for n, parts in columns.items()})
+    if any(NEGATIVES_GROUP in c._f for c in cols):
+        w.write_negatives(sorted(set(pairs)))
+
+
 def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous runs ``[a, b)`` of sorted indices."""
     if idx.size == 0:
@@ -335,6 +364,7 @@ def _write(tmp: Path, out: Path, cols, keep, specs: list[_Spec], model, command:
                 w.add(it, {})
         w.flush()
         progress.file_done("items", True)
+        _merge_labels(w, cols, keep)
         f = w._f
         n = int(f["items/id"].shape[0])
         history = list(first.attrs.get("history") or [])

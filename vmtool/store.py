@@ -29,6 +29,8 @@ implementation. Layout (schema 1.0)::
         data    f8 (events,)     offsets i8 (N + 1,)
     /events/<name>/        (beats, downbeats; same layout as segmentations)
     /embeddings/<name>/    (reserved for ``vmtool embed``)
+    /labels/<column>       (schema 1.1) per-item label columns, (N,) float64 or str
+    /negatives/video_id, /negatives/music_id   (schema 1.1) known mismatched pairs
 """
 
 from __future__ import annotations
@@ -63,10 +65,12 @@ __all__ = [
     "check_self_contained",
     "resolve_source",
     "damaged_file_error",
+    "LABELS_GROUP",
+    "NEGATIVES_GROUP",
 ]
 
 KIND_COLLECTION = "collection"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SUPPORTED_MAJOR = 1
 
 #: top-level groups holding ragged per-item arrays, and their element kind
@@ -88,6 +92,12 @@ _ITEM_COLUMNS: dict[str, Any] = {
     "fps": np.float64,
     "sample_rate": np.int64,
 }
+
+#: per-item label columns (schema 1.1): one (N,) dataset per column, float64 (numeric,
+#: NaN = no value) or UTF-8 string (categorical, "" = no value)
+LABELS_GROUP = "labels"
+#: known mismatched (video item, music item) pairs (schema 1.1)
+NEGATIVES_GROUP = "negatives"
 
 _ITEM_CHUNK = 1024
 _GZIP = {"compression": "gzip", "compression_opts": 4}
@@ -520,6 +530,53 @@ class Collection:
         """The extraction configuration the items were processed with."""
         return self.attrs.get("config") or {}
 
+    # -- labels ----------------------------------------------------------------------------
+    def label_names(self) -> list[str]:
+        """Names of the per-item label columns (``/labels``), sorted; empty before schema 1.1."""
+        return sorted(self._f[LABELS_GROUP].keys()) if LABELS_GROUP in self._f else []
+
+    def label_kind(self, name: str) -> str:
+        """``numeric`` or ``categorical``."""
+        return "numeric" if self._label_ds(name).dtype.kind == "f" else "categorical"
+
+    def _label_ds(self, name: str):
+        if name not in self.label_names():
+            have = ", ".join(self.label_names()) or "none"
+            raise ParameterError(f"no label column {name!r} (label columns: {have}; add them with "
+                                 f"'vmtool label FILE.h5 --labels FILE.csv')", self.path)
+        ds = self._f[LABELS_GROUP][name]
+        if ds.shape != (self._n,):
+            raise FormatError(f"dataset '{LABELS_GROUP}/{name}' has {ds.shape[0] if ds.shape else 0} entries "
+                              f"for {self._n} items", self.path)
+        return ds
+
+    def label(self, name: str) -> np.ndarray:
+        """Label column *name*, one entry per item: float64 (NaN: no value) or str objects ("": no value).
+
+        Raises
+        ------
+        ParameterError
+            The file has no such column (the message names the file and the column).
+        """
+        ds = self._label_ds(name)
+        if ds.dtype.kind == "f":
+            return np.asarray(ds[()], dtype=np.float64)
+        return np.array([str(v) for v in ds.asstr()[()]], dtype=object) if self._n else np.array([], dtype=object)
+
+    def negatives(self) -> list[tuple[str, str]]:
+        """Known mismatched pairs ``(video item id, music item id)`` (``/negatives``)."""
+        if NEGATIVES_GROUP not in self._f:
+            return []
+        g = self._f[NEGATIVES_GROUP]
+        for key in ("video_id", "music_id"):
+            if key not in g:
+                raise FormatError(f"dataset '{NEGATIVES_GROUP}/{key}' is missing", self.path)
+        v = [str(x) for x in g["video_id"].asstr()[()]] if len(g["video_id"]) else []
+        m = [str(x) for x in g["music_id"].asstr()[()]] if len(g["music_id"]) else []
+        if len(v) != len(m):
+            raise FormatError(f"datasets '{NEGATIVES_GROUP}/video_id' and 'music_id' differ in length", self.path)
+        return list(zip(v, m))
+
     # -- ragged elements ------------------------------------------------------------------
     def names(self, group: str) -> list[str]:
         """Names of the elements stored under *group* (``features``, ``curves``...)."""
@@ -738,6 +795,10 @@ class CollectionWriter:
             ds.resize((n0 + k,))
             vals = [getattr(it, name) for it in items]
             ds[n0:] = np.asarray(vals, dtype=object if _ITEM_COLUMNS[name] == "str" else _ITEM_COLUMNS[name])
+        if LABELS_GROUP in f:  # label columns grow too: the new items have no value
+            for ds in f[LABELS_GROUP].values():
+                ds.resize((n0 + k,))
+                ds[n0:] = np.full(k, np.nan) if ds.dtype.kind == "f" else np.asarray([""] * k, dtype=object)
         # every existing ragged element grows by k items, with or without rows
         for group in RAGGED_GROUPS:
             if group not in f:
@@ -843,6 +904,50 @@ class CollectionWriter:
             eg.create_dataset(f"{key}_offsets", data=np.concatenate([[0], np.cumsum(ccounts)]).astype(np.int64),
                               maxshape=(None,), chunks=(_ITEM_CHUNK,), **_GZIP)
         self._specs[(group, name)] = spec
+
+    def write_labels(self, columns: Mapping[str, np.ndarray], *, attrs: Mapping[str, Any] | None = None) -> None:
+        """Write (or replace) per-item label columns for the items already in the file.
+
+        Each value of *columns* has one entry per stored item: a float array (NaN: no
+        value) makes a numeric column, anything else a categorical (string) column
+        ("": no value). Columns not named are kept.
+        """
+        self.flush()
+        n = int(self._f["items/id"].shape[0])
+        self._f.attrs["vmtool_schema"] = SCHEMA_VERSION  # labels are a 1.1 element
+        g = self._f.require_group(LABELS_GROUP)
+        g.attrs["element"] = "table"
+        for name, values in columns.items():
+            if not name or "/" in name:
+                raise ParameterError(f"label column name {name!r} is not usable (non-empty, without '/')")
+            arr = np.asarray(values)
+            if arr.shape != (n,):
+                raise ParameterError(f"label column {name!r}: {arr.shape[0] if arr.ndim else 0} values for {n} items")
+            if name in g:
+                del g[name]
+            if arr.dtype.kind == "f":
+                ds = g.create_dataset(name, data=arr.astype(np.float64), maxshape=(None,), chunks=(_ITEM_CHUNK,), **_GZIP)
+                ds.attrs["kind"] = "numeric"
+            else:
+                ds = g.create_dataset(name, data=np.asarray([str(v) for v in arr], dtype=object), dtype=_str_dtype(),
+                                      maxshape=(None,), chunks=(_ITEM_CHUNK,), **_GZIP)
+                ds.attrs["kind"] = "categorical"
+            for k, v in (attrs or {}).items():
+                ds.attrs[k] = v
+
+    def write_negatives(self, pairs: Sequence[tuple[str, str]], *, attrs: Mapping[str, Any] | None = None) -> None:
+        """Write (replace) the known mismatched ``(video item id, music item id)`` pairs."""
+        self.flush()
+        if NEGATIVES_GROUP in self._f:
+            del self._f[NEGATIVES_GROUP]
+        self._f.attrs["vmtool_schema"] = SCHEMA_VERSION
+        g = self._f.create_group(NEGATIVES_GROUP)
+        g.attrs["element"] = "pairs"
+        for k, v in (attrs or {}).items():
+            g.attrs[k] = v
+        for j, key in enumerate(("video_id", "music_id")):
+            g.create_dataset(key, data=np.asarray([p[j] for p in pairs], dtype=object), dtype=_str_dtype(),
+                             maxshape=(None,), chunks=(_ITEM_CHUNK,), **_GZIP)
 
     def set_attr(self, key: str, value: Any) -> None:
         self._f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value

@@ -54,6 +54,8 @@ __all__ = [
     "make_clip",
     "make_corpus",
     "read_manifest",
+    "EMOTIONS",
+    "LABELS_NAME",
     "MANIFEST_NAME",
     "MANIFEST_FORMAT",
     "MANIFEST_VERSION",
@@ -62,6 +64,23 @@ __all__ = [
 MANIFEST_NAME = "truth.json"
 MANIFEST_FORMAT = "vmtool-synth-corpus"
 MANIFEST_VERSION = 1
+LABELS_NAME = "labels.csv"
+
+#: Emotion classes of generated clips (valence x arousal), and how each sounds and looks:
+#: the music's mode, tempo range (BPM), timbre range and energy range; the visuals'
+#: brightness and motion (factors on the value of the colours and on the shapes' speed);
+#: the polarity (1 positive, -1 negative). Major/minor, tempo, loudness and brightness are
+#: the cues music-emotion studies associate with valence and arousal.
+EMOTIONS: dict[str, dict] = {
+    "happy": {"mode": "major", "tempo": (125, 160), "timbre": (0.6, 1.0), "energy": (0.75, 1.0),
+              "brightness": 1.3, "motion": 1.8, "polarity": 1},
+    "tender": {"mode": "major", "tempo": (66, 92), "timbre": (0.0, 0.4), "energy": (0.3, 0.55),
+               "brightness": 1.15, "motion": 0.5, "polarity": 1},
+    "sad": {"mode": "minor", "tempo": (60, 86), "timbre": (0.0, 0.4), "energy": (0.25, 0.5),
+            "brightness": 0.5, "motion": 0.4, "polarity": -1},
+    "tense": {"mode": "minor", "tempo": (125, 160), "timbre": (0.6, 1.0), "energy": (0.75, 1.0),
+              "brightness": 0.65, "motion": 2.0, "polarity": -1},
+}
 
 # ---------------------------------------------------------------------------------
 # truth records
@@ -91,10 +110,12 @@ class MusicTruth:
         Loudness level of each section in ``(0, 1]`` (same letter, same level unless
         given otherwise); also drives the brightness of the visuals.
     key : int
-        Home key as a pitch class, 0 = C ... 11 = B (major mode).
+        Home key as a pitch class, 0 = C ... 11 = B.
     timbre : float
         Global brightness of the instruments in ``[0, 1]``.
     seed : int
+    mode : {"major", "minor"}
+        The scale the chords, bass and arpeggios use (natural minor for ``minor``).
     """
 
     tempo: float
@@ -108,6 +129,7 @@ class MusicTruth:
     key: int
     timbre: float
     seed: int
+    mode: str = "major"
 
     @property
     def beat_period(self) -> float:
@@ -148,6 +170,7 @@ class MusicTruth:
             "key": int(self.key),
             "timbre": float(self.timbre),
             "seed": int(self.seed),
+            "mode": self.mode,
         }
 
     @classmethod
@@ -165,6 +188,7 @@ class MusicTruth:
             key=int(d["key"]),
             timbre=float(d["timbre"]),
             seed=int(d["seed"]),
+            mode=str(d.get("mode", "major")),
         )
 
 
@@ -192,6 +216,8 @@ class ClipTruth:
     seed : int
     cut_every_bars : tuple of int [len=n_sections]
         Shot length in bars used within each section.
+    emotion : str
+        The emotion class (a key of :data:`EMOTIONS`) the music and visuals convey, "" for none.
     """
 
     path: str
@@ -204,6 +230,7 @@ class ClipTruth:
     has_video: bool
     seed: int
     cut_every_bars: tuple[int, ...] = field(default=())
+    emotion: str = ""
 
     @property
     def shot_starts(self) -> np.ndarray:
@@ -223,6 +250,7 @@ class ClipTruth:
             "has_video": bool(self.has_video),
             "seed": int(self.seed),
             "cut_every_bars": [int(x) for x in self.cut_every_bars],
+            "emotion": self.emotion,
         }
 
     @classmethod
@@ -239,6 +267,7 @@ class ClipTruth:
             has_video=bool(d["has_video"]),
             seed=int(d["seed"]),
             cut_every_bars=tuple(int(x) for x in d.get("cut_every_bars", ())),
+            emotion=str(d.get("emotion", "")),
         )
 
 
@@ -246,6 +275,7 @@ class ClipTruth:
 # music
 
 _MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
+_MINOR = np.array([0, 2, 3, 5, 7, 8, 10])  # natural minor
 # chord progressions as 0-based scale degrees, one chord per bar, looped
 _PROGRESSIONS = (
     (0, 4, 5, 3),  # I V vi IV
@@ -275,9 +305,9 @@ def _check_finite(name: str, value: float, lo: float | None = None, hi: float | 
     return v
 
 
-def _pitch(degree: int) -> int:
-    """Semitones above the tonic of a (possibly > 6) major-scale degree."""
-    return 12 * (degree // 7) + int(_MAJOR[degree % 7])
+def _pitch(degree: int, scale: np.ndarray = _MAJOR) -> int:
+    """Semitones above the tonic of a (possibly > 6) scale degree (major by default)."""
+    return 12 * (degree // 7) + int(scale[degree % 7])
 
 
 def _midi_hz(midi: np.ndarray) -> np.ndarray:
@@ -419,6 +449,7 @@ def synth_music(
     timbre: float = 0.5,
     energy: float | Sequence[float] | Mapping[str, float] | None = None,
     seed: int = 0,
+    mode: str = "major",
 ) -> tuple[np.ndarray, MusicTruth]:
     """Synthesize a 4/4 track with known tempo, beats, bars and sections.
 
@@ -441,7 +472,7 @@ def synth_music(
         One letter per section. The track is split into ``len(sections)`` parts of
         about equal length, each boundary rounded to the nearest bar line.
     key : int
-        Home key as a pitch class (0 = C, ..., 11 = B; taken modulo 12), major mode.
+        Home key as a pitch class (0 = C, ..., 11 = B; taken modulo 12).
     timbre : float in [0, 1]
         Brightness of the instruments (0 = dark, 1 = bright); each letter varies it
         a little.
@@ -450,6 +481,8 @@ def synth_music(
         one per letter. None draws a distinct level per letter from *seed*.
     seed : int
         Seed for every random choice; the output is identical for identical arguments.
+    mode : {"major", "minor"}
+        Scale of the harmony (natural minor for ``minor``).
 
     Returns
     -------
@@ -481,6 +514,9 @@ def synth_music(
         raise ParameterError(f"timbre must be in [0, 1], got {timbre!r}")
     key = int(key) % 12
     seed = int(seed)
+    if mode not in ("major", "minor"):
+        raise ParameterError(f"mode must be major or minor, got {mode!r}")
+    scale = _MAJOR if mode == "major" else _MINOR
     n = int(round(duration * sr))
     if n < 1:
         raise ParameterError(f"duration {duration:g} s is shorter than one sample at {sr} Hz")
@@ -546,7 +582,7 @@ def synth_music(
     bass_tables = np.stack([_wavetable(0.2 + 0.5 * mat[c]["timbre"], _n_harm(sr, 180.0, 16)) for c in letters])
     b_bar = np.minimum(beat_idx // 4, n_bars - 1)
     b_semis = np.array(
-        [_pitch(int(bar_root[b])) % 12 + bar_trans[b] % 12 for b in b_bar]
+        [_pitch(int(bar_root[b]), scale) % 12 + bar_trans[b] % 12 for b in b_bar]
     ) % 12
     b_pattern = np.array([mat[bar_letter[b]]["bass"][i % 4] for i, b in enumerate(b_bar)])
     b_midi = 33 + (key + b_semis + 3) % 12 + b_pattern  # A1..G#2 + pattern
@@ -568,7 +604,7 @@ def synth_music(
     c_decay = np.array([bar / mat[bar_letter[k]]["comp"] for k in c_bar]) * 0.7
     base = 48 + (key + bar_trans[c_bar] + 5) % 12 - 5  # tonic between G2 and F#3
     for voice in range(3):
-        midi = base + np.array([_pitch(int(bar_root[k]) + 2 * voice) for k in c_bar]) + 12
+        midi = base + np.array([_pitch(int(bar_root[k]) + 2 * voice, scale) for k in c_bar]) + 12
         _add_line(
             y, sr, c_starts, _midi_hz(midi), 0.22 * bar_gain[c_bar], bar_lid[c_bar], chord_tables, c_decay
         )
@@ -580,7 +616,7 @@ def synth_music(
     if arp_on.any():
         step = np.arange(2 * n_beats) % 4
         deg = bar_root[e_bar] + np.array([0, 2, 4, 7])[step]
-        midi = 48 + (key + bar_trans[e_bar] + 5) % 12 - 5 + 24 + np.array([_pitch(int(d)) for d in deg])
+        midi = 48 + (key + bar_trans[e_bar] + 5) % 12 - 5 + 24 + np.array([_pitch(int(d), scale) for d in deg])
         _add_line(
             y,
             sr,
@@ -613,6 +649,7 @@ def synth_music(
         key=key,
         timbre=timbre,
         seed=seed,
+        mode=mode,
     )
     y = np.clip(y.astype(np.float32), -0.9, 0.9)  # float32 rounding may overshoot by 1 ulp
     return y, truth
@@ -676,22 +713,25 @@ class _Shot:
 
 
 def _plan_shots(
-    music: MusicTruth, cut_times: np.ndarray, seed: int
+    music: MusicTruth, cut_times: np.ndarray, seed: int, brightness: float = 1.0, motion: float = 1.0
 ) -> list[_Shot]:
-    """Draw every shot's look; neighbouring shots differ in hue and layout."""
+    """Draw every shot's look; neighbouring shots differ in hue and layout.
+
+    *brightness* and *motion* scale the colours' value and the shapes' speed (an
+    emotion's look, :data:`EMOTIONS`)."""
     rng = np.random.default_rng([int(seed), 0x7669])  # "vi"
     starts = np.concatenate([[0.0], cut_times])
     base_hue = (music.key / 12.0 + rng.uniform(-0.04, 0.04)) % 1.0
     sat = 0.45 + 0.45 * music.timbre + rng.uniform(-0.05, 0.05)
     n_shapes = int(rng.integers(2, 6))
-    speed = music.tempo / 60.0 * 0.035 * rng.uniform(0.8, 1.25)  # width fractions per second
+    speed = motion * music.tempo / 60.0 * 0.035 * rng.uniform(0.8, 1.25)  # width fractions per second
     letter_hue = {c: rng.uniform(-0.08, 0.08) for c in dict.fromkeys(music.labels)}
     shots: list[_Shot] = []
     side = 1 if rng.random() < 0.5 else -1
     for s0 in starts:
         sec = int(music.section_index(s0 + 1e-6))
         energy = music.energies[sec]
-        value = float(np.clip(0.22 + 0.72 * energy + rng.uniform(-0.04, 0.04), 0.0, 1.0))
+        value = float(np.clip(brightness * (0.22 + 0.72 * energy) + rng.uniform(-0.04, 0.04), 0.0, 1.0))
         # shots alternate either side of the section's hue: neighbours differ by ~0.3 turn
         side = -side
         hue = (base_hue + letter_hue[music.labels[sec]] + side * 0.15 + rng.uniform(-0.03, 0.03)) % 1.0
@@ -736,6 +776,8 @@ def iter_video_frames(
     cut_times: Sequence[float] | np.ndarray | None = None,
     seed: int = 0,
     times: Sequence[float] | np.ndarray | None = None,
+    brightness: float = 1.0,
+    motion: float = 1.0,
 ) -> Iterator[np.ndarray]:
     """Render visuals that follow *music*, one frame at a time.
 
@@ -763,6 +805,8 @@ def iter_video_frames(
     times : array-like of float, optional
         Explicit frame times in seconds (variable frame rate). Default: ``i / fps``
         for every frame in ``[0, music.duration)``.
+    brightness, motion : float
+        Factors on the colours' value and the shapes' speed (1: as the music sets them).
 
     Yields
     ------
@@ -782,7 +826,7 @@ def iter_video_frames(
     cut_times = np.asarray(cut_times, dtype=float).reshape(-1)
     if cut_times.size and (cut_times[0] <= 0 or np.any(np.diff(cut_times) <= 0) or not np.all(np.isfinite(cut_times))):
         raise ParameterError(f"cut_times must be finite, positive and increasing, got {cut_times.tolist()}")
-    shots = _plan_shots(music, cut_times, seed)
+    shots = _plan_shots(music, cut_times, seed, brightness, motion)
     shot_starts = np.concatenate([[0.0], cut_times])
     ys = np.arange(h, dtype=np.float32)[:, None]
     xs = np.arange(w, dtype=np.float32)[None, :]
@@ -1193,6 +1237,8 @@ def make_clip(
     with_video: bool = True,
     cut_every_bars: int | Sequence[int] | None = None,
     video_codec: str = "libx264",
+    emotion: str | None = None,
+    video_follows: str = "music",
 ) -> ClipTruth:
     """Write one synthetic music-video clip (music plus visuals that follow it).
 
@@ -1222,6 +1268,14 @@ def make_clip(
     video_codec : str
         FFmpeg video encoder (``"mpeg4"`` for a second codec family). Encoders run with
         speed-first settings (libx264 ``veryfast``, the aac ``fast`` coder).
+    emotion : str, optional
+        A key of :data:`EMOTIONS`: the music takes the emotion's mode and draws its
+        tempo, timbre and energy in the emotion's ranges (where not given); the visuals
+        take its brightness and motion.
+    video_follows : {"music", "emotion"}
+        ``music``: the visuals follow this clip's music (hue from the key, speed from the
+        tempo, cuts on its bars). ``emotion``: they follow another track drawn with the
+        same emotion, so the emotion is all the video and its music share.
 
     Returns
     -------
@@ -1234,6 +1288,23 @@ def make_clip(
     drawn_tempo = float(rng.integers(80, 161))
     drawn_key = int(rng.integers(12))
     drawn_timbre = float(rng.uniform(0.0, 1.0))
+    if video_follows not in ("music", "emotion"):
+        raise ParameterError(f"video_follows must be music or emotion, got {video_follows!r}")
+    look: dict = {}
+    mode = "major"
+    if emotion is not None:
+        if emotion not in EMOTIONS:
+            raise ParameterError(f"unknown emotion {emotion!r}; emotions: {', '.join(EMOTIONS)}")
+        emo = EMOTIONS[emotion]
+        erng = np.random.default_rng([int(seed), 0x656D])  # "em"
+        drawn_tempo = float(erng.integers(emo["tempo"][0], emo["tempo"][1] + 1))
+        drawn_timbre = float(erng.uniform(*emo["timbre"]))
+        if energy is None:
+            energy = float(erng.uniform(*emo["energy"]))
+        mode = emo["mode"]
+        look = {"brightness": emo["brightness"], "motion": emo["motion"]}
+    elif video_follows == "emotion":
+        raise ParameterError("video_follows='emotion' needs an emotion")
     tempo = drawn_tempo if tempo is None else float(tempo)
     key = drawn_key if key is None else int(key)
     timbre = drawn_timbre if timbre is None else float(timbre)
@@ -1241,8 +1312,18 @@ def make_clip(
     if sections is None:
         sections = _auto_sections(duration, _check_finite("tempo", tempo, 0.0), sec_rng)
     y, music = synth_music(
-        duration=duration, sr=sr, tempo=tempo, sections=sections, key=key, timbre=timbre, energy=energy, seed=seed
+        duration=duration, sr=sr, tempo=tempo, sections=sections, key=key, timbre=timbre, energy=energy, seed=seed,
+        mode=mode,
     )
+    seen = music  # what the visuals follow
+    if video_follows == "emotion":
+        twin_seed = int(np.random.default_rng([int(seed), 0x7477]).integers(2**31))  # "tw"
+        twin_rng = np.random.default_rng([twin_seed, 0x656D])
+        twin_tempo = float(twin_rng.integers(emo["tempo"][0], emo["tempo"][1] + 1))
+        _, seen = synth_music(
+            duration=duration, sr=2000, tempo=twin_tempo, sections=_auto_sections(duration, twin_tempo, twin_rng),
+            key=int(twin_rng.integers(12)), timbre=float(twin_rng.uniform(*emo["timbre"])),
+            energy=float(twin_rng.uniform(*emo["energy"])), seed=twin_seed, mode=mode)
     cut_times = np.zeros(0)
     every: tuple[int, ...] = ()
     n_frames = 0
@@ -1250,9 +1331,9 @@ def make_clip(
     if with_video:
         w, h = _check_size(size)
         fps = _check_finite("fps", fps, 0.0)
-        cut_times, every = bar_cuts(music, every_bars=cut_every_bars)
+        cut_times, every = bar_cuts(seen, every_bars=cut_every_bars)
         n_frames = max(1, math.ceil(round(duration * fps, 6)))
-        frames = iter_video_frames(music, fps=fps, size=(w, h), cut_times=cut_times, seed=seed)
+        frames = iter_video_frames(seen, fps=fps, size=(w, h), cut_times=cut_times, seed=seed, **look)
     write_media(
         path,
         audio=y if with_audio else None,
@@ -1274,6 +1355,7 @@ def make_clip(
         has_video=bool(with_video),
         seed=int(seed),
         cut_every_bars=every,
+        emotion=emotion or "",
     )
 
 
@@ -1290,6 +1372,8 @@ def make_corpus(
     ext: str = ".mp4",
     workers: int = 1,
     progress: Progress | None = None,
+    emotions: bool = False,
+    video_follows: str = "music",
 ) -> list[ClipTruth]:
     """Write *n* music-video clips whose visuals depend on their music, plus a manifest.
 
@@ -1319,6 +1403,13 @@ def make_corpus(
         Clips written in parallel (separate processes); the clips do not depend on it.
     progress : Progress, optional
         Told about each clip (``file_start``/``file_done``).
+    emotions : bool
+        Give each clip an emotion (:data:`EMOTIONS`, in turn: clip ``i`` gets the
+        ``i % 4``-th), which sets its mode, tempo, timbre, energy and look instead of
+        *tempo_range*; ``directory/labels.csv`` (columns ``file``, ``video_emotion``,
+        ``music_emotion``, ``polarity``) is written for ``vmtool label``.
+    video_follows : {"music", "emotion"}
+        See :func:`make_clip` (``emotion`` needs *emotions*).
 
     Returns
     -------
@@ -1344,7 +1435,12 @@ def make_corpus(
         rng = np.random.default_rng(child)
         tempo = float(round(rng.uniform(lo, hi)))
         name = f"clip_{i:04d}{ext}"
-        jobs.append((str(d / name), dict(duration=duration, seed=clip_seed, fps=fps, size=size, sr=sr, tempo=tempo)))
+        kw = dict(duration=duration, seed=clip_seed, fps=fps, size=size, sr=sr, tempo=tempo)
+        if emotions:
+            kw.update(tempo=None, emotion=list(EMOTIONS)[i % len(EMOTIONS)], video_follows=video_follows)
+        elif video_follows != "music":
+            raise ParameterError("video_follows='emotion' needs emotions=True")
+        jobs.append((str(d / name), kw))
     progress.batch_start(len(jobs))
     truths: list[ClipTruth] = []
     if workers == 1 or len(jobs) == 1:
@@ -1381,6 +1477,11 @@ def make_corpus(
     }
     with atomic_output(d / MANIFEST_NAME) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    if emotions:
+        lines = ["file,video_emotion,music_emotion,polarity"]
+        lines += [f"{Path(c.path).name},{c.emotion},{c.emotion},{EMOTIONS[c.emotion]['polarity']}" for c in clips]
+        with atomic_output(d / LABELS_NAME) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
     return clips
 
 

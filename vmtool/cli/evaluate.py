@@ -19,6 +19,8 @@ Prints, per direction and scenario, one row per method: R@1, R@10, R@25 (% of qu
 
 Methods: see `vmtool rank --help`; 'all' is every embedding method (the papers' and vmtool's variants); head (a BCE model's pair classifier, as Prétet et al. 2021 rank it) is asked for by name.
 
+When the catalog has labels (vmtool label), also label-match@1/10/25: the share (%) of each query's first K results whose label matches the query's — the emotion by default (video_emotion for videos, music_emotion for music, or one 'emotion' column), any column with --label — and the chance level of that share.
+
 \b
 Scenarios:
   vanilla          the items as they are
@@ -31,6 +33,7 @@ Examples:
   vmtool evaluate catalog.h5
   vmtool evaluate catalog.h5 -m clip,btrace,nw-dtw -s all --direction both
   vmtool evaluate catalog.h5 -m nw-dtw:0.1,sw-dtw:0.02 --format json --plot hist.png
+  vmtool evaluate catalog.h5 -m clip --label polarity
 """
 
 
@@ -56,6 +59,9 @@ def evaluate_cmd(
                     ] = None,
     ranks: Annotated[bool, typer.Option("--ranks", help="JSON: add every query's ground-truth rank.")] = False,
     ids_file: IdsOpt = None,
+    label: Annotated[Optional[str], typer.Option("--label", metavar="COLUMN", show_default=False,
+                                                 help="Label column of label-match@K (default: the emotion, if any).")
+                     ] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     version: VersionOpt = False,
@@ -76,7 +82,7 @@ def evaluate_cmd(
     scorer = pair_scorer_for(catalog, methods, dev)
     with RichProgress(enabled=not quiet) as progress:
         ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
-                      ids=read_ids(ids_file), pair_scorer=scorer)
+                      ids=read_ids(ids_file), pair_scorer=scorer, label=label)
     if plot is not None:
         from vmtool.ranking.plot import plot_evaluation
 
@@ -105,14 +111,26 @@ def _tables(ev) -> None:
             t = Table(title=f"{direction.upper()}, {scenario}: {ev.n_items} queries, {ev.n_items} candidates",
                       title_justify="left", box=None, pad_edge=False)
             t.add_column("method")
-            for col in ("R@1", "R@10", "R@25", "mean rank", "median", "time"):
+            cols = ["R@1", "R@10", "R@25", "mean rank", "median", "time"]
+            if ev.label is not None:
+                cols[5:5] = ["LM@1", "LM@10", "LM@25", "chance"]
+            for col in cols:
                 t.add_column(col, justify="right")
             for m in ev.methods:
                 sc = ev.score(m.label, direction, scenario)
                 x = sc.metrics
-                t.add_row(m.label, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
-                          f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}", _seconds(sc.seconds))
+                row = [m.label, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
+                       f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}", _seconds(sc.seconds)]
+                if ev.label is not None:
+                    row[6:6] = [f"{x['label_match1']:.1f}", f"{x['label_match10']:.1f}", f"{x['label_match25']:.1f}",
+                                f"{x['label_chance']:.1f}"]
+                t.add_row(*row)
             print_table(t)
             sys.stdout.write("\n")
+    if ev.label is not None:
+        lab = ev.label
+        what = lab["video"] if lab["video"] == lab["music"] else f"{lab['video']} of videos, {lab['music']} of music"
+        sys.stdout.write(f"LM@K: % of the first K results whose label matches the query's ({what}); "
+                         "chance: the same for a random ranking.\n")
     if any(m.name == "clip" for m in ev.methods) and set(ev.scenarios) - {"vanilla"}:
         sys.stdout.write("clip: clip embeddings describe whole items; the scenarios do not change them.\n")

@@ -17,6 +17,8 @@ Inputs are audio and/or video feature arrays (--audio, --video: NPY, NPZ, HDF5 a
 
 A 2-D array (N, dim) is clip level: one row per item. Frame level (needs --rate) is a 2-D array of frames with offsets (N + 1: --audio-offsets, or 'offsets' stored next to the array), a 3-D array (N, frames, dim), or one 2-D array per item (NPZ keys or the datasets of an HDF5 group; id = name). Ids come from --ids files (one per line), 'ids' stored next to the array, the per-item names or a CSV 'id' column. When both modalities have ids they are joined on them, and an id found in one modality only gives an item with that modality; without ids, rows are paired by position.
 
+--labels FILE.csv adds per-item label columns (emotion, polarity, track...) joined on the ids, --negatives FILE.csv known mismatched pairs (see vmtool label).
+
 YouTube-8M records give 'yt8m_rgb' (1024-d) and 'yt8m_audio' (128-d): clip level from video-level records, frames at 1 Hz (dequantised as YouTube-8M's readers) from frame-level records. Labels are kept as the companion 'labels'. Details: docs/import.md.
 
 \b
@@ -25,6 +27,7 @@ Examples:
   vmtool import --audio frames.npy --audio-offsets off.npy --rate 1 -o f.h5
   vmtool import --audio x.h5:/audio --video x.h5:/video --rate 2 -o f.h5
   vmtool import --video clips.npz --audio music.csv -o pairs.h5
+  vmtool import --audio a.npy --video v.npy --ids ids.txt --labels labels.csv -o f.h5
   vmtool import 'yt8m/frame/train*.tfrecord' -o yt8m.h5
 """
 
@@ -75,6 +78,12 @@ def import_cmd(
         "--video-name", metavar="NAME", show_default=False,
         help="Video feature name (default: imported_video; yt8m_rgb for YouTube-8M).")] = None,
     wait: WaitOpt = DEFAULT_WAIT,
+    labels: Annotated[Optional[Path], typer.Option(
+        "--labels", metavar="FILE.csv", dir_okay=False, show_default=False,
+        help="Per-item labels (an 'id' column, then label columns; see vmtool label).")] = None,
+    negatives: Annotated[Optional[Path], typer.Option(
+        "--negatives", metavar="FILE.csv", dir_okay=False, show_default=False,
+        help="Known mismatched pairs (columns video_id, music_id).")] = None,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -88,7 +97,7 @@ def import_cmd(
         arrays_opts = {"--audio": audio, "--video": video, "--audio-offsets": audio_offsets,
                        "--video-offsets": video_offsets, "--ids": ids, "--audio-ids": audio_ids,
                        "--video-ids": video_ids, "--rate": rate, "--audio-rate": audio_rate,
-                       "--video-rate": video_rate}
+                       "--video-rate": video_rate, "--labels": labels, "--negatives": negatives}
         given = [k for k, v in arrays_opts.items() if v is not None]
         if given:
             raise ParameterError(f"{', '.join(given)} apply to feature arrays, not to YouTube-8M shards "
@@ -109,7 +118,8 @@ def import_cmd(
              if audio else None)
         v = (ArraySource(video, offsets=video_offsets, ids=video_ids, rate=video_rate, name=video_name)
              if video else None)
-        report = import_arrays(output, audio=a, video=v, ids=ids, rate=rate, command=command, wait=wait)
+        report = import_arrays(output, audio=a, video=v, ids=ids, rate=rate, command=command, wait=wait,
+                               labels=labels, negatives=negatives)
         info(f"{output}: {report.n_items} item(s) imported", quiet)
     parts = [f"{report.n_pairs} audio-visual pair(s)", f"{report.n_audio_only} audio only",
              f"{report.n_video_only} video only"]
@@ -122,6 +132,11 @@ def import_cmd(
         rate_txt = f"{f['rate']:g} Hz" if f["rate"] else "one row per item"
         info(f"  features/{f['name']}: {f['modality']}, {f['level']} level, {f['dim']}-d, {rate_txt}, "
              f"{f['rows']} rows in {f['items']} item(s)", quiet)
+    for c in (report.labels or {}).get("columns", []):
+        extra = f", {c['classes']} classes" if "classes" in c else ""
+        info(f"  labels/{c['name']}: {c['kind']}, {c['items']} item(s){extra}", quiet)
+    if (report.labels or {}).get("negatives"):
+        info(f"  negatives: {report.labels['negatives']} mismatched pair(s)", quiet)
 
 
 def _refuse_array_files(shards: list[str]) -> None:

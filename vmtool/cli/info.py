@@ -11,7 +11,7 @@ from vmtool.cli._common import Format, FormatOpt, QuietOpt, VersionOpt, echo_jso
 
 HELP = """Show what a vmtool file holds.
 
-Kind, schema version, items and their modalities, features (dimension, rate), curves, segmentations, embeddings and the extraction configuration. For a model file (vmtool train): its architecture, inputs, loss, training summary and validation scores.
+Kind, schema version, items and their modalities, features (dimension, rate), curves, segmentations, embeddings, label columns and the extraction configuration. For a model file (vmtool train): its architecture, inputs, loss, training summary and validation scores.
 
 \b
 Examples:
@@ -56,9 +56,17 @@ def _model_rows(head, d: dict) -> None:
     head.add_row("written by", f"vmtool {d.get('vmtool_version')} on {d.get('created')}")
     head.add_row("command", d.get("command") or "-")
     head.add_row("sha256", d["sha256"])
-    head.add_row("model", f"{m.get('aggregation')} inputs; audio {m.get('audio_dim')} -> "
-                          f"{'-'.join(map(str, m.get('audio_layers', [])))}, video {m.get('video_dim')} -> "
-                          f"{'-'.join(map(str, m.get('video_layers', [])))}; {d['parameters']:,} parameters")
+    if m.get("family") == "dpvm":
+        classes = m.get("emotion_classes") or []
+        head.add_row("model", f"DPVM, {m.get('fusion')} fusion; audio {m.get('audio_dim')}, video {m.get('video_dim')} "
+                              f"-> {m.get('common')} -> content {'-'.join(map(str, m.get('content_layers', [])))}"
+                              + (f", emotion {'-'.join(map(str, m.get('emotion_layers', [])))} over "
+                                 f"{len(classes)} classes ({', '.join(map(str, classes[:8]))})" if classes else "")
+                              + f"; {d['parameters']:,} parameters")
+    else:
+        head.add_row("model", f"{m.get('aggregation')} inputs; audio {m.get('audio_dim')} -> "
+                              f"{'-'.join(map(str, m.get('audio_layers', [])))}, video {m.get('video_dim')} -> "
+                              f"{'-'.join(map(str, m.get('video_layers', [])))}; {d['parameters']:,} parameters")
     seg = d.get("segmentation") or {}
     head.add_row("data", f"level {data.get('level')}"
                          + (f" on {seg.get('method')} segments" if seg else "")
@@ -107,6 +115,20 @@ def _table(d: dict) -> None:
             t.add_row(e["name"], e.get("modality") or "-", "-" if e["dim"] is None else str(e["dim"]),
                       _fmt_rate(e["rate"]), str(e["rows"]), str(e["items_with_data"]))
         print_table(t)
+    if d.get("labels"):
+        t = Table(title="labels", title_justify="left", box=None, pad_edge=False)
+        for col in ("column", "kind", "items", "values"):
+            t.add_column(col)
+        for e in d["labels"]:
+            if e["kind"] == "categorical":
+                values = ", ".join(f"{k} {v}" for k, v in list(e["classes"].items())[:8])
+                values += ", ..." if len(e["classes"]) > 8 else ""
+            else:
+                values = "-" if e["min"] is None else f"{e['min']:g} .. {e['max']:g}"
+            t.add_row(e["name"], e["kind"], str(e["items"]), values)
+        print_table(t)
+    if d.get("negatives"):
+        print_table(f"negatives: {d['negatives']} known mismatched pair(s)")
     if "items" in d:
         t = Table(title="items", title_justify="left", box=None, pad_edge=False)
         for col in ("id", "duration", "modalities", "fps", "source"):

@@ -1,4 +1,4 @@
-"""``vmtool train``: learn a joint music/video embedding from paired clips (no labels)."""
+"""``vmtool train``: learn a joint music/video embedding from paired clips (and, for DPVM, their labels)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from vmtool.atomic import DEFAULT_WAIT
 
 from vmtool.cli._common import DeviceOpt, IdsOpt, OutputOpt, QuietOpt, WaitOpt, VersionOpt, command_line, handle_errors, info, read_ids
 
-HELP = """Train a two-branch model (VM-Net family) on the audio-visual pairs of a features file.
+HELP = """Train a joint embedding (VM-Net family or DPVM) on the audio-visual pairs of a features file.
 
 Every item with both audio and video features is a matched pair (a music video); the model learns to put each video next to its own music. A random --val-fraction of the items is held out; training stops early when the validation video-to-music R@10 stops improving, and MODEL keeps the best weights. MODEL is rewritten atomically at each improvement, so an interrupted run keeps its last checkpoint; --resume continues it.
 
@@ -22,6 +22,10 @@ Levels:   clip (VM-Net) | segment (Seg-VM-Net: one pair per segment of --segment
 Inputs:   --aggregation stats (mean/var/max; mean for segments) | attention | autopool
 Losses:   vmnet (triplets, Hong et al. 2018) | bce (Prétet et al. 2021)
           | cosface (VMCML, Lee et al.) | infonce (contrastive baseline)
+          | ppml (polarity penalty, DPVM eqs. 10-12; needs a 'polarity' label)
+Models:   vmnet (two branches, the losses above)
+          | dpvm (Gu, Shen and Lv: content path + emotion path + fusion, eq. 8;
+            needs emotion labels: vmtool label; --fusion, --metric)
 
 \b
 Presets (--preset NAME): every hyper-parameter of a paper's setup; options given
@@ -36,6 +40,7 @@ Examples:
   vmtool train feats.h5 -o seg.pt --level segment --segments olda --max-time 600
   vmtool train feats.h5 -o att.pt --aggregation attention --loss infonce --seed 1
   vmtool train feats.h5 -o model.pt --resume --epochs 200
+  vmtool train labelled.h5 -o dpvm.pt --model dpvm --batch-size 16 --lr 1e-4
 """
 
 
@@ -66,6 +71,24 @@ class Loss(str, enum.Enum):
     bce = "bce"
     cosface = "cosface"
     infonce = "infonce"
+    ppml = "ppml"
+
+
+class Model(str, enum.Enum):
+    vmnet = "vmnet"
+    dpvm = "dpvm"
+
+
+class Fusion(str, enum.Enum):
+    interactive = "interactive"
+    splicing = "splicing"
+    content = "content"
+    emotion = "emotion"
+
+
+class Metric(str, enum.Enum):
+    contrastive = "contrastive"
+    ppml = "ppml"
 
 
 def register(app: typer.Typer) -> None:
@@ -185,7 +208,12 @@ def train_cmd(
                                                       help="Audio features to use (default: all in the file).")] = [],  # noqa: B006
     video_features: Annotated[list[str], typer.Option("--video-features", "-v", metavar="NAME[,NAME]",
                                                       help="Video features to use (default: all in the file).")] = [],  # noqa: B006
-    loss: Annotated[Loss, typer.Option("--loss", help="Training objective.")] = Loss.vmnet,
+    model: Annotated[Model, typer.Option("--model", help="Model family.")] = Model.vmnet,
+    fusion: Annotated[Fusion, typer.Option("--fusion", help="dpvm: final embedding (content/emotion: one path alone).")] = Fusion.interactive,
+    metric: Annotated[Metric, typer.Option("--metric", help="dpvm: metric terms, eq. 2 or eqs. 10-12.")] = Metric.contrastive,
+    dpvm_margin: Annotated[float, typer.Option("--dpvm-margin", min=0.0, help="dpvm: margin of eq. 2 (cosine distance).")] = 0.5,
+    loss: Annotated[Optional[Loss], typer.Option("--loss", show_default=False,
+                                                 help="Training objective (vmnet family; default vmnet).")] = None,
     margin: Annotated[float, typer.Option("--margin", help="vmnet: triplet margin alpha.")] = 0.1,
     lambdas: Annotated[str, typer.Option("--lambdas", metavar="VM,MV,VV,MM",
                                          help="vmnet: weights of the four terms.")] = "3,1,0.2,0.2",
@@ -245,7 +273,16 @@ def train_cmd(
     data = DataConfig(audio_features=_names(audio_features), video_features=_names(video_features),
                       level=o["level"], segments=o["segments"], aggregation=o["aggregation"], frames=o["frames"],
                       sampling=o["frame_sampling"])
-    lcfg = LossConfig(name=o["loss"], margin=o["margin"], lambdas=lam, hard_negatives=o["hard_negatives"],  # type: ignore[arg-type]
+    dpvm = o["model"] == "dpvm"
+    dcfg = None
+    if dpvm:
+        from vmtool.models.dpvm import DPVMLossConfig
+
+        if o["loss"] is not None:
+            raise ParameterError("--loss applies to the VM-Net family; --model dpvm trains its own objective (eq. 8)")
+        dcfg = DPVMLossConfig(margin=o["dpvm_margin"], metric=o["metric"])
+    lcfg = LossConfig(name=o["loss"] or "vmnet", margin=o["margin"], lambdas=lam,  # type: ignore[arg-type]
+                      hard_negatives=o["hard_negatives"],
                       temperature=o["temperature"], scale=o["cos_scale"], cos_margin=o["cos_margin"],
                       music_weight=o["cos_music_weight"], sim_margin=o["sim_margin"], sim_weight=o["sim_weight"],
                       max_classes=o["max_classes"], neighbours=o["neighbours"])
@@ -256,8 +293,10 @@ def train_cmd(
     layers = {"audio": _ints(audio_layers, "--audio-layers"), "video": _ints(video_layers, "--video-layers")}
     ids = read_ids(ids_file)
     with _Reporter(quiet) as rep:
-        res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=lcfg, config=tcfg,
-                    device=resolve_device(device), resume=resume, reporter=rep, command=command_line(ctx), ids=ids, wait=wait)
+        res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=dcfg if dpvm else lcfg,
+                    config=tcfg, device=resolve_device(device), resume=resume, reporter=rep,
+                    command=command_line(ctx), ids=ids, wait=wait, model=o["model"],
+                    model_options={"fusion": o["fusion"]} if dpvm else None)
     best = res.best
     summary = f"wrote {res.path}: {res.epochs} epochs ({res.stopped}), best epoch {res.best_epoch}"
     if "v2m_r10" in best:

@@ -98,6 +98,7 @@ class ImportReport:
     join: str = ""
     features: list[dict[str, Any]] = field(default_factory=list)
     n_shards: int = 0
+    labels: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,6 +225,8 @@ def import_arrays(
     rate: float | None = None,
     wait: float = DEFAULT_WAIT,
     command: str = "",
+    labels: str | os.PathLike | None = None,
+    negatives: str | os.PathLike | None = None,
 ) -> ImportReport:
     """Write a features collection from precomputed audio and/or video feature arrays.
 
@@ -241,6 +244,9 @@ def import_arrays(
         The command line, stored in the output.
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
+    labels, negatives : path, optional
+        Label and negatives CSVs (see :mod:`vmtool.labels`), joined on the item ids and
+        written into the output; a bad file means no output.
 
     Returns
     -------
@@ -306,6 +312,11 @@ def import_arrays(
                 source = ";".join(data[m].sources[i] for m, i in idx.items())
                 b.add(item_id, source, {m: data[m].rows[i] for m, i in idx.items()})
         b.summarise()
+        if labels is not None or negatives is not None:
+            from vmtool.labels import label_file
+
+            report.labels = label_file(tmp, labels=labels, negatives=negatives, command=command,
+                                       display_path=out).to_dict()
     return report
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from vmtool.errors import FormatError, ParameterError
 
 __all__ = ["MODEL_FORMAT", "MODEL_VERSION", "save_model", "load_checkpoint", "load_model", "read_model_info",
-           "is_model_file", "LoadedModel"]
+           "is_model_file", "LoadedModel", "build_network"]
 
 MODEL_FORMAT = "vmtool-model"
 MODEL_VERSION = 1
@@ -95,15 +95,12 @@ class LoadedModel:
     def __init__(self, path: Path, data: dict[str, Any], device: str, sha256: str | None = None):
         import torch
 
-        from vmtool.models.nets import ModelConfig, VMNet
-
         self.path = Path(path)
         self.data = data
         self.device = device
         cfg = data["config"]
-        self.model_config = ModelConfig.from_dict(cfg["model"])
+        self.model_config, self.net = build_network(cfg["model"])
         self.data_config = dict(cfg["data"])
-        self.net = VMNet(self.model_config)
         try:
             self.net.load_state_dict(data["state_dict"])
         except RuntimeError as exc:
@@ -168,6 +165,20 @@ class LoadedModel:
                 pairs_m = m[None, :, :].expand(len(vb), -1, -1)
                 out[lo:lo + len(vb)] = self.net.head(pairs_v, pairs_m).float().cpu().numpy()
         return out
+
+
+def build_network(model_config: dict[str, Any]):
+    """The network a stored ``config["model"]`` describes (VM-Net family, or DPVM when
+    ``family`` is ``dpvm``), with fresh weights: ``(config object, module)``."""
+    if model_config.get("family") == "dpvm":
+        from vmtool.models.dpvm import DPVMConfig, DPVMNet
+
+        c = DPVMConfig.from_dict(model_config)
+        return c, DPVMNet(c)
+    from vmtool.models.nets import ModelConfig, VMNet
+
+    c = ModelConfig.from_dict(model_config)
+    return c, VMNet(c)
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:

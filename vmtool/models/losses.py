@@ -20,6 +20,8 @@ cosface    VMCML: lifting loss (eq. 4) L_C(v) + alpha L_C(m), CosFace onto     L
            the similarity loss (eq. 5) max(tau, cos(v, m')) - cos(v, m)
            with a randomly drawn negative music m' of another class
 infonce    symmetric contrastive loss with a temperature                      Oord et al. 2018; CLIP
+ppml       polarity-penalty metric loss: pull pairs together, push away the    Gu, Shen and Lv (DPVM,
+           pairs ranked above the match in proportion to their polarity gap    eqs. 10-12)
 =========  =================================================================  ==========================
 
 The triplet loss of VM-Net (000, section III; 001, section III-C) is
@@ -36,7 +38,7 @@ from torch.nn import functional as F
 
 __all__ = ["LossConfig", "LOSSES", "compute_loss", "negatives_mask"]
 
-LOSSES = ("vmnet", "bce", "cosface", "infonce")
+LOSSES = ("vmnet", "bce", "cosface", "infonce", "ppml")
 
 
 @dataclass
@@ -68,6 +70,8 @@ class LossConfig:
         (0.2) and its weight beta in eq. 6 (2).
     temperature : float
         infonce: softmax temperature (0.07, as CLIP's initial value).
+    polarity : str
+        ppml: the label column holding each item's polarity.
     """
 
     name: str = "vmnet"
@@ -82,6 +86,7 @@ class LossConfig:
     sim_margin: float = 0.2
     sim_weight: float = 2.0
     temperature: float = 0.07
+    polarity: str = "polarity"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -253,7 +258,8 @@ def similarity_loss(v: torch.Tensor, m: torch.Tensor, labels: torch.Tensor, tau:
 
 def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, *,
                  v_in: torch.Tensor | None = None, m_in: torch.Tensor | None = None,
-                 model=None, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 model=None, labels: torch.Tensor | None = None,
+                 polarity: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of a batch.
 
     Parameters
@@ -270,6 +276,8 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
     labels : torch.Tensor [shape=(b,), int], optional
         Class (prototype index) of each pair (``cosface``): by default the training
         clip it comes from; ``train(classes=...)`` can give several clips one class.
+    polarity : torch.Tensor [shape=(b,), float], optional
+        Polarity of each pair (``ppml``).
     """
     neg = negatives_mask(clips)
     name = cfg.name
@@ -321,6 +329,13 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
         b = F.cross_entropy(logits.T, target)
         total = (a + b) / 2
         parts = {"v2m": a, "m2v": b}
+    elif name == "ppml":
+        from vmtool.models.dpvm import polarity_penalty_loss
+
+        if polarity is None:
+            raise ValueError("the ppml loss needs polarity labels")
+        total = polarity_penalty_loss(v, m, polarity, neg)
+        parts = {"ppml": total}
     else:
         raise ValueError(f"unknown loss {name!r}")
     return total, {k: float(t.detach()) for k, t in parts.items()}

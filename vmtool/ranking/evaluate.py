@@ -6,6 +6,11 @@ is target ``i``. Reported: R@1, R@10 and R@25 (% of queries whose ground truth i
 within the first 1, 10, 25), the mean rank with its 95 % confidence interval, the
 median rank, and the time the method took.
 
+With labels (``vmtool label``), label-match@K is reported too: the share (%) of a
+query's first K targets whose label equals the query's (the emotion by default: the
+measure affective video-music retrieval reports), over the queries that have a label,
+with its chance level (the share a random ranking would give).
+
 Scenarios (Seg-VM-Net): ``vanilla``; ``crop-query``: the query loses its first two
 segments (when it has more than two); ``stretch-targets``: every target segment is
 repeated twice (a slower version of each target); ``crop-stretch``: both. Clip
@@ -28,7 +33,8 @@ from vmtool.ranking.methods import Method, parse_methods
 from vmtool.ranking.segments import SCENARIOS, SegmentSet, crop_queries, stretch_targets
 
 __all__ = ["Score", "Evaluation", "ground_truth_ranks", "rank_metrics", "apply_scenario", "evaluate_sets",
-           "evaluate", "parse_scenarios", "parse_directions", "EVALUATION_VERSION"]
+           "evaluate", "parse_scenarios", "parse_directions", "EVALUATION_VERSION", "label_match",
+           "catalog_labels"]
 
 EVALUATION_VERSION = 1
 
@@ -70,6 +76,39 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     out["mean_rank"] = float(r.mean())
     out["ci95"] = float(1.96 * r.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     out["median_rank"] = float(np.median(r))
+    return out
+
+
+def label_match(d: np.ndarray, query_labels: np.ndarray, target_labels: np.ndarray,
+                ks: Sequence[int] = RECALL_AT) -> dict[str, float]:
+    """Label-match@K (%): the share of each query's K nearest targets whose label equals the query's.
+
+    Parameters
+    ----------
+    d : np.ndarray [shape=(Nq, Nt)]
+        Distances (NaN ranks last).
+    query_labels, target_labels : np.ndarray [shape=(Nq,), (Nt,)]
+        Labels as strings, "" for no label. Queries without a label are left out; a
+        target without one never matches.
+
+    Returns
+    -------
+    dict
+        ``label_match{K}`` per K (mean over labelled queries, NaN when none) and
+        ``label_chance``: the expected share for targets drawn at random.
+    """
+    x = np.where(np.isnan(d), np.inf, np.asarray(d, dtype=np.float64))
+    ql, tl = np.asarray(query_labels, dtype=object), np.asarray(target_labels, dtype=object)
+    has = ql != ""
+    out: dict[str, float] = {}
+    if not has.any():
+        return {**{f"label_match{k}": float("nan") for k in ks}, "label_chance": float("nan")}
+    order = np.argsort(x[has], axis=1, kind="stable")
+    same = tl[order] == ql[has][:, None]
+    for k in ks:
+        kk = min(k, x.shape[1])
+        out[f"label_match{k}"] = float(100.0 * same[:, :kk].mean())
+    out["label_chance"] = float(100.0 * np.mean([np.mean(tl == q) for q in ql[has]]))
     return out
 
 
@@ -150,6 +189,7 @@ class Evaluation:
     directions: list[str]
     path: str | None = None
     ids: list[str] | None = None
+    label: dict[str, str] | None = None
 
     def score(self, method: str, direction: str = "v2m", scenario: str = "vanilla") -> Score:
         for s in self.scores:
@@ -169,6 +209,7 @@ class Evaluation:
             "protocol": "query i's ground truth is target i; rank = 1 + targets strictly closer; "
                         "ci95 = 1.96 * std / sqrt(n); seconds = the method alone, shared products included",
             "ids": self.ids if ranks else None,
+            "label": self.label,
             "results": [s.to_dict(ranks=ranks) for s in self.scores],
         }
 
@@ -199,12 +240,15 @@ def evaluate_sets(
     seed: int = 0,
     progress: Progress | None = None,
     pair_scorer=None,
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Evaluation:
     """Evaluate on two aligned sets: item ``i`` of *videos* goes with item ``i`` of *audios*.
 
     Items missing a side (or a clip embedding, when ``clip`` is evaluated) are left
     out of both. *sample* non-matching distances per result are kept for plots.
     *pair_scorer*: the BCE model's pair classifier, for method ``head``.
+    *labels* (the videos' and the musics' label per item, strings, "" for none) adds
+    label-match@K (:func:`label_match`) to every result.
     """
     progress = progress or Progress()
     ms = parse_methods(methods)
@@ -215,6 +259,8 @@ def evaluate_sets(
     keep = _paired(videos, audios, ms)
     if len(keep) < 2:
         raise ParameterError(f"only {len(keep)} item(s) have both modalities; evaluation needs at least 2")
+    if labels is not None:
+        labels = (np.asarray(labels[0], dtype=object)[keep], np.asarray(labels[1], dtype=object)[keep])
     if len(keep) < len(videos):
         videos, audios = videos.subset(keep), audios.subset(keep)
     n = len(keep)
@@ -244,8 +290,11 @@ def evaluate_sets(
             others = d[off]
             if len(others) > sample:
                 others = others[rng.choice(len(others), sample, replace=False)]
-            scores.append(Score(m.label, direction, scenario, n, rank_metrics(ranks), secs, ranks,
-                                np.diagonal(d).copy(), others))
+            metrics = rank_metrics(ranks)
+            if labels is not None:
+                ql, tl = labels if direction == "v2m" else labels[::-1]
+                metrics.update(label_match(d, ql, tl))
+            scores.append(Score(m.label, direction, scenario, n, metrics, secs, ranks, np.diagonal(d).copy(), others))
         progress.file_done(name, True)
     return Evaluation(scores, n, ms, scens, dirs, ids=list(videos.ids) if videos.ids else None)
 
@@ -261,12 +310,16 @@ def evaluate(
     progress: Progress | None = None,
     ids: Sequence[str] | None = None,
     pair_scorer=None,
+    label: str | None = None,
 ) -> Evaluation:
     """Evaluate a catalog file (see :func:`evaluate_sets`).
 
     *ids* restricts the evaluation to these items (e.g. the ones held out from
     training): they are both the queries and the candidates. *pair_scorer*: see
     :func:`evaluate_sets` (the CLI takes it from the catalog's model).
+    training): they are both the queries and the candidates. *label* names the label
+    column of label-match@K (:func:`catalog_labels`); by default the emotion, when the
+    catalog has emotion labels.
 
     Raises
     ------
@@ -274,7 +327,7 @@ def evaluate(
         The file is not a catalog (no embeddings).
     ParameterError
         Unknown method, scenario or direction; fewer than two complete items; an id
-        of *ids* that the catalog does not hold.
+        of *ids* that the catalog does not hold; a *label* column it does not hold.
     """
     ms = parse_methods(methods)
     need_segments = any(m.level == "segment" for m in ms)
@@ -285,6 +338,14 @@ def evaluate(
         both = set(videos.ids) & set(audios.ids)
         videos = videos.subset([i for i, x in enumerate(videos.ids) if x in both])
         audios = audios.subset([i for i, x in enumerate(audios.ids) if x in both])
+    labels = catalog_labels(catalog, label)
+    if labels is not None:  # per stored item: follow the items loaded (damaged ones may be left out)
+        from vmtool.store import open_collection
+
+        with open_collection(catalog) as col:
+            at = {x: i for i, x in enumerate(col.ids)}
+        sel = np.array([at[x] for x in videos.ids], dtype=np.int64)
+        labels = (labels[0][sel], labels[1][sel], labels[2])
     if ids is not None:
         pos = {item: i for i, item in enumerate(videos.ids)}
         missing = [item for item in ids if item not in pos]
@@ -294,7 +355,44 @@ def evaluate(
                                  catalog)
         keep = np.array(sorted({pos[item] for item in ids}), dtype=np.int64)
         videos, audios = videos.subset(keep), audios.subset(keep)
+        if labels is not None:
+            labels = (labels[0][keep], labels[1][keep], labels[2])
     ev = evaluate_sets(videos, audios, ms, scenarios=scenarios, directions=directions, device=device,
-                       block_mb=block_mb, progress=progress, pair_scorer=pair_scorer)
+                       block_mb=block_mb, progress=progress, pair_scorer=pair_scorer,
+                       labels=None if labels is None else labels[:2])
     ev.path = str(catalog)
+    ev.label = None if labels is None else labels[2]
     return ev
+
+
+def catalog_labels(catalog: str, label: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str]] | None:
+    """The labels label-match@K compares, per item: ``(video side, music side, columns)``.
+
+    ``emotion`` (the default) means the columns ``video_emotion`` and ``music_emotion``
+    when the catalog has them, else the column ``emotion`` for both sides; any other
+    name is one column for both. Numbers are compared as text (``1`` = ``1.0``).
+    Without *label*, a catalog without emotion labels gives None.
+
+    Raises
+    ------
+    ParameterError
+        *label* was given and the catalog has no such column (naming file and column).
+    """
+    from vmtool.labels import labels_as_text
+    from vmtool.store import open_collection
+
+    with open_collection(catalog) as col:
+        names = col.label_names()
+        want = label or "emotion"
+        if want == "emotion" and "video_emotion" in names and "music_emotion" in names:
+            cols = {"video": "video_emotion", "music": "music_emotion"}
+        elif want in names:
+            cols = {"video": want, "music": want}
+        elif label is None:
+            return None
+        else:
+            col.label(label)  # raises: no such column, naming the file and the column
+        sides = []
+        for side in ("video", "music"):
+            sides.append(labels_as_text(col.label(cols[side])))
+    return sides[0], sides[1], cols

@@ -189,6 +189,8 @@ def train(
     work_dir: str | Path | None = None,
     ids: list[str] | None = None,
     classes: np.ndarray | None = None,
+    model: str = "vmnet",
+    model_options: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a model on the (video, music) pairs of a features file; write it to *output*.
 
@@ -217,6 +219,13 @@ def train(
         The class of every item of *features*, for the ``cosface`` loss: items of one
         class share one prototype (VMCML: one class per music track, so the videos of a
         track share it). Default: one class per item (clip).
+    model : {"vmnet", "dpvm"}
+        The model family: VM-Net's two branches, or DPVM's dual path (Gu, Shen and Lv),
+        whose *loss* is a :class:`~vmtool.models.dpvm.DPVMLossConfig` and which reads the
+        emotion labels (and polarities, known negatives) of the collection.
+    model_options : dict, optional
+        dpvm: :class:`~vmtool.models.dpvm.DPVMConfig` fields (``fusion``, ``common``,
+        ``content_layers``...) and ``betas`` (Adam's, default the paper's 0.5, 0.999).
 
     Returns
     -------
@@ -228,12 +237,24 @@ def train(
     from vmtool.models.losses import LOSSES, LossConfig, compute_loss
     from vmtool.models.nets import ModelConfig, VMNet
 
+    from vmtool.models.dpvm import DPVM_PAPER_DEFAULTS, METRICS, DPVMConfig, DPVMLossConfig, DPVMNet, dpvm_loss
+
     cfg = config or TrainConfig()
     cfg.validate()
-    lcfg = loss or LossConfig()
-    if lcfg.name not in LOSSES:
+    is_dpvm = model == "dpvm"
+    if model not in ("vmnet", "dpvm"):
+        raise ParameterError(f"unknown model {model!r}; use vmnet or dpvm")
+    lcfg = loss or (DPVMLossConfig() if is_dpvm else LossConfig())
+    if is_dpvm != isinstance(lcfg, DPVMLossConfig):
+        raise ParameterError("--model dpvm has its own objective (eq. 8): --loss applies to the VM-Net family")
+    if is_dpvm and lcfg.metric not in METRICS:
+        raise ParameterError(f"unknown DPVM metric {lcfg.metric!r}; use {', '.join(METRICS)}")
+    if not is_dpvm and lcfg.name not in LOSSES:
         raise ParameterError(f"unknown loss {lcfg.name!r}; use {', '.join(LOSSES)}")
-    lcfg.validate()
+    if not is_dpvm:
+        lcfg.validate()
+    if is_dpvm and data.aggregation != "stats":
+        raise ParameterError("--model dpvm reads statistics vectors (--aggregation stats)")
     rep = reporter or _Silent()
     output = check_output_path(output, inputs=[features])
     t_start = time.perf_counter()
@@ -263,14 +284,14 @@ def train(
         val_mask = np.zeros(n_items, dtype=bool)
         val_mask[use] = split_items(len(use), cfg.val_fraction, cfg.seed)
         layers = model_layers or {}
-        mcfg = ModelConfig(
+        mcfg: Any = ModelConfig(
             audio_dim=builder.input_dim("audio"), video_dim=builder.input_dim("video"),
             audio_layers=list(layers.get("audio", [2048, 1024, 512])),
             video_layers=list(layers.get("video", [2048, 512])),
             dropout=float(dropout), aggregation=data.aggregation,
             fusion_head=lcfg.name == "bce",
         )
-        if mcfg.audio_layers[-1] != mcfg.video_layers[-1]:
+        if not is_dpvm and mcfg.audio_layers[-1] != mcfg.video_layers[-1]:
             raise ParameterError(f"the audio and video layers must end with the same width "
                                  f"(got {mcfg.audio_layers[-1]} and {mcfg.video_layers[-1]})")
         rep.log(f"preparing inputs: {len(use)} items, level {data.level}, aggregation {data.aggregation}, "
@@ -289,6 +310,30 @@ def train(
         label_of = class_labels(n_items, train_items, classes, features)
         if lcfg.name == "cosface":
             mcfg.prototypes = int(label_of.max()) + 1
+        item_t: dict[str, Any] = {}  # per-item label tensors the loss takes (dpvm, ppml)
+        neg_rows = np.zeros((0, 2), dtype=np.int64)
+        betas = (0.9, 0.999)
+        if is_dpvm or lcfg.name == "ppml":
+            from vmtool.training.labelled import emotion_classes, negative_pairs, polarities
+
+            opts = dict(model_options or {})
+            betas = tuple(float(x) for x in opts.pop("betas", DPVM_PAPER_DEFAULTS["betas"])) if is_dpvm else betas
+            if is_dpvm:
+                mcfg = DPVMConfig(audio_dim=mcfg.audio_dim, video_dim=mcfg.video_dim, dropout=float(dropout),
+                                  **{k: v for k, v in opts.items() if k in DPVMConfig.__dataclass_fields__})
+                if mcfg.has_emotion:
+                    yv, ym, emo_classes = emotion_classes(coll, lcfg.video_emotion, lcfg.music_emotion, train_items)
+                    mcfg.n_emotions, mcfg.emotion_classes = len(emo_classes), emo_classes
+                    item_t["y_video"], item_t["y_music"] = torch.from_numpy(yv), torch.from_numpy(ym)
+                # known negatives: the first row of each item of a stored pair, both training items
+                first = np.full(n_items, -1, dtype=np.int64)
+                uniq, at = np.unique(prep.item[train_rows], return_index=True)
+                first[uniq] = train_rows[at]
+                pairs = negative_pairs(coll, train_items)
+                neg_rows = first[pairs].reshape(-1, 2) if len(pairs) else neg_rows
+            if (is_dpvm and lcfg.metric == "ppml") or lcfg.name == "ppml":
+                item_t["polarity"] = torch.from_numpy(polarities(coll, lcfg.polarity, train_items))
+            item_t = {k: t.to(device) for k, t in item_t.items()}
         norm = {}
         for mod in MODALITIES:
             arr = prep.audio if mod == "audio" else prep.video
@@ -296,12 +341,13 @@ def train(
             norm[mod] = {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}
 
         torch.manual_seed(cfg.seed)
-        net = VMNet(mcfg).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        net = (DPVMNet(mcfg) if is_dpvm else VMNet(mcfg)).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=betas)
         import hashlib
 
         chosen = "\n".join(coll.ids[i] for i in use)
         full_config = {"model": mcfg.to_dict(), "loss": lcfg.to_dict(), "data": data.to_dict(),
+                       **({"optimizer": {"betas": list(betas)}} if is_dpvm else {}),
                        "train": asdict(cfg),
                        "items": {"count": int(len(use)), "sha256": hashlib.sha256(chosen.encode()).hexdigest()}}
         history: list[dict[str, Any]] = []
@@ -421,13 +467,27 @@ def train(
             for bi in range(n_batches):
                 rows, a, v = batch_tensors(order[bi * bs:(bi + 1) * bs], frame_rng)
                 clips = torch.from_numpy(prep.item[rows]).to(device)
-                ea, ev = net(a, v)
-                kw = {}
-                if needs_inputs:
-                    kw = {"v_in": v if v.dim() == 2 else v.mean(1), "m_in": a if a.dim() == 2 else a.mean(1)}
-                if lcfg.name == "cosface":
-                    kw["labels"] = torch.from_numpy(label_of[prep.item[rows]]).to(device)
-                total, parts = compute_loss(lcfg, ev, ea, clips, model=net, **kw)
+                if is_dpvm:
+                    extra = None
+                    if len(neg_rows):
+                        pick = neg_rows[np.random.default_rng([cfg.seed, epoch, bi]).permutation(len(neg_rows))[:bs]]
+                        _, _, xv = batch_tensors(pick[:, 0])
+                        _, xa, _ = batch_tensors(pick[:, 1])
+                        # batch_tensors sorts its rows: realign the music rows with the video rows
+                        order_v, order_m = np.argsort(np.argsort(pick[:, 0])), np.argsort(np.argsort(pick[:, 1]))
+                        extra = (xv[torch.from_numpy(order_v)], xa[torch.from_numpy(order_m)])
+                    total, parts = dpvm_loss(lcfg, net, a, v, clips, extra=extra,
+                                             **{k: t[clips] for k, t in item_t.items()})
+                else:
+                    ea, ev = net(a, v)
+                    kw = {}
+                    if needs_inputs:
+                        kw = {"v_in": v if v.dim() == 2 else v.mean(1), "m_in": a if a.dim() == 2 else a.mean(1)}
+                    if lcfg.name == "cosface":
+                        kw["labels"] = torch.from_numpy(label_of[prep.item[rows]]).to(device)
+                    if lcfg.name == "ppml":
+                        kw["polarity"] = item_t["polarity"][clips]
+                    total, parts = compute_loss(lcfg, ev, ea, clips, model=net, **kw)
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 opt.step()
