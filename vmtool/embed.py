@@ -26,6 +26,7 @@ import numpy as np
 
 from vmtool.atomic import atomic_output, check_output_path
 from vmtool.errors import FormatError, ParameterError, VmtoolError
+from vmtool.metadata import copy_metadata
 from vmtool.progress import Progress
 from vmtool.segmentation.base import segment_edges
 from vmtool.store import CollectionWriter, canonical_json, open_collection
@@ -251,6 +252,7 @@ def embed(
                 for it in coll.items():
                     w.add(it, {})
                 w.flush()
+                copy_metadata(coll._f, w._f)  # titles and artists travel with the items
                 if segments is not None:
                     g = coll.ragged("segmentations", segments)
                     w.write_element("segmentations", segments, [g.rows(i) for i in range(n)], dim=None,

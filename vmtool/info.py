@@ -37,8 +37,10 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
         (count per ``audio``/``video``/``audio+video``), one list per ragged group
         (``features``, ``curves``, ``segmentations``, ``events``, ``embeddings``) whose
         entries hold ``name``, ``modality``, ``dim``, ``rate``, ``rows``,
-        ``items_with_data`` and the producer's ``extractor``/``version``, the stored
-        ``config`` and, when asked, ``items``.
+        ``items_with_data`` and the producer's ``extractor``/``version``, ``metadata``
+        (one entry per track-metadata field: ``name``, ``origin``, ``type``,
+        ``items_with_value``), the stored ``config`` and, when asked, ``items`` (each
+        with its ``metadata`` fields).
 
     For a model file (written by ``vmtool train``) the dictionary holds instead
     ``kind`` = ``vmtool-model``, ``version``, ``sha256``, ``parameters``, the
@@ -99,11 +101,13 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
                     "version": r.attrs.get("version"),
                 })
             out[group] = entries
+        meta = col.metadata()
+        out["metadata"] = meta.summary()
         out["config"] = col.config
         out["history"] = a.get("history", [])
         if items:
             out["items"] = [
-                {k: v for k, v in it.to_dict().items()} for it in col.items()
+                {**it.to_dict(), "metadata": meta.item(i)} for i, it in enumerate(col.items())
             ]
     return out
 

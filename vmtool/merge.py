@@ -320,16 +320,19 @@ def _copy_rows(src, dst, runs: list[tuple[int, int]], offsets: np.ndarray, at: i
 
 def _write(tmp: Path, out: Path, cols, keep, specs: list[_Spec], model, command: str, progress: Progress) -> None:
     from vmtool import __version__
+    from vmtool.metadata import merge_origins
     from vmtool.store import _ITEM_CHUNK, _GZIP, ElementSpec, _now
 
     first = cols[0]
     with CollectionWriter(tmp, config=first.config, command=command, display_path=out, flush_items=4096) as w:
         for c, (idx, ids) in zip(cols, keep):
+            meta = c.metadata()
             for k, new_id in zip(idx, ids):
                 it = c.item(int(k))
                 it.id = new_id
-                w.add(it, {})
+                w.add(it, {}, meta.item(int(k)))
         w.flush()
+        merge_origins(w._f, [c.metadata().origins for c in cols])
         progress.file_done("items", True)
         f = w._f
         n = int(f["items/id"].shape[0])
