@@ -50,6 +50,8 @@ __all__ = [
     "join_sheet",
     "copy_metadata",
     "format_fields",
+    "fields_of",
+    "title_artist",
 ]
 
 GROUP = "metadata"
@@ -702,3 +704,22 @@ def format_fields(fields: Mapping[str, Any], names: Sequence[str]) -> str:
         else:
             parts.append(str(v))
     return ", ".join(parts)
+
+
+def fields_of(ref: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of ``FILE.h5#ITEM-ID`` (as stored) or of a media file (its tags), ``{}`` when none."""
+    from vmtool.ranking.catalog import parse_item_ref
+    from vmtool.store import open_collection
+
+    parsed = parse_item_ref(ref)
+    if parsed is None:
+        return read_tags(ref) if Path(ref).is_file() else {}
+    path, item = parsed
+    with open_collection(path) as col:
+        return col.metadata().item(col.index(item))
+
+
+def title_artist(fields: Mapping[str, Any]) -> str:
+    """``"Title — Artist"``, ``"Title"``, ``"— Artist"`` or ``""``."""
+    t, a = fields.get("title"), fields.get("artist")
+    return " — ".join(x for x in (t, a) if x) if t else (f"— {a}" if a else "")

@@ -28,6 +28,8 @@ QUERY is an item of a vmtool file (FILE.h5#ITEM-ID: its embeddings are read from
 
 Several queries are ranked in one run (the catalog, the model and the libraries are loaded once): the table shows one ranking per query, tsv gains a first column 'query', json is a list. A query that cannot be processed is reported and the others are still ranked (exit code 1 at the end).
 
+Results show each track's title and artist when the catalog has them (vmtool extract reads the tags; --metadata joins a sheet). --where keeps only the items a filter accepts, before any distance is computed: 'bpm 90..120', 'duration ..180', 'key Am,C', 'genre ~ rock', 'artist != X', 'bpm >= 100' (repeatable: all apply). bpm and key are the tagged values, or the measured ones where there is no tag; an item without the filtered field is left out, and the count left out is reported on stderr.
+
 Methods (see docs/methods-ranking.md): clip, centroid, single, complete, trace, btrace (default), nw-dtw, sw-dtw; the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
 
 \b
@@ -37,6 +39,7 @@ Examples:
   vmtool rank clip.mp4 catalog.h5 -m nw-dtw --prefilter 5000 --format tsv
   vmtool rank song.mp3 catalog.h5 --direction m2v --format json | jq '.results[0]'
   vmtool rank new/*.mp4 catalog.h5 -k 5 --format tsv > rankings.tsv
+  vmtool rank clip.mp4 catalog.h5 --where 'bpm 90..120' --where 'key Am,C'
 """
 
 
@@ -67,6 +70,9 @@ def rank_cmd(
              "see docs/methods-ranking.md for the speed/agreement trade-off).")] = None,
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
+    where: Annotated[Optional[list[str]], typer.Option(
+        "--where", metavar="FILTER", show_default=False,
+        help="Keep only items matching FIELD [OP] VALUE (repeatable), e.g. 'bpm 90..120', 'genre ~ rock'.")] = None,
     fmt: Annotated[RankFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = RankFormat.table,
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
@@ -77,25 +83,32 @@ def rank_cmd(
 
     from vmtool.device import resolve_device
     from vmtool.errors import VmtoolError
+    from vmtool.filters import catalog_filter, parse_filter
     from vmtool.query import check_compatible, load_query
     from vmtool.ranking import load_catalog, parse_method, rank, sides
 
+    filters = [parse_filter(w) for w in where or []]  # a malformed filter fails before any work
     qmod, tmod = sides(direction.value)
     dev = resolve_device(device)
     clip_level = parse_method(method).level == "clip"
     cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
+    selection, meta = catalog_filter(catalog, filters)
+    if selection is not None:
+        per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
+        info(f"--where: {selection.excluded} of {len(selection.keep)} items excluded ({per})", quiet)
     many = len(queries) > 1
     failures: list[str] = []
     outputs: list[dict] = []
-    header = ("query\t" if many else "") + "rank\tid\tdistance\tstart\tend\tsource\n"
+    header = ("query\t" if many else "") + "rank\tid\tdistance\tstart\tend\tsource\ttitle\tartist\n"
     for query in queries:
         try:
             with RichProgress(enabled=not quiet) as progress:
                 q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
             check_compatible(q, cat, catalog)
-            exclude = None
+            exclude = None if selection is None else ~selection.keep
             if exclude_self:
-                exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
+                same = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
+                exclude = same if exclude is None else exclude | same
             res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
         except VmtoolError as exc:
             if not many:
@@ -105,16 +118,21 @@ def rank_cmd(
             continue
         head = {"query": query, "query_source": q.sources[0], "catalog": str(catalog), "direction": direction.value}
         if fmt is RankFormat.json:
-            outputs.append({**head, **res.to_dict()})
+            d = res.to_dict()
+            for r, rd in zip(res.results, d["results"]):
+                rd["title"], rd["artist"] = meta.value(r.index, "title"), meta.value(r.index, "artist")
+            outputs.append({**head, **d})
         elif fmt is RankFormat.tsv:
             sys.stdout.write(header)  # once, before the first ranking: no header without data
             header = ""
             lead = f"{query}\t" if many else ""
             for r in res.results:
                 start, end = ("", "") if r.span is None else (f"{r.span[0]:.3f}", f"{r.span[1]:.3f}")
-                sys.stdout.write(f"{lead}{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}\n")
+                title, artist = (meta.value(r.index, k) or "" for k in ("title", "artist"))
+                sys.stdout.write(f"{lead}{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}"
+                                 f"\t{title}\t{artist}\n")
         else:
-            _table(res, title=query if many else None)
+            _table(res, meta, title=query if many else None)
         how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
              f"ranked with {how} in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""),
@@ -126,19 +144,20 @@ def rank_cmd(
         raise typer.Exit(1)
 
 
-def _table(res, title: str | None = None) -> None:
+def _table(res, meta, title: str | None = None) -> None:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, title=title, title_justify="left")
     aligns = res.method.aligns
-    for col, just in (("rank", "right"), ("id", "left"), ("distance", "right")):
+    named = [k for k in ("title", "artist") if k in meta.columns]
+    for col, just in (("rank", "right"), ("id", "left"), *((k, "left") for k in named), ("distance", "right")):
         t.add_column(col, justify=just)
     if aligns:
         t.add_column("start", justify="right")
         t.add_column("end", justify="right")
     t.add_column("source")
     for r in res.results:
-        row = [str(r.rank), str(r.id), f"{r.distance:.4f}"]
+        row = [str(r.rank), str(r.id), *(meta.value(r.index, k) or "-" for k in named), f"{r.distance:.4f}"]
         if aligns:
             row += ["-", "-"] if r.span is None else [f"{r.span[0]:.2f}", f"{r.span[1]:.2f}"]
         t.add_row(*row, str(r.source))

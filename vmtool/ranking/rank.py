@@ -162,7 +162,7 @@ def rank(
         if m.name not in ("centroid", "clip") and prefilter < len(candidates):
             pre = int(prefilter)
             candidates = prefilter_candidates(query, catalog, pre, candidates)
-    if pre is not None:
+    if pre is not None or excluded:  # excluded targets (--where, --exclude-self) cost no distance
         sub = catalog.subset(candidates)
         d_sub = distances(query, sub, m, device=device, block_mb=block_mb)[0]
         d = np.full(n, np.nan)
