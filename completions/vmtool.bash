@@ -18,10 +18,10 @@ _vmtool() {
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
-            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --list -f --format -q --quiet --version -h --help'
+            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --metadata --measure --no-measure --list -f --format -q --quiet --version -h --help'
             args=files
             case $prev in
-                -o|--output) _vmtool_files -f; return 0 ;;
+                -o|--output|--metadata) _vmtool_files -f; return 0 ;;
                 -a|--audio-features|-v|--video-features|--rate|-j|--workers) :; return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
@@ -79,10 +79,10 @@ _vmtool() {
             esac
             ;;
         rank)
-            opts='-m --method -k --top -d --direction --prefilter --exclude-self -f --format --device --query-segments -q --quiet --version -h --help'
+            opts='-m --method -k --top -d --direction --prefilter --exclude-self --where -f --format --device --query-segments -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|-k|--top|--prefilter|--query-segments) :; return 0 ;;
+                -m|--method|-k|--top|--prefilter|--where|--query-segments) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json tsv' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;

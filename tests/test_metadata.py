@@ -221,3 +221,23 @@ def test_stale_metadata_column_is_a_format_error(tmp_path):
         f["metadata/title"].resize((1,))
     with open_collection(path) as col, pytest.raises(FormatError, match="'metadata/title' has 1 entries for 2 items"):
         col.metadata()
+
+
+def test_merge_carries_metadata_and_origins(tmp_path):
+    parts = []
+    for k, (meta, cfg) in enumerate([({"title": "A", "bpm": 90.0}, "tag"), ({"label": "L"}, "sheet")]):
+        p = tmp_path / f"part{k}.h5"
+        with CollectionWriter(p) as w:
+            w.add(Item(f"t{k}", f"t{k}.wav", f"{k:064x}", 1.0, True, False), {}, None)
+            w.add(Item(f"u{k}", f"u{k}.wav", f"{k + 10:064x}", 1.0, True, False), {})
+        with h5py.File(p, "r+") as f:
+            md.set_values(f, {0: meta}, 2, origin=cfg)
+        parts.append(p)
+    out = tmp_path / "merged.h5"
+    res = run("merge", *parts, "-o", out, "-q")
+    assert res.exit_code == 0, res.stderr
+    with open_collection(out) as col:
+        m = col.metadata()
+        assert col.ids == ["t0", "u0", "t1", "u1"]
+        assert m.item(0) == {"title": "A", "bpm": 90.0} and m.item(2) == {"label": "L"} and m.item(1) == {}
+        assert m.origins == {"title": "tag", "bpm": "tag", "label": "sheet"}

@@ -218,7 +218,7 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
             problems.append(ParameterError(f"was embedded with another model than {first.path}; "
                                            "embed both with the same model", c.path))
         for key in sorted(c._f):
-            if key not in RAGGED_GROUPS and key not in ("items", "model"):
+            if key not in RAGGED_GROUPS and key not in ("items", "model", "metadata"):  # metadata: merged per item
                 problems.append(ParameterError(f"holds '/{key}', which vmtool merge cannot combine (merge the "
                                                "inputs of that step, then run it again)", c.path))
         for group in RAGGED_GROUPS:
