@@ -13,7 +13,9 @@ from vmtool.cli._ranking import methods_callback
 
 HELP = """Evaluate retrieval on a catalog with the papers' protocol: R@1/10/25 and mean rank.
 
-Every item's video queries every item's music (v2m), and the reverse (m2v); --ids restricts queries and candidates to the listed items (e.g. those held out from training).
+Every item's video queries every item's music (v2m), and the reverse (m2v); --ids restricts queries and candidates to the listed items (e.g. those held out from training); with --against all the listed items are queries ranked among every item of the catalog (what a user searching the whole catalog sees).
+
+--hubness csls[:K] corrects each distance by the query's and the target's mean distance to their K nearest neighbours on the other side (CSLS; K = 10), which pushes down 'hub' targets that are near every query; 'none,csls' evaluates both (see docs/methods-ranking.md).
 
 Prints, per direction and scenario, one row per method: R@1, R@10, R@25 (% of queries whose own item is among the first 1, 10, 25), mean rank with its 95% confidence interval, median rank, and the method's time (as in Seg-VM-Net's Tables III and IV).
 
@@ -29,6 +31,7 @@ Examples:
   vmtool evaluate catalog.h5
   vmtool evaluate catalog.h5 -m clip,btrace,nw-dtw -s all --direction both
   vmtool evaluate catalog.h5 -m nw-dtw:0.1,sw-dtw:0.02 --format json --plot hist.png
+  vmtool evaluate catalog.h5 --ids test-ids.txt --against all --hubness none,csls
 """
 
 
@@ -54,6 +57,11 @@ def evaluate_cmd(
                     ] = None,
     ranks: Annotated[bool, typer.Option("--ranks", help="JSON: add every query's ground-truth rank.")] = False,
     ids_file: IdsOpt = None,
+    against: Annotated[str, typer.Option("--against", metavar="ids|all",
+                                         help="Candidates of the --ids queries: the listed items, or every item.")
+                       ] = "ids",
+    hubness: Annotated[str, typer.Option("--hubness", metavar="LIST",
+                                         help="Hubness corrections, comma-separated: none, csls, csls:K.")] = "none",
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     version: VersionOpt = False,
@@ -64,15 +72,26 @@ def evaluate_cmd(
     from vmtool.device import resolve_device
     from vmtool.ranking.evaluate import evaluate, parse_directions, parse_scenarios
 
+    from vmtool.errors import UsageError
+    from vmtool.ranking.hubness import parse_hubness
+
     scens = parse_scenarios(scenario)
     dirs = parse_directions(direction)
+    from vmtool.errors import ParameterError
+
+    try:
+        hubs = [parse_hubness(h).label for h in hubness.split(",") if h.strip()]
+    except ParameterError as exc:
+        raise UsageError(f"--hubness: {exc.reason}") from None
+    if against not in ("ids", "all"):
+        raise UsageError(f"--against: use ids or all, got {against!r}")
     if plot is not None:
         check_output_path(plot)
     dev = resolve_device(device)
     t0 = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
         ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
-                      ids=read_ids(ids_file))
+                      ids=read_ids(ids_file), hubness=hubs, against=against)
     if plot is not None:
         from vmtool.ranking.plot import plot_evaluation
 
@@ -98,16 +117,20 @@ def _tables(ev) -> None:
 
     for direction in ev.directions:
         for scenario in ev.scenarios:
-            t = Table(title=f"{direction.upper()}, {scenario}: {ev.n_items} queries, {ev.n_items} candidates",
+            cands = ev.n_candidates or ev.n_items
+            t = Table(title=f"{direction.upper()}, {scenario}: {ev.n_items} queries, {cands} candidates",
                       title_justify="left", box=None, pad_edge=False)
             t.add_column("method")
             for col in ("R@1", "R@10", "R@25", "mean rank", "median", "time"):
                 t.add_column(col, justify="right")
             for m in ev.methods:
-                sc = ev.score(m.label, direction, scenario)
-                x = sc.metrics
-                t.add_row(m.label, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
-                          f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}", _seconds(sc.seconds))
+                for h in ev.hubness:
+                    sc = ev.score(m.label, direction, scenario, h)
+                    x = sc.metrics
+                    label = m.label if h == "none" and ev.hubness == ["none"] else f"{m.label} ({h})"
+                    t.add_row(label, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
+                              f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}",
+                              _seconds(sc.seconds))
             print_table(t)
             sys.stdout.write("\n")
     if any(m.name == "clip" for m in ev.methods) and set(ev.scenarios) - {"vanilla"}:

@@ -70,6 +70,11 @@ def rank_cmd(
              "see docs/methods-ranking.md for the speed/agreement trade-off).")] = None,
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
+    hubness: Annotated[str, typer.Option(
+        "--hubness", metavar="none|csls[:K]",
+        help="CSLS: correct each distance by the query's and the track's mean distance to their K nearest "
+             "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video.")
+    ] = "none",
     where: Annotated[Optional[list[str]], typer.Option(
         "--where", metavar="FILTER", show_default=False,
         help="Keep only items matching FIELD [OP] VALUE (repeatable), e.g. 'bpm 90..120', 'genre ~ rock'.")] = None,
@@ -87,11 +92,19 @@ def rank_cmd(
     from vmtool.query import check_compatible, load_query
     from vmtool.ranking import load_catalog, parse_method, rank, sides
 
+    from vmtool.errors import ParameterError, UsageError
+    from vmtool.ranking.hubness import parse_hubness
+
     filters = [parse_filter(w) for w in where or []]  # a malformed filter fails before any work
+    try:
+        hub = parse_hubness(hubness)
+    except ParameterError as exc:
+        raise UsageError(f"--hubness: {exc.reason}") from None
     qmod, tmod = sides(direction.value)
     dev = resolve_device(device)
     clip_level = parse_method(method).level == "clip"
     cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
+    reference = load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level) if hub.active else None
     selection, meta = catalog_filter(catalog, filters)
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
@@ -109,7 +122,8 @@ def rank_cmd(
             if exclude_self:
                 same = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
                 exclude = same if exclude is None else exclude | same
-            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
+            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, hubness=hub.label,
+                       reference=reference)
         except VmtoolError as exc:
             if not many:
                 raise
@@ -133,7 +147,8 @@ def rank_cmd(
                                  f"\t{title}\t{artist}\n")
         else:
             _table(res, meta, title=query if many else None)
-        how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "")
+        how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
+            + (f", corrected by {res.hubness}" if res.hubness != "none" else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
              f"ranked with {how} in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""),
              quiet)

@@ -11,6 +11,7 @@ import numpy as np
 from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment, align
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
+from vmtool.ranking.hubness import csls, parse_hubness, target_terms
 from vmtool.ranking.methods import Method, parse_method
 from vmtool.ranking.segments import SegmentSet
 
@@ -63,10 +64,11 @@ class Ranking:
     prefilter: int | None
     excluded: int
     seconds: float
+    hubness: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method.label, "indel": self.method.indel, "targets": self.n_targets,
-                "candidates": self.n_candidates, "prefilter": self.prefilter, "excluded": self.excluded,
+                "candidates": self.n_candidates, "prefilter": self.prefilter, "excluded": self.excluded, "hubness": self.hubness,
                 "seconds": round(self.seconds, 6), "results": [r.to_dict() for r in self.results]}
 
 
@@ -107,6 +109,8 @@ def rank(
     exclude: np.ndarray | None = None,
     device: str = "cpu",
     block_mb: float = DEFAULT_BLOCK_MB,
+    hubness: str | None = None,
+    reference: SegmentSet | None = None,
 ) -> Ranking:
     """The *k* targets of *catalog* nearest to *query* (a one-item set).
 
@@ -125,6 +129,11 @@ def rank(
         *method* (for large catalogs).
     exclude : np.ndarray [shape=(len(catalog),), dtype=bool], optional
         Targets never to return (e.g. the query item itself).
+    hubness : str, optional
+        ``csls`` or ``csls:K``: rank by CSLS-corrected distances
+        (:mod:`vmtool.ranking.hubness`), the targets' terms taken against *reference*.
+    reference : SegmentSet, optional
+        The reference queries of CSLS (the catalog's own items of the query's modality).
 
     Returns
     -------
@@ -170,6 +179,12 @@ def rank(
     else:
         d = distances(query, catalog, m, device=device, block_mb=block_mb)[0]
         d[~usable] = np.nan
+    hub = parse_hubness(hubness)
+    if hub.active and len(candidates):
+        if reference is None:
+            raise ParameterError("CSLS needs reference queries (the catalog's items of the query's modality)")
+        mt = target_terms(reference, catalog.subset(candidates), m, hub.k, device=device, block_mb=block_mb)
+        d[candidates] = csls(d[candidates][None, :], hub.k, target_terms=mt)[0]
     best = top_k(d, k)
     results = []
     for r, idx in enumerate(best, start=1):
@@ -183,4 +198,4 @@ def rank(
             item.span = al.target_span
             item.segments = al.target_segments
         results.append(item)
-    return Ranking(m, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0)
+    return Ranking(m, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
