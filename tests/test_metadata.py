@@ -241,3 +241,13 @@ def test_merge_carries_metadata_and_origins(tmp_path):
         assert col.ids == ["t0", "u0", "t1", "u1"]
         assert m.item(0) == {"title": "A", "bpm": 90.0} and m.item(2) == {"label": "L"} and m.item(1) == {}
         assert m.origins == {"title": "tag", "bpm": "tag", "label": "sheet"}
+
+
+def test_beat_grid_of_a_synthetic_track():
+    y, truth = synth.synth_music(duration=12.0, sr=SR, tempo=100.0, sections="A", seed=3)
+    y = np.concatenate([np.zeros(int(0.25 * SR), np.float32), y])  # every beat 0.25 s later
+    tempo, offset = md.estimate_beat_grid(y, SR)
+    period = 60.0 / 100.0
+    assert tempo == pytest.approx(100.0, rel=0.03)
+    err = (offset - 0.25 + period / 2) % period - period / 2  # distance to the true grid, modulo a beat
+    assert abs(err) < 0.04

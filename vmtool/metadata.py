@@ -42,6 +42,7 @@ __all__ = [
     "key_scores",
     "estimate_key",
     "estimate_tempo",
+    "estimate_beat_grid",
     "loudness_dbfs",
     "measure",
     "append_rows",
@@ -64,7 +65,8 @@ TAG_FIELDS: dict[str, type] = {
 
 #: the fields measured from the audio at extract time
 MEASURED_FIELDS: dict[str, type] = {
-    "measured_bpm": float, "measured_key": str, "measured_key_strength": float, "measured_loudness": float,
+    "measured_bpm": float, "measured_beat_offset": float, "measured_key": str, "measured_key_strength": float,
+    "measured_loudness": float,
 }
 
 DESCRIPTIONS = {
@@ -77,6 +79,8 @@ DESCRIPTIONS = {
            "when recognised",
     "isrc": "International Standard Recording Code (tag or sheet)",
     "measured_bpm": "tempo measured from the audio: librosa's onset-autocorrelation estimate, BPM",
+    "measured_beat_offset": "time of the first beat of the measured tempo's grid, seconds: beats fall at "
+                            "offset + n * 60 / measured_bpm (a constant-tempo grid, for placing sections on beats)",
     "measured_key": "key measured from the audio: mean chroma correlated with the Krumhansl-Kessler "
                     "profiles of the 24 major and minor keys",
     "measured_key_strength": "Pearson correlation of the mean chroma with the chosen key's profile (-1..1)",
@@ -190,17 +194,42 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
 
 def estimate_tempo(y: np.ndarray, sr: int) -> float:
     """Global tempo of *y* in BPM (librosa's onset autocorrelation); NaN without onsets."""
+    return estimate_beat_grid(y, sr)[0]
+
+
+def estimate_beat_grid(y: np.ndarray, sr: int) -> tuple[float, float]:
+    """``(tempo in BPM, offset in seconds)`` of a constant-tempo beat grid for *y*.
+
+    librosa's onset-autocorrelation estimate is refined, with the grid's phase, by the
+    comb that maximises the mean onset strength at ``phi + n * 60 / tempo`` (tempo within
+    1.5 % of the estimate in 0.1 % steps, phase in quarter frames): the autocorrelation's
+    lag resolution alone is a few tenths of a BPM, which over a whole track moves late
+    beats by a good fraction of a beat. NaN, NaN without onsets. On synthetic drum
+    tracks the grid falls within 30 ms of the true beats (the onset envelope lags them).
+    """
     import librosa
 
     y = np.asarray(y, dtype=np.float32)
     if y.size < sr or not np.any(y):
-        return math.nan
-    hop = 256 if sr <= 16000 else 512
-    oenv = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop)
+        return math.nan, math.nan
+    hop, n_fft = (256, 1024) if sr <= 16000 else (512, 2048)  # ~21 ms hops, ~85 ms windows
+    oenv = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop, n_fft=n_fft)
     if not np.any(oenv > 0):
-        return math.nan
+        return math.nan, math.nan
     tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=oenv, sr=sr, hop_length=hop))[0])
-    return tempo if math.isfinite(tempo) and tempo > 0 else math.nan
+    if not (math.isfinite(tempo) and tempo > 0):
+        return math.nan, math.nan
+    fps = sr / hop
+    t = np.arange(len(oenv))
+    best = (-np.inf, tempo, 0.0)
+    for bpm in tempo * (1.0 + np.arange(-15, 16) / 1000.0):
+        period = 60.0 / bpm * fps  # frames per beat
+        for p in np.arange(0.0, period, 0.25):
+            score = np.interp(np.arange(p, len(oenv) - 1, period), t, oenv).mean()
+            if score > best[0]:
+                best = (score, float(bpm), float(p))
+    # onset_strength's frames are centred: frame j is at j * hop / sr seconds
+    return best[1], best[2] / fps
 
 
 def loudness_dbfs(y: np.ndarray) -> float:
@@ -215,7 +244,8 @@ def loudness_dbfs(y: np.ndarray) -> float:
 def measure(y: np.ndarray, sr: int) -> dict[str, Any]:
     """Tempo, key and loudness of a mono signal, as the ``measured_*`` fields."""
     key, strength = estimate_key(y, sr)
-    out: dict[str, Any] = {"measured_bpm": estimate_tempo(y, sr), "measured_key_strength": strength,
+    tempo, offset = estimate_beat_grid(y, sr)
+    out: dict[str, Any] = {"measured_bpm": tempo, "measured_beat_offset": offset, "measured_key_strength": strength,
                            "measured_loudness": loudness_dbfs(y)}
     if key is not None:
         out["measured_key"] = key
@@ -239,7 +269,9 @@ class Measurer:
 
 
 MEASURE_CONFIG = {
-    "tempo": "librosa.onset.onset_strength + librosa.feature.tempo, hop 256 at <= 16 kHz else 512",
+    "tempo": "librosa.onset.onset_strength (hop 256, n_fft 1024 at <= 16 kHz, else 512 and 2048) + "
+             "librosa.feature.tempo, refined within 1.5 % with the beat grid's phase by a comb on the onset envelope",
+    "beat_offset": "phase of that beat grid (the comb's maximum)",
     "key": "librosa.feature.chroma_stft (n_fft 4096 at <= 16 kHz else 8192, tuning 0), mean over time, "
            "Pearson correlation with the Krumhansl-Kessler (1982) major/minor profiles",
     "loudness": "10 log10 mean(y^2) of the mono mix, dBFS",

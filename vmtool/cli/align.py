@@ -106,7 +106,7 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def _table(al, q, t, qm, tm) -> None:
+def _table(al, q, t, qm=None, tm=None) -> None:
     from rich.table import Table
 
     from vmtool.metadata import title_artist
@@ -115,7 +115,7 @@ def _table(al, q, t, qm, tm) -> None:
     head.add_column(style="bold")
     head.add_column()
     for side, s, m in (("query", q, qm), ("target", t, tm)):
-        named = title_artist(m)
+        named = title_artist(m or {})
         head.add_row(side, f"{s.ids[0]}{'  ' + named if named else ''} ({s.modality}, {len(s.data)} segments)")
     head.add_row("method", al.method.label + (f" (indel {al.method.indel:g})" if al.method.indel is not None else ""))
     head.add_row("distance", f"{al.distance:.6g}")

@@ -159,12 +159,12 @@ def rank_cmd(
         raise typer.Exit(1)
 
 
-def _table(res, meta, title: str | None = None) -> None:
+def _table(res, meta=None, title: str | None = None) -> None:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, title=title, title_justify="left")
     aligns = res.method.aligns
-    named = [k for k in ("title", "artist") if k in meta.columns]
+    named = [k for k in ("title", "artist") if meta is not None and k in meta.columns]
     for col, just in (("rank", "right"), ("id", "left"), *((k, "left") for k in named), ("distance", "right")):
         t.add_column(col, justify=just)
     if aligns:
