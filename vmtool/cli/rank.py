@@ -30,6 +30,8 @@ Several queries are ranked in one run (the catalog, the model and the libraries 
 
 Results show each track's title and artist when the catalog has them (vmtool extract reads the tags; --metadata joins a sheet). --where keeps only the items a filter accepts, before any distance is computed: 'bpm 90..120', 'duration ..180', 'key Am,C', 'genre ~ rock', 'artist != X', 'bpm >= 100' (repeatable: all apply). bpm and key are the tagged values, or the measured ones where there is no tag; an item without the filtered field is left out, and the count left out is reported on stderr.
 
+Each result also gets its best section: where the track should start and end under the video (the video's length, or --length), placed by the alignment (or btrace's best diagonal for the non-aligning methods) and started on a beat (the catalog's bars or beats, else the beat grid measured at extract time; a '*' in the table marks a start not snapped, for want of beats).
+
 Methods (see docs/methods-ranking.md): clip, centroid, single, complete, trace, btrace (default), nw-dtw, sw-dtw; the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
 
 \b
@@ -40,6 +42,7 @@ Examples:
   vmtool rank song.mp3 catalog.h5 --direction m2v --format json | jq '.results[0]'
   vmtool rank new/*.mp4 catalog.h5 -k 5 --format tsv > rankings.tsv
   vmtool rank clip.mp4 catalog.h5 --where 'bpm 90..120' --where 'key Am,C'
+  vmtool rank cut.mp4 catalog.h5 --length 30 --hubness csls --format json
 """
 
 
@@ -75,6 +78,9 @@ def rank_cmd(
         help="CSLS: correct each distance by the query's and the track's mean distance to their K nearest "
              "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video.")
     ] = "none",
+    length: Annotated[Optional[float], typer.Option(
+        "--length", metavar="SECONDS", min=0.1, show_default=False,
+        help="Seconds of music needed (default: the query's length), for each result's best section.")] = None,
     where: Annotated[Optional[list[str]], typer.Option(
         "--where", metavar="FILTER", show_default=False,
         help="Keep only items matching FIELD [OP] VALUE (repeatable), e.g. 'bpm 90..120', 'genre ~ rock'.")] = None,
@@ -91,6 +97,7 @@ def rank_cmd(
     from vmtool.filters import catalog_filter, parse_filter
     from vmtool.query import check_compatible, load_query
     from vmtool.ranking import load_catalog, parse_method, rank, sides
+    from vmtool.ranking.section import sections
 
     from vmtool.errors import ParameterError, UsageError
     from vmtool.ranking.hubness import parse_hubness
@@ -112,7 +119,8 @@ def rank_cmd(
     many = len(queries) > 1
     failures: list[str] = []
     outputs: list[dict] = []
-    header = ("query\t" if many else "") + "rank\tid\tdistance\tstart\tend\tsource\ttitle\tartist\n"
+    header = ("query\t" if many else "") + \
+        "rank\tid\tdistance\tstart\tend\tsource\ttitle\tartist\tsection_start\tsection_end\n"
     for query in queries:
         try:
             with RichProgress(enabled=not quiet) as progress:
@@ -124,6 +132,7 @@ def rank_cmd(
                 exclude = same if exclude is None else exclude | same
             res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, hubness=hub.label,
                        reference=reference)
+            secs = sections(res, q, cat, catalog, length)
         except VmtoolError as exc:
             if not many:
                 raise
@@ -133,20 +142,22 @@ def rank_cmd(
         head = {"query": query, "query_source": q.sources[0], "catalog": str(catalog), "direction": direction.value}
         if fmt is RankFormat.json:
             d = res.to_dict()
-            for r, rd in zip(res.results, d["results"]):
+            for r, rd, sec in zip(res.results, d["results"], secs):
                 rd["title"], rd["artist"] = meta.value(r.index, "title"), meta.value(r.index, "artist")
+                rd["section"] = None if sec is None else sec.to_dict()
             outputs.append({**head, **d})
         elif fmt is RankFormat.tsv:
             sys.stdout.write(header)  # once, before the first ranking: no header without data
             header = ""
             lead = f"{query}\t" if many else ""
-            for r in res.results:
+            for r, sec in zip(res.results, secs):
                 start, end = ("", "") if r.span is None else (f"{r.span[0]:.3f}", f"{r.span[1]:.3f}")
                 title, artist = (meta.value(r.index, k) or "" for k in ("title", "artist"))
+                s0, s1 = ("", "") if sec is None else (f"{sec.start:.3f}", f"{sec.end:.3f}")
                 sys.stdout.write(f"{lead}{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}"
-                                 f"\t{title}\t{artist}\n")
+                                 f"\t{title}\t{artist}\t{s0}\t{s1}\n")
         else:
-            _table(res, meta, title=query if many else None)
+            _table(res, meta, title=query if many else None, sections=secs)
         how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
             + (f", corrected by {res.hubness}" if res.hubness != "none" else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
@@ -159,7 +170,7 @@ def rank_cmd(
         raise typer.Exit(1)
 
 
-def _table(res, meta=None, title: str | None = None) -> None:
+def _table(res, meta=None, title: str | None = None, sections=None) -> None:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, title=title, title_justify="left")
@@ -170,10 +181,16 @@ def _table(res, meta=None, title: str | None = None) -> None:
     if aligns:
         t.add_column("start", justify="right")
         t.add_column("end", justify="right")
+    shown = sections is not None and any(s is not None for s in sections)
+    if shown:
+        t.add_column("section", justify="right")
     t.add_column("source")
     for r in res.results:
         row = [str(r.rank), str(r.id), *(meta.value(r.index, k) or "-" for k in named), f"{r.distance:.4f}"]
         if aligns:
             row += ["-", "-"] if r.span is None else [f"{r.span[0]:.2f}", f"{r.span[1]:.2f}"]
+        if shown:
+            sec = sections[r.rank - 1]
+            row.append("-" if sec is None else f"{sec.start:.2f}-{sec.end:.2f}" + ("" if sec.snap != "none" else "*"))
         t.add_row(*row, str(r.source))
     print_table(t)
