@@ -79,11 +79,12 @@ _vmtool() {
             esac
             ;;
         rank)
-            opts='-m --method -k --top -d --direction --prefilter --exclude-self --where -f --format --device --query-segments -q --quiet --version -h --help'
+            opts='-m --method -k --top -d --direction --prefilter --exclude-self --hubness --length --where -f --format --device --query-segments -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|-k|--top|--prefilter|--where|--query-segments) :; return 0 ;;
+                -m|--method|-k|--top|--prefilter|--length|--where|--query-segments) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v' -- "$cur"); return 0 ;;
+                --hubness) mapfile -t COMPREPLY < <(compgen -W 'none csls' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json tsv' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
@@ -100,13 +101,14 @@ _vmtool() {
             esac
             ;;
         evaluate)
-            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --device -q --quiet --version -h --help'
+            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --against --hubness --device -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|--methods|-s|--scenario) :; return 0 ;;
+                -m|--method|--methods|-s|--scenario|--hubness) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v both' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --plot|--ids) _vmtool_files -f; return 0 ;;
+                --against) mapfile -t COMPREPLY < <(compgen -W 'ids all' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
             ;;
