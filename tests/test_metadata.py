@@ -251,3 +251,28 @@ def test_beat_grid_of_a_synthetic_track():
     assert tempo == pytest.approx(100.0, rel=0.03)
     err = (offset - 0.25 + period / 2) % period - period / 2  # distance to the true grid, modulo a beat
     assert abs(err) < 0.04
+
+
+def test_embed_carries_metadata_to_the_catalog_and_align_shows_it(tmp_path):
+    from vmtool.training.synthetic import synth_features
+
+    feats = tmp_path / "feats.h5"
+    synth_features(feats, 12, seed=3)
+    with open_collection(feats) as col:
+        ids = col.ids
+    with h5py.File(feats, "r+") as f:
+        md.set_values(f, {i: {"title": f"Song {i}", "artist": "Band"} for i in range(12)}, 12, origin="sheet")
+    res = run("train", feats, "-o", tmp_path / "m.pt", "--epochs", "1", "--level", "segment", "--segments", "fixed",
+              "--audio-layers", "8", "--video-layers", "8", "-b", "12", "-q")
+    assert res.exit_code == 0, res.output
+    cat = tmp_path / "cat.h5"
+    res = run("embed", feats, "--model", tmp_path / "m.pt", "-o", cat, "-q")
+    assert res.exit_code == 0, res.output
+    with open_collection(cat) as col:
+        assert col.metadata().item(5) == {"title": "Song 5", "artist": "Band"}
+        assert col.metadata().origins["title"] == "sheet"
+    res = run("align", f"{cat}#{ids[2]}", f"{cat}#{ids[5]}", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert f"{ids[5]}  Song 5 — Band" in res.stdout
+    out = json.loads(run("align", f"{cat}#{ids[2]}", f"{cat}#{ids[5]}", "-q", "--format", "json").stdout)
+    assert (out["query_title"], out["target_title"], out["target_artist"]) == ("Song 2", "Song 5", "Band")
