@@ -222,3 +222,21 @@ def test_bad_where_filter_exits_2(tmp_path, where, message):
     res = run("rank", f"{cat}#item00000", cat, "--where", where)
     assert res.exit_code == 2 and res.stdout == ""
     assert one_error_line(res) == f"Error: {message}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rank", "{cat}#item00000", "{cat}", "--hubness", "csls:0"],
+     "--hubness: hubness correction 'csls:0': K must be a positive integer"),
+    (["rank", "{cat}#item00000", "{cat}", "--hubness", "mnn"],
+     "--hubness: unknown hubness correction 'mnn'; use none, csls or csls:K"),
+    (["evaluate", "{cat}", "--hubness", "none,csls:x"],
+     "--hubness: hubness correction 'csls:x': K must be a positive integer"),
+    (["evaluate", "{cat}", "--against", "everything"], "--against: use ids or all, got 'everything'"),
+])
+def test_bad_hubness_and_against_exit_2(tmp_path, args, message):
+    from vmtool.ranking import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
+    res = run(*[a.format(cat=cat) for a in args])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert one_error_line(res) == f"Error: {message}"
