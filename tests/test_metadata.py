@@ -276,3 +276,19 @@ def test_embed_carries_metadata_to_the_catalog_and_align_shows_it(tmp_path):
     assert f"{ids[5]}  Song 5 — Band" in res.stdout
     out = json.loads(run("align", f"{cat}#{ids[2]}", f"{cat}#{ids[5]}", "-q", "--format", "json").stdout)
     assert (out["query_title"], out["target_title"], out["target_artist"]) == ("Song 2", "Song 5", "Band")
+
+
+def test_resume_with_only_a_sheet_updates_the_metadata(extracted, tagged, tmp_path):
+    out, _ = extracted
+    copy = tmp_path / "tracks.h5"
+    copy.write_bytes(out.read_bytes())
+    sheet = tmp_path / "new.csv"
+    sheet.write_text("id,genre,rating\nsong_m4a,Bossa,4.5\n")
+    res = run("extract", tagged["m4a"], "-a", "handcrafted", "-v", "none", "--resume", "--metadata", sheet,
+              "-o", copy)
+    assert res.exit_code == 0, res.stderr
+    assert "0 item(s) added, 1 already present, 1 item(s) given metadata" in res.stderr
+    with open_collection(copy) as col:
+        m = col.metadata()
+        assert m.item(col.index("song_m4a"))["genre"] == "Bossa" and m.value(col.index("song_m4a"), "rating") == 4.5
+        assert m.value(col.index("song_mp3"), "label") == "Lab A"  # the earlier sheet's values stay
