@@ -18,10 +18,10 @@ _vmtool() {
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
-            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --list -f --format --wait -q --quiet --version -h --help'
+            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --metadata --measure --no-measure --list -f --format --wait -q --quiet --version -h --help'
             args=files
             case $prev in
-                -o|--output) _vmtool_files -f; return 0 ;;
+                -o|--output|--metadata) _vmtool_files -f; return 0 ;;
                 -a|--audio-features|-v|--video-features|--rate|-j|--workers|--wait) :; return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
@@ -92,11 +92,12 @@ _vmtool() {
             esac
             ;;
         rank)
-            opts='-m --method -k --top -d --direction --prefilter --exclude-self -f --format --device --query-segments -q --quiet --version -h --help'
+            opts='-m --method -k --top -d --direction --prefilter --exclude-self --hubness --length --where -f --format --device --query-segments -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|-k|--top|--prefilter|--query-segments) :; return 0 ;;
+                -m|--method|-k|--top|--prefilter|--length|--where|--query-segments) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v' -- "$cur"); return 0 ;;
+                --hubness) mapfile -t COMPREPLY < <(compgen -W 'none csls' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json tsv' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
@@ -113,13 +114,14 @@ _vmtool() {
             esac
             ;;
         evaluate)
-            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --label --device -q --quiet --version -h --help'
+            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --label --against --hubness --device -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|--methods|-s|--scenario|--label) :; return 0 ;;
+                -m|--method|--methods|-s|--scenario|--label|--hubness) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v both' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --plot|--ids) _vmtool_files -f; return 0 ;;
+                --against) mapfile -t COMPREPLY < <(compgen -W 'ids all' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
             ;;

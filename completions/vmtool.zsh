@@ -47,6 +47,9 @@ _vmtool() {
                     '(--resume)--resume[Keep OUT'\''s items; skip inputs already in it (same sha256).]' \
                     '(-k --keep-going)-k[Record failed inputs, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed inputs, finish the rest, exit 1 at the end.]' \
+                    '(--metadata)--metadata[Track metadata sheet joined by its '\''id'\'' or '\''file'\'' column (title, artist, bpm, key...]:FILE.csv:_files' \
+                    '(--measure --no-measure)--measure[Measure tempo, key and loudness of the audio.]' \
+                    '(--measure --no-measure)--no-measure[Measure tempo, key and loudness of the audio.]' \
                     '(--list)--list[List the extractors (dimension, availability) and exit.]' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
@@ -216,6 +219,9 @@ _vmtool() {
                     '(-d --direction)--direction[v2m\: a video queries tracks; m2v\: a track queries videos.]:DIRECTION:(v2m m2v)' \
                     '(--prefilter)--prefilter[Rank by centroid first and re-rank only the best N with METHOD (large catalogs; see docs/methods-ranking.md for the speed/agreement trade-off).]:N: ' \
                     '(--exclude-self)--exclude-self[Leave out catalog items with the query'\''s content (same file SHA-256).]' \
+                    '(--hubness)--hubness[CSLS\: correct each distance by the query'\''s and the track'\''s mean distance to their K nearest neighbours (the catalog'\''s own videos for the tracks), pushing down tracks near every video.]:none|csls[\:K]:(none csls)' \
+                    '(--length)--length[Seconds of music needed (default\: the query'\''s length), for each result'\''s best section.]:SECONDS: ' \
+                    '*--where[Keep only items matching FIELD \[OP\] VALUE (repeatable), e.g.]:FILTER: ' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
@@ -261,6 +267,8 @@ _vmtool() {
                     '(--ranks)--ranks[JSON\: add every query'\''s ground-truth rank.]' \
                     '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
                     '(--label)--label[Label column of label-match@K (default\: the emotion, if any).]:COLUMN: ' \
+                    '(--against)--against[Candidates of the --ids queries\: the listed items, or every item.]:ids|all:(ids all)' \
+                    '(--hubness)--hubness[Hubness corrections, comma-separated\: none, csls, csls\:K.]:LIST: ' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \

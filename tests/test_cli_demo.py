@@ -56,6 +56,8 @@ def test_whole_demo_small(tmp_path):
     # the query's top results, the evaluation table, the alignment and the files
     assert "Top 5 tracks for the held-out video" in out and "clip_0004.mp4" in out
     assert "V2M, vanilla: 2 queries, 2 candidates" in out and "btrace" in out and "nw-dtw" in out
+    # both views, each with and without CSLS: held-out among held-out, and among the whole catalog
+    assert "V2M, vanilla: 2 queries, 6 candidates" in out and "btrace (csls:10)" in out
     assert "edit list" in out and "Files:" in out
     assert "[8/8] aligning" in r.stderr
     # every intermediate file is a normal vmtool file
@@ -69,6 +71,8 @@ def test_whole_demo_small(tmp_path):
     res = json.loads((d / "results.json").read_text())
     assert res["query"]["id"] == "clip_0004"
     assert 1 <= res["query"]["own_track_rank"] <= 6
+    assert 1 <= res["query"]["own_track_rank_csls"] <= 6
+    assert res["evaluation_whole_catalog"]["candidates"] == 6 and res["evaluation_whole_catalog"]["items"] == 2
     assert len(res["query"]["ranking"]["results"]) == 5
     assert res["alignment"]["target"] == res["query"]["ranking"]["results"][0]["id"]
     assert res["training"]["epochs"] >= 1

@@ -43,7 +43,7 @@ def test_rank_table(cat):
     res = run("rank", f"{cat}#item00007", cat, "-k", "5", "-q")
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0].split() == ["rank", "id", "distance", "start", "end", "source"]
+    assert lines[0].split() == ["rank", "id", "distance", "start", "end", "section", "source"]
     first = lines[1].split()
     assert first[:2] == ["1", "item00007"] and first[-1] == "synthetic/item00007.mp4"
     assert len(lines) == 6 and res.stderr == ""
@@ -68,7 +68,8 @@ def test_rank_tsv_prefilter_m2v_and_clip(cat):
               "--format", "tsv", "-q")
     assert res.exit_code == 0, res.stderr
     rows = [line.split("\t") for line in res.stdout.splitlines()]
-    assert rows[0] == ["rank", "id", "distance", "start", "end", "source"]
+    assert rows[0] == ["rank", "id", "distance", "start", "end", "source", "title", "artist", "section_start",
+                       "section_end"]
     assert len(rows) == 11 and rows[1][1] == "item00011" and float(rows[1][4]) > float(rows[1][3])
     res = run("rank", f"{cat}#item00011", cat, "-m", "clip", "-k", "2", "--format", "tsv", "-q")
     assert res.exit_code == 0, res.stderr
@@ -81,7 +82,8 @@ def test_several_queries_in_one_run(cat):
     res = run("rank", *q, cat, "-k", "4", "-m", "nw-dtw", "--format", "tsv", "-q")
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0].split("\t") == ["query", "rank", "id", "distance", "start", "end", "source"]
+    assert lines[0].split("\t") == ["query", "rank", "id", "distance", "start", "end", "source", "title", "artist",
+                                     "section_start", "section_end"]
     assert len(lines) == 1 + 3 * 4
     for k, query in enumerate(q):  # each block equals that query ranked alone
         alone = run("rank", query, cat, "-k", "4", "-m", "nw-dtw", "--format", "tsv", "-q").stdout.splitlines()[1:]

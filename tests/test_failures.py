@@ -359,3 +359,61 @@ def test_training_without_the_labels_its_loss_needs(tmp_path, args, message, exi
     assert res.exit_code == 1
     assert one_error_line(res) == "Error: " + message.format(*ids, h5=h5)
     assert_untouched(existing_output)
+
+
+# --- track metadata sheets and --where filters ------------------------------------------------------
+@pytest.mark.parametrize("sheet, message", [
+    ("title,artist\nA,B\n", "the metadata sheet has no column 'id' or 'file' (columns: title, artist)"),
+    ("file,bpm\nmusic.wav,fast\n", "line 2: bpm 'fast' is not a positive number"),
+    ("id,duration\nmusic,3\n", "the metadata sheet's column 'duration' is reserved (an item column or a measured "
+                               "field); rename it"),
+    ("id,title,Title\nmusic,a,b\n", "the metadata sheet has the column 'title' twice"),
+    ("", "the metadata sheet has no header row"),
+])
+def test_bad_metadata_sheet(tmp_path, music_wav, existing_output, sheet, message):
+    csv_path = tmp_path / "sheet.csv"
+    csv_path.write_text(sheet)
+    res = run("extract", music_wav, *FAST, "--metadata", csv_path, "-o", existing_output)
+    assert res.exit_code == 1
+    assert one_error_line(res) == f"Error: {csv_path}: {message}"
+    assert_untouched(existing_output)
+
+
+def test_missing_metadata_sheet(tmp_path, music_wav, existing_output):
+    res = run("extract", music_wav, *FAST, "--metadata", tmp_path / "nope.csv", "-o", existing_output)
+    assert res.exit_code == 1
+    assert one_error_line(res) == f"Error: {tmp_path / 'nope.csv'}: no such metadata sheet"
+    assert_untouched(existing_output)
+
+
+@pytest.mark.parametrize("where, message", [
+    ("mood 1..2", "--where 'mood 1..2': unknown field 'mood' (fields: duration, id, source)"),
+    ("duration 1..x", "--where 'duration 1..x': 'x' is not a number"),
+    ("duration 5..1", "--where 'duration 5..1': the range is empty (5 > 1)"),
+    ("duration", "--where 'duration': expected FIELD [OP] VALUE, e.g. 'bpm 90..120', 'key Am,C', 'genre ~ rock'"),
+])
+def test_bad_where_filter_exits_2(tmp_path, where, message):
+    from vmtool.ranking import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
+    res = run("rank", f"{cat}#item00000", cat, "--where", where)
+    assert res.exit_code == 2 and res.stdout == ""
+    assert one_error_line(res) == f"Error: {message}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rank", "{cat}#item00000", "{cat}", "--hubness", "csls:0"],
+     "--hubness: hubness correction 'csls:0': K must be a positive integer"),
+    (["rank", "{cat}#item00000", "{cat}", "--hubness", "mnn"],
+     "--hubness: unknown hubness correction 'mnn'; use none, csls or csls:K"),
+    (["evaluate", "{cat}", "--hubness", "none,csls:x"],
+     "--hubness: hubness correction 'csls:x': K must be a positive integer"),
+    (["evaluate", "{cat}", "--against", "everything"], "--against: use ids or all, got 'everything'"),
+])
+def test_bad_hubness_and_against_exit_2(tmp_path, args, message):
+    from vmtool.ranking import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
+    res = run(*[a.format(cat=cat) for a in args])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert one_error_line(res) == f"Error: {message}"

@@ -27,6 +27,7 @@ import numpy as np
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output, same_file
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.labels import copy_labels
+from vmtool.metadata import copy_metadata
 from vmtool.progress import Progress
 from vmtool.segmentation.base import segment_edges
 from vmtool.store import CollectionWriter, canonical_json, open_collection, read_kind
@@ -257,6 +258,7 @@ def embed(
                     w.add(it, {})
                 w.flush()
                 copy_labels(coll, w)  # evaluate --label reads them from the catalog
+                copy_metadata(coll._f, w._f)  # titles and artists travel with the items
                 if segments is not None:
                     g = coll.ragged("segmentations", segments)
                     w.write_element("segmentations", segments, [g.rows(i) for i in range(n)], dim=None,

@@ -27,6 +27,7 @@ __all__ = [
     "ParameterError",
     "MediaError",
     "FormatError",
+    "UsageError",
     "ExtractorUnavailable",
     "BatchFailed",
     "EXIT_OK",
@@ -71,6 +72,13 @@ class ParameterError(VmtoolError):
 
 class MediaError(VmtoolError):
     """A media file that cannot be opened or decoded, or lacks a needed stream (exit 1)."""
+
+
+class UsageError(VmtoolError):
+    """An option value malformed or naming what does not exist, found only once its input is read, e.g. a
+    ``--where`` filter on a field the catalog does not have (exit code 2, as a usage error typer finds)."""
+
+    exit_code = EXIT_USAGE
 
 
 class ExtractorUnavailable(VmtoolError):

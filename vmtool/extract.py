@@ -27,7 +27,16 @@ from vmtool.errors import BatchFailed, MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
 from vmtool.media import check_media_file
 from vmtool.progress import Progress
-from vmtool.store import Collection, CollectionWriter, Item, RaggedArray, canonical_json, sha256_file, unique_ids
+from vmtool.store import (
+    Collection,
+    CollectionWriter,
+    Item,
+    RaggedArray,
+    _NoClose,
+    canonical_json,
+    sha256_file,
+    unique_ids,
+)
 
 __all__ = [
     "ExtractConfig",
@@ -62,6 +71,12 @@ class ExtractConfig:
         defaults), that modality's features are simply absent for that item.
     params : dict of str -> dict
         Extra parameters per extractor name.
+    metadata : bool
+        Also read each file's container tags (:mod:`vmtool.metadata`).
+    measure : bool
+        Also measure each file's tempo, key and loudness from its audio (decoded for
+        the audio extractors anyway). Both are stored in ``/metadata`` and are not part
+        of the recorded configuration (a query is processed without them).
     """
 
     audio_features: Sequence[str] = DEFAULT_AUDIO
@@ -70,6 +85,8 @@ class ExtractConfig:
     require_audio: bool = False
     require_video: bool = False
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: bool = False
+    measure: bool = False
 
     def validate(self) -> None:
         if not (isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and 0 < self.rate <= 1000):
@@ -133,6 +150,7 @@ class ItemResult:
     item: Item
     outputs: dict[str, ExtractorOutput]  # extractor name -> output
     rates: dict[str, float]  # extractor name -> frame rate of its rows
+    metadata: dict[str, Any] = field(default_factory=dict)  # tags and measured_* fields
 
     def arrays(self) -> dict[tuple[str, str], RaggedArray]:
         out: dict[tuple[str, str], RaggedArray] = {}
@@ -187,12 +205,23 @@ def extract_item(
         if on_advance is not None:
             on_advance(done + seconds)
 
+    meta: dict[str, Any] = {}
+    measurer = None
+    if config.metadata:
+        from vmtool.metadata import read_tags
+
+        meta.update(read_tags(p))
     if audio_ex and info.has_audio:
         by_sr: dict[int, list] = {}
         for e in audio_ex:
             by_sr.setdefault(int(e.sample_rate), []).append(e)
         for sr, group in by_sr.items():
             accs = [e.begin(info, config.rate, n_steps) for e in group]
+            if config.measure and measurer is None:  # measured on the first decoded signal
+                from vmtool.metadata import Measurer
+
+                measurer = Measurer(sr)
+                accs.append(measurer)
             pos = 0
             for block in media.iter_audio(p, sr, info=info):
                 for acc in accs:
@@ -202,6 +231,8 @@ def extract_item(
             for e, acc in zip(group, accs):
                 outputs[e.name] = acc.finish()
             done += info.duration
+    if measurer is not None:
+        meta.update(measurer.finish())
     if video_ex and info.has_video:
         accs = [e.begin(info, config.rate, n_steps) for e in video_ex]
         sizes = [e.frame_size for e in video_ex]
@@ -225,7 +256,7 @@ def extract_item(
         fps=float(info.fps),
         sample_rate=int(info.sample_rate),
     )
-    return ItemResult(item=item, outputs=outputs, rates={n: float(config.rate) for n in outputs})
+    return ItemResult(item=item, outputs=outputs, rates={n: float(config.rate) for n in outputs}, metadata=meta)
 
 
 def work_of(path: str | os.PathLike, extractors: Sequence) -> float:
@@ -292,6 +323,8 @@ class ExtractReport:
     skipped: list[str] = field(default_factory=list)  # sources already present (resume)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, message)
     written: bool = False
+    sheet_matched: int = 0  # items given values by the --metadata sheet
+    sheet_unmatched: list[str] = field(default_factory=list)  # the sheet's ids/file names no item has
 
     @property
     def ok(self) -> bool:
@@ -324,6 +357,7 @@ def extract(
     wait: float = DEFAULT_WAIT,
     command: str | None = None,
     progress: Progress | None = None,
+    sheet: str | os.PathLike | None = None,
 ) -> ExtractReport:
     """Extract features of *inputs* into the collection file *output*.
 
@@ -348,6 +382,9 @@ def extract(
         The command line to record (defaults to ``sys.argv``).
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
+    sheet : path, optional
+        A CSV of track metadata joined by ``id`` or file name to every item of the
+        output (:func:`vmtool.metadata.read_sheet`); its values win over the tags.
 
     Returns
     -------
@@ -366,6 +403,11 @@ def extract(
     if workers < 1:
         raise ParameterError(f"--workers must be at least 1, got {workers}")
     report = ExtractReport(output=str(out))
+    sheet_data = None
+    if sheet is not None:
+        from vmtool.metadata import read_sheet
+
+        sheet_data = read_sheet(sheet)  # before any work: a bad sheet costs nothing
     extractors = build_extractors(config, device)
     cfg_json = stored_config(config, extractors)
     command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -387,7 +429,7 @@ def extract(
     report.failures.extend(failures)
     report.skipped.extend(skipped)
     ids = unique_ids([Path(s).stem for s, _ in todo], [h for _, h in todo], existing_ids)
-    if seed is not None and not todo:
+    if seed is not None and not todo and sheet_data is None:
         if failures:  # inputs failed: the target is not up to date, leave even its time stamp
             if not skipped:
                 raise BatchFailed(f"no input could be extracted; {out.name} was left as it was", out, failures)
@@ -421,13 +463,26 @@ def extract(
                 if isinstance(res, Failure):
                     report.failures.append((res.label, res.message))
                 else:
-                    writer.add(res.item, res.arrays())
+                    writer.add(res.item, res.arrays(), res.metadata)
                     report.added.append(res.item.id)
             report.failures[:] = in_input_order(report.failures, inputs)
-            if not report.added:  # raising here discards the temporary copy
+            if not report.added and (todo or sheet_data is None):  # raising discards the temporary copy
                 if existing_ids:
                     raise BatchFailed(f"no input could be extracted; {out.name} was left as it was", out,
                                       report.failures)
                 raise BatchFailed("no input could be extracted; nothing written", out, report.failures)
+            if config.measure:
+                from vmtool.metadata import GROUP, MEASURE_CONFIG
+
+                writer.flush()
+                if GROUP in writer._f:
+                    writer._f[GROUP].attrs["measure"] = canonical_json(MEASURE_CONFIG)
+            if sheet_data is not None:
+                from vmtool.metadata import join_sheet
+
+                writer.flush()
+                col = Collection(out, _file=_NoClose(writer._f))
+                report.sheet_matched, report.sheet_unmatched = join_sheet(writer._f, sheet_data, col.ids,
+                                                                           [str(x) for x in col.column("source")])
             report.written = True
     return report

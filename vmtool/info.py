@@ -41,6 +41,10 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
         columns (``labels``: ``name``, ``kind``, ``items`` with a value, and ``classes``
         (value -> count) or ``min``/``max``), the number of known ``negatives``, the stored
         ``config`` and, when asked, ``items``.
+        ``items_with_data`` and the producer's ``extractor``/``version``, ``metadata``
+        (one entry per track-metadata field: ``name``, ``origin``, ``type``,
+        ``items_with_value``), the stored ``config`` and, when asked, ``items`` (each
+        with its ``metadata`` fields).
 
     For a model file (written by ``vmtool train``) the dictionary holds instead
     ``kind`` = ``vmtool-model``, ``version``, ``sha256``, ``parameters``, the
@@ -114,11 +118,13 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
             labels.append(entry)
         out["labels"] = labels
         out["negatives"] = len(col.negatives())
+        meta = col.metadata()
+        out["metadata"] = meta.summary()
         out["config"] = col.config
         out["history"] = a.get("history", [])
         if items:
             out["items"] = [
-                {k: v for k, v in it.to_dict().items()} for it in col.items()
+                {**it.to_dict(), "metadata": meta.item(i)} for i, it in enumerate(col.items())
             ]
             for name in col.label_names():
                 values = col.label(name)

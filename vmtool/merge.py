@@ -224,7 +224,7 @@ def _check_compatible(cols: list[Collection], problems: list[VmtoolError]):
             problems.append(ParameterError(f"was embedded with another model than {first.path}; "
                                            "embed both with the same model", c.path))
         for key in sorted(c._f):
-            if key not in RAGGED_GROUPS and key not in ("items", "model", LABELS_GROUP, NEGATIVES_GROUP):
+            if key not in RAGGED_GROUPS and key not in ("items", "model", LABELS_GROUP, NEGATIVES_GROUP, "metadata"):  # metadata: merged per item
                 problems.append(ParameterError(f"holds '/{key}', which vmtool merge cannot combine (merge the "
                                                "inputs of that step, then run it again)", c.path))
         for name in c.label_names():
@@ -353,16 +353,19 @@ def _copy_rows(src, dst, runs: list[tuple[int, int]], offsets: np.ndarray, at: i
 
 def _write(tmp: Path, out: Path, cols, keep, specs: list[_Spec], model, command: str, progress: Progress) -> None:
     from vmtool import __version__
+    from vmtool.metadata import merge_origins
     from vmtool.store import _ITEM_CHUNK, _GZIP, ElementSpec, _now
 
     first = cols[0]
     with CollectionWriter(tmp, config=first.config, command=command, display_path=out, flush_items=4096) as w:
         for c, (idx, ids) in zip(cols, keep):
+            meta = c.metadata()
             for k, new_id in zip(idx, ids):
                 it = c.item(int(k))
                 it.id = new_id
-                w.add(it, {})
+                w.add(it, {}, meta.item(int(k)))
         w.flush()
+        merge_origins(w._f, [c.metadata().origins for c in cols])
         progress.file_done("items", True)
         _merge_labels(w, cols, keep)
         f = w._f

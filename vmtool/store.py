@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 KIND_COLLECTION = "collection"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.1"  # 1.1: the /labels, /negatives and /metadata tables (docs/format.md)
 SUPPORTED_MAJOR = 1
 
 #: top-level groups holding ragged per-item arrays, and their element kind
@@ -503,6 +503,15 @@ class Collection:
     def items(self) -> list[Item]:
         return [self.item(i) for i in range(self._n)]
 
+    def metadata(self):
+        """The per-item track metadata (``/metadata``), see :mod:`vmtool.metadata`."""
+        from vmtool.metadata import read_metadata
+
+        cache = self.__dict__
+        if "_metadata" not in cache:
+            cache["_metadata"] = read_metadata(self._f, self._n, self.path)
+        return cache["_metadata"]
+
     def index(self, item_id: str) -> int:
         try:
             return self._index[item_id]
@@ -664,6 +673,7 @@ class CollectionWriter:
                 raise  # creating a file failed (a full disk...): not a format error
             raise FormatError("cannot open as HDF5 for writing", self._display) from exc
         self._pending: list[tuple[Item, dict[tuple[str, str], RaggedArray]]] = []
+        self._pending_meta: list[Mapping[str, Any] | None] = []  # track metadata, one per pending item
         self._specs: dict[tuple[str, str], ElementSpec] = {}
         try:
             if exists:
@@ -757,10 +767,12 @@ class CollectionWriter:
         for k, v in spec.attrs.items():
             g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else ("" if v is None else v)
 
-    def add(self, item: Item, arrays: Mapping[tuple[str, str], RaggedArray]) -> None:
+    def add(self, item: Item, arrays: Mapping[tuple[str, str], RaggedArray],
+            metadata: Mapping[str, Any] | None = None) -> None:
         """Queue *item* with its ragged arrays keyed by ``(group, name)``.
 
-        Elements not given get zero rows for this item.
+        Elements not given get zero rows for this item. *metadata* holds its track
+        metadata fields (tags and ``measured_*`` values, see :mod:`vmtool.metadata`).
         """
         if item.id in self._ids:
             raise ParameterError(f"an item with id {item.id!r} is already in the collection", self._display)
@@ -778,6 +790,7 @@ class CollectionWriter:
                 )
         self._ids.add(item.id)
         self._pending.append((item, dict(arrays)))
+        self._pending_meta.append(dict(metadata) if metadata else None)
         if len(self._pending) >= self._flush_items:
             self.flush()
 
@@ -831,7 +844,11 @@ class CollectionWriter:
                     rows = np.concatenate([c.data for c in chunks if c is not None and len(c.data)], axis=0)
                     data.resize((total,) + data.shape[1:])
                     data[start:total] = rows.astype(data.dtype, copy=False)
+        from vmtool.metadata import append_rows
+
+        append_rows(f, n0, self._pending_meta)
         self._pending.clear()
+        self._pending_meta.clear()
         f.flush()
 
     def write_element(
@@ -972,6 +989,7 @@ class CollectionWriter:
         *exc* is the exception that ended the writing, if any (for the record only).
         """
         self._pending.clear()
+        self._pending_meta.clear()
         if self._f.id.valid:
             discard_h5(self._f)
 

@@ -91,10 +91,15 @@ def align_cmd(
 
         plot_alignment(al, plot, title=f"{q.ids[0]} vs {t.ids[0]}: {al.method.label}, distance {al.distance:.4g}",
                        query_label=f"{qmod} ({q.ids[0]})", target_label=f"{tmod} ({t.ids[0]})")
+    from vmtool.metadata import fields_of
+
+    qm, tm = fields_of(query), fields_of(target)
     if fmt is Format.json:
-        echo_json({"query": query, "target": target, "direction": direction.value, **al.to_dict()})
+        echo_json({"query": query, "target": target, "direction": direction.value,
+                   "query_title": qm.get("title"), "query_artist": qm.get("artist"),
+                   "target_title": tm.get("title"), "target_artist": tm.get("artist"), **al.to_dict()})
     else:
-        _table(al, q, t)
+        _table(al, q, t, qm, tm)
     span = al.target_span
     info(f"{al.method.label}: distance {al.distance:.4g}, {len(al.path)} matched pair(s)"
          + (f", target {span[0]:.2f}-{span[1]:.2f} s" if span else "")
@@ -105,14 +110,17 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def _table(al, q, t) -> None:
+def _table(al, q, t, qm=None, tm=None) -> None:
     from rich.table import Table
+
+    from vmtool.metadata import title_artist
 
     head = Table(box=None, show_header=False, pad_edge=False)
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("query", f"{q.ids[0]} ({q.modality}, {len(q.data)} segments)")
-    head.add_row("target", f"{t.ids[0]} ({t.modality}, {len(t.data)} segments)")
+    for side, s, m in (("query", q, qm), ("target", t, tm)):
+        named = title_artist(m or {})
+        head.add_row(side, f"{s.ids[0]}{'  ' + named if named else ''} ({s.modality}, {len(s.data)} segments)")
     head.add_row("method", al.method.label + (f" (indel {al.method.indel:g})" if al.method.indel is not None else ""))
     head.add_row("distance", f"{al.distance:.6g}")
     if al.offset is not None:

@@ -13,7 +13,9 @@ from vmtool.cli._ranking import directions_callback, methods_callback, pair_scor
 
 HELP = """Evaluate retrieval on a catalog with the papers' protocol: R@1/10/25 and mean rank.
 
-Every item's video queries every item's music (v2m), and the reverse (m2v); --ids restricts queries and candidates to the listed items (e.g. those held out from training).
+Every item's video queries every item's music (v2m), and the reverse (m2v); --ids restricts queries and candidates to the listed items (e.g. those held out from training); with --against all the listed items are queries ranked among every item of the catalog (what a user searching the whole catalog sees).
+
+--hubness csls[:K] corrects each distance by the query's and the target's mean distance to their K nearest neighbours on the other side (CSLS; K = 10), which pushes down 'hub' targets that are near every query; 'none,csls' evaluates both (see docs/methods-ranking.md).
 
 Prints, per direction and scenario, one row per method: R@1, R@10, R@25 (% of queries whose own item is among the first 1, 10, 25), mean rank with its 95% confidence interval, median rank, and the method's time (as in Seg-VM-Net's Tables III and IV).
 
@@ -34,6 +36,7 @@ Examples:
   vmtool evaluate catalog.h5 -m clip,btrace,nw-dtw -s all --direction both
   vmtool evaluate catalog.h5 -m nw-dtw:0.1,sw-dtw:0.02 --format json --plot hist.png
   vmtool evaluate catalog.h5 -m clip --label polarity
+  vmtool evaluate catalog.h5 --ids test-ids.txt --against all --hubness none,csls
 """
 
 
@@ -62,6 +65,11 @@ def evaluate_cmd(
     label: Annotated[Optional[str], typer.Option("--label", metavar="COLUMN", show_default=False,
                                                  help="Label column of label-match@K (default: the emotion, if any).")
                      ] = None,
+    against: Annotated[str, typer.Option("--against", metavar="ids|all",
+                                         help="Candidates of the --ids queries: the listed items, or every item.")
+                       ] = "ids",
+    hubness: Annotated[str, typer.Option("--hubness", metavar="LIST",
+                                         help="Hubness corrections, comma-separated: none, csls, csls:K.")] = "none",
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     version: VersionOpt = False,
@@ -71,8 +79,19 @@ def evaluate_cmd(
     from vmtool.device import resolve_device
     from vmtool.ranking.evaluate import evaluate, parse_directions, parse_scenarios
 
+    from vmtool.errors import UsageError
+    from vmtool.ranking.hubness import parse_hubness
+
     scens = parse_scenarios(scenario)
     dirs = parse_directions(direction)
+    from vmtool.errors import ParameterError
+
+    try:
+        hubs = [parse_hubness(h).label for h in hubness.split(",") if h.strip()]
+    except ParameterError as exc:
+        raise UsageError(f"--hubness: {exc.reason}") from None
+    if against not in ("ids", "all"):
+        raise UsageError(f"--against: use ids or all, got {against!r}")
     if plot is not None:
         from vmtool.ranking.plot import check_plot_path
 
@@ -82,7 +101,7 @@ def evaluate_cmd(
     scorer = pair_scorer_for(catalog, methods, dev)
     with RichProgress(enabled=not quiet) as progress:
         ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
-                      ids=read_ids(ids_file), pair_scorer=scorer, label=label)
+                      ids=read_ids(ids_file), pair_scorer=scorer, label=label, hubness=hubs, against=against)
     if plot is not None:
         from vmtool.ranking.plot import plot_evaluation
 
@@ -108,7 +127,8 @@ def _tables(ev) -> None:
 
     for direction in ev.directions:
         for scenario in ev.scenarios:
-            t = Table(title=f"{direction.upper()}, {scenario}: {ev.n_items} queries, {ev.n_items} candidates",
+            cands = ev.n_candidates or ev.n_items
+            t = Table(title=f"{direction.upper()}, {scenario}: {ev.n_items} queries, {cands} candidates",
                       title_justify="left", box=None, pad_edge=False)
             t.add_column("method")
             cols = ["R@1", "R@10", "R@25", "mean rank", "median", "time"]
@@ -117,14 +137,16 @@ def _tables(ev) -> None:
             for col in cols:
                 t.add_column(col, justify="right")
             for m in ev.methods:
-                sc = ev.score(m.label, direction, scenario)
-                x = sc.metrics
-                row = [m.label, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
-                       f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}", _seconds(sc.seconds)]
-                if ev.label is not None:
-                    row[6:6] = [f"{x['label_match1']:.1f}", f"{x['label_match10']:.1f}", f"{x['label_match25']:.1f}",
-                                f"{x['label_chance']:.1f}"]
-                t.add_row(*row)
+                for h in ev.hubness:
+                    sc = ev.score(m.label, direction, scenario, h)
+                    x = sc.metrics
+                    name = m.label if h == "none" and ev.hubness == ["none"] else f"{m.label} ({h})"
+                    row = [name, f"{x['r1']:.1f}", f"{x['r10']:.1f}", f"{x['r25']:.1f}",
+                           f"{x['mean_rank']:.1f} ± {x['ci95']:.1f}", f"{x['median_rank']:g}", _seconds(sc.seconds)]
+                    if ev.label is not None:
+                        row[6:6] = [f"{x['label_match1']:.1f}", f"{x['label_match10']:.1f}",
+                                    f"{x['label_match25']:.1f}", f"{x['label_chance']:.1f}"]
+                    t.add_row(*row)
             print_table(t)
             sys.stdout.write("\n")
     if ev.label is not None:

@@ -30,6 +30,8 @@ from vmtool.cli._common import (
 
 HELP = """Extract frame-level features of media files into OUT.h5.
 
+Each file's container tags (title, artist, album, genre, BPM, key, ISRC) are stored with it, and its tempo, key and loudness are measured from its audio (stored as measured_bpm, measured_key, measured_loudness, apart from the tags); --metadata joins a catalog's own CSV sheet by its 'id' or 'file' column (its values win over the tags).
+
 One row per output step (--rate, 1 Hz by default). Defaults: audio 'handcrafted' (VM-Net's librosa descriptors), video 'transnet' (TransNetV2 fc1 embedding, plus the shot-boundary likelihood at the native frame rate) and 'color'. An input lacking a modality simply gets no features of it, unless that modality's features were asked for explicitly. INPUT '-' reads paths from stdin, one per line.
 
 \b
@@ -37,6 +39,7 @@ Examples:
   vmtool extract clip.mp4 -o clip.h5
   vmtool extract music/*.mp3 --audio-features handcrafted -o catalog.h5 -j 2
   find videos -name '*.mp4' | vmtool extract - -o videos.h5 --keep-going --resume
+  vmtool extract music/*.mp3 -a handcrafted -v none --metadata catalog.csv -o tracks.h5
   vmtool extract --list
 """
 
@@ -63,6 +66,12 @@ def extract_cmd(
     workers: WorkersOpt = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Keep OUT's items; skip inputs already in it (same sha256).")] = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed inputs, finish the rest, exit 1 at the end.")] = False,
+    metadata: Annotated[Optional[Path], typer.Option(
+        "--metadata", metavar="FILE.csv", dir_okay=False, show_default=False,
+        help="Track metadata sheet joined by its 'id' or 'file' column (title, artist, bpm, key... any "
+             "column).")] = None,
+    measure: Annotated[bool, typer.Option("--measure/--no-measure",
+                                          help="Measure tempo, key and loudness of the audio.")] = True,
     list_: Annotated[bool, typer.Option("--list", help="List the extractors (dimension, availability) and exit.")] = False,
     fmt: FormatOpt = Format.table,
     wait: WaitOpt = DEFAULT_WAIT,
@@ -93,11 +102,12 @@ def extract_cmd(
     audio, req_a = names(audio_features, DEFAULT_AUDIO)
     video, req_v = names(video_features, DEFAULT_VIDEO)
     config = ExtractConfig(audio_features=audio, video_features=video, rate=rate,
-                           require_audio=req_a, require_video=req_v)
+                           require_audio=req_a, require_video=req_v, metadata=True, measure=measure)
     dev = resolve_device(device)
     with RichProgress(enabled=not quiet) as progress:
         report = extract(paths, output, config, device=dev, workers=workers, resume=resume,
-                         keep_going=keep_going, progress=progress, command=command_line(ctx), wait=wait)
+                         keep_going=keep_going, progress=progress, command=command_line(ctx), wait=wait,
+                         sheet=metadata)
     for src, msg in report.failures:
         error(msg)
     parts = [f"{len(report.added)} item(s) added"]
@@ -105,6 +115,12 @@ def extract_cmd(
         parts.append(f"{len(report.skipped)} already present")
     if report.failures:
         parts.append(f"{len(report.failures)} failed")
+    if metadata is not None:
+        parts.append(f"{report.sheet_matched} item(s) given metadata from {metadata}")
+        if report.sheet_unmatched:
+            shown = ", ".join(report.sheet_unmatched[:5]) + (" ..." if len(report.sheet_unmatched) > 5 else "")
+            warn = f"{metadata}: {len(report.sheet_unmatched)} row(s) match no item: {shown}"
+            info(f"Warning: {warn}", quiet)
     info(f"{output}: " + ", ".join(parts), quiet and not report.failures)
     if report.failures:
         raise typer.Exit(1)

@@ -129,11 +129,25 @@ def _table(d: dict) -> None:
         print_table(t)
     if d.get("negatives"):
         print_table(f"negatives: {d['negatives']} known mismatched pair(s)")
+    if d.get("metadata"):
+        t = Table(title="metadata", title_justify="left", box=None, pad_edge=False)
+        for col in ("name", "origin", "type", "items"):
+            t.add_column(col)
+        for e in d["metadata"]:
+            t.add_row(e["name"], e["origin"], e["type"], str(e["items_with_value"]))
+        print_table(t)
     if "items" in d:
+        from vmtool.metadata import format_fields
+
+        have = {e["name"] for e in d.get("metadata") or []}
+        shown = [n for n in ("title", "artist", "bpm", "key") if n in have]
         t = Table(title="items", title_justify="left", box=None, pad_edge=False)
-        for col in ("id", "duration", "modalities", "fps", "source"):
+        for col in ("id", "duration", "modalities", "fps", *shown, "measured", "source"):
             t.add_column(col)
         for it in d["items"]:
+            m = it.get("metadata") or {}
             t.add_row(it["id"], f"{it['duration']:.2f}", it["modalities"],
-                      "-" if it["fps"] is None else f"{it['fps']:g}", it["source"])
+                      "-" if it["fps"] is None else f"{it['fps']:g}",
+                      *[format_fields(m, (name,)) or "-" for name in shown],
+                      format_fields(m, ("measured_bpm", "measured_key", "measured_loudness")) or "-", it["source"])
         print_table(t)

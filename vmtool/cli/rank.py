@@ -28,6 +28,10 @@ QUERY is an item of a vmtool file (FILE.h5#ITEM-ID: its embeddings are read from
 
 Several queries are ranked in one run (the catalog, the model and the libraries are loaded once): the table shows one ranking per query, tsv gains a first column 'query', json is a list. A query that cannot be processed is reported and the others are still ranked (exit code 1 at the end).
 
+Results show each track's title and artist when the catalog has them (vmtool extract reads the tags; --metadata joins a sheet). --where keeps only the items a filter accepts, before any distance is computed: 'bpm 90..120', 'duration ..180', 'key Am,C', 'genre ~ rock', 'artist != X', 'bpm >= 100' (repeatable: all apply). bpm and key are the tagged values, or the measured ones where there is no tag; an item without the filtered field is left out, and the count left out is reported on stderr.
+
+Each result also gets its best section: where the track should start and end under the video (the video's length, or --length), placed by the alignment (or btrace's best diagonal for the non-aligning methods) and started on a beat (the catalog's bars or beats, else the beat grid measured at extract time; a '*' in the table marks a start not snapped, for want of beats).
+
 Methods (see docs/methods-ranking.md): as Seg-VM-Net defines them clip, centroid, single, complete, trace, btrace, nw-dtw, sw-dtw; vmtool's normalised variants centroid-unit, trace-mean, btrace-mean (default); head ranks by the pair classifier of a BCE model (Prétet et al. 2021); the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
 
 \b
@@ -37,6 +41,8 @@ Examples:
   vmtool rank clip.mp4 catalog.h5 -m nw-dtw --prefilter 5000 --format tsv
   vmtool rank song.mp3 catalog.h5 --direction m2v --format json | jq '.results[0]'
   vmtool rank new/*.mp4 catalog.h5 -k 5 --format tsv > rankings.tsv
+  vmtool rank clip.mp4 catalog.h5 --where 'bpm 90..120' --where 'key Am,C'
+  vmtool rank cut.mp4 catalog.h5 --length 30 --hubness csls --format json
 """
 
 
@@ -67,6 +73,17 @@ def rank_cmd(
              "see docs/methods-ranking.md for the speed/agreement trade-off).")] = None,
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
+    hubness: Annotated[str, typer.Option(
+        "--hubness", metavar="none|csls[:K]",
+        help="CSLS: correct each distance by the query's and the track's mean distance to their K nearest "
+             "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video.")
+    ] = "none",
+    length: Annotated[Optional[float], typer.Option(
+        "--length", metavar="SECONDS", min=0.1, show_default=False,
+        help="Seconds of music needed (default: the query's length), for each result's best section.")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        "--where", metavar="FILTER", show_default=False,
+        help="Keep only items matching FIELD [OP] VALUE (repeatable), e.g. 'bpm 90..120', 'genre ~ rock'.")] = None,
     fmt: Annotated[RankFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = RankFormat.table,
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
@@ -77,27 +94,46 @@ def rank_cmd(
 
     from vmtool.device import resolve_device
     from vmtool.errors import VmtoolError
+    from vmtool.filters import catalog_filter, parse_filter
     from vmtool.query import check_compatible, load_query
     from vmtool.ranking import load_catalog, parse_method, rank, sides
+    from vmtool.ranking.section import sections
 
+    from vmtool.errors import ParameterError, UsageError
+    from vmtool.ranking.hubness import parse_hubness
+
+    filters = [parse_filter(w) for w in where or []]  # a malformed filter fails before any work
+    try:
+        hub = parse_hubness(hubness)
+    except ParameterError as exc:
+        raise UsageError(f"--hubness: {exc.reason}") from None
     qmod, tmod = sides(direction.value)
     dev = resolve_device(device)
     clip_level = parse_method(method).level == "clip"
     cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
     scorer = pair_scorer_for(catalog, [method], dev)
+    reference = load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level) if hub.active else None
+    selection, meta = catalog_filter(catalog, filters, ids=cat.ids)
+    if selection is not None:
+        per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
+        info(f"--where: {selection.excluded} of {len(selection.keep)} items excluded ({per})", quiet)
     many = len(queries) > 1
     failures: list[str] = []
     outputs: list[dict] = []
-    header = ("query\t" if many else "") + "rank\tid\tdistance\tstart\tend\tsource\n"
+    header = ("query\t" if many else "") + \
+        "rank\tid\tdistance\tstart\tend\tsource\ttitle\tartist\tsection_start\tsection_end\n"
     for query in queries:
         try:
             with RichProgress(enabled=not quiet) as progress:
                 q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
             check_compatible(q, cat, catalog)
-            exclude = None
+            exclude = None if selection is None else ~selection.keep
             if exclude_self:
-                exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
-            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, pair_scorer=scorer)
+                same = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
+                exclude = same if exclude is None else exclude | same
+            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, hubness=hub.label,
+                       reference=reference, pair_scorer=scorer)
+            secs = sections(res, q, cat, catalog, length)
         except VmtoolError as exc:
             if not many:
                 raise
@@ -106,17 +142,25 @@ def rank_cmd(
             continue
         head = {"query": query, "query_source": q.sources[0], "catalog": str(catalog), "direction": direction.value}
         if fmt is RankFormat.json:
-            outputs.append({**head, **res.to_dict()})
+            d = res.to_dict()
+            for r, rd, sec in zip(res.results, d["results"], secs):
+                rd["title"], rd["artist"] = meta.value(r.index, "title"), meta.value(r.index, "artist")
+                rd["section"] = None if sec is None else sec.to_dict()
+            outputs.append({**head, **d})
         elif fmt is RankFormat.tsv:
             sys.stdout.write(header)  # once, before the first ranking: no header without data
             header = ""
             lead = f"{query}\t" if many else ""
-            for r in res.results:
+            for r, sec in zip(res.results, secs):
                 start, end = ("", "") if r.span is None else (f"{r.span[0]:.3f}", f"{r.span[1]:.3f}")
-                sys.stdout.write(f"{lead}{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}\n")
+                title, artist = (meta.value(r.index, k) or "" for k in ("title", "artist"))
+                s0, s1 = ("", "") if sec is None else (f"{sec.start:.3f}", f"{sec.end:.3f}")
+                sys.stdout.write(f"{lead}{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}"
+                                 f"\t{title}\t{artist}\t{s0}\t{s1}\n")
         else:
-            _table(res, title=query if many else None)
-        how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "")
+            _table(res, meta, title=query if many else None, sections=secs)
+        how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
+            + (f", corrected by {res.hubness}" if res.hubness != "none" else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
              f"ranked with {how} in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""),
              quiet)
@@ -127,20 +171,27 @@ def rank_cmd(
         raise typer.Exit(1)
 
 
-def _table(res, title: str | None = None) -> None:
+def _table(res, meta=None, title: str | None = None, sections=None) -> None:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False, title=title, title_justify="left")
     aligns = res.method.aligns
-    for col, just in (("rank", "right"), ("id", "left"), ("distance", "right")):
+    named = [k for k in ("title", "artist") if meta is not None and k in meta.columns]
+    for col, just in (("rank", "right"), ("id", "left"), *((k, "left") for k in named), ("distance", "right")):
         t.add_column(col, justify=just)
     if aligns:
         t.add_column("start", justify="right")
         t.add_column("end", justify="right")
+    shown = sections is not None and any(s is not None for s in sections)
+    if shown:
+        t.add_column("section", justify="right")
     t.add_column("source")
     for r in res.results:
-        row = [str(r.rank), str(r.id), f"{r.distance:.4f}"]
+        row = [str(r.rank), str(r.id), *(meta.value(r.index, k) or "-" for k in named), f"{r.distance:.4f}"]
         if aligns:
             row += ["-", "-"] if r.span is None else [f"{r.span[0]:.2f}", f"{r.span[1]:.2f}"]
+        if shown:
+            sec = sections[r.rank - 1]
+            row.append("-" if sec is None else f"{sec.start:.2f}-{sec.end:.2f}" + ("" if sec.snap != "none" else "*"))
         t.add_row(*row, str(r.source))
     print_table(t)

@@ -29,6 +29,7 @@ from vmtool.errors import ParameterError
 from vmtool.progress import Progress
 from vmtool.ranking.catalog import DIRECTIONS, load_catalog
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distance_matrices
+from vmtool.ranking.hubness import Hubness, csls, parse_hubness
 from vmtool.ranking.methods import Method, parse_methods
 from vmtool.ranking.segments import SCENARIOS, SegmentSet, crop_queries, stretch_targets
 
@@ -168,10 +169,12 @@ class Score:
     ranks: np.ndarray = field(repr=False)
     gt_distances: np.ndarray = field(repr=False)
     other_distances: np.ndarray = field(repr=False)
+    hubness: str = "none"  # "none" or "csls:K" (vmtool.ranking.hubness)
+    n_candidates: int | None = None  # targets each query is ranked among (None: n_queries)
 
     def to_dict(self, *, ranks: bool = False) -> dict[str, Any]:
-        d = {"method": self.method, "direction": self.direction, "scenario": self.scenario,
-             "queries": self.n_queries, **{k: round(v, 6) for k, v in self.metrics.items()},
+        d = {"method": self.method, "hubness": self.hubness, "direction": self.direction, "scenario": self.scenario,
+             "queries": self.n_queries, "candidates": self.n_candidates or self.n_queries, **{k: round(v, 6) for k, v in self.metrics.items()},
              "seconds": round(self.seconds, 6)}
         if ranks:
             d["ranks"] = self.ranks.tolist()
@@ -190,12 +193,14 @@ class Evaluation:
     path: str | None = None
     ids: list[str] | None = None
     label: dict[str, str] | None = None
+    hubness: list[str] = field(default_factory=lambda: ["none"])
+    n_candidates: int | None = None  # targets per query when larger than the queries (against="all")
 
-    def score(self, method: str, direction: str = "v2m", scenario: str = "vanilla") -> Score:
+    def score(self, method: str, direction: str = "v2m", scenario: str = "vanilla", hubness: str = "none") -> Score:
         for s in self.scores:
-            if (s.method, s.direction, s.scenario) == (method, direction, scenario):
+            if (s.method, s.direction, s.scenario, s.hubness) == (method, direction, scenario, hubness):
                 return s
-        raise KeyError((method, direction, scenario))
+        raise KeyError((method, direction, scenario, hubness))
 
     def to_dict(self, *, ranks: bool = False) -> dict[str, Any]:
         return {
@@ -206,6 +211,8 @@ class Evaluation:
             "indel": {m.label: m.indel for m in self.methods if m.indel is not None},
             "scenarios": self.scenarios,
             "directions": self.directions,
+            "hubness": self.hubness,
+            "candidates": self.n_candidates or self.n_items,
             "protocol": "query i's ground truth is target i; rank = 1 + targets strictly closer; "
                         "ci95 = 1.96 * std / sqrt(n); seconds = the method alone, shared products included",
             "ids": self.ids if ranks else None,
@@ -241,6 +248,8 @@ def evaluate_sets(
     progress: Progress | None = None,
     pair_scorer=None,
     labels: tuple[np.ndarray, np.ndarray] | None = None,
+    hubness: Iterable[str | Hubness] = ("none",),
+    query_rows: Sequence[int] | np.ndarray | None = None,
 ) -> Evaluation:
     """Evaluate on two aligned sets: item ``i`` of *videos* goes with item ``i`` of *audios*.
 
@@ -249,6 +258,11 @@ def evaluate_sets(
     *pair_scorer*: the BCE model's pair classifier, for method ``head``.
     *labels* (the videos' and the musics' label per item, strings, "" for none) adds
     label-match@K (:func:`label_match`) to every result.
+
+    *hubness* lists the corrections to evaluate (``none``, ``csls:K``), each a row of
+    its own; CSLS takes its neighbourhoods from the whole matrix (every item as query
+    and as target). *query_rows* makes only those items queries, ranked among all items'
+    targets (a held-out set searched in the whole catalog); by default every item queries.
     """
     progress = progress or Progress()
     ms = parse_methods(methods)
@@ -256,6 +270,7 @@ def evaluate_sets(
     dirs = parse_directions(list(directions))
     if len(videos) != len(audios):
         raise ParameterError(f"{len(videos)} video items but {len(audios)} audio items")
+    hubs = [parse_hubness(h) for h in hubness] or [Hubness()]
     keep = _paired(videos, audios, ms)
     if len(keep) < 2:
         raise ParameterError(f"only {len(keep)} item(s) have both modalities; evaluation needs at least 2")
@@ -264,8 +279,15 @@ def evaluate_sets(
     if len(keep) < len(videos):
         videos, audios = videos.subset(keep), audios.subset(keep)
     n = len(keep)
+    if query_rows is None:
+        qrows = np.arange(n)
+    else:
+        pos = {int(k): i for i, k in enumerate(keep)}
+        qrows = np.array(sorted(pos[int(r)] for r in query_rows if int(r) in pos), dtype=np.int64)
+        if len(qrows) < 1:
+            raise ParameterError("none of the query items has both modalities")
     rng = np.random.default_rng(seed)
-    off = ~np.eye(n, dtype=bool)
+    off = ~np.eye(n, dtype=bool)[qrows]
     scores: list[Score] = []
     steps = [(d, s) for d in dirs for s in scens]
     progress.batch_start(len(steps))
@@ -286,17 +308,23 @@ def evaluate_sets(
                 d, secs = clip_cache[direction]
             else:
                 d, secs = dists[m.label], timings[m.label]
-            ranks = ground_truth_ranks(d)
-            others = d[off]
-            if len(others) > sample:
-                others = others[rng.choice(len(others), sample, replace=False)]
-            metrics = rank_metrics(ranks)
-            if labels is not None:
-                ql, tl = labels if direction == "v2m" else labels[::-1]
-                metrics.update(label_match(d, ql, tl))
-            scores.append(Score(m.label, direction, scenario, n, metrics, secs, ranks, np.diagonal(d).copy(), others))
+            for h in hubs:
+                dh = csls(d, h.k) if h.active else d
+                ranks = ground_truth_ranks(dh)[qrows]
+                sub = dh[qrows]
+                others = sub[off]
+                if len(others) > sample:
+                    others = others[rng.choice(len(others), sample, replace=False)]
+                metrics = rank_metrics(ranks)
+                if labels is not None:
+                    ql, tl = labels if direction == "v2m" else labels[::-1]
+                    metrics.update(label_match(sub, ql[qrows], tl))
+                scores.append(Score(m.label, direction, scenario, len(qrows), metrics, secs, ranks,
+                                    np.diagonal(dh)[qrows].copy(), others, hubness=h.label, n_candidates=n))
         progress.file_done(name, True)
-    return Evaluation(scores, n, ms, scens, dirs, ids=list(videos.ids) if videos.ids else None)
+    ids = [videos.ids[i] for i in qrows] if videos.ids else None
+    return Evaluation(scores, len(qrows), ms, scens, dirs, ids=ids, hubness=[h.label for h in hubs],
+                      n_candidates=n if len(qrows) < n else None)
 
 
 def evaluate(
@@ -311,15 +339,18 @@ def evaluate(
     ids: Sequence[str] | None = None,
     pair_scorer=None,
     label: str | None = None,
+    hubness: Iterable[str | Hubness] = ("none",),
+    against: str = "ids",
 ) -> Evaluation:
     """Evaluate a catalog file (see :func:`evaluate_sets`).
 
-    *ids* restricts the evaluation to these items (e.g. the ones held out from
-    training): they are both the queries and the candidates. *pair_scorer*: see
-    :func:`evaluate_sets` (the CLI takes it from the catalog's model).
-    training): they are both the queries and the candidates. *label* names the label
-    column of label-match@K (:func:`catalog_labels`); by default the emotion, when the
-    catalog has emotion labels.
+    *ids* restricts the queries to these items (e.g. the ones held out from training).
+    With *against* ``ids`` they are also the only candidates (the papers' protocol on a
+    test split); with ``all`` each is ranked among every item of the catalog, as a user
+    searching the whole catalog would see it. *pair_scorer*: see :func:`evaluate_sets`
+    (the CLI takes it from the catalog's model). *label* names the label column of
+    label-match@K (:func:`catalog_labels`); by default the emotion, when the catalog has
+    emotion labels.
 
     Raises
     ------
@@ -354,12 +385,18 @@ def evaluate(
             raise ParameterError(f"{len(missing)} id(s) not in the catalog: {', '.join(missing[:5])}{more}",
                                  catalog)
         keep = np.array(sorted({pos[item] for item in ids}), dtype=np.int64)
+    if against not in ("ids", "all"):
+        raise ParameterError(f"unknown candidate set {against!r}; use ids or all")
+    query_rows = None
+    if ids is not None and against == "all":
+        query_rows = keep
+    elif ids is not None:
         videos, audios = videos.subset(keep), audios.subset(keep)
         if labels is not None:
             labels = (labels[0][keep], labels[1][keep], labels[2])
     ev = evaluate_sets(videos, audios, ms, scenarios=scenarios, directions=directions, device=device,
                        block_mb=block_mb, progress=progress, pair_scorer=pair_scorer,
-                       labels=None if labels is None else labels[:2])
+                       labels=None if labels is None else labels[:2], hubness=hubness, query_rows=query_rows)
     ev.path = str(catalog)
     ev.label = None if labels is None else labels[2]
     return ev

@@ -87,7 +87,7 @@ def plot_evaluation(ev, path: str | os.PathLike) -> Path:
         for r, method in enumerate(rows):
             for c, (direction, scenario) in enumerate(cols):
                 ax = axes[r][c]
-                sc = ev.score(method, direction, scenario)
+                sc = ev.score(method, direction, scenario, ev.hubness[0])
                 other = sc.other_distances[np.isfinite(sc.other_distances)]
                 gt = sc.gt_distances[np.isfinite(sc.gt_distances)]
                 if other.size or gt.size:

@@ -11,6 +11,7 @@ import numpy as np
 from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment, align
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
+from vmtool.ranking.hubness import csls, parse_hubness, target_terms
 from vmtool.ranking.methods import DEFAULT_METHOD, Method, parse_method
 from vmtool.ranking.segments import SegmentSet
 
@@ -63,10 +64,11 @@ class Ranking:
     prefilter: int | None
     excluded: int
     seconds: float
+    hubness: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method.label, "indel": self.method.indel, "targets": self.n_targets,
-                "candidates": self.n_candidates, "prefilter": self.prefilter, "excluded": self.excluded,
+                "candidates": self.n_candidates, "prefilter": self.prefilter, "excluded": self.excluded, "hubness": self.hubness,
                 "seconds": round(self.seconds, 6), "results": [r.to_dict() for r in self.results]}
 
 
@@ -108,6 +110,8 @@ def rank(
     device: str = "cpu",
     block_mb: float = DEFAULT_BLOCK_MB,
     pair_scorer=None,
+    hubness: str | None = None,
+    reference: SegmentSet | None = None,
 ) -> Ranking:
     """The *k* targets of *catalog* nearest to *query* (a one-item set).
 
@@ -129,6 +133,11 @@ def rank(
     pair_scorer : callable, optional
         Method ``head``: the BCE model's pair classifier (see
         :func:`~vmtool.ranking.batched.distances`).
+    hubness : str, optional
+        ``csls`` or ``csls:K``: rank by CSLS-corrected distances
+        (:mod:`vmtool.ranking.hubness`), the targets' terms taken against *reference*.
+    reference : SegmentSet, optional
+        The reference queries of CSLS (the catalog's own items of the query's modality).
 
     Returns
     -------
@@ -166,7 +175,7 @@ def rank(
         if m.level == "segment" and m.name not in ("centroid", "centroid-unit") and prefilter < len(candidates):
             pre = int(prefilter)
             candidates = prefilter_candidates(query, catalog, pre, candidates)
-    if pre is not None:
+    if pre is not None or excluded:  # excluded targets (--where, --exclude-self) cost no distance
         sub = catalog.subset(candidates)
         d_sub = distances(query, sub, m, device=device, block_mb=block_mb, pair_scorer=pair_scorer)[0]
         d = np.full(n, np.nan)
@@ -174,6 +183,12 @@ def rank(
     else:
         d = distances(query, catalog, m, device=device, block_mb=block_mb, pair_scorer=pair_scorer)[0]
         d[~usable] = np.nan
+    hub = parse_hubness(hubness)
+    if hub.active and len(candidates):
+        if reference is None:
+            raise ParameterError("CSLS needs reference queries (the catalog's items of the query's modality)")
+        mt = target_terms(reference, catalog.subset(candidates), m, hub.k, device=device, block_mb=block_mb)
+        d[candidates] = csls(d[candidates][None, :], hub.k, target_terms=mt)[0]
     best = top_k(d, k)
     results = []
     for r, idx in enumerate(best, start=1):
@@ -187,4 +202,4 @@ def rank(
             item.span = al.target_span
             item.segments = al.target_segments
         results.append(item)
-    return Ranking(m, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0)
+    return Ranking(m, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
