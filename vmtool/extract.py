@@ -22,7 +22,7 @@ from typing import Any
 
 from vmtool import features as _features
 from vmtool.atomic import atomic_output, check_output_path
-from vmtool.batch import Failure, run_batch
+from vmtool.batch import Failure
 from vmtool.errors import MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
 from vmtool.media import check_media_file
@@ -322,6 +322,8 @@ def extract(
     keep_going: bool = False,
     command: str | None = None,
     progress: Progress | None = None,
+    scheduler: str | None = None,
+    send_media: bool = False,
 ) -> ExtractReport:
     """Extract features of *inputs* into the collection file *output*.
 
@@ -344,6 +346,11 @@ def extract(
         Record failed files and go on; the report lists them.
     command : str
         The command line to record (defaults to ``sys.argv``).
+    scheduler : str, optional
+        Run the files as tasks on a Dask cluster (see :mod:`vmtool.cluster`):
+        ``local:N`` or a scheduler address. *workers* is then unused.
+    send_media : bool
+        With *scheduler*: send each file's bytes to the worker (no shared storage).
 
     Returns
     -------
@@ -364,6 +371,10 @@ def extract(
     report = ExtractReport(output=str(out))
     extractors = build_extractors(config, device)
     cfg_json = stored_config(config, extractors)
+    from vmtool.cluster import first_arg, replace_first_arg, runner_for
+
+    runner = runner_for(scheduler, send_media=send_media, progress=progress, media=first_arg,
+                        relocate=replace_first_arg)
     command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
     existing_shas: set[str] = set()
@@ -406,12 +417,13 @@ def extract(
             def here(src: str, item_id: str, sha: str, on_advance=None) -> ItemResult:
                 return extract_item(src, extractors, config, item_id=item_id, sha256=sha, on_advance=on_advance)
 
-            for _, res in run_batch(tasks, _worker_run, workers=workers, keep_going=keep_going, progress=progress,
+            for i, res in runner(tasks, _worker_run, workers=workers, keep_going=keep_going, progress=progress,
                                     work=lambda src: work_of(src, extractors), initializer=_worker_init,
                                     initargs=(config, device), in_process=here):
                 if isinstance(res, Failure):
                     report.failures.append((res.label, res.message))
                 else:
+                    res.item.source = todo[i][0]  # the client's path (a worker may have read a copy)
                     writer.add(res.item, res.arrays())
                     report.added.append(res.item.id)
             if not report.added and not existing_ids:
