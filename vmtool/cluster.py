@@ -157,12 +157,13 @@ def connect(scheduler: str, progress: Progress | None = None):
     else:
         address = scheduler
     try:
+        _probe(address)
         client = distributed.Client(address, timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the network gives, one line naming the address
         if cluster is not None:
             cluster.close()
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise VmtoolError(f"cannot reach the Dask scheduler at {scheduler!r} within {CONNECT_TIMEOUT:g} s "
+        raise VmtoolError(f"cannot reach the Dask scheduler at {scheduler!r} "
                           f"({reason})") from None
     try:
         check_versions(client)
@@ -175,6 +176,23 @@ def connect(scheduler: str, progress: Progress | None = None):
         else None
     progress.log(f"Dask scheduler {address}" + (f"; dashboard {link}" if link else ""))
     return client, cluster
+
+
+def _probe(address: str) -> None:
+    """Open and close one connection with Dask's handshake: fails fast and leaves no client behind.
+
+    (A :class:`distributed.Client` whose first connection fails still tries to close
+    itself when garbage-collected, which costs another timeout at exit.)
+    """
+    import asyncio
+
+    from distributed.comm import connect as comm_connect
+
+    async def once() -> None:
+        comm = await asyncio.wait_for(comm_connect(address, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT + 1)
+        await comm.close()
+
+    asyncio.run(once())
 
 
 def check_versions(client) -> None:
@@ -260,8 +278,11 @@ class ClusterRunner:
         ac = as_completed(loop=client.loop)
         window, refreshed = self._window(), time.monotonic()
 
+        labels: dict[int, str] = {}  # tasks may be read lazily: each is read once, when submitted
+
         def submit(i: int) -> None:
             label, args = tasks[i]
+            labels[i] = label
             shipped = None
             if self.send_media and self.media is not None:
                 path = self.media(args)
@@ -278,7 +299,7 @@ class ClusterRunner:
             progress.file_start(label, 1.0)
 
         def fail(i: int, exc: BaseException):
-            label = tasks[i][0]
+            label = labels[i]
             if isinstance(exc, KilledWorker):
                 last = getattr(exc.last_worker, "address", exc.last_worker)
                 exc = VmtoolError(f"{exc.allowed_failures + 1} workers died while running it (the last: {last}); "
@@ -305,13 +326,14 @@ class ClusterRunner:
                 i = pending.pop(fut)
                 if fut.cancelled():
                     raise VmtoolError("the Dask scheduler cancelled the task (was the scheduler restarted?)",
-                                      tasks[i][0])
+                                      labels[i])
                 if fut.status == "finished":
                     done[i] = fut.result()
-                    progress.file_done(tasks[i][0], True)
+                    progress.file_done(labels[i], True)
                 else:
                     done[i] = fail(i, fut.exception())
                 fut.release()
+                del labels[i]
                 if time.monotonic() - refreshed > 2.0:
                     window, refreshed = self._window(), time.monotonic()
                 for j in queue:

@@ -8,7 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, RichProgress, VersionOpt, command_line, handle_errors, info
+from vmtool.cli._common import (
+    DeviceOpt,
+    OutputOpt,
+    QuietOpt,
+    RichProgress,
+    SchedulerOpt,
+    VersionOpt,
+    command_line,
+    handle_errors,
+    info,
+)
 
 HELP = """Embed every item of a features file with a trained model; write a catalog.
 
@@ -18,6 +28,7 @@ Each item gets a clip embedding per modality it has, and one embedding per segme
 Examples:
   vmtool embed music.h5 --model model.pt -o catalog.h5
   vmtool embed music.h5 --model clip.pt --segments olda -o catalog.h5 --dtype float16
+  vmtool embed music.h5 --model model.pt -o catalog.h5 --scheduler tcp://head:8786
   vmtool rank query.mp4 catalog.h5
 """
 
@@ -47,6 +58,7 @@ def embed_cmd(
         "--resume", help="Keep OUT's embeddings of unchanged items (same id, sha256 and segments) when OUT was "
         "made by the same model with the same settings; embed only the others.")] = False,
     device: DeviceOpt = "auto",
+    scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -55,7 +67,7 @@ def embed_cmd(
 
     with RichProgress(enabled=not quiet) as progress:
         rep = embed(features, model, output, segments=segments, device=resolve_device(device), dtype=dtype.value,
-                    resume=resume, command=command_line(ctx), progress=progress)
+                    resume=resume, command=command_line(ctx), progress=progress, scheduler=scheduler)
     parts = [f"{mod} {n}" for mod, n in sorted(rep.clip.items())]
     seg = ", ".join(f"{mod} {n}" for mod, n in sorted(rep.segments.items()))
     msg = f"wrote {rep.output}: {rep.items} items; clip embeddings: {', '.join(parts) or 'none'}"
