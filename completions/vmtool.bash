@@ -18,11 +18,11 @@ _vmtool() {
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
-            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --list -f --format -q --quiet --version -h --help'
+            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --scheduler --send-media --resume -k --keep-going --list -f --format -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output) _vmtool_files -f; return 0 ;;
-                -a|--audio-features|-v|--video-features|--rate|-j|--workers) :; return 0 ;;
+                -a|--audio-features|-v|--video-features|--rate|-j|--workers|--scheduler) :; return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
@@ -44,12 +44,12 @@ _vmtool() {
             esac
             ;;
         segment)
-            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers -k --keep-going --resume -q --quiet --version -h --help'
+            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers --scheduler --send-media -k --keep-going --resume -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;
                 -o|--output|--reference) _vmtool_files -f; return 0 ;;
-                --threshold|--beats-per-bar|--window|--min-duration|-j|--workers) :; return 0 ;;
+                --threshold|--beats-per-bar|--window|--min-duration|-j|--workers|--scheduler) :; return 0 ;;
                 --labels) mapfile -t COMPREPLY < <(compgen -W 'fmc2d scluster cnmf' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
@@ -69,11 +69,11 @@ _vmtool() {
             esac
             ;;
         embed)
-            opts='--model -o --output --segments --dtype --resume --device -q --quiet --version -h --help'
+            opts='--model -o --output --segments --dtype --resume --device --scheduler -q --quiet --version -h --help'
             args=files
             case $prev in
                 --model|-o|--output) _vmtool_files -f; return 0 ;;
-                --segments) :; return 0 ;;
+                --segments|--scheduler) :; return 0 ;;
                 --dtype) mapfile -t COMPREPLY < <(compgen -W 'float32 float16' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
@@ -111,11 +111,11 @@ _vmtool() {
             esac
             ;;
         analyze-structure)
-            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers -k --keep-going -q --quiet --version -h --help'
+            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers --scheduler -k --keep-going -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;
-                --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers) :; return 0 ;;
+                --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers|--scheduler) :; return 0 ;;
                 --segments) mapfile -t COMPREPLY < <(compgen -W 'olda foote sf' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json csv' -- "$cur"); return 0 ;;

@@ -43,6 +43,8 @@ _vmtool() {
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-j --workers)-j[Files processed in parallel.]:WORKERS: ' \
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786) or local\:N (N worker processes here).]:ADDRESS: ' \
+                    '(--send-media)--send-media[With --scheduler\: send each media file to its worker (no shared storage).]' \
                     '(--resume)--resume[Keep OUT'\''s items; skip inputs already in it (same sha256).]' \
                     '(-k --keep-going)-k[Record failed inputs, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed inputs, finish the rest, exit 1 at the end.]' \
@@ -108,6 +110,8 @@ _vmtool() {
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-j --workers)-j[Files processed in parallel.]:WORKERS: ' \
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786) or local\:N (N worker processes here).]:ADDRESS: ' \
+                    '(--send-media)--send-media[With --scheduler\: send each media file to its worker (no shared storage).]' \
                     '(-k --keep-going)-k[Record failures, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failures, finish the rest, exit 1 at the end.]' \
                     '(--resume)--resume[Keep OUT'\''s results of unchanged items (same id and sha256) made with the same parameters; segment only the others.]' \
@@ -171,6 +175,7 @@ _vmtool() {
                     '(--dtype)--dtype[Storage type of the embeddings.]:DTYPE:(float32 float16)' \
                     '(--resume)--resume[Keep OUT'\''s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786) or local\:N (N worker processes here).]:ADDRESS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -257,6 +262,7 @@ _vmtool() {
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-j --workers)-j[Files processed in parallel.]:WORKERS: ' \
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786) or local\:N (N worker processes here).]:ADDRESS: ' \
                     '(-k --keep-going)-k[Record failed clips, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed clips, finish the rest, exit 1 at the end.]' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \

@@ -6,6 +6,7 @@ to it by address, as they would to a remote scheduler.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -189,4 +190,20 @@ def test_embed_on_cluster_equals_local_run(tmp_path, scheduler):
     for name, extra in (("loc.h5", []), ("clu.h5", ["--scheduler", scheduler])):
         res = run("embed", tmp_path / "feats.h5", "--model", tmp_path / "m.pt", "-o", tmp_path / name, "-q", *extra)
         assert res.exit_code == 0, res.stderr
+    same_content(tmp_path / "loc.h5", tmp_path / "clu.h5")
+
+
+def test_analyze_structure_on_cluster_equals_local_run(tmp_path, scheduler):
+    from test_cli_structure import clip, write_collection
+
+    clips = [clip(f"bar{i}", "bar", tempo=t, seed=i) for i, t in enumerate((100.0, 120.0, 140.0))]
+    clips.append(clip("novideo", "bar", video=False))  # fails on the worker as it does here
+    col = write_collection(tmp_path / "clips.h5", clips)
+    outs = []
+    for name, extra in (("loc.h5", []), ("clu.h5", ["--scheduler", scheduler])):
+        res = run("analyze-structure", col, "-o", tmp_path / name, "--shuffles", 50, "-k", "--format", "json", *extra)
+        assert res.exit_code == 1, res.stderr  # the clip without video
+        assert "novideo.mp4: has no video stream: no shot likelihood to analyse" in res.stderr
+        outs.append({k: v for k, v in json.loads(res.stdout).items() if k != "output"})
+    assert outs[0] == outs[1]
     same_content(tmp_path / "loc.h5", tmp_path / "clu.h5")
