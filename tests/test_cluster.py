@@ -102,7 +102,9 @@ def test_send_media_ships_the_bytes_and_keeps_the_client_paths(tmp_path, schedul
 def test_resume_sends_only_the_new_items(tmp_path, scheduler, tracks):
     out = tmp_path / "cat.h5"
     assert run("extract", *tracks[:2], *AUDIO, "-o", out, "-q", "--scheduler", scheduler).exit_code == 0
-    res = run("extract", *tracks, *AUDIO, "-o", out, "--resume", "--scheduler", scheduler)
+    sched_file = tmp_path / "scheduler.json"  # as `dask scheduler --scheduler-file` writes it
+    sched_file.write_text(json.dumps({"type": "Scheduler", "address": scheduler}))
+    res = run("extract", *tracks, *AUDIO, "-o", out, "--resume", "--scheduler", sched_file)
     assert res.exit_code == 0, res.stderr
     assert "1 item(s) added, 2 already present" in res.stderr
     with open_collection(out) as col:

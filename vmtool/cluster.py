@@ -7,8 +7,9 @@ the same per-item function on a worker, and the results come back to the client,
 alone writes the output file, in input order, exactly as in a local run.
 
 - ``local:N`` starts a :class:`distributed.LocalCluster` of N worker processes (one
-  thread each) for this run; any other value is the address of a running scheduler
-  (``tcp://host:8786``).
+  thread each) for this run; an existing file is a scheduler file (the JSON that
+  ``dask scheduler --scheduler-file`` writes); any other value is the address of a
+  running scheduler (``tcp://host:8786``).
 - A worker that dies loses only the items it was running: the scheduler gives them to
   another worker, up to Dask's ``distributed.scheduler.allowed-failures`` times (3 by
   default) before the item fails (``KilledWorker``). vmtool's own per-item errors are
@@ -154,6 +155,13 @@ def connect(scheduler: str, progress: Progress | None = None):
         cluster = distributed.LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True,
                                            dashboard_address=":0", silence_logs=logging.CRITICAL)
         address = cluster.scheduler_address
+    elif os.path.isfile(scheduler):  # a scheduler file (dask scheduler --scheduler-file, dask-jobqueue)
+        import json
+
+        try:
+            address = json.loads(Path(scheduler).read_text())["address"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise VmtoolError("is not a Dask scheduler file (JSON with an 'address')", scheduler) from None
     else:
         address = scheduler
     try:

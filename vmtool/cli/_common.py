@@ -49,8 +49,8 @@ VersionOpt = Annotated[bool, typer.Option("--version", callback=_version_callbac
                                           expose_value=False, help="Show the version and exit.")]
 SchedulerOpt = Annotated[Optional[str], typer.Option(
     "--scheduler", metavar="ADDRESS", envvar="VMTOOL_SCHEDULER", show_default=False,
-    help="Run the items on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
-         "(N worker processes here). See docs/cluster.md.")]
+    help="Run the items on a Dask cluster: a scheduler address (tcp://host:8786), a scheduler file, "
+         "or local:N (N worker processes here). See docs/cluster.md.")]
 SendMediaOpt = Annotated[bool, typer.Option(
     "--send-media", help="With --scheduler: send each media file to its worker (no shared storage).")]
 IdsOpt = Annotated[Optional[Path], typer.Option("--ids", metavar="FILE", dir_okay=False, show_default=False,
