@@ -14,7 +14,7 @@ _vmtool() {
     case $cmd in
         '')
             if [[ $cur == -* ]]; then opts='--version -h --help'
-            else opts='extract import merge segment train embed rank align evaluate analyze-structure info demo'; fi
+            else opts='extract import merge segment train embed index rank align evaluate analyze-structure info demo'; fi
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
@@ -76,6 +76,16 @@ _vmtool() {
                 --segments|--scheduler) :; return 0 ;;
                 --dtype) mapfile -t COMPREPLY < <(compgen -W 'float32 float16' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
+            esac
+            ;;
+        index)
+            opts='-o --output --kind --nlist --nprobe -f --format -q --quiet --version -h --help'
+            args=files
+            case $prev in
+                -o|--output) _vmtool_files -f; return 0 ;;
+                --kind) mapfile -t COMPREPLY < <(compgen -W 'ivf flat' -- "$cur"); return 0 ;;
+                --nlist|--nprobe) :; return 0 ;;
+                -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;
         rank)

@@ -78,3 +78,6 @@ def embed_cmd(
     if rep.skipped:
         msg += f"; {len(rep.skipped)} item(s) without the model's features"
     info(msg, quiet)
+    from vmtool.cli.merge import _stale_index_notice
+
+    _stale_index_notice(output)

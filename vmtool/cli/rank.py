@@ -83,7 +83,14 @@ def rank_cmd(
     qmod, tmod = sides(direction.value)
     dev = resolve_device(device)
     clip_level = parse_method(method).level == "clip"
-    cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
+    # with --prefilter and an index next to the catalog, a query reads only its candidates
+    index = None
+    if prefilter is not None and parse_method(method).name not in ("centroid", "clip"):
+        from vmtool.ranking.index import index_path, open_index
+
+        if index_path(catalog).exists():
+            index = open_index(catalog, tmod)
+    cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) if index is None else None
     many = len(queries) > 1
     failures: list[str] = []
     outputs: list[dict] = []
@@ -92,11 +99,17 @@ def rank_cmd(
         try:
             with RichProgress(enabled=not quiet) as progress:
                 q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
-            check_compatible(q, cat, catalog)
-            exclude = None
-            if exclude_self:
-                exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
-            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
+            if index is not None:
+                from vmtool.ranking.index import rank_with_index
+
+                res = rank_with_index(q, catalog, index, method, k=k, prefilter=prefilter, device=dev,
+                                      exclude_sha256=q.sha256s[0] if exclude_self else None)
+            else:
+                check_compatible(q, cat, catalog)
+                exclude = None
+                if exclude_self:
+                    exclude = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
+                res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev)
         except VmtoolError as exc:
             if not many:
                 raise
@@ -115,7 +128,8 @@ def rank_cmd(
                 sys.stdout.write(f"{lead}{r.rank}\t{r.id}\t{r.distance:.6g}\t{start}\t{end}\t{r.source}\n")
         else:
             _table(res, title=query if many else None)
-        how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "")
+        how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
+            + (f" ({index.kind} index {index.path.name})" if index is not None else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
              f"ranked with {how} in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""),
              quiet)
