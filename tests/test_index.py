@@ -139,3 +139,16 @@ def test_merge_into_an_indexed_catalog_says_the_index_is_stale(tmp_path, cat):
     assert res.stderr.strip() == (f"Warning: {a}.index: the prefilter index is now stale (built for a catalog "
                                   f"of 200 items, this one has 190 (items added or removed since: embed "
                                   f"--resume, merge)); rebuild it with: vmtool index {a}")
+
+
+def test_streamed_exact_ranking_equals_the_in_memory_one(cat):
+    from vmtool.ranking import rank
+    from vmtool.ranking.catalog import load_item
+    from vmtool.ranking.index import rank_streamed
+
+    q = load_item(cat, "item00007", "video")
+    whole = rank(q, load_catalog(cat, "audio"), "btrace", k=5)
+    streamed = rank_streamed(q, cat, "audio", "btrace", k=5, chunk_rows=101)  # many chunks
+    assert [(r.index, r.id, r.distance, r.span) for r in streamed.results] == \
+        [(r.index, r.id, r.distance, r.span) for r in whole.results]
+    assert streamed.n_targets == 200

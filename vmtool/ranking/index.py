@@ -39,7 +39,8 @@ from vmtool.ranking.catalog import MODALITIES, catalog_model
 from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["INDEX_SUFFIX", "KINDS", "index_path", "build_index", "open_index", "PrefilterIndex", "IndexReport",
-           "fingerprint", "stale_reason", "stale_sidecar", "read_items", "rank_with_index"]
+           "fingerprint", "stale_reason", "stale_sidecar", "read_items", "rank_with_index",
+           "rank_streamed", "iter_chunks", "stream_centroids"]
 
 INDEX_SUFFIX = ".index"
 KIND_INDEX = "index"
@@ -83,35 +84,69 @@ def fingerprint(catalog: str | os.PathLike, modality: str) -> dict[str, Any]:
                 "dim": int(f[f"{name}/data"].shape[1]), "dtype": str(f[f"{name}/data"].dtype)}
 
 
-def stream_centroids(catalog: str | os.PathLike, modality: str, *, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
-    """Unit centroids ``(N, d)`` float32 of every item, reading the segments in chunks.
+def iter_chunks(catalog: str | os.PathLike, modality: str, *, chunk_rows: int = CHUNK_ROWS):
+    """Yield ``(first_item, SegmentSet)`` over a catalog's segment embeddings, whole items at a time.
 
-    Items without segments get a NaN row; a zero mean stays zero (as
-    :attr:`SegmentSet.centroids`).
+    About *chunk_rows* rows per chunk (at least one item): memory stays bounded by one
+    chunk whatever the catalog's size. The sets carry segments only (no ids, spans).
     """
     import h5py
 
     with h5py.File(catalog, "r") as f:
         g = f[f"embeddings/{_segments_name(modality)}"]
         data, offsets = g["data"], g["offsets"][()].astype(np.int64)
-        n, d = len(offsets) - 1, data.shape[1]
-        out = np.full((n, d), np.nan, dtype=np.float32)
+        n = len(offsets) - 1
         a = 0
         while a < n:
-            # whole items, about chunk_rows rows (at least one item)
             b = int(np.searchsorted(offsets, offsets[a] + chunk_rows, side="right")) - 1
             b = min(max(b, a + 1), n)
             r0, r1 = int(offsets[a]), int(offsets[b])
-            rows = data[r0:r1].astype(np.float32)
-            lens = np.diff(offsets[a:b + 1])
-            has = lens > 0
-            if has.any():
-                sums = np.add.reduceat(rows, (offsets[a:b][has] - r0), axis=0) if len(rows) else rows[:0]
-                mean = sums / lens[has, None]
-                norm = np.linalg.norm(mean, axis=1, keepdims=True)
-                out[a:b][has] = np.divide(mean, norm, out=np.zeros_like(mean), where=norm > 0)
+            yield a, SegmentSet(data[r0:r1], offsets[a:b + 1] - r0, modality=modality)
             a = b
-    return out
+
+
+def stream_centroids(catalog: str | os.PathLike, modality: str, *, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Unit centroids ``(N, d)`` float32 of every item, reading the segments in chunks.
+
+    Items without segments get a NaN row; a zero mean stays zero (as
+    :attr:`SegmentSet.centroids`).
+    """
+    parts = [s.centroids for _, s in iter_chunks(catalog, modality, chunk_rows=chunk_rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def rank_streamed(query: SegmentSet, catalog: str | os.PathLike, modality: str, method, *, k: int,
+                  exclude_sha256: str | None = None, device: str = "cpu", chunk_rows: int = CHUNK_ROWS):
+    """The exact ranking of the whole catalog, its segments read from disk chunk by chunk.
+
+    Same answer as :func:`vmtool.ranking.rank.rank` without a prefilter; memory holds one
+    chunk and one distance per item. *modality* is the targets' (``audio`` for v2m).
+    """
+    import h5py
+
+    from vmtool.ranking.batched import distances
+    from vmtool.ranking.methods import parse_method
+    from vmtool.ranking.rank import rank, top_k
+
+    m = parse_method(method)
+    t0 = time.perf_counter()
+    parts = []
+    for _, chunk in iter_chunks(catalog, modality, chunk_rows=chunk_rows):
+        d = distances(query, chunk, m, device=device)[0]
+        d[chunk.lengths == 0] = np.nan
+        parts.append(d)
+    d = np.concatenate(parts)
+    if exclude_sha256 is not None:
+        with h5py.File(catalog, "r") as f:
+            d[f["items/sha256"].asstr()[()] == exclude_sha256] = np.nan
+    best = top_k(d, k)
+    sub = read_items(catalog, modality, best)
+    res = rank(query, sub, m, k=k, device=device)
+    for r in res.results:
+        r.index = int(best[r.index])
+    res.n_targets, res.n_candidates = len(d), int(np.isfinite(d).sum())
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 @dataclass
