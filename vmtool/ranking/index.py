@@ -359,8 +359,11 @@ def open_index(catalog: str | os.PathLike, modality: str, path: str | os.PathLik
         raise FormatError(f"unknown index kind {kind!r} (group '{modality}', attribute 'kind')", p)
 
 
-def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray) -> SegmentSet:
+def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *,
+               meta: tuple[str, ...] = ("id", "source", "sha256")) -> SegmentSet:
     """The items *indices* of a catalog (in that order), reading only their rows.
+
+    *meta*: the item columns to read as well (``ids``, ``sources``, ``sha256s`` of the set).
 
     An uncompressed contiguous dataset is memory-mapped; a chunked one is read item
     by item through a chunk cache.
@@ -374,18 +377,12 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray) -
         g = f[f"embeddings/{_segments_name(modality)}"]
         offsets = g["offsets"][()]
         lo, hi = offsets[srt].astype(np.int64), offsets[srt + 1].astype(np.int64)
-        data = g["data"]
-        dim = data.shape[1]
-        offset = data.id.get_offset()
-        if data.chunks is None and data.compression is None and offset is not None:
-            mm = np.memmap(catalog, dtype=data.dtype, mode="r", offset=offset, shape=data.shape)
-            rows = [np.asarray(mm[a:b]) for a, b in zip(lo, hi)]
-        else:
-            rows = [data[a:b] for a, b in zip(lo, hi)]
-        spans = [g["spans"][a:b] for a, b in zip(lo, hi)] if "spans" in g else None
+        dim = g["data"].shape[1]
+        rows = _gather(catalog, g["data"], lo, hi)
+        spans = _gather(catalog, g["spans"], lo, hi) if "spans" in g else None
         uniq, inv = np.unique(srt, return_inverse=True)  # h5py selections must be increasing
-        meta = {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
-                for k in ("id", "source", "sha256")}
+        cols = {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
+                for k in meta}
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     rows = [rows[j] for j in back]
@@ -396,8 +393,22 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray) -
     else:
         sp = np.concatenate([np.stack([np.arange(n), np.arange(n) + 1.0], axis=1) for n in lens] or [np.zeros((0, 2))])
     return SegmentSet(data_arr, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), spans=sp,
-                      ids=[str(meta["id"][j]) for j in back], sources=[str(meta["source"][j]) for j in back],
-                      sha256s=[str(meta["sha256"][j]) for j in back], modality=modality)
+                      ids=[str(cols["id"][j]) for j in back] if "id" in cols else None,
+                      sources=[str(cols["source"][j]) for j in back] if "source" in cols else None,
+                      sha256s=[str(cols["sha256"][j]) for j in back] if "sha256" in cols else None, modality=modality)
+
+
+def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Rows ``lo[j]:hi[j]`` of dataset *ds*, for every j (ranges sorted by start)."""
+    offset = ds.id.get_offset()
+    if ds.chunks is None and ds.compression is None and offset is not None:
+        # contiguous: memory-map the file and gather every row at once (only those pages are read)
+        mm = np.memmap(catalog, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
+        lens = hi - lo
+        rows = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
+        block = np.asarray(mm[rows])
+        return np.split(block, np.cumsum(lens)[:-1]) if len(lens) else []
+    return [ds[a:b] for a, b in zip(lo, hi)]
 
 
 def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: PrefilterIndex, method, *, k: int,
@@ -415,13 +426,16 @@ def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: Prefil
         raise ParameterError(f"--prefilter must be >= 1, got {prefilter}")
     t0 = time.perf_counter()
     cands = index.search(query.centroids[0], prefilter, nprobe=nprobe)
-    sub = read_items(catalog, index.modality, cands)
+    # the candidates' rows (and content hashes to exclude the query's); ids and sources of the results only
+    sub = read_items(catalog, index.modality, cands, meta=("sha256",) if exclude_sha256 is not None else ())
     exclude = None
     if exclude_sha256 is not None:
         exclude = np.array([s == exclude_sha256 for s in sub.sha256s], dtype=bool)
     res = rank(query, sub, method, k=k, exclude=exclude, device=device)
-    for r in res.results:
-        r.index = int(cands[r.index])
+    if res.results:
+        named = read_items(catalog, index.modality, cands[[r.index for r in res.results]], meta=("id", "source"))
+        for j, r in enumerate(res.results):
+            r.index, r.id, r.source = int(cands[r.index]), named.ids[j], named.sources[j]
     res.n_targets, res.n_candidates, res.prefilter = index.n_items, index.n_indexed, int(prefilter)
     res.seconds = time.perf_counter() - t0
     return res
