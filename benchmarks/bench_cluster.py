@@ -6,12 +6,12 @@ own output file:
 
 - local: ``extract(..., workers=1)`` in this process (the reference);
 - ``--scheduler local:1`` and ``local:2``: a LocalCluster of 1 and 2 worker processes,
-  started once and timed apart from the extraction (``start``);
+  started and warmed (one item per worker: imports, numba caches, extractors) apart
+  from the timed extraction (``start``, once per cluster);
 - ``workers=2``: vmtool's own process pool, for comparison.
 
 Per-item overhead of the cluster path = (time on local:1 - local time) / N: what Dask
-adds per item (task submission, pickling the result back, the worker's first-task set-up
-spread over N). The machine is shared: the load average is printed with the figures.
+adds per item on a warm worker (task submission, connecting, sending the result back). The machine is shared: the load average is printed with the figures.
 
     python benchmarks/bench_cluster.py [--tracks 12] [--seconds 20]
 """
@@ -57,6 +57,8 @@ def main() -> None:
             t0 = time.perf_counter()
             with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                           silence_logs=logging.CRITICAL) as cl:
+                # start-up: the cluster, then one item per worker (imports, numba caches, extractors)
+                extract(tracks[:n], d / f"warm{n}.h5", cfg, scheduler=cl.scheduler_address)
                 start = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 extract(tracks, d / f"dask{n}.h5", cfg, scheduler=cl.scheduler_address)
