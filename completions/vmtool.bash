@@ -14,15 +14,15 @@ _vmtool() {
     case $cmd in
         '')
             if [[ $cur == -* ]]; then opts='--version -h --help'
-            else opts='extract import label merge segment train embed rank align evaluate analyze-structure info demo'; fi
+            else opts='extract import label merge segment train embed index rank align evaluate analyze-structure info demo'; fi
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
-            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --metadata --measure --no-measure --list -f --format --wait -q --quiet --version -h --help'
+            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --scheduler --send-media --resume -k --keep-going --metadata --measure --no-measure --list -f --format --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;
-                -a|--audio-features|-v|--video-features|--rate|-j|--workers|--wait) :; return 0 ;;
+                -a|--audio-features|-v|--video-features|--rate|-j|--workers|--scheduler|--wait) :; return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
@@ -53,12 +53,12 @@ _vmtool() {
             esac
             ;;
         segment)
-            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers -k --keep-going --resume --wait -q --quiet --version -h --help'
+            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers --scheduler --send-media -k --keep-going --resume --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;
                 -o|--output|--reference) _vmtool_files -f; return 0 ;;
-                --threshold|--beats-per-bar|--window|--min-duration|-j|--workers|--wait) :; return 0 ;;
+                --threshold|--beats-per-bar|--window|--min-duration|-j|--workers|--scheduler|--wait) :; return 0 ;;
                 --labels) mapfile -t COMPREPLY < <(compgen -W 'fmc2d scluster cnmf' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
@@ -82,13 +82,23 @@ _vmtool() {
             esac
             ;;
         embed)
-            opts='--model -o --output --segments --dtype --resume --device --wait -q --quiet --version -h --help'
+            opts='--model -o --output --segments --dtype --resume --device --wait --scheduler -q --quiet --version -h --help'
             args=files
             case $prev in
                 --model|-o|--output) _vmtool_files -f; return 0 ;;
-                --segments|--wait) :; return 0 ;;
+                --segments|--wait|--scheduler) :; return 0 ;;
                 --dtype) mapfile -t COMPREPLY < <(compgen -W 'float32 float16' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
+            esac
+            ;;
+        index)
+            opts='-o --output --kind --nlist --nprobe -f --format -q --quiet --version -h --help'
+            args=files
+            case $prev in
+                -o|--output) _vmtool_files -f; return 0 ;;
+                --kind) mapfile -t COMPREPLY < <(compgen -W 'ivf flat' -- "$cur"); return 0 ;;
+                --nlist|--nprobe) :; return 0 ;;
+                -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;
         rank)
@@ -126,11 +136,11 @@ _vmtool() {
             esac
             ;;
         analyze-structure)
-            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers -k --keep-going --wait -q --quiet --version -h --help'
+            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers --scheduler -k --keep-going --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;
-                --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers|--wait) :; return 0 ;;
+                --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers|--scheduler|--wait) :; return 0 ;;
                 --segments) mapfile -t COMPREPLY < <(compgen -W 'olda foote sf' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json csv' -- "$cur"); return 0 ;;

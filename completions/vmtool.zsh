@@ -21,6 +21,7 @@ _vmtool() {
                 'segment:Segment items into sections, shots, beats, bars or fixed windows.'
                 'train:Train a joint embedding (VM-Net family or DPVM) on the audio-visual pairs of a features file.'
                 'embed:Embed every item of a features file with a trained model; write a catalog.'
+                'index:Build the prefilter index of a catalog: CATALOG.h5.index.'
                 'rank:Rank a catalog'\''s tracks for videos (v2m), or its videos for tracks (m2v).'
                 'align:Align a video with a track: distance matrix, optimal path and edit list.'
                 'evaluate:Evaluate retrieval on a catalog with the papers'\'' protocol: R@1/10/25 and mean rank.'
@@ -44,6 +45,8 @@ _vmtool() {
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-j --workers)-j[Files processed in parallel.]:WORKERS: ' \
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \
+                    '(--send-media)--send-media[With --scheduler\: send each media file to its worker (no shared storage).]' \
                     '(--resume)--resume[Keep OUT'\''s items; skip inputs already in it (same sha256).]' \
                     '(-k --keep-going)-k[Record failed inputs, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed inputs, finish the rest, exit 1 at the end.]' \
@@ -131,6 +134,8 @@ _vmtool() {
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-j --workers)-j[Files processed in parallel.]:WORKERS: ' \
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \
+                    '(--send-media)--send-media[With --scheduler\: send each media file to its worker (no shared storage).]' \
                     '(-k --keep-going)-k[Record failures, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failures, finish the rest, exit 1 at the end.]' \
                     '(--resume)--resume[Keep OUT'\''s results of unchanged items (same id and sha256) made with the same parameters; segment only the others.]' \
@@ -203,12 +208,28 @@ _vmtool() {
                     '(--resume)--resume[Keep OUT'\''s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
                     '(- *)-h[Show this message and exit.]' \
                     '(- *)--help[Show this message and exit.]' \
                     ':FEATS.h5:_files' && ret=0 ;;
+                index)
+                    _arguments -s -S \
+                    '(-o --output)-o[Index file (default\: CATALOG.h5.index).]:OUTPUT:_files' \
+                    '(-o --output)--output[Index file (default\: CATALOG.h5.index).]:OUTPUT:_files' \
+                    '(--kind)--kind[ivf\: faiss inverted lists (approximate, fast); flat\: every centroid (exact, numpy).]:KIND:(ivf flat)' \
+                    '(--nlist)--nlist[ivf\: number of lists (default 4 sqrt(N)).]:NLIST: ' \
+                    '(--nprobe)--nprobe[ivf\: lists scanned per query (default nlist/16).]:NPROBE: ' \
+                    '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
+                    '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
+                    '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
+                    '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
+                    '(- *)--version[Show the version and exit.]' \
+                    '(- *)-h[Show this message and exit.]' \
+                    '(- *)--help[Show this message and exit.]' \
+                    ':CATALOG.h5:_files' && ret=0 ;;
                 rank)
                     _arguments -s -S \
                     '(-m --method)-m[Ranking method.]:METHOD[\:INDEL]: ' \
@@ -295,6 +316,7 @@ _vmtool() {
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-j --workers)-j[Files processed in parallel.]:WORKERS: ' \
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
+                    '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \
                     '(-k --keep-going)-k[Record failed clips, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed clips, finish the rest, exit 1 at the end.]' \
                     '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \

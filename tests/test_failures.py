@@ -417,3 +417,20 @@ def test_bad_hubness_and_against_exit_2(tmp_path, args, message):
     res = run(*[a.format(cat=cat) for a in args])
     assert res.exit_code == 2 and res.stdout == ""
     assert one_error_line(res) == f"Error: {message}"
+
+
+def test_cluster_options(tmp_path, music_wav, existing_output):
+    pytest.importorskip("distributed")
+    args = [music_wav, "-a", "handcrafted", "-v", "none", "-q", "-o", existing_output]
+    # nothing listens on the discard port: refused, retried by Dask for the 5 s connect timeout
+    res = run("extract", *args, "--scheduler", "tcp://127.0.0.1:9")
+    assert res.exit_code == 1
+    assert one_error_line(res) == ("Error: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' "
+                                   "(Timed out trying to connect to tcp://127.0.0.1:9 after 5 s)")
+    res = run("segment", *args[:1], "-m", "fixed", "--window", "2", *args[-2:], "--scheduler", "local:0")
+    assert res.exit_code == 1
+    assert one_error_line(res) == "Error: --scheduler local:N needs a number of worker processes N >= 1, got 'local:0'"
+    res = run("extract", *args, "--send-media")
+    assert res.exit_code == 1
+    assert one_error_line(res) == "Error: --send-media needs --scheduler"
+    assert_untouched(existing_output)

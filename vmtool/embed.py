@@ -116,25 +116,84 @@ class _Embedder:
 
     def item(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
         """Clip vectors and segment matrices of item *i* for each modality it has, and the spans."""
+        return embed_inputs(self.model, self.level, *self.inputs(i))
+
+    def inputs(self, i: int) -> tuple[dict[str, tuple[np.ndarray | None, np.ndarray | None]], np.ndarray | None]:
+        """The model inputs of item *i*: per modality (segment windows, whole clip), and the spans."""
         b = self.builder
         dur = b.duration(i)
         spans = None
         if self.seg is not None and self.seg.present(i):
             bounds = np.asarray(self.seg.rows(i), dtype=np.float64)
             spans = segment_edges(bounds[(bounds > 0) & (bounds < dur)], dur)
-        clip: dict[str, np.ndarray] = {}
-        segs: dict[str, np.ndarray] = {}
+        out: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
         for mod in ("audio", "video"):
             if not b.has(i, mod):
                 continue
-            if spans is not None:
-                segs[mod] = self.model.embed(mod, b.inputs(i, mod, spans))
-            if self.level == "segment" and mod in segs:
-                c = segs[mod].astype(np.float64).mean(0)
-                clip[mod] = (c / max(np.linalg.norm(c), 1e-12)).astype(np.float32)
-            else:
-                clip[mod] = self.model.embed(mod, b.inputs(i, mod, np.array([[0.0, dur]])))[0]
-        return clip, segs, spans
+            seg_x = b.inputs(i, mod, spans) if spans is not None else None
+            # a segment-level model's clip vector is its segments' centroid (no clip input)
+            clip_x = None if (self.level == "segment" and seg_x is not None) else b.inputs(i, mod, np.array([[0.0, dur]]))
+            out[mod] = (seg_x, clip_x)
+        return out, spans
+
+
+def embed_inputs(model, level: str, inputs: dict[str, tuple[np.ndarray | None, np.ndarray | None]],
+                 spans: np.ndarray | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
+    """Clip vectors and segment matrices from the inputs :meth:`_Embedder.inputs` gives."""
+    clip: dict[str, np.ndarray] = {}
+    segs: dict[str, np.ndarray] = {}
+    for mod, (seg_x, clip_x) in inputs.items():
+        if seg_x is not None:
+            segs[mod] = model.embed(mod, seg_x)
+        if clip_x is None:
+            c = segs[mod].astype(np.float64).mean(0)
+            clip[mod] = (c / max(np.linalg.norm(c), 1e-12)).astype(np.float32)
+        else:
+            clip[mod] = model.embed(mod, clip_x)[0]
+    return clip, segs, spans
+
+
+# --- items embedded on a Dask cluster (vmtool.cluster): the client reads the inputs, the
+# workers run the model; the model's inference bytes go to each worker once
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(blob: bytes, sha256: str, device: str) -> None:
+    import torch
+
+    from vmtool.models.checkpoint import LoadedModel
+
+    data = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+    _WORKER["model"] = LoadedModel(Path("model"), data, device, sha256=sha256)
+
+
+def _worker_run(level: str, inputs, spans):
+    return embed_inputs(_WORKER["model"], level, inputs, spans)
+
+
+class _ClusterTasks:
+    """The items to embed as ``(label, args)`` tasks, read from the features file when submitted."""
+
+    def __init__(self, emb: _Embedder, todo: list[int]):
+        self.emb, self.todo = emb, todo
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, j: int) -> tuple[str, tuple]:
+        i = self.todo[j]
+        return self.emb.coll.ids[i], (self.emb.level, *self.emb.inputs(i))
+
+
+def _on_cluster(emb: _Embedder, model, todo: list[int], device: str, scheduler: str,
+                progress: Progress) -> dict[int, tuple]:
+    from vmtool.cluster import runner_for
+
+    runner = runner_for(scheduler, progress=progress)
+    progress.batch_start(len(todo))
+    tasks = _ClusterTasks(emb, todo)
+    return {todo[j]: res for j, res in runner(tasks, _worker_run, progress=progress, initializer=_worker_init,
+                                              initargs=(_inference_bytes(model.data), model.sha256, device))}
 
 
 def _check_features(coll, model) -> None:
@@ -179,6 +238,7 @@ def embed(
     wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
+    scheduler: str | None = None,
 ) -> EmbedReport:
     """Embed every item of a features file; write a catalog to *output*.
 
@@ -201,6 +261,9 @@ def embed(
         the same id, SHA-256 and segment boundaries; embed only the others.
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
+    scheduler : str, optional
+        Run the model on a Dask cluster (see :mod:`vmtool.cluster`): the client reads each
+        item's inputs and sends them with its task, so workers need no shared storage.
     """
     from vmtool.models.checkpoint import load_model
 
@@ -229,14 +292,19 @@ def embed(
             seg_attr = {"method": segments, "config": g.attrs.get("config", {}), "version": g.attrs.get("version", "")}
         np_dtype = np.float16 if dtype == "float16" else np.float32
         previous = _Previous.open(out, coll, model, seg_attr, np_dtype) if resume and out.exists() else None
+        kept_all = [previous.item(i) if previous is not None else None for i in range(n)]
+        computed = _on_cluster(emb, model, [i for i, k in enumerate(kept_all) if k is None], device, scheduler,
+                               progress) if scheduler else {}
         progress.batch_start(n)
         for i in range(n):
             name = coll.ids[i]
             progress.file_start(name, 1.0)
-            kept = previous.item(i) if previous is not None else None
+            kept = kept_all[i]
             if kept is not None:
                 report.reused += 1
                 clip, segs, spans = kept
+            elif i in computed:
+                clip, segs, spans = computed.pop(i)
             else:
                 clip, segs, spans = emb.item(i)
             if not clip:

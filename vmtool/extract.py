@@ -358,6 +358,8 @@ def extract(
     command: str | None = None,
     progress: Progress | None = None,
     sheet: str | os.PathLike | None = None,
+    scheduler: str | None = None,
+    send_media: bool = False,
 ) -> ExtractReport:
     """Extract features of *inputs* into the collection file *output*.
 
@@ -385,6 +387,11 @@ def extract(
     sheet : path, optional
         A CSV of track metadata joined by ``id`` or file name to every item of the
         output (:func:`vmtool.metadata.read_sheet`); its values win over the tags.
+    scheduler : str, optional
+        Run the files as tasks on a Dask cluster (see :mod:`vmtool.cluster`):
+        ``local:N`` or a scheduler address. *workers* is then unused.
+    send_media : bool
+        With *scheduler*: send each file's bytes to the worker (no shared storage).
 
     Returns
     -------
@@ -410,6 +417,10 @@ def extract(
         sheet_data = read_sheet(sheet)  # before any work: a bad sheet costs nothing
     extractors = build_extractors(config, device)
     cfg_json = stored_config(config, extractors)
+    from vmtool.cluster import first_arg, replace_first_arg, runner_for
+
+    runner = runner_for(scheduler, send_media=send_media, progress=progress, media=first_arg,
+                        relocate=replace_first_arg)
     command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
     existing_shas: set[str] = set()
@@ -457,12 +468,13 @@ def extract(
             def here(src: str, item_id: str, sha: str, on_advance=None) -> ItemResult:
                 return extract_item(src, extractors, config, item_id=item_id, sha256=sha, on_advance=on_advance)
 
-            for _, res in run_batch(tasks, _worker_run, workers=workers, keep_going=keep_going, progress=progress,
+            for i, res in runner(tasks, _worker_run, workers=workers, keep_going=keep_going, progress=progress,
                                     work=lambda src: work_of(src, extractors), initializer=_worker_init,
                                     initargs=(config, device), in_process=here):
                 if isinstance(res, Failure):
                     report.failures.append((res.label, res.message))
                 else:
+                    res.item.source = todo[i][0]  # the client's path (a worker may have read a copy)
                     writer.add(res.item, res.arrays(), res.metadata)
                     report.added.append(res.item.id)
             report.failures[:] = in_input_order(report.failures, inputs)

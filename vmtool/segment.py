@@ -237,6 +237,20 @@ def _worker_run(task: ItemTask) -> dict[str, Segmentation | Failure]:
     return segment_item(task, _WORKER["config"], _WORKER["device"])
 
 
+def _task_media(args: tuple) -> str | None:
+    """The media file a task decodes, if it decodes one (for a run on a Dask cluster)."""
+    (task,) = args
+    methods = task.methods or ()
+    decodes = any(m in AUDIO_METHODS for m in methods) or ("transnet" in methods and task.likelihood is None)
+    return task.source if decodes and not task.source_problem else None
+
+
+def _task_relocate(args: tuple, path: str) -> tuple:
+    import dataclasses
+
+    return (dataclasses.replace(args[0], source=path),)
+
+
 @dataclass
 class SegmentReport:
     """What :func:`segment` did: per item and method, the segment count and hit rates."""
@@ -281,6 +295,8 @@ def segment(
     wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
+    scheduler: str | None = None,
+    send_media: bool = False,
 ) -> SegmentReport:
     """Segment items with every configured method and write the output collection.
 
@@ -301,6 +317,11 @@ def segment(
         Directory for one PNG per item and method (curve and boundaries).
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
+    scheduler : str, optional
+        Run the items as tasks on a Dask cluster (see :mod:`vmtool.cluster`):
+        ``local:N`` or a scheduler address. *workers* is then unused.
+    send_media : bool
+        With *scheduler*: send each item's media bytes to the worker (no shared storage).
 
     Raises
     ------
@@ -319,6 +340,10 @@ def segment(
     if plot_dir is not None and not Path(plot_dir).is_dir():
         raise VmtoolError("plot directory does not exist", plot_dir)
     report = SegmentReport(output=str(out))
+    from vmtool.cluster import runner_for
+
+    runner = runner_for(scheduler, send_media=send_media, progress=progress, media=_task_media,
+                        relocate=_task_relocate)
     paths = [Path(p) for p in inputs]
     vm_inputs = [p for p in paths if p.exists() and _is_vmtool_file(p)]
     seed: Path | None = None
@@ -387,14 +412,14 @@ def segment(
                     t.source_problem = "source media changed since it was added (sha256 differs)"
                     if not keep_going:
                         raise VmtoolError(t.source_problem, p)
-    if workers > 1 and len(todo) > 1 and any(m in AUDIO_METHODS for i in todo for m in tasks[i].methods):
+    if (workers > 1 or (scheduler or "").startswith("local:")) and len(todo) > 1 and any(m in AUDIO_METHODS for i in todo for m in tasks[i].methods):
         from vmtool._librosa import import_librosa_beat
 
         import_librosa_beat()  # fills numba's cache once, before the workers load it
     progress.batch_start(len(todo))
     batch = [(tasks[i].label, (tasks[i],)) for i in todo]
     n_of = {tasks[i].label: float(len(tasks[i].methods)) for i in todo}
-    for j, res in run_batch(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
+    for j, res in runner(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
                             work=lambda label: n_of.get(label, 1.0), initializer=_worker_init,
                             initargs=(config, device),
                             in_process=lambda t, on_advance=None: segment_item(t, config, device, on_advance=on_advance)):

@@ -50,6 +50,7 @@ from vmtool.cli import analyze_structure as _analyze_structure  # noqa: E402
 from vmtool.cli import demo as _demo  # noqa: E402
 from vmtool.cli import extract as _extract  # noqa: E402
 from vmtool.cli import import_ as _import  # noqa: E402
+from vmtool.cli import index as _index  # noqa: E402
 from vmtool.cli import info as _info  # noqa: E402
 from vmtool.cli import label as _label  # noqa: E402
 from vmtool.cli import merge as _merge  # noqa: E402
@@ -59,7 +60,7 @@ from vmtool.cli import evaluate as _evaluate  # noqa: E402
 from vmtool.cli import segment as _segment  # noqa: E402
 from vmtool.cli import train as _train  # noqa: E402
 
-for _mod in (_extract, _import, _label, _merge, _segment, _train, _embed, _rank, _align, _evaluate, _analyze_structure, _info, _demo):
+for _mod in (_extract, _import, _label, _merge, _segment, _train, _embed, _index, _rank, _align, _evaluate, _analyze_structure, _info, _demo):
     _mod.register(app)
 
 

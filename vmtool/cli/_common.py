@@ -50,6 +50,12 @@ def _version_callback(value: bool) -> None:
 
 VersionOpt = Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
                                           expose_value=False, help="Show the version and exit.")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(
+    "--scheduler", metavar="ADDRESS", envvar="VMTOOL_SCHEDULER", show_default=False,
+    help="Run the items on a Dask cluster: a scheduler address (tcp://host:8786), a scheduler file, "
+         "or local:N (N worker processes here). See docs/cluster.md.")]
+SendMediaOpt = Annotated[bool, typer.Option(
+    "--send-media", help="With --scheduler: send each media file to its worker (no shared storage).")]
 IdsOpt = Annotated[Optional[Path], typer.Option("--ids", metavar="FILE", dir_okay=False, show_default=False,
                                                 help="Only these items (one id per line; - reads stdin).")]
 
@@ -172,6 +178,7 @@ class RichProgress(Progress):
     """Progress bars on stderr: one over files, one within the current file."""
 
     def __init__(self, enabled: bool):
+        self.quiet = not enabled
         self.enabled = enabled and sys.stderr.isatty()
         self._progress = None
         self._files = None
@@ -218,3 +225,5 @@ class RichProgress(Progress):
     def log(self, message: str) -> None:
         if self._progress is not None:
             self._progress.console.print(message, markup=False)
+        else:
+            info(message, self.quiet)

@@ -18,6 +18,7 @@ from vmtool.cli._common import (
     QuietOpt,
     WaitOpt,
     RichProgress,
+    SchedulerOpt,
     WorkersOpt,
     command_line,
     echo_json,
@@ -45,6 +46,7 @@ with FIELD one of file, bpm, time_signature, music_genre, video_genre.
 Examples:
   vmtool analyze-structure clip.mp4 -o clip.structure.h5 --plot plots/
   vmtool analyze-structure videos/*.mp4 --metadata metadata.csv -o study.h5 -j 2 -k
+  vmtool analyze-structure videos/*.mp4 -o study.h5 --scheduler tcp://head:8786
   vmtool analyze-structure study.h5 --metadata new.csv -o study.h5 --format csv > genres.csv
   vmtool analyze-structure clips.h5 --metadata m.csv --column file=name \\
       --column video_genre=style -o clips.h5 --per-clip --format json
@@ -93,6 +95,7 @@ def analyze_structure_cmd(
     per_clip: Annotated[bool, typer.Option("--per-clip", help="Print one row per clip instead of the per-genre tables (table, csv).")] = False,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
+    scheduler: SchedulerOpt = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed clips, finish the rest, exit 1 at the end.")] = False,
     wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
@@ -110,7 +113,7 @@ def analyze_structure_cmd(
         plot.mkdir(parents=True, exist_ok=True)
     with RichProgress(enabled=not quiet) as progress:
         report = analyze_structure(inputs, output, config, metadata=metadata, columns=column,
-                                   device=device, workers=workers, keep_going=keep_going,
+                                   device=device, workers=workers, keep_going=keep_going, scheduler=scheduler,
                                    plot_dir=plot, command=command_line(ctx), progress=progress, wait=wait)
     for _, msg in report.failures:
         error(msg)

@@ -9,8 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.atomic import DEFAULT_WAIT
-
-from vmtool.cli._common import DeviceOpt, OutputOpt, QuietOpt, WaitOpt, RichProgress, VersionOpt, command_line, handle_errors, info
+from vmtool.cli._common import (
+    DeviceOpt,
+    OutputOpt,
+    QuietOpt,
+    RichProgress,
+    SchedulerOpt,
+    VersionOpt,
+    WaitOpt,
+    command_line,
+    handle_errors,
+    info,
+)
 
 HELP = """Embed every item of a features file with a trained model; write a catalog.
 
@@ -20,6 +30,7 @@ Each item gets a clip embedding per modality it has, and one embedding per segme
 Examples:
   vmtool embed music.h5 --model model.pt -o catalog.h5
   vmtool embed music.h5 --model clip.pt --segments olda -o catalog.h5 --dtype float16
+  vmtool embed music.h5 --model model.pt -o catalog.h5 --scheduler tcp://head:8786
   vmtool rank query.mp4 catalog.h5
 """
 
@@ -50,6 +61,7 @@ def embed_cmd(
         "made by the same model with the same settings; embed only the others.")] = False,
     device: DeviceOpt = "auto",
     wait: WaitOpt = DEFAULT_WAIT,
+    scheduler: SchedulerOpt = None,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
@@ -58,7 +70,7 @@ def embed_cmd(
 
     with RichProgress(enabled=not quiet) as progress:
         rep = embed(features, model, output, segments=segments, device=resolve_device(device), dtype=dtype.value,
-                    resume=resume, command=command_line(ctx), progress=progress, wait=wait)
+                    resume=resume, command=command_line(ctx), progress=progress, wait=wait, scheduler=scheduler)
     parts = [f"{mod} {n}" for mod, n in sorted(rep.clip.items())]
     seg = ", ".join(f"{mod} {n}" for mod, n in sorted(rep.segments.items()))
     msg = f"wrote {rep.output}: {rep.items} items; clip embeddings: {', '.join(parts) or 'none'}"
@@ -69,3 +81,6 @@ def embed_cmd(
     if rep.skipped:
         msg += f"; {len(rep.skipped)} item(s) without the model's features"
     info(msg, quiet)
+    from vmtool.cli.merge import _stale_index_notice
+
+    _stale_index_notice(output)

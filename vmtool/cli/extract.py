@@ -18,6 +18,8 @@ from vmtool.cli._common import (
     QuietOpt,
     WaitOpt,
     RichProgress,
+    SchedulerOpt,
+    SendMediaOpt,
     WorkersOpt,
     command_line,
     echo_json,
@@ -40,6 +42,7 @@ Examples:
   vmtool extract music/*.mp3 --audio-features handcrafted -o catalog.h5 -j 2
   find videos -name '*.mp4' | vmtool extract - -o videos.h5 --keep-going --resume
   vmtool extract music/*.mp3 -a handcrafted -v none --metadata catalog.csv -o tracks.h5
+  vmtool extract music/*.mp3 -a handcrafted -v none -o catalog.h5 --scheduler tcp://head:8786
   vmtool extract --list
 """
 
@@ -64,6 +67,8 @@ def extract_cmd(
     rate: Annotated[float, typer.Option("--rate", help="Output steps per second (Hz).")] = 1.0,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
+    scheduler: SchedulerOpt = None,
+    send_media: SendMediaOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Keep OUT's items; skip inputs already in it (same sha256).")] = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed inputs, finish the rest, exit 1 at the end.")] = False,
     metadata: Annotated[Optional[Path], typer.Option(
@@ -107,7 +112,7 @@ def extract_cmd(
     with RichProgress(enabled=not quiet) as progress:
         report = extract(paths, output, config, device=dev, workers=workers, resume=resume,
                          keep_going=keep_going, progress=progress, command=command_line(ctx), wait=wait,
-                         sheet=metadata)
+                         sheet=metadata, scheduler=scheduler, send_media=send_media)
     for src, msg in report.failures:
         error(msg)
     parts = [f"{len(report.added)} item(s) added"]

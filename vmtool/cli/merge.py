@@ -85,6 +85,16 @@ def merge_cmd(
                      + (" ..." if len(rep.renamed) > 3 else ""))
     info(f"{Path(output)}: {rep.items} item(s) from {len(rep.per_input)} file(s)"
          + (" (catalog)" if rep.catalog else "") + ("; " + "; ".join(extra) if extra else ""), quiet)
+    _stale_index_notice(output)
+
+
+def _stale_index_notice(catalog) -> None:
+    """A rewritten catalog's prefilter index no longer matches it: say so (rank refuses it)."""
+    from vmtool.ranking.index import stale_sidecar
+
+    note = stale_sidecar(catalog)
+    if note:
+        info(f"Warning: {note}")
 
 
 def _table(rep) -> None:

@@ -70,7 +70,8 @@ def rank_cmd(
     prefilter: Annotated[Optional[int], typer.Option(
         "--prefilter", metavar="N", min=1,
         help="Rank by centroid first and re-rank only the best N with METHOD (large catalogs; "
-             "see docs/methods-ranking.md for the speed/agreement trade-off).")] = None,
+             "see docs/methods-ranking.md for the speed/agreement trade-off). With CATALOG.h5.index "
+             "(vmtool index) only the N candidates are read from the catalog.")] = None,
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
     hubness: Annotated[str, typer.Option(
@@ -110,10 +111,19 @@ def rank_cmd(
     qmod, tmod = sides(direction.value)
     dev = resolve_device(device)
     clip_level = parse_method(method).level == "clip"
-    cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level)
+    # with --prefilter and an index next to the catalog, a query reads only its candidates
+    # (filters, hubness correction and the pair classifier need the whole catalog in memory)
+    index = None
+    if prefilter is not None and parse_method(method).name not in ("centroid", "clip", "head") \
+            and not filters and not hub.active:
+        from vmtool.ranking.index import index_path, open_index
+
+        if index_path(catalog).exists():
+            index = open_index(catalog, tmod)
+    cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) if index is None else None
     scorer = pair_scorer_for(catalog, [method], dev)
     reference = load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level) if hub.active else None
-    selection, meta = catalog_filter(catalog, filters, ids=cat.ids)
+    selection, meta = catalog_filter(catalog, filters, ids=None if cat is None else cat.ids)
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
         info(f"--where: {selection.excluded} of {len(selection.keep)} items excluded ({per})", quiet)
@@ -126,14 +136,21 @@ def rank_cmd(
         try:
             with RichProgress(enabled=not quiet) as progress:
                 q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
-            check_compatible(q, cat, catalog)
-            exclude = None if selection is None else ~selection.keep
-            if exclude_self:
-                same = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
-                exclude = same if exclude is None else exclude | same
-            res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, hubness=hub.label,
-                       reference=reference, pair_scorer=scorer)
-            secs = sections(res, q, cat, catalog, length)
+            if index is not None:
+                from vmtool.ranking.index import rank_with_index
+
+                res = rank_with_index(q, catalog, index, method, k=k, prefilter=prefilter, device=dev,
+                                      exclude_sha256=q.sha256s[0] if exclude_self else None)
+                secs = [None] * len(res.results)
+            else:
+                check_compatible(q, cat, catalog)
+                exclude = None if selection is None else ~selection.keep
+                if exclude_self:
+                    same = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
+                    exclude = same if exclude is None else exclude | same
+                res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, hubness=hub.label,
+                           reference=reference, pair_scorer=scorer)
+                secs = sections(res, q, cat, catalog, length)
         except VmtoolError as exc:
             if not many:
                 raise
@@ -160,6 +177,7 @@ def rank_cmd(
         else:
             _table(res, meta, title=query if many else None, sections=secs)
         how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
+            + (f" ({index.kind} index {index.path.name})" if index is not None else "") \
             + (f", corrected by {res.hubness}" if res.hubness != "none" else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
              f"ranked with {how} in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""),

@@ -17,6 +17,8 @@ from vmtool.cli._common import (
     QuietOpt,
     WaitOpt,
     RichProgress,
+    SchedulerOpt,
+    SendMediaOpt,
     WorkersOpt,
     command_line,
     echo_json,
@@ -44,6 +46,7 @@ Examples:
   vmtool segment song.mp3 -m foote --labels fmc2d -o song.h5 --plot plots/
   vmtool segment salami/*.mp3 -m olda -o s.h5 --reference annotations/ --format json
   vmtool segment music.h5 -m olda -o music-seg.h5 --resume   # only new tracks
+  vmtool segment music.h5 -m olda -o music-seg.h5 --scheduler local:2
 """
 
 
@@ -89,6 +92,8 @@ def segment_cmd(
     fmt: Annotated[Optional[Format], typer.Option("--format", "-f", help="Print the results on stdout (default: table with --reference, else nothing).")] = None,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 1,
+    scheduler: SchedulerOpt = None,
+    send_media: SendMediaOpt = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failures, finish the rest, exit 1 at the end.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Keep OUT's results of unchanged items (same id and sha256) made with the same "
@@ -109,7 +114,8 @@ def segment_cmd(
     with RichProgress(enabled=not quiet) as progress:
         report = segment(inputs, output, config, device=resolve_device(device), workers=workers,
                          keep_going=keep_going, resume=resume, reference=reference, plot_dir=plot,
-                         command=command_line(ctx), progress=progress, wait=wait)
+                         command=command_line(ctx), progress=progress, wait=wait, scheduler=scheduler,
+                         send_media=send_media)
     for _, msg in report.failures:
         error(msg)
     if fmt is Format.json:

@@ -25,7 +25,7 @@ import numpy as np
 from vmtool.errors import ParameterError
 from vmtool.ranking.segments import SegmentSet
 
-__all__ = ["SynthConfig", "synth_embeddings", "synth_catalog"]
+__all__ = ["SynthConfig", "synth_embeddings", "synth_chunks", "synth_catalog"]
 
 _CHUNK = 1024  # items generated per step (fixed: the output does not depend on the caller)
 
@@ -107,6 +107,71 @@ def _perturb(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarr
     return _unit(x + amount * _unit(rng.standard_normal(x.shape)))
 
 
+def synth_chunks(n_items: int, *, seed: int = 0, config: SynthConfig | None = None, video_items: int | None = None,
+                 audio: bool = True):
+    """The items of :func:`synth_embeddings`, generated chunk by chunk (bounded memory).
+
+    Returns ``(lengths, chunks)``: the segment count of every item, and an iterator of
+    dicts with ``items`` and ``rows`` (start, end), ``spans``, and — float64 — ``audio``
+    and ``audio_clip`` (when *audio*), ``video`` and ``video_clip`` (for items below
+    *video_items*, all by default). The same *seed* gives the same items whatever is kept.
+    """
+    cfg = config or SynthConfig()
+    cfg.check()
+    rng0 = np.random.default_rng(seed)
+    lo, hi = cfg.seg_range
+    d = cfg.dim
+    k = cfg.intrinsic_dim or d
+    basis = np.linalg.qr(rng0.standard_normal((d, k)))[0].T if k < d else None  # (k, d), orthonormal rows
+    lens = rng0.integers(lo, hi + 1, size=n_items)
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    n_clusters = cfg.n_clusters or max(1, int(round(np.sqrt(n_items))))
+    centers = _unit(rng0.standard_normal((n_clusters, k)))
+    palette = _perturb(np.repeat(centers, cfg.n_palette, axis=0), cfg.theme_spread, rng0).reshape(
+        n_clusters, cfg.n_palette, k)
+    cluster = rng0.integers(0, n_clusters, size=n_items)
+    n_video = n_items if video_items is None else min(n_items, int(video_items))
+
+    def chunks():
+        for c, i0 in enumerate(range(0, n_items, _CHUNK)):
+            i1 = min(n_items, i0 + _CHUNK)
+            rng = np.random.default_rng([seed, c])
+            n = i1 - i0
+            pick = np.argsort(rng.random((n, cfg.n_palette)), axis=1)[:, :cfg.n_themes]  # themes of each track
+            themes = _perturb(palette[cluster[i0:i1, None], pick].reshape(-1, k), cfg.item_spread, rng).reshape(
+                n, cfg.n_themes, k)
+            ln = lens[i0:i1]
+            owner = np.repeat(np.arange(n), ln)
+            pattern = rng.integers(0, cfg.n_themes, size=len(owner))
+            a = _perturb(themes[owner, pattern], cfg.segment_spread, rng)
+            v = _perturb(a, cfg.noise, rng)
+            r0, r1 = int(offsets[i0]), int(offsets[i1])
+            sums_a = np.add.reduceat(a, offsets[i0:i1] - r0, axis=0)
+            sums_v = np.add.reduceat(v, offsets[i0:i1] - r0, axis=0)
+            ca = _perturb(sums_a, cfg.clip_noise * np.linalg.norm(sums_a, axis=1, keepdims=True).mean(), rng)
+            cv = _perturb(sums_v, cfg.clip_noise * np.linalg.norm(sums_v, axis=1, keepdims=True).mean(), rng)
+            dur = rng.uniform(*cfg.segment_seconds, size=len(owner))
+            ends = np.cumsum(dur)
+            starts_item = np.repeat(np.r_[0.0, ends[np.cumsum(ln)[:-1] - 1]], ln)
+            sp = np.empty((r1 - r0, 2))
+            sp[:, 0] = np.round(ends - dur - starts_item, 3)
+            sp[:, 1] = np.round(ends - starts_item, 3)
+            out = {"items": (i0, i1), "rows": (r0, r1), "spans": sp}
+
+            def full(x):  # into the full width (norms are kept)
+                return x @ basis if basis is not None else x
+
+            if audio:
+                out["audio"], out["audio_clip"] = full(a), full(ca)
+            if i0 < n_video:
+                nv = min(i1, n_video) - i0
+                out["video"] = full(v[: int(offsets[i0 + nv]) - r0])
+                out["video_clip"] = full(cv[:nv])
+            yield out
+
+    return lens, chunks()
+
+
 def synth_embeddings(
     n_items: int,
     *,
@@ -146,18 +211,9 @@ def synth_embeddings(
     if n_items < 1:
         raise ParameterError(f"n_items must be >= 1, got {n_items}")
     dtype = np.dtype(dtype)
-    rng0 = np.random.default_rng(seed)
-    lo, hi = cfg.seg_range
-    d = cfg.dim
-    k = cfg.intrinsic_dim or d
-    basis = np.linalg.qr(rng0.standard_normal((d, k)))[0].T if k < d else None  # (k, d), orthonormal rows
-    lens = rng0.integers(lo, hi + 1, size=n_items)
+    lens, chunks = synth_chunks(n_items, seed=seed, config=cfg, video_items=video_items)
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    n_clusters = cfg.n_clusters or max(1, int(round(np.sqrt(n_items))))
-    centers = _unit(rng0.standard_normal((n_clusters, k)))
-    palette = _perturb(np.repeat(centers, cfg.n_palette, axis=0), cfg.theme_spread, rng0).reshape(
-        n_clusters, cfg.n_palette, k)
-    cluster = rng0.integers(0, n_clusters, size=n_items)
+    d = cfg.dim
     n_video = n_items if video_items is None else min(n_items, int(video_items))
     rows_a, rows_v = int(offsets[-1]), int(offsets[n_video])
     audio = np.empty((rows_a, d), dtype=dtype) if "audio" in modalities else None
@@ -165,37 +221,16 @@ def synth_embeddings(
     clip_a = np.empty((n_items, d), dtype=dtype) if "audio" in modalities else None
     clip_v = np.empty((n_video, d), dtype=dtype) if "video" in modalities else None
     spans = np.empty((rows_a, 2))
-    for c, i0 in enumerate(range(0, n_items, _CHUNK)):
-        i1 = min(n_items, i0 + _CHUNK)
-        rng = np.random.default_rng([seed, c])
-        n = i1 - i0
-        pick = np.argsort(rng.random((n, cfg.n_palette)), axis=1)[:, :cfg.n_themes]  # themes of each track
-        themes = _perturb(palette[cluster[i0:i1, None], pick].reshape(-1, k), cfg.item_spread, rng).reshape(
-            n, cfg.n_themes, k)
-        ln = lens[i0:i1]
-        owner = np.repeat(np.arange(n), ln)
-        pattern = rng.integers(0, cfg.n_themes, size=len(owner))
-        a = _perturb(themes[owner, pattern], cfg.segment_spread, rng)
-        v = _perturb(a, cfg.noise, rng)
-        r0, r1 = int(offsets[i0]), int(offsets[i1])
-        sums_a = np.add.reduceat(a, offsets[i0:i1] - r0, axis=0)
-        sums_v = np.add.reduceat(v, offsets[i0:i1] - r0, axis=0)
-        ca = _perturb(sums_a, cfg.clip_noise * np.linalg.norm(sums_a, axis=1, keepdims=True).mean(), rng)
-        cv = _perturb(sums_v, cfg.clip_noise * np.linalg.norm(sums_v, axis=1, keepdims=True).mean(), rng)
-        if basis is not None:  # into the full width (norms are kept)
-            a, v, ca, cv = (x @ basis for x in (a, v, ca, cv))
-        dur = rng.uniform(*cfg.segment_seconds, size=len(owner))
-        ends = np.cumsum(dur)
-        starts_item = np.repeat(np.r_[0.0, ends[np.cumsum(ln)[:-1] - 1]], ln)
-        spans[r0:r1, 0] = np.round(ends - dur - starts_item, 3)
-        spans[r0:r1, 1] = np.round(ends - starts_item, 3)
+    for ch in chunks:
+        i0, i1, r0, r1 = ch["items"][0], ch["items"][1], ch["rows"][0], ch["rows"][1]
+        spans[r0:r1] = ch["spans"]
         if audio is not None:
-            audio[r0:r1] = a
-            clip_a[i0:i1] = ca
-        if video is not None and i0 < n_video:
-            nv = min(i1, n_video) - i0
-            video[r0:int(offsets[i0 + nv])] = v[: int(offsets[i0 + nv]) - r0]
-            clip_v[i0:i0 + nv] = cv[:nv]
+            audio[r0:r1] = ch["audio"]
+            clip_a[i0:i1] = ch["audio_clip"]
+        if video is not None and "video" in ch:
+            nv = len(ch["video_clip"])
+            video[r0:r0 + len(ch["video"])] = ch["video"]
+            clip_v[i0:i0 + nv] = ch["video_clip"]
     ids = [f"item{i:05d}" for i in range(n_items)]
     sources = [f"synthetic/{x}.mp4" for x in ids]
     shas = [hashlib.sha256(x.encode()).hexdigest() for x in ids]

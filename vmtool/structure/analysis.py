@@ -760,6 +760,17 @@ def _worker_run(task: ClipTask) -> ClipResult:
     return analyze_clip(task, _WORKER["config"], _WORKER["device"])
 
 
+def _task_media(args: tuple) -> str | None:
+    """The source a clip decodes when the input collection lacks part of what it needs (Dask runs)."""
+    (task,) = args
+    it = task.item
+    if task.source_problem or (task.likelihood is None and not it.has_video):
+        return None  # analyze_clip fails before decoding anything
+    # (stored bars of another metre are also computed again: that case is left to analyze_clip)
+    decodes = task.likelihood is None or (it.has_audio and (task.l_seg is None or task.bars is None))
+    return it.source if decodes else None
+
+
 @locks_output()
 def analyze_structure(
     inputs: Sequence[str | os.PathLike],
@@ -775,6 +786,7 @@ def analyze_structure(
     wait: float = DEFAULT_WAIT,
     command: str = "",
     progress: Progress | None = None,
+    scheduler: str | None = None,
 ) -> StructureReport:
     """Analyse how the cuts of music videos follow their music; write the output collection.
 
@@ -807,6 +819,9 @@ def analyze_structure(
         The command line, recorded in the output.
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
+    scheduler : str, optional
+        Analyse the clips as tasks on a Dask cluster (see :mod:`vmtool.cluster`):
+        ``local:N`` or a scheduler address; the workers read the sources at the same paths.
 
     Returns
     -------
@@ -842,6 +857,9 @@ def analyze_structure(
         kind, _ = read_kind(p)
         if kind != "collection":
             raise FormatError(f"is a vmtool {kind!r} file, expected a 'collection' file (attribute 'vmtool_kind')", p)
+    from vmtool.cluster import runner_for
+
+    runner = runner_for(scheduler, progress=progress, media=_task_media)
     tasks, seed, stored_attrs = _gather(paths, config, meta, keep_going, report)
     report.failures[:] = in_input_order(report.failures, paths)
     if not tasks:
@@ -849,14 +867,14 @@ def analyze_structure(
     if meta is not None:
         _metadata_warnings(meta, report)
 
-    if workers > 1 and len(tasks) > 1:
+    if (workers > 1 or (scheduler or "").startswith("local:")) and len(tasks) > 1:
         from vmtool._librosa import import_librosa_beat
 
         import_librosa_beat()  # fills numba's cache once, before the workers load it
     progress.batch_start(len(tasks))
     batch = [(t.label, (t,)) for t in tasks]
     results: list[ClipResult] = []
-    for i, res in run_batch(batch, _worker_run, workers=workers, keep_going=keep_going, progress=progress,
+    for i, res in runner(batch, _worker_run, workers=workers, keep_going=keep_going, progress=progress,
                             work=lambda _: 1.0, initializer=_worker_init, initargs=(config, device),
                             in_process=lambda t, on_advance=None: analyze_clip(t, config, device)):
         if isinstance(res, Failure):

@@ -1,0 +1,154 @@
+"""``vmtool index`` and ``rank --prefilter`` through the index: same answers, stale indexes refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vmtool.cli import app
+from vmtool.ranking import load_catalog
+from vmtool.ranking.index import build_index, index_path, open_index, read_items, stream_centroids
+from vmtool.ranking.synthetic import synth_catalog
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def cat(tmp_path_factory):
+    """200 items, 16-d, float16 (8 to 16 segments each)."""
+    return synth_catalog(tmp_path_factory.mktemp("index") / "cat.h5", 200, seed=4, dim=16, dtype="float16")
+
+
+def ranking(catalog, *extra):
+    res = run("rank", f"{catalog}#item00007", catalog, "-m", "nw-dtw", "-k", "5", "--format", "json", "-q", *extra)
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    return [(r["id"], r["distance"], r["start"], r["end"]) for r in out["results"]], out
+
+
+def test_streamed_centroids_equal_the_in_memory_ones(cat):
+    whole = load_catalog(cat, "audio")
+    # a few items per chunk: the chunk boundaries fall everywhere
+    np.testing.assert_allclose(stream_centroids(cat, "audio", chunk_rows=37), whole.centroids, atol=1e-6)
+
+
+def test_read_items_reads_exactly_the_candidates(cat):
+    whole = load_catalog(cat, "audio")
+    idx = np.array([150, 3, 77, 3, 199])
+    sub = read_items(cat, "audio", idx)
+    assert sub.ids == [whole.ids[i] for i in idx]
+    for j, i in enumerate(idx):
+        assert np.array_equal(sub.segments(j), whole.segments(i))
+        assert np.array_equal(sub.spans_of(j), whole.spans_of(i))
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_prefilter_through_the_index_equals_the_exact_ranking(tmp_path, cat, kind):
+    if kind == "ivf":
+        pytest.importorskip("faiss")
+    c = tmp_path / "cat.h5"
+    shutil.copy(cat, c)
+    exact, _ = ranking(c)
+    res = run("index", c, "--kind", kind, "-q")
+    assert res.exit_code == 0, res.stderr
+    assert index_path(c).exists()
+    # every item a candidate: the index path must give the exact answer
+    got, out = ranking(c, "--prefilter", 200)
+    assert got == exact
+    assert out["prefilter"] == 200 and out["targets"] == 200
+    # fewer candidates: the best match (the item's own track) is still first
+    got, out = ranking(c, "--prefilter", 20)
+    assert got[0] == exact[0] and out["prefilter"] == 20
+
+
+def test_flat_index_candidates_are_the_nearest_centroids(tmp_path, cat):
+    c = tmp_path / "cat.h5"
+    shutil.copy(cat, c)
+    build_index(c, kind="flat")
+    idx = open_index(c, "audio")
+    whole = load_catalog(c, "audio")
+    q = whole.centroids[11] + 0.1
+    d = -(whole.centroids @ (q / np.linalg.norm(q)))
+    assert list(idx.search(q, 10)) == list(np.argsort(d, kind="stable")[:10])
+
+
+def test_a_changed_catalog_refuses_its_index(tmp_path, cat):
+    c = tmp_path / "cat.h5"
+    shutil.copy(cat, c)
+    build_index(c, kind="flat")
+    # items added since (as embed --resume or merge would): another catalog of 210 items
+    synth_catalog(c, 210, seed=4, dim=16, dtype="float16")
+    res = run("rank", f"{c}#item00007", c, "-m", "nw-dtw", "--prefilter", 20, "-q")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (f"Error: {c}.index: is stale: built for a catalog of 200 items, this one has 210 "
+                                  f"(items added or removed since: embed --resume, merge); "
+                                  f"rebuild it with: vmtool index {c}")
+    # the same items embedded by another model
+    shutil.copy(cat, c)
+    with h5py.File(c, "a") as f:
+        model = json.loads(f.attrs["model"])
+        old = model["sha256"]
+        model["sha256"] = "f" * 64
+        f.attrs["model"] = json.dumps(model)
+    res = run("rank", f"{c}#item00007", c, "-m", "nw-dtw", "--prefilter", 20, "-q")
+    assert res.exit_code == 1
+    assert f"is stale: built for embeddings of another model (model {old[:12]}, the catalog's ffffffffffff)" \
+        in res.stderr
+    # rebuilt: served again
+    assert run("index", c, "--kind", "flat", "-q").exit_code == 0
+    assert run("rank", f"{c}#item00007", c, "-m", "nw-dtw", "--prefilter", 20, "-q").exit_code == 0
+
+
+def test_index_of_a_file_without_segment_embeddings(tmp_path, music_wav):
+    feats = tmp_path / "f.h5"
+    assert run("extract", music_wav, "-a", "handcrafted", "-v", "none", "-o", feats, "-q").exit_code == 0
+    res = run("index", feats)
+    assert res.exit_code == 3
+    assert res.stderr.strip() == (f"Error: {feats}: has no segment embeddings (embeddings/audio_segments or "
+                                  "video_segments): nothing to index; run vmtool embed with a segmentation")
+    assert not index_path(feats).exists()
+
+
+def test_an_index_file_of_another_catalog_is_refused(tmp_path, cat):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    shutil.copy(cat, a)
+    synth_catalog(b, 200, seed=5, dim=16, dtype="float16")
+    build_index(a, kind="flat")
+    shutil.copy(index_path(a), index_path(b))
+    with pytest.raises(Exception, match=r"is stale: built for another catalog \(its items or their segments differ\)"):
+        open_index(b, "audio")
+
+
+def test_merge_into_an_indexed_catalog_says_the_index_is_stale(tmp_path, cat):
+    a = tmp_path / "a.h5"
+    shutil.copy(cat, a)
+    build_index(a, kind="flat")
+    keep = tmp_path / "keep.txt"
+    keep.write_text("\n".join(f"item{i:05d}" for i in range(190)) + "\n")
+    res = run("merge", a, "--ids", keep, "-o", a, "-q")  # tracks removed from the catalog
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.strip() == (f"Warning: {a}.index: the prefilter index is now stale (built for a catalog "
+                                  f"of 200 items, this one has 190 (items added or removed since: embed "
+                                  f"--resume, merge)); rebuild it with: vmtool index {a}")
+
+
+def test_streamed_exact_ranking_equals_the_in_memory_one(cat):
+    from vmtool.ranking import rank
+    from vmtool.ranking.catalog import load_item
+    from vmtool.ranking.index import rank_streamed
+
+    q = load_item(cat, "item00007", "video")
+    whole = rank(q, load_catalog(cat, "audio"), "btrace", k=5)
+    streamed = rank_streamed(q, cat, "audio", "btrace", k=5, chunk_rows=101)  # many chunks
+    assert [(r.index, r.id, r.distance, r.span) for r in streamed.results] == \
+        [(r.index, r.id, r.distance, r.span) for r in whole.results]
+    assert streamed.n_targets == 200
