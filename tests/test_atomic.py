@@ -163,3 +163,18 @@ def test_o_on_a_symlink_writes_through_to_its_target(tmp_path):
         assert tmp.parent == real.parent
         tmp.write_bytes(b"new")
     assert link.is_symlink() and real.read_bytes() == b"new"
+
+
+def test_a_file_system_without_locks_warns_and_writes(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "out.h5"
+    with pytest.warns(UserWarning, match="cannot lock .*could lose items"):
+        with atomic_output(out) as tmp:
+            tmp.write_bytes(b"x")
+    assert out.read_bytes() == b"x" and sorted(os.listdir(tmp_path)) == ["out.h5"]

@@ -138,7 +138,6 @@ def test_a_write_error_that_is_not_enospc_keeps_its_own_message(tmp_path, featur
 def test_enospc_from_torch_save(tmp_path, features, monkeypatch):
     """torch.save reports "file write failed" without errno: the full file system is checked."""
     from vmtool import atomic
-    from vmtool.models import checkpoint
 
     def failed(*args, **kwargs):
         raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")

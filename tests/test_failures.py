@@ -434,3 +434,23 @@ def test_cluster_options(tmp_path, music_wav, existing_output):
     assert res.exit_code == 1
     assert one_error_line(res) == "Error: --send-media needs --scheduler"
     assert_untouched(existing_output)
+
+
+def test_damaged_chunk_is_a_format_error_naming_the_file(tmp_path):
+    """A flipped byte inside compressed data surfaces only when it is read: one line, exit 3."""
+    from vmtool.training.synthetic import synth_features
+
+    bad = tmp_path / "bad.h5"
+    synth_features(bad, 6)
+    with h5py.File(bad, "r") as f:
+        offset = f["features/synth_audio/data"].id.get_chunk_info(0).byte_offset
+    data = bytearray(bad.read_bytes())
+    for k in range(16):
+        data[offset + 64 + k] ^= 0x5A
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out.h5"
+    res = run("merge", bad, "-q", "-o", out)
+    assert res.exit_code == 3
+    assert one_error_line(res) == (f"Error: {bad}: is damaged: reading it failed (Can't synchronously read data "
+                                   "(filter returned failure during read))")
+    assert not out.exists()

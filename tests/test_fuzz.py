@@ -24,14 +24,14 @@ SMALL = ["--audio-layers", "16", "--video-layers", "16", "--epochs", "1", "-q"]
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, odd_size_video):
     from vmtool.ranking import synth_catalog
     from vmtool.synth import synth_music, write_media
     from vmtool.training.synthetic import synth_features
 
     d = tmp_path_factory.mktemp("fuzz")
     files = {"features": d / "features.h5", "catalog": d / "catalog.h5", "model": d / "model.pt",
-             "segmented": d / "segmented.h5", "wav": d / "song.wav"}
+             "segmented": d / "segmented.h5", "wav": d / "song.wav", "mp4": odd_size_video}
     synth_features(files["features"], 8, frames=(6, 9))
     synth_catalog(files["catalog"], 5, seed=1, dim=16)
     for args in (["train", files["features"], "-o", files["model"], *SMALL],
@@ -54,6 +54,8 @@ def readers(files, bad: str, kind: str, out: str) -> list[list[str]]:
                 ["align", f"{bad}#item00001", f"{bad}#item00002", "-q"], ["merge", bad, "-q", "-o", out]]
     if kind == "model":
         return [["info", bad], ["embed", f, "--model", bad, "-q", "-o", out]]
+    if kind == "mp4":
+        return [["extract", bad, "-a", "none", "-v", "color", "-q", "-o", out]]
     return [["extract", bad, "-a", "handcrafted", "-v", "none", "-q", "-o", out],
             ["segment", bad, "-m", "fixed", "--window", "2", "-q", "-o", out]]
 
@@ -64,9 +66,9 @@ damages = st.tuples(
 )
 
 
-@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+@settings(max_examples=30, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(kind=st.sampled_from(["features", "segmented", "catalog", "model", "wav"]), damage=damages,
+@given(kind=st.sampled_from(["features", "segmented", "catalog", "model", "wav", "mp4"]), damage=damages,
        which=st.integers(0, 4))
 def test_damaged_files_give_vmtool_errors_only(corpus, kind, damage, which):
     flips, cut = damage
@@ -91,7 +93,7 @@ def test_damaged_files_give_vmtool_errors_only(corpus, kind, damage, which):
 
 def test_the_corpus_is_valid(corpus):
     """Undamaged, every reader succeeds: the fuzz test checks damage, not a broken setup."""
-    for kind in ("features", "segmented", "catalog", "model", "wav"):
+    for kind in ("features", "segmented", "catalog", "model", "wav", "mp4"):
         with tempfile.TemporaryDirectory() as tmp:
             for args in readers(corpus, str(corpus[kind]), kind, str(Path(tmp) / "out.h5")):
                 res = runner.invoke(app, args)

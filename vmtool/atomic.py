@@ -187,7 +187,15 @@ def _acquire(lock: Path, wait: float, display: Path) -> int:
             fd = os.open(lock, os.O_RDONLY)  # another user's lock file: flock works read-only
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as exc:
+            if not isinstance(exc, BlockingIOError):
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    os.close(fd)
+                    raise
+                # a file system without locks (some network mounts): go on, unprotected
+                warnings.warn(f"{display}: cannot lock ({exc.strerror}); another run writing it at the "
+                              "same time could lose items", LockWaitWarning, stacklevel=4)
+                return fd
             os.close(fd)
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -232,7 +232,10 @@ def check_self_contained(f, path: str | os.PathLike) -> None:
                     "self-contained and external links are refused")
         if isinstance(link, h5py.SoftLink):
             return f"'{name}' is a soft link (to {link.path}); vmtool files hold no links"
-        obj = f.get(name)
+        try:
+            obj = f.get(name)
+        except Exception as exc:  # raising inside the walk would become a SystemError
+            return f"is damaged: object '{name}' cannot be read ({_first_line(exc)})"
         if isinstance(obj, h5py.Dataset):
             if obj.is_virtual:
                 return (f"dataset '{name}' is a virtual dataset (mapped from other files); vmtool files are "
@@ -242,9 +245,19 @@ def check_self_contained(f, path: str | os.PathLike) -> None:
                         "and external storage is refused")
         return None
 
-    found = f.visititems_links(problem)
+    try:
+        found = f.visititems_links(problem)
+    except Exception as exc:  # a damaged link table or heap
+        raise FormatError(f"is damaged: its groups cannot be read ({_first_line(exc)})", path) from None
     if found is not None:
         raise FormatError(found, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemError) and (exc.__cause__ or exc.__context__):  # raised inside an h5py callback
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def damaged_file_error(exc: BaseException) -> FormatError | None:
@@ -256,7 +269,8 @@ def damaged_file_error(exc: BaseException) -> FormatError | None:
     The file and dataset are taken from the h5py object being read when the error
     was raised.
     """
-    if not isinstance(exc, (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeError, IndexError)):
+    if not isinstance(exc, (OSError, RuntimeError, SystemError, KeyError, ValueError, TypeError, UnicodeError,
+                            IndexError)):
         return None
     frames = []
     tb = exc.__traceback__
@@ -277,8 +291,7 @@ def damaged_file_error(exc: BaseException) -> FormatError | None:
                     pass
         if path is None and f"{os.sep}vmtool{os.sep}" in fr.f_code.co_filename:
             path = _path_in(fr.f_locals)
-    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    reason = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    reason = _first_line(exc)
     what = f"reading '{dataset.lstrip('/')}'" if dataset and dataset != "/" else "reading it"
     if path is None:
         return FormatError(f"a vmtool file is damaged: {what} failed ({reason})")
