@@ -18,11 +18,11 @@ _vmtool() {
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
-            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --list -f --format -q --quiet --version -h --help'
+            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --resume -k --keep-going --glob --list -f --format -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output) _vmtool_files -f; return 0 ;;
-                -a|--audio-features|-v|--video-features|--rate|-j|--workers) :; return 0 ;;
+                -a|--audio-features|-v|--video-features|--rate|-j|--workers|--glob) :; return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac

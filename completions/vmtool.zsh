@@ -46,6 +46,7 @@ _vmtool() {
                     '(--resume)--resume[Keep OUT'\''s items; skip inputs already in it (same sha256).]' \
                     '(-k --keep-going)-k[Record failed inputs, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed inputs, finish the rest, exit 1 at the end.]' \
+                    '*--glob[In folders, take the files whose name matches (repeatable; case-insensitive).]:PATTERN: ' \
                     '(--list)--list[List the extractors (dimension, availability) and exit.]' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
@@ -205,7 +206,7 @@ _vmtool() {
                     '(-d --direction)-d[v2m\: QUERY is a video and TARGET a track; m2v\: the reverse.]:DIRECTION:(v2m m2v)' \
                     '(-d --direction)--direction[v2m\: QUERY is a video and TARGET a track; m2v\: the reverse.]:DIRECTION:(v2m m2v)' \
                     '(--catalog)--catalog[Recipe for media files when neither side is a FILE.h5#ITEM-ID.]:CATALOG.h5:_files' \
-                    '(--plot)--plot[Draw the distance matrix with the path.]:FILE.png:_files' \
+                    '(--plot)--plot[Draw the distance matrix with the path (the extension picks the format\: .png, .pdf, .svg...).]:FILE.png:_files' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
@@ -228,7 +229,7 @@ _vmtool() {
                     '(-d --direction)--direction[Who queries whom.]:v2m|m2v|both:(v2m m2v both)' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
-                    '(--plot)--plot[Histograms of the distances with the ground truth'\''s rank.]:FILE.png:_files' \
+                    '(--plot)--plot[Histograms of the distances with the ground truth'\''s rank (.png, .pdf, .svg...).]:FILE.png:_files' \
                     '(--ranks)--ranks[JSON\: add every query'\''s ground-truth rank.]' \
                     '(--ids)--ids[Only these items (one id per line; - reads stdin).]:FILE:_files' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
