@@ -342,8 +342,24 @@ def _check_truncation(p: Path, what: str, decoded: float, declared: float) -> No
 
 
 def load_audio(path: str | os.PathLike, sr: int, *, info: MediaInfo | None = None) -> np.ndarray:
-    """Decode a whole file's audio, mono float32 at *sr* Hz (see :func:`iter_audio`)."""
-    return np.concatenate(list(iter_audio(path, sr, info=info)))
+    """Decode a whole file's audio, mono float32 at *sr* Hz (see :func:`iter_audio`).
+
+    The array is allocated once from the declared duration and filled block by block,
+    so decoding a long file peaks at about one copy of the signal (two hours at
+    22,050 Hz: 635 MB), not two (blocks plus their concatenation).
+    """
+    info = info or probe(path)
+    declared = info.audio_duration if math.isfinite(info.audio_duration) else info.duration
+    out = np.empty(int(max(declared, 0.0) * sr) + sr, dtype=np.float32)
+    pos = 0
+    for block in iter_audio(path, sr, info=info):
+        if pos + block.size > out.size:  # longer than declared: grow geometrically
+            grown = np.empty(max(2 * out.size, pos + block.size), dtype=np.float32)
+            grown[:pos] = out[:pos]
+            out = grown
+        out[pos : pos + block.size] = block
+        pos += block.size
+    return out[:pos].copy() if pos < 0.9 * out.size else out[:pos]
 
 
 def iter_frames(
