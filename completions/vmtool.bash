@@ -18,11 +18,11 @@ _vmtool() {
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
-            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --scheduler --send-media --resume -k --keep-going --metadata --measure --no-measure --list -f --format --wait -q --quiet --version -h --help'
+            opts='-o --output -a --audio-features -v --video-features --rate --device -j --workers --scheduler --send-media --resume -k --keep-going --metadata --measure --no-measure --glob --list -f --format --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;
-                -a|--audio-features|-v|--video-features|--rate|-j|--workers|--scheduler|--wait) :; return 0 ;;
+                -a|--audio-features|-v|--video-features|--rate|-j|--workers|--scheduler|--glob|--wait) :; return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac

@@ -32,6 +32,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from extract' -l resume -d 'Keep O
 complete -c vmtool -n '__fish_seen_subcommand_from extract' -s k -l keep-going -d 'Record failed inputs, finish the rest, exit 1 at the end.'
 complete -c vmtool -n '__fish_seen_subcommand_from extract' -l metadata -r -F -d 'Track metadata sheet joined by its \'id\' or \'file\' column (title, artist, bpm, key...'
 complete -c vmtool -n '__fish_seen_subcommand_from extract' -l measure -l no-measure -d 'Measure tempo, key and loudness of the audio.'
+complete -c vmtool -n '__fish_seen_subcommand_from extract' -l glob -x -d 'In folders, take the files whose name matches (repeatable; case-insensitive).'
 complete -c vmtool -n '__fish_seen_subcommand_from extract' -l list -d 'List the extractors (dimension, availability) and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from extract' -s f -l format -x -a 'table json' -d 'Output format on stdout.'
 complete -c vmtool -n '__fish_seen_subcommand_from extract' -l wait -x -d 'Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.'

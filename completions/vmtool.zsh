@@ -53,6 +53,7 @@ _vmtool() {
                     '(--metadata)--metadata[Track metadata sheet joined by its '\''id'\'' or '\''file'\'' column (title, artist, bpm, key...]:FILE.csv:_files' \
                     '(--measure --no-measure)--measure[Measure tempo, key and loudness of the audio.]' \
                     '(--measure --no-measure)--no-measure[Measure tempo, key and loudness of the audio.]' \
+                    '*--glob[In folders, take the files whose name matches (repeatable; case-insensitive).]:PATTERN: ' \
                     '(--list)--list[List the extractors (dimension, availability) and exit.]' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \

@@ -104,8 +104,8 @@ def test_exit_codes_are_documented_as_used():
 
     cli = (ROOT / "docs" / "cli.md").read_text()
     table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", cli, flags=re.M))
-    assert set(table) == {"0", "1", "2", "3", "130"}
+    assert set(table) == {"0", "1", "2", "3", "130", "143"}
     assert errors.VmtoolError.exit_code == 1 and errors.FormatError.exit_code == 3
-    assert errors.EXIT_INTERRUPTED == 130
+    assert errors.EXIT_INTERRUPTED == 130 and errors.EXIT_TERMINATED == 143
     # usage errors are 2
     assert _invoke("rank", "--no-such-option").exit_code == 2

@@ -25,7 +25,7 @@ from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_
 from vmtool.batch import Failure, in_input_order, run_batch
 from vmtool.errors import BatchFailed, MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
-from vmtool.media import check_media_file
+from vmtool.media import MEDIA_PATTERNS, check_media_file, find_media
 from vmtool.progress import Progress
 from vmtool.store import (
     Collection,
@@ -321,6 +321,7 @@ class ExtractReport:
     output: str
     added: list[str] = field(default_factory=list)  # ids
     skipped: list[str] = field(default_factory=list)  # sources already present (resume)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out of folders
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, message)
     written: bool = False
     sheet_matched: int = 0  # items given values by the --metadata sheet
@@ -360,13 +361,18 @@ def extract(
     sheet: str | os.PathLike | None = None,
     scheduler: str | None = None,
     send_media: bool = False,
+    patterns: Sequence[str] | None = None,
 ) -> ExtractReport:
     """Extract features of *inputs* into the collection file *output*.
 
     Parameters
     ----------
     inputs : sequence of path
-        Media files (audio, video or both).
+        Media files (audio, video or both) and folders: a folder stands for the
+        media files below it (see :func:`vmtool.media.find_media`); what was left
+        out is listed in the report's ``ignored``. A song (with or without cover
+        art) gets the audio extractors only, a silent video the video ones, unless
+        the config requires a modality.
     output : path
         The collection to write. Written atomically: on any failure (without
         ``keep_going``) or interruption, an existing file is left as it was.
@@ -392,6 +398,9 @@ def extract(
         ``local:N`` or a scheduler address. *workers* is then unused.
     send_media : bool
         With *scheduler*: send each file's bytes to the worker (no shared storage).
+    patterns : sequence of str, optional
+        File-name patterns selecting the files inside folders (default: every
+        media extension).
 
     Returns
     -------
@@ -410,6 +419,12 @@ def extract(
     if workers < 1:
         raise ParameterError(f"--workers must be at least 1, got {workers}")
     report = ExtractReport(output=str(out))
+    given = list(inputs)
+    inputs, report.ignored = find_media(given, patterns)
+    if not inputs:
+        folders = [os.fspath(x) for x in given if Path(x).is_dir()]
+        raise VmtoolError(f"no media file found (patterns: {' '.join(patterns or MEDIA_PATTERNS)})",
+                          folders[0] if len(folders) == 1 else None)
     sheet_data = None
     if sheet is not None:
         from vmtool.metadata import read_sheet

@@ -1452,13 +1452,20 @@ def make_corpus(
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        from vmtool.batch import die_with_parent, stop_workers
+
         with ProcessPoolExecutor(max_workers=min(int(workers), len(jobs)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_make_clip_job, path, kw) for path, kw in jobs]
-            for (path, _), fut in zip(jobs, futures):
-                progress.file_start(path, 1.0)
-                truths.append(fut.result())
-                progress.file_done(path, True)
+                                 mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+            try:
+                futures = [pool.submit(_make_clip_job, path, kw) for path, kw in jobs]
+                for (path, _), fut in zip(jobs, futures):
+                    progress.file_start(path, 1.0)
+                    truths.append(fut.result())
+                    progress.file_done(path, True)
+            except BaseException:
+                stop_workers(pool)
+                raise
     clips: list[ClipTruth] = []
     records = []
     for (path, _), truth in zip(jobs, truths):

@@ -2,7 +2,7 @@
 
 This is the only place where exit codes are decided: a library
 :class:`~vmtool.errors.VmtoolError` becomes ``Error: <message>`` on stderr and its
-exit code; Ctrl-C becomes exit code 130.
+exit code; Ctrl-C becomes exit code 130, SIGTERM 143.
 """
 
 from __future__ import annotations
@@ -10,14 +10,16 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from vmtool.errors import EXIT_INTERRUPTED, VmtoolError
+from vmtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, VmtoolError
 from vmtool.progress import Progress
 
 # --- shared options (same names in every command) ------------------------------------------
@@ -122,12 +124,23 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):  # 
     sys.stderr.write(f"Warning: {message}\n")
 
 
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise Interrupted("terminated (SIGTERM); no output was written or changed", EXIT_TERMINATED)
+
+
 def handle_errors(func):
-    """Turn library errors into ``Error: ...`` + exit code, Ctrl-C into exit 130."""
+    """Turn library errors into ``Error: ...`` + exit code, Ctrl-C into exit 130.
+
+    SIGTERM (``kill``, a job scheduler, ``timeout``) is handled like Ctrl-C: the same
+    cleanup (temporary files removed, worker processes stopped), exit code 143.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any):
         warnings.showwarning = _showwarning
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return func(*args, **kwargs)
         except VmtoolError as exc:
@@ -135,7 +148,7 @@ def handle_errors(func):
                 error(msg)
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see install_signal_handlers)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see _on_sigterm)
             error(getattr(exc, "message", None) or "interrupted; no output was written or changed")
             raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
         except Exception as exc:
@@ -146,6 +159,9 @@ def handle_errors(func):
                 raise
             error(str(damaged))
             raise typer.Exit(damaged.exit_code) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

@@ -25,35 +25,31 @@ def method_callback(value: str) -> str:
         raise typer.BadParameter(exc.reason) from None
 
 
-def methods_callback(value: str) -> str:
-    from vmtool.ranking.methods import parse_methods
-
+def _as_usage_error(parse, value):
+    """Run ``parse(value)`` (a library parser); its ParameterError becomes a usage error (exit 2)."""
     try:
-        parse_methods(value)
+        parse(value)
     except ParameterError as exc:
         raise typer.BadParameter(exc.reason) from None
     return value
+
+
+def methods_callback(value: str) -> str:
+    from vmtool.ranking.methods import parse_methods
+
+    return _as_usage_error(parse_methods, value)
 
 
 def scenarios_callback(value: Optional[list[str]]) -> Optional[list[str]]:
     from vmtool.ranking.evaluate import parse_scenarios
 
-    if value is not None:
-        try:
-            parse_scenarios(value)
-        except ParameterError as exc:
-            raise typer.BadParameter(exc.reason) from None
-    return value
+    return value if value is None else _as_usage_error(parse_scenarios, value)
 
 
 def directions_callback(value: str) -> str:
     from vmtool.ranking.evaluate import parse_directions
 
-    try:
-        parse_directions(value)
-    except ParameterError as exc:
-        raise typer.BadParameter(exc.reason) from None
-    return value
+    return _as_usage_error(parse_directions, value)
 
 
 def query_segments_callback(value: Optional[str]) -> Optional[str]:

@@ -34,12 +34,14 @@ HELP = """Extract frame-level features of media files into OUT.h5.
 
 Each file's container tags (title, artist, album, genre, BPM, key, ISRC) are stored with it, and its tempo, key and loudness are measured from its audio (stored as measured_bpm, measured_key, measured_loudness, apart from the tags); --metadata joins a catalog's own CSV sheet by its 'id' or 'file' column (its values win over the tags).
 
-One row per output step (--rate, 1 Hz by default). Defaults: audio 'handcrafted' (VM-Net's librosa descriptors), video 'transnet' (TransNetV2 fc1 embedding, plus the shot-boundary likelihood at the native frame rate) and 'color'. An input lacking a modality simply gets no features of it, unless that modality's features were asked for explicitly. INPUT '-' reads paths from stdin, one per line.
+INPUT is a media file or a folder: a folder stands for the media files below it (recursively; --glob picks other names), and what was left out is listed on stderr. One row per output step (--rate, 1 Hz by default). Defaults: audio 'handcrafted' (VM-Net's librosa descriptors), video 'transnet' (TransNetV2 fc1 embedding, plus the shot-boundary likelihood at the native frame rate) and 'color'. An input lacking a modality simply gets no features of it (a song, with or without cover art, gets the audio features only), unless it lacks every modality whose features were asked for explicitly (give both -a and -v for a mixed folder). INPUT '-' reads paths from stdin, one per line.
 
 \b
 Examples:
   vmtool extract clip.mp4 -o clip.h5
   vmtool extract music/*.mp3 --audio-features handcrafted -o catalog.h5 -j 2
+  vmtool extract ~/Music ~/Videos -o library.h5 --keep-going
+  vmtool extract ~/Music --glob '*.flac' --glob '*.mp3' -o songs.h5
   find videos -name '*.mp4' | vmtool extract - -o videos.h5 --keep-going --resume
   vmtool extract music/*.mp3 -a handcrafted -v none --metadata catalog.csv -o tracks.h5
   vmtool extract music/*.mp3 -a handcrafted -v none -o catalog.h5 --scheduler tcp://head:8786
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
 def extract_cmd(
     ctx: typer.Context,
     inputs: Annotated[Optional[list[str]], typer.Argument(metavar="INPUT...", show_default=False,
-                                                          help="Media files ('-': read paths from stdin).")] = None,
+                                                          help="Media files or folders ('-': read paths from stdin).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", dir_okay=False, show_default=False,
                                                    help="Output collection file (written atomically).")] = None,
     audio_features: Annotated[Optional[list[str]], typer.Option(
@@ -77,6 +79,10 @@ def extract_cmd(
              "column).")] = None,
     measure: Annotated[bool, typer.Option("--measure/--no-measure",
                                           help="Measure tempo, key and loudness of the audio.")] = True,
+    glob: Annotated[Optional[list[str]], typer.Option(
+        "--glob", metavar="PATTERN",
+        help="In folders, take the files whose name matches (repeatable; case-insensitive). "
+             "Default: every audio and video extension.", show_default=False)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the extractors (dimension, availability) and exit.")] = False,
     fmt: FormatOpt = Format.table,
     wait: WaitOpt = DEFAULT_WAIT,
@@ -112,7 +118,8 @@ def extract_cmd(
     with RichProgress(enabled=not quiet) as progress:
         report = extract(paths, output, config, device=dev, workers=workers, resume=resume,
                          keep_going=keep_going, progress=progress, command=command_line(ctx), wait=wait,
-                         sheet=metadata, scheduler=scheduler, send_media=send_media)
+                         sheet=metadata, scheduler=scheduler, send_media=send_media, patterns=glob)
+    _report_ignored(report.ignored, quiet)
     for src, msg in report.failures:
         error(msg)
     parts = [f"{len(report.added)} item(s) added"]
@@ -129,6 +136,17 @@ def extract_cmd(
     info(f"{output}: " + ", ".join(parts), quiet and not report.failures)
     if report.failures:
         raise typer.Exit(1)
+
+
+def _report_ignored(ignored: list[tuple[str, str]], quiet: bool) -> None:
+    """One stderr line per reason files were left out of folders, with a few examples."""
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in ignored:
+        by_reason.setdefault(reason, []).append(path)
+    why = {"hidden": "hidden (name starts with a dot)", "not matched": "not media (see --glob)"}
+    for reason, paths in by_reason.items():
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        info(f"skipped {len(paths)} path(s), {why.get(reason, reason)}: {shown}", quiet)
 
 
 def _print_list(infos, fmt: Format) -> None:
