@@ -44,13 +44,14 @@ _vmtool() {
             esac
             ;;
         segment)
-            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers -k --keep-going --resume -q --quiet --version -h --help'
+            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --boundary-times --reference --plot -f --format --device -j --workers -k --keep-going --resume -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;
                 -o|--output|--reference) _vmtool_files -f; return 0 ;;
                 --threshold|--beats-per-bar|--window|--min-duration|-j|--workers) :; return 0 ;;
                 --labels) mapfile -t COMPREPLY < <(compgen -W 'fmc2d scluster cnmf' -- "$cur"); return 0 ;;
+                --boundary-times) mapfile -t COMPREPLY < <(compgen -W 'msaf frame-start' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;

@@ -66,6 +66,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from segment' -l beats-per-bar -x 
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -l window -x -d 'fixed: window length in seconds.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -l labels -x -a 'fmc2d scluster cnmf' -d 'Add MSAF segment labels (music methods).'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -l min-duration -x -d 'Merge segments shorter than this (s).'
+complete -c vmtool -n '__fish_seen_subcommand_from segment' -l boundary-times -x -a 'msaf frame-start' -d 'foote/sf/olda: place a boundary at the end of its beat frame as msaf reports it (msaf), or at its start, one beat earlier (frame-start).'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -l reference -r -F -d 'Reference annotations: a JAMS or \'time label\' file, or a directory of <id>.jams/.txt/.lab; reports boundary hit rates at 0.5 s and 3 s.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -l plot -x -a '(__fish_complete_directories)' -d 'Write one PNG per item and method here.'
 complete -c vmtool -n '__fish_seen_subcommand_from segment' -s f -l format -x -a 'table json' -d 'Print the results on stdout (default: table with --reference, else nothing).'

@@ -139,6 +139,8 @@ def test_newer_schema_major(tmp_path):
         (["extract", "x.mp4", "-o", "x.h5", "--bogus"], "No such option"),
         (["extract", "x.mp4", "-o", "x.h5", "--workers", "0"], "--workers"),
         (["info", "x.h5", "--format", "xml"], "xml"),
+        (["segment", "x.wav", "-m", "olda", "-o", "x.h5", "--boundary-times", "end"],
+         "--boundary-times"),
     ],
 )
 def test_usage_errors_exit_2(args, text):

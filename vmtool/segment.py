@@ -6,8 +6,9 @@ collection (the segmentations are added to a copy written to the output) or medi
 are stored under ``/segmentations/<method>`` (see ``docs/format.md``); several methods
 live side by side, and running a method again replaces its previous result.
 
-Audio is decoded once per item and shared by all audio methods; MSAF's features are
-computed once per item and shared by foote, sf and olda.
+Audio is decoded once per item, as ``librosa.load`` decodes it (the signal msaf's own
+pipeline analyses), and shared by all audio methods; MSAF's features are computed once per
+item and shared by foote, sf and olda.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vmtool.batch import Failure, run_batch
 from vmtool.errors import FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import Segmentation
+from vmtool.segmentation.music import BOUNDARY_TIMES
 from vmtool.store import Collection, CollectionWriter, Item, canonical_json, read_kind, sha256_file, unique_ids
 
 __all__ = [
@@ -45,6 +47,7 @@ AUDIO_METHODS = MUSIC_METHODS + ("beats", "bars")
 METHODS = ("foote", "sf", "olda", "transnet", "beats", "bars", "fixed")
 LABEL_METHODS = ("fmc2d", "scluster", "cnmf")
 AUDIO_SR = 22050  # msaf's and librosa's default rate; one decode serves every audio method
+AUDIO_RESAMPLER = "librosa"  # decode as librosa.load, which msaf uses (vmtool.media.load_audio)
 VERSION = "1"
 
 
@@ -66,6 +69,10 @@ class SegmentConfig:
         MSAF labelling algorithm for the music methods.
     min_duration : float or None
         Shortest segment in seconds; None: 1 s, except 0 for ``beats`` and ``bars``.
+    boundary_times : {"msaf", "frame-start"}
+        Where the music methods place a boundary found at a beat-synchronous feature
+        frame: ``"msaf"``, at the frame's end as msaf reports it; ``"frame-start"``, one
+        beat earlier (see :data:`vmtool.segmentation.music.BOUNDARY_TIMES`).
     """
 
     methods: Sequence[str]
@@ -74,6 +81,7 @@ class SegmentConfig:
     window: float | None = None
     labels: str | None = None
     min_duration: float | None = None
+    boundary_times: str = "msaf"
 
     def validate(self) -> None:
         if not self.methods:
@@ -96,6 +104,10 @@ class SegmentConfig:
                 raise ParameterError("--labels needs a music method (foote, sf or olda)")
         if self.min_duration is not None and not (self.min_duration >= 0 and math.isfinite(self.min_duration)):
             raise ParameterError(f"--min-duration must be >= 0, got {self.min_duration!r}")
+        if self.boundary_times not in BOUNDARY_TIMES:
+            raise ParameterError(
+                f"unknown --boundary-times {self.boundary_times!r}; use {', '.join(BOUNDARY_TIMES)}"
+            )
 
     def min_duration_for(self, method: str) -> float:
         if self.min_duration is not None:
@@ -106,13 +118,14 @@ class SegmentConfig:
         """The parameters recorded with *method*'s results."""
         p: dict[str, Any] = {"method": method, "version": VERSION, "min_duration": self.min_duration_for(method)}
         if method in MUSIC_METHODS:
-            p.update(labels=self.labels, backend="msaf", sample_rate=AUDIO_SR)
+            p.update(labels=self.labels, backend="msaf", sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER,
+                     boundary_times=self.boundary_times)
         elif method == "transnet":
             p.update(threshold=self.threshold)
         elif method == "bars":
-            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR)
+            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER)
         elif method == "beats":
-            p.update(sample_rate=AUDIO_SR)
+            p.update(sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER)
         elif method == "fixed":
             p.update(window=self.window)
         return p
@@ -163,7 +176,7 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
             from vmtool import media
 
             t0 = time.perf_counter()
-            y = media.load_audio(src, AUDIO_SR)
+            y = media.load_audio(src, AUDIO_SR, resampler=AUDIO_RESAMPLER)
             decode_s = time.perf_counter() - t0
         except VmtoolError as exc:
             audio_error = exc
@@ -179,7 +192,8 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
                         from vmtool.segmentation.music import MsafSegmenter
 
                         segmenter = MsafSegmenter(y, AUDIO_SR)
-                    seg = segmenter.segment(method, labels=config.labels, min_duration=md)
+                    seg = segmenter.segment(method, labels=config.labels, min_duration=md,
+                                            boundary_times=config.boundary_times)
                 elif method == "beats":
                     from vmtool.segmentation import rhythm
 
