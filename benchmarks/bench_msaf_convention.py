@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vmtool.segmentation.music import BOUNDARY_TIMES, MUSIC_METHODS, MsafSegmenter, _quiet, import_msaf
+from vmtool.segmentation.music import BOUNDARY_TIMES, MUSIC_METHODS, MsafSegmenter, import_msaf, msaf_own_boundaries
 from vmtool.segmentation.reference import hit_rates, mean_hit_rates, read_reference
 from vmtool.synth import real_music_video, synth_music
 
@@ -47,26 +47,6 @@ START, END = "<!-- bench_msaf_convention:start -->", "<!-- bench_msaf_convention
 SR = 22050
 TEMPOS = (96.0, 108.0, 120.0, 128.0, 140.0, 150.0)
 KEYS = ("F@0.5", "P@0.5", "R@0.5", "F@3", "P@3", "R@3")
-
-
-def msaf_own(path: Path, work: Path) -> dict[str, np.ndarray]:
-    """msaf's interior boundaries of each method, msaf computing everything from *path*."""
-    msaf = import_msaf()
-    from msaf.base import Features
-
-    fs = msaf.input_output.FileStruct(str(path))
-    fs.features_file, fs.est_file, fs.ref_file = (str(work / n) for n in ("f.json", "e.jams", "r.jams"))
-    out = {}
-    with _quiet():
-        for method in MUSIC_METHODS:
-            cfg = msaf.input_output.get_configuration("pcp", False, False, method, None)
-            cfg["features"] = Features.select_features("pcp", fs, False, False)
-            cfg["hier"] = False
-            times, _ = msaf.run.run_algorithms(fs, method, None, cfg)
-            ft = np.asarray(cfg["features"].frame_times)
-            t = np.asarray(times, dtype=np.float64)
-            out[method] = t[(t > ft[0] + 1e-9) & (t < ft[-1] - 1e-9)]
-    return out
 
 
 def native_wav(path: Path, out: Path) -> Path:
@@ -90,8 +70,8 @@ def fmt(b: np.ndarray) -> str:
     return ", ".join(f"{x:.2f}" for x in b) or "none"
 
 
-def agreement_rows(label: str, media_path: Path, msaf_input: Path, work: Path, seg: MsafSegmenter) -> list[str]:
-    own = msaf_own(msaf_input, work)
+def agreement_rows(label: str, msaf_input: Path, seg: MsafSegmenter) -> list[str]:
+    own = msaf_own_boundaries(msaf_input)
     rows = []
     for m in MUSIC_METHODS:
         ours = seg.segment(m, min_duration=0.0).boundaries
@@ -121,21 +101,17 @@ def main() -> None:
         d = Path(d)
         if args.sargon is not None:
             mp3, ref = args.sargon / "Mindless_cut.mp3", args.sargon / "Mindless_cut.jams"
-            work = d / "sargon"
-            work.mkdir()
             with MsafSegmenter.from_path(mp3) as seg:
-                agree += agreement_rows("Sargon excerpt (msaf's test file)", mp3, mp3, work, seg)
+                agree += agreement_rows("Sargon excerpt (msaf's test file)", mp3, seg)
                 truth = read_reference(ref)[0]
                 for m in MUSIC_METHODS:
                     for conv in BOUNDARY_TIMES:
                         b = seg.segment(m, boundary_times=conv).boundaries
                         rates.append(rate_row("Sargon excerpt", m, conv, hit_rates(b, truth, seg.duration)))
         if args.real is not None:
-            work = d / "real"
-            work.mkdir()
             wav = native_wav(args.real, d / "real.wav")
             with MsafSegmenter.from_path(args.real) as seg:
-                agree += agreement_rows(f"real music video ({seg.duration:.0f} s)", args.real, wav, work, seg)
+                agree += agreement_rows(f"real music video ({seg.duration:.0f} s)", wav, seg)
         per: dict[tuple[str, str], list[dict[str, float]]] = {}
         for i, tempo in enumerate(TEMPOS):
             y, truth = synth_music(duration=120.0, sr=SR, tempo=tempo, sections="ABACAB", seed=10 + i)

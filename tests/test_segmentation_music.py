@@ -37,6 +37,7 @@ from vmtool.segmentation.music import (
     MsafSegmenter,
     SegmentationError,
     import_msaf,
+    msaf_own_boundaries,
     segment_music,
 )
 
@@ -450,29 +451,6 @@ def test_real_music_video_all_methods(real_music_video, tmp_path, monkeypatch):
 # --- msaf's own pipeline on a file: the same boundaries ----------------------------------
 
 
-def _msaf_own(path: Path, workdir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """foote, sf and olda as msaf runs them on *path* itself (``librosa.load``, librosa's
-    HPSS, msaf's feature file), through ``msaf.run.run_algorithms`` as ``msaf.process``
-    does; per method: (msaf's boundary times, msaf's frame times)."""
-    msaf = import_msaf()
-    from msaf.base import Features
-    from vmtool.segmentation.music import _quiet
-
-    fs = msaf.input_output.FileStruct(str(path))
-    fs.features_file = str(workdir / "features.json")
-    fs.est_file = str(workdir / "est.jams")
-    fs.ref_file = str(workdir / "ref.jams")
-    out = {}
-    with _quiet():
-        for method in MUSIC_METHODS:
-            cfg = msaf.input_output.get_configuration("pcp", False, False, method, None)
-            cfg["features"] = Features.select_features("pcp", fs, False, False)
-            cfg["hier"] = False
-            times, _ = msaf.run.run_algorithms(fs, method, None, cfg)
-            out[method] = (np.asarray(times, dtype=np.float64), np.asarray(cfg["features"].frame_times))
-    return out
-
-
 @pytest.fixture(scope="module")
 def stereo44(tmp_path_factory):
     """A 60 s, 140 BPM A-B-A-C track as a 44.1 kHz stereo 16-bit WAV (msaf resamples and
@@ -480,13 +458,12 @@ def stereo44(tmp_path_factory):
     d = tmp_path_factory.mktemp("msaf_own")
     y, truth = synth.synth_music(duration=60.0, sr=44100, tempo=140.0, sections="ABAC", seed=0)
     path = synth.write_media(d / "track.wav", audio=np.stack([y, 0.7 * y]), sr=44100)
-    work = d / "work"
-    work.mkdir()
-    own = _msaf_own(path, work)
+    own = msaf_own_boundaries(path)
     with MsafSegmenter.from_path(path) as seg:
+        frame_times = seg.segment("foote").extra["frame_times"]
         ours = {(m, conv): seg.segment(m, min_duration=0.0, boundary_times=conv)
                 for m in MUSIC_METHODS for conv in ("msaf", "frame-start")}
-    return SimpleNamespace(own=own, ours=ours, truth=truth)
+    return SimpleNamespace(own=own, ours=ours, truth=truth, frame_times=frame_times)
 
 
 @pytest.mark.parametrize("method", MUSIC_METHODS)
@@ -496,9 +473,8 @@ def test_boundaries_equal_msaf_own_pipeline(stereo44, method):
     msaf's list holds 0, the first beat (frame 0, returned by every algorithm), the end
     of the last frame and the duration: vmtool reports the boundaries between those.
     """
-    times, frame_times = stereo44.own[method]
-    inner = times[(times > frame_times[0] + 1e-9) & (times < frame_times[-1] - 1e-9)]
-    assert len(inner) >= 2, times  # the methods find boundaries on this track
+    inner, frame_times = stereo44.own[method], stereo44.frame_times
+    assert len(inner) >= 2, inner  # the methods find boundaries on this track
     r = stereo44.ours[(method, "msaf")]
     one_frame = float(np.median(np.diff(frame_times)))  # one beat, 0.43 s
     assert len(r.boundaries) == len(inner)

@@ -73,6 +73,9 @@ class SegmentConfig:
         Where the music methods place a boundary found at a beat-synchronous feature
         frame: ``"msaf"``, at the frame's end as msaf reports it; ``"frame-start"``, one
         beat earlier (see :data:`vmtool.segmentation.music.BOUNDARY_TIMES`).
+    downbeats : {"librosa", "madmom"}
+        Downbeat tracker of ``bars``: vmtool's estimator on librosa's beats, or madmom's
+        RNN downbeat tracker (:mod:`vmtool.segmentation.downbeats`, an optional extra).
     """
 
     methods: Sequence[str]
@@ -82,6 +85,7 @@ class SegmentConfig:
     labels: str | None = None
     min_duration: float | None = None
     boundary_times: str = "msaf"
+    downbeats: str = "librosa"
 
     def validate(self) -> None:
         if not self.methods:
@@ -104,6 +108,8 @@ class SegmentConfig:
                 raise ParameterError("--labels needs a music method (foote, sf or olda)")
         if self.min_duration is not None and not (self.min_duration >= 0 and math.isfinite(self.min_duration)):
             raise ParameterError(f"--min-duration must be >= 0, got {self.min_duration!r}")
+        if self.downbeats not in ("librosa", "madmom"):
+            raise ParameterError(f"unknown downbeat tracker {self.downbeats!r}; use librosa, madmom")
         if self.boundary_times not in BOUNDARY_TIMES:
             raise ParameterError(
                 f"unknown --boundary-times {self.boundary_times!r}; use {', '.join(BOUNDARY_TIMES)}"
@@ -123,7 +129,8 @@ class SegmentConfig:
         elif method == "transnet":
             p.update(threshold=self.threshold)
         elif method == "bars":
-            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER)
+            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER,
+                     downbeats=self.downbeats)
         elif method == "beats":
             p.update(sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER)
         elif method == "fixed":
@@ -198,6 +205,14 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
                     from vmtool.segmentation import rhythm
 
                     seg = rhythm.beats(y, AUDIO_SR, min_duration=md)
+                elif method == "bars" and config.downbeats == "madmom":
+                    from vmtool import media
+                    from vmtool.segmentation import downbeats
+
+                    # madmom's networks read 44.1 kHz: decode again at that rate
+                    y44 = media.load_audio(src, downbeats.MADMOM_SR, resampler=AUDIO_RESAMPLER)
+                    bpb = config.beats_per_bar if config.beats_per_bar and config.beats_per_bar >= 2 else None
+                    seg = downbeats.madmom_bars(y44, downbeats.MADMOM_SR, beats_per_bar=bpb, min_duration=md)
                 elif method == "bars":
                     from vmtool.segmentation import rhythm
 

@@ -79,6 +79,7 @@ __all__ = [
     "import_msaf",
     "ALGORITHM_THREADS",
     "BOUNDARY_TIMES",
+    "msaf_own_boundaries",
 ]
 
 MUSIC_METHODS = ("foote", "sf", "olda")
@@ -840,6 +841,58 @@ def _relabel(lab: np.ndarray) -> np.ndarray:
     """Renumber labels 0, 1, 2... in order of first appearance."""
     mapping: dict[int, int] = {}
     return np.asarray([mapping.setdefault(int(v), len(mapping)) for v in lab], dtype=np.int64)
+
+
+def msaf_own_boundaries(
+    path: str | os.PathLike,
+    methods: tuple[str, ...] = MUSIC_METHODS,
+    *,
+    feature: str = "pcp",
+) -> dict[str, np.ndarray]:
+    """Boundaries of each method as msaf computes them itself on an audio file: the reference.
+
+    msaf loads the file with ``librosa.load``, computes its features (its own HPSS, its
+    feature file, in a temporary directory) and runs ``msaf.run.run_algorithms`` as
+    ``msaf.process`` does. Of msaf's times, 0, the first beat (frame 0, returned by every
+    algorithm), the last frame's end and the duration are dropped, as
+    :meth:`MsafSegmenter.segment` drops them: with ``min_duration=0`` and the default
+    ``boundary_times`` the two must agree. Slower than :class:`MsafSegmenter` (features
+    computed per method, HPSS twice); for checks and benchmarks.
+
+    Parameters
+    ----------
+    path : path
+        An audio file libsndfile reads (WAV, FLAC, Ogg, MP3).
+    methods : tuple of str
+        Among :data:`MUSIC_METHODS`.
+    feature : str
+        msaf feature type of foote and sf.
+
+    Returns
+    -------
+    dict of str -> np.ndarray [shape=(k,), dtype=float64]
+        Interior boundaries in seconds, per method.
+    """
+    msaf = import_msaf()
+    from msaf.base import Features
+
+    _check_feature(feature)
+    out: dict[str, np.ndarray] = {}
+    with _LOCK, tempfile.TemporaryDirectory(prefix="vmtool-msaf-own-") as tmp:
+        fs = msaf.input_output.FileStruct(os.fspath(path))
+        fs.features_file, fs.est_file, fs.ref_file = (os.path.join(tmp, n) for n in ("f.json", "e.jams", "r.jams"))
+        with _quiet():
+            for method in methods:
+                if method not in MUSIC_METHODS:
+                    raise ParameterError(f"unknown music method {method!r}; use {', '.join(MUSIC_METHODS)}")
+                cfg = msaf.input_output.get_configuration(feature, False, False, method, None)
+                cfg["features"] = Features.select_features(feature, fs, False, False)
+                cfg["hier"] = False
+                times, _ = msaf.run.run_algorithms(fs, method, None, cfg)
+                ft = np.asarray(cfg["features"].frame_times, dtype=np.float64)
+                t = np.asarray(times, dtype=np.float64)
+                out[method] = t[(t > ft[0] + 1e-9) & (t < ft[-1] - 1e-9)] if ft.size else np.zeros(0)
+    return out
 
 
 def segment_music(
