@@ -53,13 +53,14 @@ _vmtool() {
             esac
             ;;
         segment)
-            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --reference --plot -f --format --device -j --workers --scheduler --send-media -k --keep-going --resume --wait -q --quiet --version -h --help'
+            opts='-m --method -o --output --threshold --beats-per-bar --window --labels --min-duration --boundary-times --reference --plot -f --format --device -j --workers --scheduler --send-media -k --keep-going --resume --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;
                 -o|--output|--reference) _vmtool_files -f; return 0 ;;
                 --threshold|--beats-per-bar|--window|--min-duration|-j|--workers|--scheduler|--wait) :; return 0 ;;
                 --labels) mapfile -t COMPREPLY < <(compgen -W 'fmc2d scluster cnmf' -- "$cur"); return 0 ;;
+                --boundary-times) mapfile -t COMPREPLY < <(compgen -W 'msaf frame-start' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
@@ -136,12 +137,13 @@ _vmtool() {
             esac
             ;;
         analyze-structure)
-            opts='-o --output --metadata --column --segments --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers --scheduler -k --keep-going --wait -q --quiet --version -h --help'
+            opts='-o --output --metadata --column --segments --downbeats --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers --scheduler -k --keep-going --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;
                 --column|--threshold|--bin-width|--shuffles|--seed|--min-count|-j|--workers|--scheduler|--wait) :; return 0 ;;
                 --segments) mapfile -t COMPREPLY < <(compgen -W 'olda foote sf' -- "$cur"); return 0 ;;
+                --downbeats) mapfile -t COMPREPLY < <(compgen -W 'auto madmom librosa' -- "$cur"); return 0 ;;
                 --plot) _vmtool_files -d; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json csv' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;

@@ -128,6 +128,7 @@ _vmtool() {
                     '(--window)--window[fixed\: window length in seconds.]:WINDOW: ' \
                     '(--labels)--labels[Add MSAF segment labels (music methods).]:LABELS:(fmc2d scluster cnmf)' \
                     '(--min-duration)--min-duration[Merge segments shorter than this (s).]:MIN-DURATION: ' \
+                    '(--boundary-times)--boundary-times[foote/sf/olda\: place a boundary at the end of its beat frame as msaf reports it (msaf), or at its start, one beat earlier (frame-start).]:BOUNDARY-TIMES:(msaf frame-start)' \
                     '(--reference)--reference[Reference annotations\: a JAMS or '\''time label'\'' file, or a directory of <id>.jams/.txt/.lab; reports boundary hit rates at 0.5 s and 3 s.]:REFERENCE:_files' \
                     '(--plot)--plot[Write one PNG per item and method here.]:PLOT:_files -/' \
                     '(-f --format)-f[Print the results on stdout (default\: table with --reference, else nothing).]:FORMAT:(table json)' \
@@ -305,6 +306,7 @@ _vmtool() {
                     '(--metadata)--metadata[Per-clip BPM, time signature, music genre, video genre (CSV with a header).]:FILE.csv:_files' \
                     '*--column[Metadata column of a field (repeatable); default File, BPM, Time Signature, Genre, Video Genre.]:FIELD=HEADER: ' \
                     '(--segments)--segments[Music-structure method of l_seg.]:SEGMENTS:(olda foote sf)' \
+                    '(--downbeats)--downbeats[Downbeat tracker of l_bar\: madmom'\''s RNN (the thesis'\''), vmtool'\''s librosa-based estimator, or auto (madmom when installed).]:DOWNBEATS:(auto madmom librosa)' \
                     '(--threshold)--threshold[Shot likelihood above which a frame is a cut.]:THRESHOLD: ' \
                     '(--bin-width)--bin-width[Bin width of the shot-duration histogram (s).]:BIN-WIDTH: ' \
                     '(--shuffles)--shuffles[Random circular shifts per clip for the chance level.]:SHUFFLES: ' \

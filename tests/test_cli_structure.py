@@ -140,9 +140,14 @@ def test_json_report_per_clip(json_run, study):
         assert bar["s_seg"] == pytest.approx(0.97, abs=0.03)  # sections start on cut bar lines
         assert beat["sync_level"] == "beat"
         assert beat["s_bar"] > 0.9  # every downbeat is a beat, hence a cut
+        # phase-free: cuts on the downbeats are found at offset 0, well above random cut times
+        assert bar["s_bar_free"] >= bar["s_bar"] - 1e-9 and abs(bar["s_bar_free_offset"]) <= 0.04
+        assert bar["s_bar_free_chance"] < 0.5 and bar["s_bar_free_p"] < 0.01
+        assert bar["downbeat_tracker"] == "librosa"  # the stored bars, kept by --downbeats auto
     for i in range(3):
         free = clips[f"free{i}"]
         assert free["s_bar"] < 0.5 and free["s_bar_p"] > 0.01
+        assert free["s_bar_free"] >= free["s_bar"] - 1e-9 and free["s_bar_free_p"] > 0.01  # the search is not rewarded
     assert clips["still"]["status"] == "no_metadata,no_cut" and clips["still"]["sync_level"] == "unknown"
     assert "no_beat" in clips["silent"]["status"] and clips["silent"]["s_bar"] is None
     assert clips["hz30"]["sync_level"] == "bar" and clips["hz30"]["meter_source"] == "estimated"
@@ -164,6 +169,9 @@ def test_json_report_aggregates(json_run):
     assert (pop["n_clips"], pop["n_bar"], pop["pct_bar"], pop["n_beat"], pop["pct_beat"]) == (8, 4, 50.0, 4, 50.0)
     assert pop["s_bar_ci_low"] < pop["s_bar_mean"] < pop["s_bar_ci_high"]
     assert pop["s_bar_mean"] > pop["s_bar_chance"] + 0.5
+    assert pop["s_bar_free_mean"] > pop["s_bar_free_chance"] + 0.3
+    # bar clips at offset 0; beat clips (a cut on every beat) may peak on any beat: r < 1
+    assert abs(pop["s_bar_free_offset_bars"]) < 0.05 and pop["s_bar_free_offset_r"] > 0.5
     assert rep["aggregates"]["video_genre"][0]["genre"] == "unknown"  # no 'Video Genre' column
     assert any("no column 'Video Genre'" in w for w in rep["warnings"])
 
@@ -198,6 +206,10 @@ def test_table_format_and_warnings(study):
     assert "Warning: /nonexistent/still.mp4: no metadata row" in res.stderr
     assert "no shot cut" in res.stderr and "no beat found" in res.stderr
     assert "Error: /nonexistent/novideo.mp4: has no video stream" in res.stderr
+    assert "Phase-free S(l_bar)" in out
+    assert "Warning: downbeat tracker: " in res.stderr  # which one ran, always said
+    # the stored OLDA boundaries carry no boundary_times: made before vmtool followed MSAF
+    assert "segmentations/olda places each boundary at the start of its beat frame" in res.stderr
 
 
 def test_min_count_leaves_small_genres_out(study):
@@ -336,7 +348,7 @@ def test_media_end_to_end(bar_clip, tmp_path):
     """TransNetV2, OLDA and the beat tracker on a real file: cuts on bars give bar sync."""
     out = tmp_path / "bars.h5"
     res = run("analyze-structure", bar_clip.path, "-o", out, "--format", "json", "--plot", tmp_path / "p",
-              "--device", "cpu", "--shuffles", 500)
+              "--device", "cpu", "--shuffles", 500, "--downbeats", "librosa")
     assert res.exit_code == 0, res.stderr
     (c,) = json.loads(res.stdout)["clips"]
     assert c["sync_level"] == "bar" and c["n_shots"] == len(bar_clip.cut_times) + 1

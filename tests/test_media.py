@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vmtool import media
-from vmtool.errors import MediaError, VmtoolError
+from vmtool.errors import MediaError, ParameterError, VmtoolError
 
 
 def test_probe_music_video(music_video, music_video_truth):
@@ -101,3 +101,26 @@ def test_truncated_file_is_an_error(tmp_path, music_video):
             pass
         list(media.iter_audio(cut, 16000, info=m))
     assert str(cut) in str(info.value)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "mp3"])
+def test_librosa_resampler_gives_librosa_load_signal(audio_files, ext, tmp_path):
+    """resampler="librosa" decodes as librosa.load, which msaf uses: the same samples
+    (WAV, FLAC: bit for bit; MP3: libsndfile's and FFmpeg's decoders differ by ~1e-6)."""
+    import librosa
+    import soundfile
+
+    path = audio_files[ext]
+    if ext == "wav":  # a stereo 44.1 kHz file: the downmix and soxr's resampling are exercised
+        y, _ = soundfile.read(path, dtype="float32")
+        path = tmp_path / "stereo.wav"
+        soundfile.write(path, np.stack([y, -0.5 * y[::-1]], axis=1), 44100, subtype="PCM_16")
+    ours = media.load_audio(path, 22050, resampler="librosa")
+    theirs, _ = librosa.load(path, sr=22050)
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    if ext == "mp3":
+        assert np.max(np.abs(ours - theirs)) < 1e-4
+    else:
+        np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(ParameterError, match="unknown resampler 'sox'; use ffmpeg, librosa"):
+        media.load_audio(path, 22050, resampler="sox")

@@ -37,6 +37,7 @@ from vmtool.segmentation.music import (
     MsafSegmenter,
     SegmentationError,
     import_msaf,
+    msaf_own_boundaries,
     segment_music,
 )
 
@@ -198,12 +199,20 @@ def test_curve_is_foote_novelty_peaking_at_boundaries(track60):
     np.testing.assert_allclose(other.curve, r.curve)  # the same curve for plots
 
 
-def test_frame_times_start_at_zero_and_follow_beats(track60):
+def test_frame_times_follow_beats_msaf_at_frame_ends(track60):
     r = track60.seg.segment("foote")
+    assert r.extra["boundary_times"] == "msaf"
     ft = r.extra["frame_times"]
-    assert ft[0] == 0.0 and np.all(np.diff(ft) > 0)
+    assert np.all(np.diff(ft) > 0)
     assert np.median(np.diff(ft)) == pytest.approx(60 / 140, abs=0.05)
-    assert np.isin(r.boundaries, ft).all()  # boundaries are frame (beat) starts
+    assert np.isin(r.boundaries, ft).all()  # boundaries are frame (beat) ends, msaf's times
+    s = track60.seg.segment("foote", boundary_times="frame-start")
+    assert s.extra["frame_times"][0] == 0.0
+    np.testing.assert_array_equal(s.extra["frame_times"][1:], ft[:-1])  # one beat earlier
+    idx = np.searchsorted(ft, r.boundaries)
+    np.testing.assert_array_equal(s.boundaries, s.extra["frame_times"][idx])
+    with pytest.raises(ParameterError, match="unknown boundary_times 'end'; use msaf, frame-start"):
+        track60.seg.segment("foote", boundary_times="end")
 
 
 def test_config_overrides(track60):
@@ -437,3 +446,39 @@ def test_real_music_video_all_methods(real_music_video, tmp_path, monkeypatch):
     assert results["sf"].timings["features"] == 0.0
     assert list(tmp_path.iterdir()) == []
     assert _listing(real_music_video.parent) == before
+
+
+# --- msaf's own pipeline on a file: the same boundaries ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def stereo44(tmp_path_factory):
+    """A 60 s, 140 BPM A-B-A-C track as a 44.1 kHz stereo 16-bit WAV (msaf resamples and
+    downmixes it), segmented by msaf's own pipeline and by vmtool from the file."""
+    d = tmp_path_factory.mktemp("msaf_own")
+    y, truth = synth.synth_music(duration=60.0, sr=44100, tempo=140.0, sections="ABAC", seed=0)
+    path = synth.write_media(d / "track.wav", audio=np.stack([y, 0.7 * y]), sr=44100)
+    own = msaf_own_boundaries(path)
+    with MsafSegmenter.from_path(path) as seg:
+        frame_times = seg.segment("foote").extra["frame_times"]
+        ours = {(m, conv): seg.segment(m, min_duration=0.0, boundary_times=conv)
+                for m in MUSIC_METHODS for conv in ("msaf", "frame-start")}
+    return SimpleNamespace(own=own, ours=ours, truth=truth, frame_times=frame_times)
+
+
+@pytest.mark.parametrize("method", MUSIC_METHODS)
+def test_boundaries_equal_msaf_own_pipeline(stereo44, method):
+    """vmtool's decoding, shared features and own HPSS give msaf.process's boundaries.
+
+    msaf's list holds 0, the first beat (frame 0, returned by every algorithm), the end
+    of the last frame and the duration: vmtool reports the boundaries between those.
+    """
+    inner, frame_times = stereo44.own[method], stereo44.frame_times
+    assert len(inner) >= 2, inner  # the methods find boundaries on this track
+    r = stereo44.ours[(method, "msaf")]
+    one_frame = float(np.median(np.diff(frame_times)))  # one beat, 0.43 s
+    assert len(r.boundaries) == len(inner)
+    assert np.max(np.abs(r.boundaries - inner)) <= one_frame
+    # the previous convention is one beat early everywhere: the comparison can fail
+    early = stereo44.ours[(method, "frame-start")].boundaries
+    np.testing.assert_allclose(inner - early, one_frame, atol=0.1)

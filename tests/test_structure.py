@@ -327,7 +327,7 @@ def bars_at(tempo=120.0, duration=20.0, bpb=4):
     return Bars(boundaries=down[down > 0], tempo=tempo, beats_per_bar=bpb, beat_times=beats)
 
 
-CFG = StructureConfig(shuffles=2000)
+CFG = StructureConfig(shuffles=2000, downbeats="librosa")  # stored bars are librosa's
 
 
 def test_cuts_on_bar_lines():
@@ -429,12 +429,21 @@ def test_analyze_clip_uses_what_is_stored():
     task.meta = MetadataRow("clip", 2, time_signature=parse_time_signature("3/4"), time_signature_text="3/4")
     with pytest.raises(VmtoolError, match="source media not found"):
         analyze_clip(task, CFG)
+    # bars of another downbeat tracker too
+    task.meta = None
+    madmom_cfg = StructureConfig(shuffles=10, downbeats="madmom", downbeat_tracker="madmom")
+    with pytest.raises(VmtoolError, match="source media not found"):
+        analyze_clip(task, madmom_cfg)
+    assert analyze_clip(task, StructureConfig(shuffles=10, downbeats="librosa")).downbeat_tracker == "librosa"
+    # auto keeps stored bars of either tracker
+    auto_cfg = StructureConfig(shuffles=10, downbeats="auto", downbeat_tracker="madmom")
+    assert analyze_clip(task, auto_cfg).downbeat_tracker == "librosa"
 
 
 def test_config_validation():
     for kw, msg in [({"segments": "cnmf"}, "unknown segmentation"), ({"threshold": 1.0}, "--threshold"),
                     ({"bin_width": 0.0}, "--bin-width"), ({"shuffles": 0}, "--shuffles"),
-                    ({"min_count": 0}, "--min-count")]:
+                    ({"min_count": 0}, "--min-count"), ({"downbeats": "essentia"}, "--downbeats")]:
         with pytest.raises(ParameterError, match=msg):
             StructureConfig(**kw).validate()
 
@@ -465,3 +474,61 @@ def test_aggregate_per_genre():
     assert d["n_bar"] == 2 and d["pct_bar"] == pytest.approx(66.6667) and d["s_seg_mean"] is None
     with pytest.raises(ParameterError, match="unknown grouping"):
         aggregate(clips, "genre")
+
+
+# --- the phase-free score -----------------------------------------------------------------
+
+
+def test_offset_sweep_from_the_definition():
+    """S(l + d) for d = j / 25 in [-P/2, P/2), each a mean of S_i = sum_t w(t - t_i - d) f(t)."""
+    f = np.zeros(101)
+    f[[30, 55, 80]] = [1.0, 0.5, 1.0]  # cuts at 1.2, 2.2, 3.2 s
+    times = np.array([1.0, 2.0, 3.0])
+    offsets, s = scores.offset_sweep(f, times, 1.0)
+    assert offsets[0] == pytest.approx(-0.48) and offsets[-1] == pytest.approx(0.48) and offsets.size == 25
+    sig = 2 / 25.0
+    for d, got in zip(offsets, s):
+        want = np.mean([sum(np.exp(-((j / 25.0 - t - d) ** 2) / (2 * sig**2)) * f[j] for j in range(101))
+                        for t in times])
+        assert got == pytest.approx(want, abs=1e-7)
+    assert offsets[np.argmax(s)] == pytest.approx(0.2)
+    assert s.max() == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+
+
+def test_shuffle_cuts_moves_cut_profiles():
+    f = np.full(200, 0.01)
+    cuts = np.array([20, 50, 110, 170])
+    f[cuts] = [0.9, 0.8, 0.7, 0.6]
+    f[cuts - 1] = 0.1  # the ramp before each peak moves with it
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        g = scores.shuffle_cuts(f, cuts, rng)
+        assert g.size == f.size and g.max() == pytest.approx(0.9)
+        peaks = np.flatnonzero(g >= 0.6)
+        assert len(peaks) == 4 or np.diff(np.sort(peaks)).min() <= 12  # profiles may meet
+        assert np.all(g >= 0) and np.count_nonzero(np.isclose(g, 0.1)) >= 2
+        seen.add(tuple(peaks))
+    assert len(seen) > 10  # the cut times change
+
+
+def test_phase_free_score_and_its_chance():
+    rate, period = 25.0, 2.0
+    down = np.arange(2.0, 60.0, period)
+    # cuts half a beat after every downbeat (0.25 s): S(l_bar) misses them, the sweep finds them
+    cuts = down + 0.24
+    f = np.zeros(int(60 * rate) + 1)
+    f[np.rint(cuts * rate).astype(int)] = 1.0
+    best, offset, chance, p = scores.phase_free(f, down, period, np.rint(cuts * rate), shuffles=200, rng=0)
+    assert scores.cooccurrence_score(f, down) == pytest.approx(math.exp(-4.5))  # 3 sigma away
+    assert best == pytest.approx(1.0) and offset == pytest.approx(0.24)
+    assert chance < 0.5 and p < 0.01
+    # cuts at random: the best offset is no better than the same sweep on shuffled cuts
+    rng = np.random.default_rng(3)
+    rcuts = np.sort(rng.choice(np.arange(5, f.size - 5), 30, replace=False))
+    g = np.zeros_like(f)
+    g[rcuts] = 1.0
+    best, _, chance, p = scores.phase_free(g, down, period, rcuts, shuffles=300, rng=1)
+    assert best > scores.cooccurrence_score(g, down)  # searching raises the score...
+    assert abs(best - chance) < 0.1 and p > 0.05  # ...and the chance level as much
+    assert all(math.isnan(v) for v in scores.phase_free(g, [], period, rcuts, shuffles=5))

@@ -25,6 +25,7 @@ __all__ = [
     "probe",
     "iter_audio",
     "load_audio",
+    "RESAMPLERS",
     "iter_frames",
     "AUDIO_EXTENSIONS",
     "VIDEO_EXTENSIONS",
@@ -341,13 +342,62 @@ def _check_truncation(p: Path, what: str, decoded: float, declared: float) -> No
         )
 
 
-def load_audio(path: str | os.PathLike, sr: int, *, info: MediaInfo | None = None) -> np.ndarray:
-    """Decode a whole file's audio, mono float32 at *sr* Hz (see :func:`iter_audio`).
+RESAMPLERS = ("ffmpeg", "librosa")
+"""How :func:`load_audio` gets from the file's samples to mono at the requested rate."""
 
-    The array is allocated once from the declared duration and filled block by block,
-    so decoding a long file peaks at about one copy of the signal (two hours at
-    22,050 Hz: 635 MB), not two (blocks plus their concatenation).
+
+def load_audio(
+    path: str | os.PathLike,
+    sr: int,
+    *,
+    info: MediaInfo | None = None,
+    resampler: str = "ffmpeg",
+) -> np.ndarray:
+    """Decode a whole file's audio, mono float32 at *sr* Hz.
+
+    Parameters
+    ----------
+    path : path
+    sr : int
+        Output sample rate in Hz.
+    info : MediaInfo, optional
+        The file's probe result, if already known.
+    resampler : {"ffmpeg", "librosa"}
+        ``"ffmpeg"``: FFmpeg's downmix and resampler, streamed (see :func:`iter_audio`);
+        the array is allocated once from the declared duration and filled block by
+        block, so a long file peaks at about one copy of the signal (two hours at
+        22,050 Hz: 635 MB), not two.
+        ``"librosa"``: the signal ``librosa.load(path, sr=sr)`` returns for the files
+        libsndfile reads (WAV, FLAC, Ogg, MP3): decoded at the native rate, the channels
+        averaged, resampled with soxr (``res_type="soxr_hq"``). msaf loads its audio with
+        ``librosa.load``, so its features and boundaries need this signal (FFmpeg's
+        resampler shifts it by a few milliseconds and its beats, hence msaf's frames,
+        move). An audio stream that starts after the file's time 0 (an MP3's start time
+        is its encoder delay) is padded with silence only in a file with a video stream,
+        to keep sound and frames on one timeline; in an audio-only file the first decoded
+        sample is at 0 s, as in libsndfile and the ``ffmpeg`` command line.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+
+    Raises
+    ------
+    MediaError
+        No audio stream, a decoding error, or a truncated stream.
+    ParameterError
+        An unknown *resampler*.
     """
+    if resampler == "ffmpeg":
+        return _load_audio_ffmpeg(path, int(sr), info)
+    if resampler != "librosa":
+        from vmtool.errors import ParameterError
+
+        raise ParameterError(f"unknown resampler {resampler!r}; use {', '.join(RESAMPLERS)}")
+    return _load_audio_librosa(path, int(sr), info)
+
+
+def _load_audio_ffmpeg(path, sr: int, info: MediaInfo | None) -> np.ndarray:
     info = info or probe(path)
     declared = info.audio_duration if math.isfinite(info.audio_duration) else info.duration
     out = np.empty(int(max(declared, 0.0) * sr) + sr, dtype=np.float32)
@@ -360,6 +410,48 @@ def load_audio(path: str | os.PathLike, sr: int, *, info: MediaInfo | None = Non
         out[pos : pos + block.size] = block
         pos += block.size
     return out[:pos].copy() if pos < 0.9 * out.size else out[:pos]
+
+
+def _load_audio_librosa(path, sr: int, info: MediaInfo | None) -> np.ndarray:
+    import av
+
+    p = check_media_file(path)
+    info = info or probe(p)
+    if not info.has_audio:
+        raise MediaError("has no audio stream", p)
+    blocks: list[np.ndarray] = []
+    native = 0
+    with _open(p) as c:
+        stream = c.streams.audio[0]
+        stream.thread_type = "AUTO"
+        to_float = av.AudioResampler(format="fltp")  # format only: rate and layout kept, no delay
+        first = True
+        try:
+            for frame in c.decode(stream):
+                if first:
+                    first = False
+                    native = int(frame.sample_rate)
+                    t0 = frame.time if frame.time is not None else 0.0
+                    if info.has_video and t0 and t0 > 1e-3:
+                        blocks.append(np.zeros(int(round(t0 * native)), dtype=np.float32))
+                frame.pts = None
+                for out in to_float.resample(frame):
+                    # librosa.to_mono: the mean over channels, in float32
+                    blocks.append(np.mean(out.to_ndarray().astype(np.float32, copy=False), axis=0))
+            for out in to_float.resample(None):
+                blocks.append(np.mean(out.to_ndarray().astype(np.float32, copy=False), axis=0))
+        except av.error.FFmpegError as exc:
+            done = sum(b.size for b in blocks) / max(native, 1)
+            raise MediaError(f"audio decoding failed after {done:.1f} s ({_ffmsg(exc)})", p) from exc
+    y = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    if y.size == 0:
+        raise MediaError("audio stream holds no decodable samples", p)
+    _check_truncation(p, "audio", y.size / native, info.audio_duration if math.isfinite(info.audio_duration) else info.duration)
+    if native != sr:
+        import librosa
+
+        y = librosa.resample(y, orig_sr=native, target_sr=sr, res_type="soxr_hq")
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def iter_frames(

@@ -6,8 +6,9 @@ collection (the segmentations are added to a copy written to the output) or medi
 are stored under ``/segmentations/<method>`` (see ``docs/format.md``); several methods
 live side by side, and running a method again replaces its previous result.
 
-Audio is decoded once per item and shared by all audio methods; MSAF's features are
-computed once per item and shared by foote, sf and olda.
+Audio is decoded once per item, as ``librosa.load`` decodes it (the signal msaf's own
+pipeline analyses), and shared by all audio methods; MSAF's features are computed once per
+item and shared by foote, sf and olda.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vmtool.batch import Failure, in_input_order, run_batch
 from vmtool.errors import BatchFailed, FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation.base import Segmentation
+from vmtool.segmentation.music import BOUNDARY_TIMES
 from vmtool.store import (Collection, CollectionWriter, Item, canonical_json, read_kind, resolve_source, sha256_file,
                           unique_ids)
 
@@ -46,6 +48,7 @@ AUDIO_METHODS = MUSIC_METHODS + ("beats", "bars")
 METHODS = ("foote", "sf", "olda", "transnet", "beats", "bars", "fixed")
 LABEL_METHODS = ("fmc2d", "scluster", "cnmf")
 AUDIO_SR = 22050  # msaf's and librosa's default rate; one decode serves every audio method
+AUDIO_RESAMPLER = "librosa"  # decode as librosa.load, which msaf uses (vmtool.media.load_audio)
 VERSION = "1"
 
 
@@ -67,6 +70,13 @@ class SegmentConfig:
         MSAF labelling algorithm for the music methods.
     min_duration : float or None
         Shortest segment in seconds; None: 1 s, except 0 for ``beats`` and ``bars``.
+    boundary_times : {"msaf", "frame-start"}
+        Where the music methods place a boundary found at a beat-synchronous feature
+        frame: ``"msaf"``, at the frame's end as msaf reports it; ``"frame-start"``, one
+        beat earlier (see :data:`vmtool.segmentation.music.BOUNDARY_TIMES`).
+    downbeats : {"librosa", "madmom"}
+        Downbeat tracker of ``bars``: vmtool's estimator on librosa's beats, or madmom's
+        RNN downbeat tracker (:mod:`vmtool.segmentation.downbeats`, an optional extra).
     """
 
     methods: Sequence[str]
@@ -75,6 +85,8 @@ class SegmentConfig:
     window: float | None = None
     labels: str | None = None
     min_duration: float | None = None
+    boundary_times: str = "msaf"
+    downbeats: str = "librosa"
 
     def validate(self) -> None:
         if not self.methods:
@@ -97,6 +109,12 @@ class SegmentConfig:
                 raise ParameterError("--labels needs a music method (foote, sf or olda)")
         if self.min_duration is not None and not (self.min_duration >= 0 and math.isfinite(self.min_duration)):
             raise ParameterError(f"--min-duration must be >= 0, got {self.min_duration!r}")
+        if self.downbeats not in ("librosa", "madmom"):
+            raise ParameterError(f"unknown downbeat tracker {self.downbeats!r}; use librosa, madmom")
+        if self.boundary_times not in BOUNDARY_TIMES:
+            raise ParameterError(
+                f"unknown --boundary-times {self.boundary_times!r}; use {', '.join(BOUNDARY_TIMES)}"
+            )
 
     def min_duration_for(self, method: str) -> float:
         if self.min_duration is not None:
@@ -107,13 +125,15 @@ class SegmentConfig:
         """The parameters recorded with *method*'s results."""
         p: dict[str, Any] = {"method": method, "version": VERSION, "min_duration": self.min_duration_for(method)}
         if method in MUSIC_METHODS:
-            p.update(labels=self.labels, backend="msaf", sample_rate=AUDIO_SR)
+            p.update(labels=self.labels, backend="msaf", sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER,
+                     boundary_times=self.boundary_times)
         elif method == "transnet":
             p.update(threshold=self.threshold)
         elif method == "bars":
-            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR)
+            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER,
+                     downbeats=self.downbeats)
         elif method == "beats":
-            p.update(sample_rate=AUDIO_SR)
+            p.update(sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER)
         elif method == "fixed":
             p.update(window=self.window)
         return p
@@ -164,7 +184,7 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
             from vmtool import media
 
             t0 = time.perf_counter()
-            y = media.load_audio(src, AUDIO_SR)
+            y = media.load_audio(src, AUDIO_SR, resampler=AUDIO_RESAMPLER)
             decode_s = time.perf_counter() - t0
         except VmtoolError as exc:
             audio_error = exc
@@ -180,11 +200,20 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
                         from vmtool.segmentation.music import MsafSegmenter
 
                         segmenter = MsafSegmenter(y, AUDIO_SR)
-                    seg = segmenter.segment(method, labels=config.labels, min_duration=md)
+                    seg = segmenter.segment(method, labels=config.labels, min_duration=md,
+                                            boundary_times=config.boundary_times)
                 elif method == "beats":
                     from vmtool.segmentation import rhythm
 
                     seg = rhythm.beats(y, AUDIO_SR, min_duration=md)
+                elif method == "bars" and config.downbeats == "madmom":
+                    from vmtool import media
+                    from vmtool.segmentation import downbeats
+
+                    # madmom's networks read 44.1 kHz: decode again at that rate
+                    y44 = media.load_audio(src, downbeats.MADMOM_SR, resampler=AUDIO_RESAMPLER)
+                    bpb = config.beats_per_bar if config.beats_per_bar and config.beats_per_bar >= 2 else None
+                    seg = downbeats.madmom_bars(y44, downbeats.MADMOM_SR, beats_per_bar=bpb, min_duration=md)
                 elif method == "bars":
                     from vmtool.segmentation import rhythm
 

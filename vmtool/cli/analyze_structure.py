@@ -30,7 +30,7 @@ from vmtool.cli._common import (
 
 HELP = """Analyse how the shot cuts of music videos follow the beats, bars and sections of their music.
 
-For each clip: D_beat = 60/BPM and D_bar (BPM and time signature from --metadata, else estimated), the downbeats l_bar and the segment boundaries l_seg (--segments), the shot likelihood f_shot(t) at 25 Hz (TransNetV2), the cuts (f_shot > --threshold), the mode D_shot_max of the shot-duration histogram, the synchronisation level (beat, bar or pattern when 0.5 D < D_shot_max < 1.5 D for D = D_beat, D_bar, 4 D_bar), and the co-occurrence scores S(l_seg), S(l_bar) (and S at the beats) of the music boundaries with f_shot (Gaussian window, sigma 2 frames) with their chance level (boundaries circularly shifted at random, --shuffles times).
+For each clip: D_beat = 60/BPM and D_bar (BPM and time signature from --metadata, else estimated), the downbeats l_bar and the segment boundaries l_seg (--segments), the shot likelihood f_shot(t) at 25 Hz (TransNetV2), the cuts (f_shot > --threshold), the mode D_shot_max of the shot-duration histogram, the synchronisation level (beat, bar or pattern when 0.5 D < D_shot_max < 1.5 D for D = D_beat, D_bar, 4 D_bar), and the co-occurrence scores S(l_seg), S(l_bar) (and S at the beats) of the music boundaries with f_shot (Gaussian window, sigma 2 frames) with their chance level (boundaries circularly shifted at random, --shuffles times), and the phase-free score of the downbeats: the best S(l_bar + d) over the offsets d of one bar, the offset, and its chance level (the same sweep with the cuts moved to random times). As in the thesis, l_seg uses MSAF's boundary times and l_bar madmom's downbeat tracker when installed (--downbeats auto; pip install 'vmtool[madmom]'), else vmtool's estimator; stderr and OUT say which one ran.
 
 Then per music genre and per video genre (at least --min-count clips): clips synchronised at bar, beat and pattern level, mean S with 95% confidence intervals and chance levels. Printed on stdout (--format); OUT keeps the per-clip values and curves.
 
@@ -59,6 +59,12 @@ class Segments(str, enum.Enum):
     sf = "sf"
 
 
+class Downbeats(str, enum.Enum):
+    auto = "auto"
+    madmom = "madmom"
+    librosa = "librosa"
+
+
 class StructureFormat(str, enum.Enum):
     table = "table"
     json = "json"
@@ -83,6 +89,9 @@ def analyze_structure_cmd(
         "--column", metavar="FIELD=HEADER",
         help="Metadata column of a field (repeatable); default File, BPM, Time Signature, Genre, Video Genre.")] = None,
     segments: Annotated[Segments, typer.Option("--segments", help="Music-structure method of l_seg.")] = Segments.olda,
+    downbeats: Annotated[Downbeats, typer.Option(
+        "--downbeats", help="Downbeat tracker of l_bar: madmom's RNN (the thesis'), vmtool's librosa-based "
+        "estimator, or auto (madmom when installed).")] = Downbeats.auto,
     threshold: Annotated[float, typer.Option("--threshold", help="Shot likelihood above which a frame is a cut.")] = 0.5,
     bin_width: Annotated[float, typer.Option("--bin-width", help="Bin width of the shot-duration histogram (s).")] = 0.2,
     shuffles: Annotated[int, typer.Option("--shuffles", min=1, help="Random circular shifts per clip for the chance level.")] = 1000,
@@ -105,7 +114,7 @@ def analyze_structure_cmd(
     from vmtool.structure.analysis import StructureConfig, analyze_structure
 
     config = StructureConfig(segments=segments.value, threshold=threshold, bin_width=bin_width, shuffles=shuffles,
-                             seed=seed, min_count=min_count)
+                             seed=seed, min_count=min_count, downbeats=downbeats.value)
     config.validate()  # before decoding anything
     # resolved by TransNetV2 when a clip needs it: on stored likelihoods torch is never imported
     device = validate_device(device)
@@ -174,6 +183,16 @@ def _group_tables(report) -> None:
         t.add_row(g.grouping, g.genre, str(g.n_clips), _ci(g.s_seg), _f(g.s_seg["chance"]), _ci(g.s_bar),
                   _f(g.s_bar["chance"]), _ci(g.s_beat), _f(g.s_beat["chance"]))
     print_table(t)
+    sys.stdout.write("\n")
+    sys.stdout.write("Phase-free S(l_bar): best offset within one bar, chance from the same sweep with "
+                     "the cuts at random times; offset as a circular mean in bars (r: 1 = one common phase)\n")
+    t = Table(box=None, pad_edge=False)
+    for col in ("grouping", "genre", "clips", "S free", "chance", "offset (bars)", "r"):
+        t.add_column(col, justify="left" if col in ("grouping", "genre") else "right")
+    for g in groups:
+        t.add_row(g.grouping, g.genre, str(g.n_clips), _ci(g.s_bar_free), _f(g.s_bar_free["chance"]),
+                  _f(g.s_bar_free.get("offset_bars"), 2), _f(g.s_bar_free.get("offset_r"), 2))
+    print_table(t)
 
 
 def _clip_table(report) -> None:
@@ -181,7 +200,8 @@ def _clip_table(report) -> None:
 
     t = Table(box=None, pad_edge=False)
     for col in ("clip", "music genre", "video genre", "BPM", "beats/bar", "D_beat", "D_bar", "D_shot_max", "shots",
-                "sync", "S(l_seg)", "chance", "S(l_bar)", "chance", "S(beats)", "chance", "status"):
+                "sync", "S(l_seg)", "chance", "S(l_bar)", "chance", "S(beats)", "chance", "downbeats", "S free",
+                "chance", "offset s", "status"):
         t.add_column(col)
     for c in report.clips:
         src = {"metadata": "m", "estimated": "e"}.get(c.bpm_source, "")
@@ -189,6 +209,7 @@ def _clip_table(report) -> None:
         t.add_row(c.item.id, c.music_genre, c.video_genre, f"{_f(c.bpm, 1)}{src}", f"{_f(c.beats_per_bar, 1)}{msrc}",
                   _f(c.d_beat), _f(c.d_bar), _f(c.d_shot_max, 2), str(c.n_shots), c.sync_level, _f(c.s_seg),
                   _f(c.s_seg_chance), _f(c.s_bar), _f(c.s_bar_chance), _f(c.s_beat), _f(c.s_beat_chance),
+                  c.downbeat_tracker or "-", _f(c.s_bar_free), _f(c.s_bar_free_chance), _f(c.s_bar_free_offset, 2),
                   c.status_text)
     print_table(t)
 

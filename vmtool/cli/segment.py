@@ -60,6 +60,11 @@ class Method(str, enum.Enum):
     fixed = "fixed"
 
 
+class BoundaryTimes(str, enum.Enum):
+    msaf = "msaf"
+    frame_start = "frame-start"
+
+
 class Labels(str, enum.Enum):
     fmc2d = "fmc2d"
     scluster = "scluster"
@@ -85,6 +90,9 @@ def segment_cmd(
     labels: Annotated[Optional[Labels], typer.Option("--labels", help="Add MSAF segment labels (music methods).")] = None,
     min_duration: Annotated[Optional[float], typer.Option(
         "--min-duration", help="Merge segments shorter than this (s). Default: 1, or 0 for beats and bars.")] = None,
+    boundary_times: Annotated[BoundaryTimes, typer.Option(
+        "--boundary-times", help="foote/sf/olda: place a boundary at the end of its beat frame as msaf reports it "
+        "(msaf), or at its start, one beat earlier (frame-start).")] = BoundaryTimes.msaf,
     reference: Annotated[Optional[Path], typer.Option(
         "--reference", help="Reference annotations: a JAMS or 'time label' file, or a directory of <id>.jams/.txt/.lab; "
         "reports boundary hit rates at 0.5 s and 3 s.")] = None,
@@ -108,6 +116,7 @@ def segment_cmd(
     config = SegmentConfig(
         methods=tuple(m.value for m in method), threshold=threshold, beats_per_bar=beats_per_bar,
         window=window, labels=labels.value if labels else None, min_duration=min_duration,
+        boundary_times=boundary_times.value,
     )
     if plot is not None:
         plot.mkdir(parents=True, exist_ok=True)

@@ -31,11 +31,17 @@ This module uses msaf's lower level instead:
 
 Times and post-processing
 -------------------------
-msaf's features are beat-synchronous: frame ``i`` spans beats ``i`` to ``i + 1`` (frame 0
-starts at 0 s). A boundary at frame ``i`` is reported at the **start** of that frame.
-(msaf itself reports the frame's end, one beat later, and adds the first beat and the
-end as boundaries; this module drops those edges.) The boundaries then go through
-:func:`~vmtool.segmentation.base.clean_boundaries`.
+msaf's features are beat-synchronous: with beats ``b_0 < b_1 < ...``, frame 0 spans
+``[0, b_0)`` and frame ``i`` spans ``[b_(i-1), b_i)``. A boundary at frame ``i`` is reported
+where msaf reports it (:data:`BOUNDARY_TIMES` ``"msaf"``, the default): at msaf's
+``frame_times[i]``, the frame's **end** ``b_i`` for beat-synchronous features and the
+frame's start for frame-synchronous ones. ``"frame-start"`` reports every frame at its
+start, one beat earlier (vmtool's convention before it followed msaf, kept for comparison). msaf's own
+results also hold 0, the first beat (frame 0, which every msaf algorithm returns, not a
+detection), the end of the last frame and the duration; this module drops those edges,
+and the boundaries then go through :func:`~vmtool.segmentation.base.clean_boundaries`.
+With ``min_duration=0`` the boundaries are msaf's own interior ones, time for time, when
+the audio is the signal msaf loads (``vmtool.media.load_audio(..., resampler="librosa")``).
 
 Glossary (as in librosa): ``sr`` is a sample rate in Hz; times are in seconds.
 """
@@ -72,6 +78,8 @@ __all__ = [
     "segment_music",
     "import_msaf",
     "ALGORITHM_THREADS",
+    "BOUNDARY_TIMES",
+    "msaf_own_boundaries",
 ]
 
 MUSIC_METHODS = ("foote", "sf", "olda")
@@ -84,6 +92,12 @@ convex NMF."""
 
 MSAF_FEATURES = ("pcp", "mfcc", "cqt", "tonnetz", "tempogram")
 """msaf feature types usable by foote, sf and the labelling methods."""
+
+BOUNDARY_TIMES = ("msaf", "frame-start")
+"""Where a boundary at a feature frame is placed: ``"msaf"``, at msaf's frame time (the
+end of a beat-synchronous frame, the start of a frame-synchronous one), as
+``msaf.process`` reports it; ``"frame-start"``, at the start of the frame (one beat
+earlier for beat-synchronous features)."""
 
 # methods that read PCP and MFCC themselves, whatever feature is asked for
 _PCP_MFCC_METHODS = ("olda", "scluster")
@@ -228,7 +242,8 @@ class MsafSegmenter:
     ----------
     y : np.ndarray [shape=(n,)]
         Mono audio. Converted to float32; resampled to msaf's rate
-        (``msaf.config.sample_rate``, 22,050 Hz) when *sr* differs.
+        (``msaf.config.sample_rate``, 22,050 Hz) when *sr* differs, as ``librosa.load``
+        does (soxr, ``"soxr_hq"``).
     sr : int > 0
         Sample rate of *y* in Hz.
     framesync : bool
@@ -331,7 +346,8 @@ class MsafSegmenter:
 
         msaf = import_msaf()
         t0 = time.perf_counter()
-        y = media.load_audio(path, int(msaf.config.sample_rate))
+        # the signal msaf itself loads (librosa.load): FFmpeg's resampler moves the beats
+        y = media.load_audio(path, int(msaf.config.sample_rate), resampler="librosa")
         decode_s = time.perf_counter() - t0
         seg = cls(y, int(msaf.config.sample_rate), framesync=framesync, path=path)
         seg._add_time("decode", decode_s)
@@ -502,6 +518,19 @@ class MsafSegmenter:
         self._add_time("features", dt)
         return dt
 
+    def _frame_times(self, obj, convention: str) -> np.ndarray:
+        """Time of each feature frame under *convention* (see :data:`BOUNDARY_TIMES`)."""
+        if convention == "frame-start":
+            return self._frame_starts(obj)
+        n = obj._features.shape[0]
+        # msaf's Features.frame_times: the frame-synchronous times, or the beat times
+        # followed by the last frame-synchronous time (compute_beat_sync_features)
+        t = obj._framesync_times if self.framesync else obj._est_beatsync_times
+        t = np.asarray(t, dtype=np.float64)[:n]
+        if len(t) < n:  # pragma: no cover - defensive
+            t = np.concatenate([t, np.full(n - len(t), self.duration)])
+        return t
+
     def _frame_starts(self, obj) -> np.ndarray:
         """Start time of each feature frame, seconds."""
         n = obj._features.shape[0]
@@ -548,6 +577,7 @@ class MsafSegmenter:
         feature: str = "pcp",
         config: Mapping[str, Any] | None = None,
         seed: int = 0,
+        boundary_times: str = "msaf",
     ) -> Segmentation:
         """Find section boundaries (and optionally section labels) with one msaf method.
 
@@ -573,6 +603,11 @@ class MsafSegmenter:
             k-means in fmc2d and scluster draws from numpy's, the k-means initialisation
             of cnmf from Python's ``random``); the callers' RNG states are restored
             afterwards.
+        boundary_times : {"msaf", "frame-start"}
+            Where a boundary at a feature frame is placed (:data:`BOUNDARY_TIMES`):
+            ``"msaf"`` at msaf's frame time, as ``msaf.process`` reports it (for
+            beat-synchronous features the beat that ends the frame); ``"frame-start"``
+            at the frame's start, one beat earlier.
 
         Returns
         -------
@@ -586,8 +621,10 @@ class MsafSegmenter:
             ``timings`` with ``features``, ``algorithm``, ``curve`` (and ``decode``
             on the first call of a segmenter built by :meth:`from_path`); ``extra``
             with ``method``, ``labels``, ``feature``, ``framesync``, ``n_frames``
-            (feature frames), ``frame_times`` (their start times, s) and ``warnings``
-            (what msaf and librosa logged or warned, e.g. a track too short).
+            (feature frames), ``boundary_times`` (the convention), ``frame_times``
+            (the time of each frame under that convention, s: the boundaries are among
+            them) and ``warnings`` (what msaf and librosa logged or warned, e.g. a track
+            too short).
 
         Raises
         ------
@@ -613,6 +650,10 @@ class MsafSegmenter:
         if labels is not None and labels not in LABEL_METHODS:
             raise ParameterError(f"unknown labelling method {labels!r}; use {', '.join(LABEL_METHODS)}")
         _check_feature(feature)
+        if boundary_times not in BOUNDARY_TIMES:
+            raise ParameterError(
+                f"unknown boundary_times {boundary_times!r}; use {', '.join(BOUNDARY_TIMES)}"
+            )
         try:
             md_ok = math.isfinite(float(min_duration)) and float(min_duration) >= 0
         except (TypeError, ValueError):
@@ -647,12 +688,12 @@ class MsafSegmenter:
                     f"audio too short for msaf: {len(self._y)} samples, fewer than its "
                     f"{msaf.config.n_fft}-sample analysis window; one segment"
                 )
-                feat_s, n_frames, starts = 0.0, 0, np.zeros(0)
+                feat_s, n_frames, ftimes = 0.0, 0, np.zeros(0)
             else:
                 feat_s = self._ensure(needed, sink, what)
                 obj = self._objs[feature]
                 n_frames = int(obj._features.shape[0])
-                starts = self._frame_starts(obj)
+                ftimes = self._frame_times(obj, boundary_times)
             t0 = time.perf_counter()
             if n_frames == 0 and self._too_short():
                 idxs = np.array([0, 0])
@@ -675,13 +716,13 @@ class MsafSegmenter:
                 idxs, seg_labels = self._run(method, labels, cfg_base, sink, seed, what)
             algo_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            curve, rate = self._curve(feature, starts, overrides if method == "foote" else None, sink)
+            curve, rate = self._curve(feature, ftimes, overrides if method == "foote" else None, sink)
             curve_s = time.perf_counter() - t1
         self._add_time("algorithm", algo_s)
         self._add_time("curve", curve_s)
 
         idxs = np.asarray(idxs, dtype=np.int64)
-        times = starts[np.clip(idxs[1:-1], 0, n_frames - 1)] if len(idxs) > 2 else np.zeros(0)
+        times = ftimes[np.clip(idxs[1:-1], 0, n_frames - 1)] if len(idxs) > 2 else np.zeros(0)
         lab_in = None
         if labels is not None and seg_labels is not None:
             lab_in = np.asarray(seg_labels, dtype=np.float64).reshape(-1)
@@ -713,7 +754,8 @@ class MsafSegmenter:
                 "feature": feature,
                 "framesync": self.framesync,
                 "n_frames": n_frames,
-                "frame_times": starts,
+                "boundary_times": boundary_times,
+                "frame_times": ftimes,
                 "warnings": sink,
             },
         )
@@ -755,7 +797,8 @@ class MsafSegmenter:
         return idxs, (est_labels if labels else None)
 
     def _curve(self, feature, starts, overrides, sink) -> tuple[np.ndarray | None, float]:
-        """Foote's checkerboard novelty of *feature*, on a uniform grid."""
+        """Foote's checkerboard novelty of *feature*, on a uniform grid; the value of
+        frame ``i`` is placed at ``starts[i]`` (the frame times boundaries use)."""
         rate = self.sr / float(_hop_size())
         n = max(1, int(math.floor(self.duration * rate)) + 1)
         if len(starts) < 2:  # no beat found: a flat curve
@@ -800,6 +843,58 @@ def _relabel(lab: np.ndarray) -> np.ndarray:
     return np.asarray([mapping.setdefault(int(v), len(mapping)) for v in lab], dtype=np.int64)
 
 
+def msaf_own_boundaries(
+    path: str | os.PathLike,
+    methods: tuple[str, ...] = MUSIC_METHODS,
+    *,
+    feature: str = "pcp",
+) -> dict[str, np.ndarray]:
+    """Boundaries of each method as msaf computes them itself on an audio file: the reference.
+
+    msaf loads the file with ``librosa.load``, computes its features (its own HPSS, its
+    feature file, in a temporary directory) and runs ``msaf.run.run_algorithms`` as
+    ``msaf.process`` does. Of msaf's times, 0, the first beat (frame 0, returned by every
+    algorithm), the last frame's end and the duration are dropped, as
+    :meth:`MsafSegmenter.segment` drops them: with ``min_duration=0`` and the default
+    ``boundary_times`` the two must agree. Slower than :class:`MsafSegmenter` (features
+    computed per method, HPSS twice); for checks and benchmarks.
+
+    Parameters
+    ----------
+    path : path
+        An audio file libsndfile reads (WAV, FLAC, Ogg, MP3).
+    methods : tuple of str
+        Among :data:`MUSIC_METHODS`.
+    feature : str
+        msaf feature type of foote and sf.
+
+    Returns
+    -------
+    dict of str -> np.ndarray [shape=(k,), dtype=float64]
+        Interior boundaries in seconds, per method.
+    """
+    msaf = import_msaf()
+    from msaf.base import Features
+
+    _check_feature(feature)
+    out: dict[str, np.ndarray] = {}
+    with _LOCK, tempfile.TemporaryDirectory(prefix="vmtool-msaf-own-") as tmp:
+        fs = msaf.input_output.FileStruct(os.fspath(path))
+        fs.features_file, fs.est_file, fs.ref_file = (os.path.join(tmp, n) for n in ("f.json", "e.jams", "r.jams"))
+        with _quiet():
+            for method in methods:
+                if method not in MUSIC_METHODS:
+                    raise ParameterError(f"unknown music method {method!r}; use {', '.join(MUSIC_METHODS)}")
+                cfg = msaf.input_output.get_configuration(feature, False, False, method, None)
+                cfg["features"] = Features.select_features(feature, fs, False, False)
+                cfg["hier"] = False
+                times, _ = msaf.run.run_algorithms(fs, method, None, cfg)
+                ft = np.asarray(cfg["features"].frame_times, dtype=np.float64)
+                t = np.asarray(times, dtype=np.float64)
+                out[method] = t[(t > ft[0] + 1e-9) & (t < ft[-1] - 1e-9)] if ft.size else np.zeros(0)
+    return out
+
+
 def segment_music(
     source: str | os.PathLike | np.ndarray,
     method: str = "olda",
@@ -811,6 +906,7 @@ def segment_music(
     framesync: bool = False,
     config: Mapping[str, Any] | None = None,
     seed: int = 0,
+    boundary_times: str = "msaf",
 ) -> Segmentation:
     """One msaf method on one item: a media file or an audio array.
 
@@ -821,7 +917,7 @@ def segment_music(
     ----------
     source : path or np.ndarray [shape=(n,)]
         A media file with audio, or mono audio (then *sr* is required).
-    method, labels, min_duration, feature, config, seed
+    method, labels, min_duration, feature, config, seed, boundary_times
         See :meth:`MsafSegmenter.segment`.
     sr : int, optional
         Sample rate of *source* when it is an array.
@@ -839,4 +935,5 @@ def segment_music(
     else:
         seg = MsafSegmenter.from_path(source, framesync=framesync)
     with seg:
-        return seg.segment(method, labels=labels, min_duration=min_duration, feature=feature, config=config, seed=seed)
+        return seg.segment(method, labels=labels, min_duration=min_duration, feature=feature, config=config, seed=seed,
+                           boundary_times=boundary_times)

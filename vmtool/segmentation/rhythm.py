@@ -338,6 +338,7 @@ def bars(
             "beat_times": beat_times,
             "tempo": tempo,
             "meter_scores": meter_scores,
+            "downbeats": "librosa",
         },
     )
 

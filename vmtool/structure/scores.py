@@ -7,6 +7,8 @@ Everything here is a pure function of numpy arrays (no files, no media):
 - :func:`window` and :func:`cooccurrence` give the co-occurrence score of music
   boundaries with shot cuts; :func:`chance_level` the same score for circularly
   shifted boundaries;
+- :func:`phase_free` the best score over offsets within one bar, and its chance level
+  from the same sweep on shuffled cuts (:func:`shuffle_cuts`);
 - :func:`shot_durations`, :func:`duration_histogram`, :func:`histogram_mode` and
   :func:`sync_level` give the synchronisation level;
 - :func:`mean_ci` the mean and its Student-t confidence interval.
@@ -34,6 +36,9 @@ __all__ = [
     "cooccurrence",
     "cooccurrence_score",
     "chance_level",
+    "offset_sweep",
+    "shuffle_cuts",
+    "phase_free",
     "shot_durations",
     "duration_histogram",
     "histogram_mode",
@@ -266,6 +271,162 @@ def chance_level(
     # ties within the window's truncation error (< 1e-7) count as ties
     p = (1.0 + float(np.sum(scores >= observed - _TIE))) / (offsets.size + 1.0)
     return float(scores.mean()), p
+
+
+def offset_sweep(
+    f_shot: np.ndarray,
+    times: np.ndarray,
+    period: float,
+    *,
+    sigma_frames: float = SIGMA_FRAMES,
+    rate: float = RATE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``S(l + delta)`` for every offset ``delta`` of one *period*, on the grid of ``f_shot``.
+
+    The offsets are ``j / rate`` for the integers ``j`` with ``-period / 2 <= j / rate <
+    period / 2`` (one frame apart: 53 offsets for a 2.12 s bar at 25 Hz), so every
+    phase of a periodic set of boundaries of that period is tried once.
+
+    Returns
+    -------
+    offsets : np.ndarray [shape=(m,)]
+        Seconds, increasing.
+    scores : np.ndarray [shape=(m,)]
+        ``S(l + delta)`` (the mean of :func:`cooccurrence`) per offset.
+
+    Examples
+    --------
+    >>> f = np.zeros(251); f[[55, 105, 155]] = 1.0  # cuts at 2.2, 4.2, 6.2 s
+    >>> d, s = offset_sweep(f, np.array([2.0, 4.0, 6.0]), 2.0)
+    >>> round(float(d[np.argmax(s)]), 2), round(float(s.max()), 2)
+    (0.2, 1.0)
+    """
+    f = np.asarray(f_shot, dtype=np.float64).reshape(-1)
+    offsets, a = _sweep_matrix(times, period, f.size, sigma_frames=sigma_frames, rate=rate)
+    if a is None:
+        return offsets, np.full(offsets.size, math.nan)
+    return offsets, a @ f
+
+
+def _sweep_matrix(times, period: float, n: int, *, sigma_frames: float, rate: float):
+    """The offsets of :func:`offset_sweep` and the matrix ``A`` with ``A @ f_shot`` its scores.
+
+    ``S(l + delta_j) = sum_m A[j, m] f_shot[m]``: each row holds the window weights of
+    every boundary moved by ``delta_j``, divided by the number of boundaries. Built once,
+    it scores any curve of *n* samples (the shuffled copies) with one matrix product.
+    """
+    t = _times(times)
+    period = positive_number("period", period)
+    rate = positive_number("rate", rate)
+    sigma_frames = positive_number("sigma_frames", sigma_frames)
+    j = np.arange(int(math.ceil(-period / 2.0 * rate - _EPS)), int(math.ceil(period / 2.0 * rate - _EPS)))
+    offsets = j / rate
+    if t.size == 0:
+        return offsets, None
+    moved = t[None, :] + offsets[:, None]  # (m, k)
+    half = int(math.ceil(TRUNCATE * sigma_frames)) + 1
+    idx = np.floor(moved * rate).astype(np.int64)[..., None] + np.arange(-half, half + 2)  # (m, k, L)
+    w = window(idx / rate - moved[..., None], sigma_frames=sigma_frames, rate=rate) / t.size
+    ok = (idx >= 0) & (idx < n) & (w > 0)
+    rows = np.broadcast_to(np.arange(offsets.size)[:, None, None], idx.shape)
+    a = np.zeros(offsets.size * max(n, 1))
+    np.add.at(a, (rows[ok] * n + idx[ok]), w[ok])
+    return offsets, a.reshape(offsets.size, max(n, 1))[:, :n]
+
+
+def shuffle_cuts(f_shot: np.ndarray, cut_samples: np.ndarray, rng: np.random.Generator, *, lead: int = 6) -> np.ndarray:
+    """``f_shot`` with its cuts moved to random places: the null model of :func:`phase_free`.
+
+    Each cut's profile (the ``2 lead + 1`` samples around its peak) is moved to a sample
+    drawn uniformly on the clip (without replacement; where two profiles meet, the
+    maximum is kept), and the rest of the curve (the low likelihood between cuts) is
+    rotated by a random number of samples. The number of cuts and each cut's shape are
+    kept; their times, and so their spacing, become random. (Keeping the shot durations
+    instead, by shuffling the order of the shots, would keep every cut on a bar grid when
+    the shots last whole bars: the sweep would then find the same phase in every copy,
+    and bar-synchronous cuts could never score above chance.)
+
+    Parameters
+    ----------
+    f_shot : np.ndarray [shape=(n,)]
+    cut_samples : np.ndarray of int
+        Sample index of each cut's peak in *f_shot*.
+    rng : np.random.Generator
+    lead : int >= 0
+        Half-width of a cut's profile in samples (6 = 3 sigma of the window at 25 Hz).
+
+    Returns
+    -------
+    np.ndarray [shape=(n,)]
+    """
+    f = np.asarray(f_shot, dtype=np.float64).reshape(-1)
+    n = f.size
+    if n == 0:
+        return f.copy()
+    c = np.unique(np.asarray(cut_samples, dtype=np.int64))
+    c = c[(c >= 0) & (c < n)]
+    k = np.arange(-int(lead), int(lead) + 1)
+    idx = c[:, None] + k
+    ok = (idx >= 0) & (idx < n)
+    profiles = np.where(ok, f[np.clip(idx, 0, n - 1)], 0.0)
+    background = f.copy()
+    background[idx[ok]] = 0.0
+    out = np.roll(background, int(rng.integers(0, n)))
+    if c.size:
+        new = rng.choice(n, size=min(c.size, n), replace=False)
+        np.maximum.at(out, np.mod(new[:, None] + k, n).reshape(-1), profiles[: new.size].reshape(-1))
+    return out
+
+
+def phase_free(
+    f_shot: np.ndarray,
+    times: np.ndarray,
+    period: float,
+    cut_samples: np.ndarray,
+    *,
+    shuffles: int = 1000,
+    rng: np.random.Generator | int | None = 0,
+    sigma_frames: float = SIGMA_FRAMES,
+    rate: float = RATE,
+) -> tuple[float, float, float, float]:
+    """The phase-free co-occurrence score: the best ``S(l + delta)`` over one period.
+
+    Which beat a tracker calls "one" decides ``S(l_bar)``; sweeping the offset over one
+    bar (:func:`offset_sweep`) removes that choice, but the maximum of a sweep is larger
+    than a single score by chance alone. So the chance level is the same maximum over
+    the same sweep, computed on *shuffles* copies of ``f_shot`` whose cuts are moved to
+    random times (:func:`shuffle_cuts`): searching the offset is then not rewarded.
+
+    Returns
+    -------
+    best : float
+        ``max_delta S(l + delta)`` (NaN without boundaries).
+    offset : float
+        The ``delta`` of the best score, seconds in ``[-period / 2, period / 2)``; among
+        ties, the smallest ``|delta|``.
+    chance : float
+        Mean of the shuffled copies' best scores.
+    p : float
+        ``(1 + #{shuffled best >= best}) / (shuffles + 1)``.
+    """
+    if not isinstance(shuffles, (int, np.integer)) or isinstance(shuffles, bool) or shuffles < 1:
+        raise ParameterError(f"shuffles must be a positive integer, got {shuffles!r}")
+    f = np.asarray(f_shot, dtype=np.float64).reshape(-1)
+    offsets, a = _sweep_matrix(times, period, f.size, sigma_frames=sigma_frames, rate=rate)
+    if a is None or offsets.size == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    observed = a @ f
+    best = float(observed.max())
+    ties = np.flatnonzero(observed >= best - _TIE)
+    offset = float(offsets[ties[np.argmin(np.abs(offsets[ties]))]])
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    maxima = np.empty(int(shuffles))
+    chunk = 64
+    for s0 in range(0, maxima.size, chunk):
+        block = np.stack([shuffle_cuts(f, cut_samples, gen) for _ in range(min(chunk, maxima.size - s0))], axis=1)
+        maxima[s0 : s0 + block.shape[1]] = (a @ block).max(axis=0)
+    p = (1.0 + float(np.sum(maxima >= best - _TIE))) / (maxima.size + 1.0)
+    return best, offset, float(maxima.mean()), p
 
 
 def shot_durations(cuts: np.ndarray, duration: float) -> np.ndarray:
