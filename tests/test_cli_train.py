@@ -25,6 +25,19 @@ def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+@pytest.fixture(scope="module")
+def tracked(feats, tmp_path_factory):
+    """The features with a 'track' label: items 2k and 2k+1 share track tk (as videos share music)."""
+    d = tmp_path_factory.mktemp("tracked")
+    p = d / "tracked.h5"
+    p.write_bytes(feats.read_bytes())
+    ids = open_collection(p).ids
+    csv = d / "tracks.csv"
+    csv.write_text("id,track\n" + "".join(f"{x},t{i // 2:02d}\n" for i, x in enumerate(ids)))
+    assert run("label", p, "--labels", csv, "-q").exit_code == 0
+    return p
+
+
 def test_train_embed_info_chain(feats, tmp_path):
     model = tmp_path / "m.pt"
     r = run("train", feats, "-o", model, "--epochs", "2", "--level", "segment", "--segments", "fixed",
@@ -153,11 +166,12 @@ def test_interrupted_training_says_what_the_model_file_holds(feats, tmp_path, mo
 
 
 @pytest.mark.parametrize("name", ["vmnet", "pretet2021", "pretet2021-bce", "segvmnet", "vmcml"])
-def test_every_preset_trains_from_the_cli(feats, tmp_path, name):
+def test_every_preset_trains_from_the_cli(feats, tracked, tmp_path, name):
     from vmtool.models.checkpoint import load_checkpoint
     from vmtool.training.presets import PRESETS
 
     m = tmp_path / "p.pt"
+    feats = tracked if name == "vmcml" else feats  # VMCML's prototypes are the music tracks
     # the papers' sizes are overridden to stay tiny; everything else comes from the preset
     r = run("train", feats, "-o", m, "--preset", name, "--epochs", "2", "--segments", "fixed", "--frames", "4",
             "--audio-layers", "24,16", "--video-layers", "24,16", "-b", "32")
@@ -234,3 +248,48 @@ def test_head_needs_a_bce_model(feats, tmp_path):
     assert r.exit_code == 1
     assert r.stderr.strip() == (f"Error: {cat}: method 'head' needs a model trained with --loss bce; this "
                                 f"catalog's model has no pair classifier")
+
+
+# --- VMCML: one prototype per music track -------------------------------------------------------
+
+
+def test_videos_of_one_track_share_its_prototype(tracked, tmp_path):
+    import numpy as np
+
+    from vmtool.models.checkpoint import load_checkpoint
+
+    m, cat = tmp_path / "v.pt", tmp_path / "v.h5"
+    r = run("train", tracked, "-o", m, "--loss", "cosface", "--class-label", "track", "--epochs", "2",
+            "--val-fraction", "0.2", *SMALL)
+    assert r.exit_code == 0, r.output
+    ck = load_checkpoint(m)
+    ids = open_collection(tracked).ids
+    track = {x: f"t{i // 2:02d}" for i, x in enumerate(ids)}
+    names = ck["config"]["classes"]["names"]
+    assert ck["config"]["classes"]["label"] == "track" and ck["config"]["loss"]["class_label"] == "track"
+    assert names == sorted(set(names)) and set(names) <= set(track.values())
+    # one prototype per track of the training items (validation items may bring tracks of their own)
+    assert ck["state_dict"]["prototypes"].shape[0] == len(names) >= 24
+    r = run("embed", tracked, "--model", m, "-o", cat)
+    assert r.exit_code == 0, r.output
+    from vmtool.ranking import load_catalog
+
+    music = load_catalog(cat, "audio", segments=False)
+    w = ck["state_dict"]["prototypes"].numpy()
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    seen = [i for i, x in enumerate(music.ids) if track[x] in names]
+    assert f"{len(seen)} music embedding(s) from the model's track prototypes" in r.stderr
+    for i in seen:  # a seen track's music embedding is its prototype, for both its items
+        np.testing.assert_allclose(music.clip[i], w[names.index(track[music.ids[i]])], atol=1e-6)
+    plain = tmp_path / "plain.h5"
+    assert run("embed", tracked, "--model", m, "-o", plain, "--no-prototypes", "-q").exit_code == 0
+    other = load_catalog(plain, "audio", segments=False)
+    assert not np.allclose(other.clip[seen[0]], music.clip[seen[0]])
+
+
+def test_track_classes_need_the_track_label(feats, tmp_path):
+    m = tmp_path / "v.pt"
+    r = run("train", feats, "-o", m, "--preset", "vmcml", "--epochs", "1", *SMALL)
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines()[-1].startswith(f"Error: {feats}: no label column 'track'")
+    assert not m.exists()

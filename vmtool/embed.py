@@ -47,10 +47,12 @@ class EmbedReport:
     segmentation: str | None = None
     skipped: list[str] = field(default_factory=list)
     reused: int = 0  # items whose embeddings were kept from the existing catalog (resume)
+    prototypes: int = 0  # items whose music clip embedding is their track's trained prototype
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "items": self.items, "clip": self.clip, "segments": self.segments,
-                "segmentation": self.segmentation, "skipped": self.skipped, "reused": self.reused}
+                "segmentation": self.segmentation, "skipped": self.skipped, "reused": self.reused,
+                "prototypes": self.prototypes}
 
 
 @dataclass
@@ -239,6 +241,7 @@ def embed(
     command: str = "",
     progress: Progress | None = None,
     scheduler: str | None = None,
+    prototypes: bool = True,
 ) -> EmbedReport:
     """Embed every item of a features file; write a catalog to *output*.
 
@@ -264,6 +267,11 @@ def embed(
     scheduler : str, optional
         Run the model on a Dask cluster (see :mod:`vmtool.cluster`): the client reads each
         item's inputs and sends them with its task, so workers need no shared storage.
+    prototypes : bool
+        For a model trained with one cosface prototype per class of a label column
+        (``--class-label track``, VMCML): the music clip embedding of an item whose class
+        the model was trained on is that class's prototype (unit norm), as VMCML retrieves
+        seen music; other items, and all with False, go through the music branch.
     """
     from vmtool.models.checkpoint import load_model
 
@@ -282,6 +290,7 @@ def embed(
     previous: _Previous | None = None
     try:
         emb = _Embedder(coll, model, segments)
+        seen = seen_prototypes(model, coll) if prototypes else {}
         n = len(coll)
         rows: dict[tuple[str, str], list[np.ndarray | None]] = {k: [None] * n for k in EMBEDDING_NAMES}
         spans_rows: list[np.ndarray | None] = [None] * n
@@ -309,6 +318,9 @@ def embed(
                 clip, segs, spans = emb.item(i)
             if not clip:
                 report.skipped.append(name)
+            if "audio" in clip and i in seen:
+                clip = {**clip, "audio": seen[i]}
+                report.prototypes += 1
             for mod, vec in clip.items():
                 rows[(mod, "clip")][i] = vec[None, :]
                 report.clip[mod] = report.clip.get(mod, 0) + 1
@@ -416,6 +428,23 @@ class _Previous:
 
     def close(self) -> None:
         self.cat.close()  # h5py: closing twice is harmless
+
+
+def seen_prototypes(model, coll) -> dict[int, np.ndarray]:
+    """Item index -> the unit prototype of its class, for the items of *coll* whose value
+    of the model's class label column is one of the classes it was trained on (VMCML's
+    seen music); empty for models without named classes or files without that column."""
+    classes = model.data["config"].get("classes")
+    weights = getattr(model.net, "prototypes", None)
+    if not classes or weights is None or classes["label"] not in coll.label_names():
+        return {}
+    from vmtool.labels import labels_as_text
+
+    values = labels_as_text(coll.label(classes["label"]))
+    w = weights.detach().float().cpu().numpy()
+    w = (w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    at = {name: k for k, name in enumerate(classes["names"])}
+    return {i: w[at[v]] for i, v in enumerate(values) if v in at}
 
 
 def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):

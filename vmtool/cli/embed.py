@@ -59,6 +59,10 @@ def embed_cmd(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Keep OUT's embeddings of unchanged items (same id, sha256 and segments) when OUT was "
         "made by the same model with the same settings; embed only the others.")] = False,
+    prototypes: Annotated[bool, typer.Option(
+        "--prototypes/--no-prototypes",
+        help="Models trained with --class-label (VMCML): a track the model was trained on gets its class "
+             "prototype as music embedding, as VMCML retrieves seen music.")] = True,
     device: DeviceOpt = "auto",
     wait: WaitOpt = DEFAULT_WAIT,
     scheduler: SchedulerOpt = None,
@@ -70,7 +74,8 @@ def embed_cmd(
 
     with RichProgress(enabled=not quiet) as progress:
         rep = embed(features, model, output, segments=segments, device=resolve_device(device), dtype=dtype.value,
-                    resume=resume, command=command_line(ctx), progress=progress, wait=wait, scheduler=scheduler)
+                    resume=resume, command=command_line(ctx), progress=progress, wait=wait, scheduler=scheduler,
+                    prototypes=prototypes)
     parts = [f"{mod} {n}" for mod, n in sorted(rep.clip.items())]
     seg = ", ".join(f"{mod} {n}" for mod, n in sorted(rep.segments.items()))
     msg = f"wrote {rep.output}: {rep.items} items; clip embeddings: {', '.join(parts) or 'none'}"
@@ -78,6 +83,8 @@ def embed_cmd(
         msg += f"; {rep.segmentation} segment embeddings: {seg or 'none'}"
     if rep.reused:
         msg += f"; {rep.reused} kept from the previous catalog"
+    if rep.prototypes:
+        msg += f"; {rep.prototypes} music embedding(s) from the model's track prototypes"
     if rep.skipped:
         msg += f"; {len(rep.skipped)} item(s) without the model's features"
     info(msg, quiet)

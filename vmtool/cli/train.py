@@ -230,6 +230,9 @@ def train_cmd(
                                               help="cosface: weight of the similarity loss.")] = 2.0,
     max_classes: Annotated[int, typer.Option("--max-classes", min=0, metavar="N",
                                              help="cosface: prototypes per softmax (sampled beyond N; 0: all).")] = 4096,
+    class_label: Annotated[str, typer.Option("--class-label", metavar="COLUMN",
+                                             help="cosface: items with the same value of this label column share "
+                                                  "one prototype (VMCML: track); '': one per clip.")] = "",
     neighbours: Annotated[int, typer.Option("--neighbours", min=1, metavar="K",
                                             help="vmnet: input-space neighbours that are structure positives.")] = 1,
     audio_layers: Annotated[str, typer.Option("--audio-layers", help="Music branch widths.")] = "2048,1024,512",
@@ -285,7 +288,8 @@ def train_cmd(
                       hard_negatives=o["hard_negatives"],
                       temperature=o["temperature"], scale=o["cos_scale"], cos_margin=o["cos_margin"],
                       music_weight=o["cos_music_weight"], sim_margin=o["sim_margin"], sim_weight=o["sim_weight"],
-                      max_classes=o["max_classes"], neighbours=o["neighbours"])
+                      max_classes=o["max_classes"], neighbours=o["neighbours"],
+                      class_label=o["class_label"])
     tcfg = TrainConfig(batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"], epochs=o["epochs"],
                        max_time=max_time, patience=o["patience"], val_fraction=o["val_fraction"], seed=seed)
     dropout = o["dropout"]

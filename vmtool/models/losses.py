@@ -72,6 +72,10 @@ class LossConfig:
         infonce: softmax temperature (0.07, as CLIP's initial value).
     polarity : str
         ppml: the label column holding each item's polarity.
+    class_label : str
+        cosface: a label column of the features file; items with the same value share one
+        prototype (VMCML section 3: one class per music track, so every video of a track
+        lifts towards that track's prototype). ``""``: one prototype per training clip.
     """
 
     name: str = "vmnet"
@@ -87,6 +91,7 @@ class LossConfig:
     sim_weight: float = 2.0
     temperature: float = 0.07
     polarity: str = "polarity"
+    class_label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -159,6 +159,29 @@ def class_labels(n_items: int, train_items: np.ndarray, classes: np.ndarray | No
     return label_of
 
 
+def label_classes(coll, column: str, use: np.ndarray, source: Any = None) -> tuple[np.ndarray, list[str]]:
+    """Classes from a label column: ``(class index per item, class names)``.
+
+    Every item of *use* must have a value; items outside it may lack one (-1).
+
+    Raises
+    ------
+    ParameterError
+        The file has no such column (naming file and column), or a used item has no value.
+    """
+    from vmtool.labels import label_column, labels_as_text
+
+    values = labels_as_text(label_column(coll, column))
+    missing = [coll.ids[int(i)] for i in use if values[int(i)] == ""]
+    if missing:
+        raise ParameterError(f"label column {column!r} has no value for {len(missing)} item(s), e.g. "
+                             f"{missing[0]!r}; its classes are the prototypes of the cosface loss", source)
+    names, inv = np.unique(values, return_inverse=True)
+    out = inv.astype(np.int64)
+    out[values == ""] = -1
+    return out, [str(x) for x in names]
+
+
 def _score(m: dict[str, float]) -> tuple[float, float]:
     return (m["v2m_r10"], -m["v2m_mean_rank"])
 
@@ -307,9 +330,15 @@ def train(
             raise ParameterError(f"only {len(train_rows)} training pair(s): need items with both audio and "
                                  f"video features", features)
         train_items = np.unique(prep.item[train_rows])
+        class_names = None
+        if lcfg.name == "cosface" and lcfg.class_label and classes is None:
+            classes, class_names = label_classes(coll, lcfg.class_label, use, features)
         label_of = class_labels(n_items, train_items, classes, features)
+        prototype_names = None
         if lcfg.name == "cosface":
             mcfg.prototypes = int(label_of.max()) + 1
+            if class_names is not None:  # prototype k is the k-th class of the training items
+                prototype_names = [class_names[c] for c in np.unique(np.asarray(classes)[train_items])]
         item_t: dict[str, Any] = {}  # per-item label tensors the loss takes (dpvm, ppml)
         neg_rows = np.zeros((0, 2), dtype=np.int64)
         betas = (0.9, 0.999)
@@ -349,6 +378,8 @@ def train(
         full_config = {"model": mcfg.to_dict(), "loss": lcfg.to_dict(), "data": data.to_dict(),
                        **({"optimizer": {"betas": list(betas)}} if is_dpvm else {}),
                        "train": asdict(cfg),
+                       **({"classes": {"label": lcfg.class_label, "names": prototype_names}}
+                          if prototype_names is not None else {}),
                        "items": {"count": int(len(use)), "sha256": hashlib.sha256(chosen.encode()).hexdigest()}}
         history: list[dict[str, Any]] = []
         best: dict[str, float] = {}
