@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,8 +21,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-START, END = "<!-- bench_demo:start -->", "<!-- bench_demo:end -->"
+from _docs import write_block  # benchmarks run as scripts: this folder is on sys.path
+
 VMTOOL = [sys.executable, "-m", "vmtool"]
 
 
@@ -72,14 +71,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write_docs:
-        doc = DOC.read_text()
-        block = f"{START}\n{text}\n{END}"
-        if START in doc:
-            doc = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda m: block, doc, flags=re.S)
-        else:
-            doc += ("\n## `vmtool demo`\n\n`python benchmarks/bench_demo.py --cold --write-docs`\n\n"
-                    "Target (issue 7): under 5 minutes on 2 cores. Stage columns are seconds.\n\n" + block + "\n")
-        DOC.write_text(doc)
+        write_block("bench_demo", text,
+                    "\n## `vmtool demo`\n\n`python benchmarks/bench_demo.py --cold --write-docs`\n\n"
+                    "Target (issue 7): under 5 minutes on 2 cores. Stage columns are seconds.\n\n")
 
 
 if __name__ == "__main__":

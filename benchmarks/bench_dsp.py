@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-START, END = "<!-- bench_dsp:start -->", "<!-- bench_dsp:end -->"
+from _docs import write_block  # benchmarks run as scripts: this folder is on sys.path
+
 
 
 def best_pair(ref, ours, repeats):
@@ -78,18 +76,13 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write_docs:
-        doc = DOC.read_text()
-        block = f"{START}\n{text}\n{END}"
-        if START in doc:
-            doc = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda m: block, doc, flags=re.S)
-        else:
-            doc += ("\n## Harmonic/percussive separation (`vmtool.dsp`)\n\n"
+        write_block("bench_dsp", text,
+                    "\n## Harmonic/percussive separation (`vmtool.dsp`)\n\n"
                     "`python benchmarks/bench_dsp.py --write-docs`\n\n"
                     "HPSS's two median filters were about two thirds of an MSAF segmentation's time and a\n"
                     "large part of the `handcrafted` extractor's. `vmtool.dsp.median_filter` keeps a sorted\n"
                     "window per row (a numba loop) instead of SciPy's generic selection; the medians are the\n"
-                    "same numbers, so HPSS, MSAF's features and `handcrafted` are unchanged.\n\n" + block + "\n")
-        DOC.write_text(doc)
+                    "same numbers, so HPSS, MSAF's features and `handcrafted` are unchanged.\n\n")
 
 
 if __name__ == "__main__":

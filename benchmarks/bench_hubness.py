@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 from datetime import date
 from pathlib import Path
 
@@ -30,8 +29,8 @@ import numpy as np
 from vmtool.ranking import synth_embeddings
 from vmtool.ranking.evaluate import evaluate, evaluate_sets
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-START, END = "<!-- bench_hubness:start -->", "<!-- bench_hubness:end -->"
+from _docs import write_block  # benchmarks run as scripts: this folder is on sys.path
+
 METHODS = "clip,centroid,btrace,nw-dtw,sw-dtw"
 HUBNESS = ("none", "csls:10")
 
@@ -110,14 +109,8 @@ def main() -> None:
     text = table(rows, os.getloadavg()[0], seeds, showcase)
     print(text)
     if args.write_docs:
-        doc = DOC.read_text()
-        block = f"{START}\n{text}\n{END}"
-        if START in doc:
-            doc = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda m: block, doc, flags=re.S)
-        else:
-            doc += ("\n## Hubness correction (CSLS)\n\n`python benchmarks/bench_hubness.py --demo DIR... "
-                    "--write-docs`\n\n" + block + "\n")
-        DOC.write_text(doc)
+        write_block("bench_hubness", text, "\n## Hubness correction (CSLS)\n\n`python benchmarks/bench_hubness.py "
+                    "--demo DIR... --write-docs`\n\n")
 
 
 if __name__ == "__main__":
