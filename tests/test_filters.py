@@ -175,7 +175,8 @@ def test_rank_table_and_tsv_show_title_and_artist(cat):
     res = run("rank", f"{cat}#item00002", cat, "-k", "3", "-q")
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0].split() == ["rank", "id", "title", "artist", "distance", "start", "end", "source"]
+    assert lines[0].split() == ["rank", "id", "title", "artist", "distance", "start", "end", "section", "source"]
     assert "Song 2" in lines[1] and "Artist 2" in lines[1]
     tsv = run("rank", f"{cat}#item00002", cat, "-k", "3", "-q", "--format", "tsv").stdout.splitlines()
-    assert tsv[0].split("\t")[-2:] == ["title", "artist"] and tsv[1].split("\t")[-2:] == ["Song 2", "Artist 2"]
+    assert tsv[0].split("\t")[-4:] == ["title", "artist", "section_start", "section_end"]
+    assert tsv[1].split("\t")[-4:-2] == ["Song 2", "Artist 2"]

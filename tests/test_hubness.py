@@ -14,6 +14,7 @@ from vmtool.ranking import load_catalog, synth_catalog, synth_embeddings
 from vmtool.ranking.batched import distances
 from vmtool.ranking.evaluate import evaluate, evaluate_sets, ground_truth_ranks
 from vmtool.ranking.hubness import Hubness, csls, knn_mean, parse_hubness
+from vmtool.ranking.methods import DEFAULT_METHOD
 
 runner = CliRunner()
 
@@ -87,7 +88,7 @@ def test_rank_with_csls_matches_the_evaluation_matrix(cat):
     out = json.loads(res.stdout)
     assert out["hubness"] == "csls:4"
     v, a = load_catalog(cat, "video"), load_catalog(cat, "audio")
-    row = csls(distances(v, a, "btrace").astype(np.float64), 4)[4]
+    row = csls(distances(v, a, DEFAULT_METHOD).astype(np.float64), 4)[4]
     order = np.lexsort((np.arange(30), row))
     assert [r["id"] for r in out["results"]] == [a.ids[i] for i in order]
     np.testing.assert_allclose([r["distance"] for r in out["results"]], row[order], rtol=1e-4, atol=1e-5)

@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from vmtool.errors import ParameterError, VmtoolError
+from vmtool.errors import DiskFull, ParameterError, VmtoolError
 
 __all__ = ["atomic_output", "check_output_path", "output_lock", "locks_output", "same_file", "remove_stale_temporaries",
            "DEFAULT_WAIT", "LockWaitWarning"]
@@ -341,7 +341,7 @@ def atomic_output(path: str | os.PathLike, *, seed: str | os.PathLike | None = N
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             if full:
-                raise VmtoolError(f"no space left on device writing {shown}") from None
+                raise DiskFull(f"no space left on device writing {shown}") from None
             raise
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "ParameterError",
     "MediaError",
     "FormatError",
+    "DiskFull",
     "UsageError",
     "ExtractorUnavailable",
     "BatchFailed",
@@ -83,6 +84,10 @@ class UsageError(VmtoolError):
 
 class ExtractorUnavailable(VmtoolError):
     """An extractor that cannot run here, e.g. because its weights are absent (exit 1)."""
+
+
+class DiskFull(VmtoolError):
+    """An output that could not be written for lack of space (exit 1); nothing was kept."""
 
 
 class FormatError(VmtoolError):

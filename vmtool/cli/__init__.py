@@ -66,4 +66,17 @@ for _mod in (_extract, _import, _label, _merge, _segment, _train, _embed, _index
 
 def main() -> None:
     """Console-script entry point."""
-    app(prog_name="vmtool")
+    import os
+    import sys
+
+    from vmtool.cli._common import HARD_EXIT
+
+    try:
+        app(prog_name="vmtool")
+    finally:
+        if HARD_EXIT:
+            # after a write that failed for lack of space, HDF5's exit handlers can crash the
+            # interpreter (segmentation fault, exit 139); the output is already discarded
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(HARD_EXIT[-1])

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vmtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, VmtoolError
+from vmtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, DiskFull, Interrupted, VmtoolError
 from vmtool.progress import Progress
 
 # --- shared options (same names in every command) ------------------------------------------
@@ -128,6 +128,37 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
     raise Interrupted("terminated (SIGTERM); no output was written or changed", EXIT_TERMINATED)
 
 
+#: exit codes that the console entry point must end the process with at once, skipping
+#: the interpreter's exit handlers (see :func:`vmtool.cli.main`)
+HARD_EXIT: list[int] = []
+
+
+def _h5py_dealloc_noise(exc: BaseException | None) -> bool:
+    """Whether *exc* is what h5py reports while freeing an object of a file whose write
+    failed for lack of space (the file is discarded, and the one-line error says so)."""
+    from vmtool.atomic import is_disk_full
+
+    return isinstance(exc, RuntimeError) and "decrement id ref count" in str(exc) and is_disk_full(exc)
+
+
+def _quiet_h5py_dealloc() -> None:
+    """Filter that noise out of both channels h5py's deallocators print through."""
+    if getattr(sys.unraisablehook, "_vmtool", False):
+        return
+    unraisable, excepthook = sys.unraisablehook, sys.excepthook
+
+    def on_unraisable(args):
+        if not _h5py_dealloc_noise(args.exc_value):
+            unraisable(args)
+
+    def on_except(kind, value, tb):
+        if not _h5py_dealloc_noise(value):
+            excepthook(kind, value, tb)
+
+    on_unraisable._vmtool = True  # type: ignore[attr-defined]
+    sys.unraisablehook, sys.excepthook = on_unraisable, on_except
+
+
 def handle_errors(func):
     """Turn library errors into ``Error: ...`` + exit code, Ctrl-C into exit 130.
 
@@ -138,6 +169,7 @@ def handle_errors(func):
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any):
         warnings.showwarning = _showwarning
+        _quiet_h5py_dealloc()
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -147,6 +179,8 @@ def handle_errors(func):
             for _, msg in getattr(exc, "failures", ()):  # BatchFailed: each input's own error first
                 error(msg)
             error(str(exc))
+            if isinstance(exc, DiskFull):
+                HARD_EXIT.append(exc.exit_code)  # see vmtool.cli.main
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see _on_sigterm)
             error(getattr(exc, "message", None) or "interrupted; no output was written or changed")
