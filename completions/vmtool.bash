@@ -65,12 +65,12 @@ _vmtool() {
             esac
             ;;
         train)
-            opts='-o --output --level --segments --aggregation --frames -a --audio-features -v --video-features --model --fusion --metric --dpvm-margin --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device -q --quiet --version -h --help'
+            opts='-o --output --level --segments --aggregation --frames -a --audio-features -v --video-features --model --fusion --metric --dpvm-margin --dpvm-mu2 --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--ids) _vmtool_files -f; return 0 ;;
                 --level) mapfile -t COMPREPLY < <(compgen -W 'clip segment' -- "$cur"); return 0 ;;
-                --segments|--frames|-a|--audio-features|-v|--video-features|--dpvm-margin|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed) :; return 0 ;;
+                --segments|--frames|-a|--audio-features|-v|--video-features|--dpvm-margin|--dpvm-mu2|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed) :; return 0 ;;
                 --aggregation) mapfile -t COMPREPLY < <(compgen -W 'stats attention autopool' -- "$cur"); return 0 ;;
                 --model) mapfile -t COMPREPLY < <(compgen -W 'vmnet dpvm' -- "$cur"); return 0 ;;
                 --fusion) mapfile -t COMPREPLY < <(compgen -W 'interactive splicing content emotion' -- "$cur"); return 0 ;;

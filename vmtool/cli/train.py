@@ -166,6 +166,8 @@ def train_cmd(
     fusion: Annotated[Fusion, typer.Option("--fusion", help="dpvm: final embedding (content/emotion: one path alone).")] = Fusion.interactive,
     metric: Annotated[Metric, typer.Option("--metric", help="dpvm: metric terms, eq. 2 or eqs. 10-12.")] = Metric.contrastive,
     dpvm_margin: Annotated[float, typer.Option("--dpvm-margin", min=0.0, help="dpvm: margin of eq. 2 (cosine distance).")] = 0.5,
+    dpvm_mu2: Annotated[float, typer.Option("--dpvm-mu2", metavar="MU2",
+                                            help="dpvm: weight of eq. 5 (paper: 1; -1 pulls a pair's emotions together).")] = 1.0,
     loss: Annotated[Optional[Loss], typer.Option("--loss", show_default=False,
                                                  help="Training objective (vmnet family; default vmnet).")] = None,
     margin: Annotated[float, typer.Option("--margin", help="vmnet: triplet margin alpha.")] = 0.1,
@@ -224,7 +226,7 @@ def train_cmd(
 
         if loss is not None:
             raise ParameterError("--loss applies to the VM-Net family; --model dpvm trains its own objective (eq. 8)")
-        dcfg = DPVMLossConfig(margin=dpvm_margin, metric=metric.value)
+        dcfg = DPVMLossConfig(margin=dpvm_margin, metric=metric.value, mu2=dpvm_mu2)
     loss = loss or Loss.vmnet
     lcfg = LossConfig(name=loss.value, margin=margin, lambdas=lam, hard_negatives=hard_negatives,  # type: ignore[arg-type]
                       temperature=temperature, scale=cos_scale, cos_margin=cos_margin,
