@@ -14,7 +14,11 @@ Reported on the held-out clips, V2M: R@10 (%), mean rank and label-match@10 (% o
 first 10 results with the query's emotion), mean and standard deviation over seeds,
 with chance levels.
 
-    python benchmarks/bench_dpvm.py [--clips 240] [--test 80] [--seeds 0,1,2]
+    python benchmarks/bench_dpvm.py [--clips 240] [--test 80] [--seeds 0,1,2] [--threads 1]
+
+Torch runs with ``--threads`` threads (default 1): on a shared, loaded machine two
+threads spinning on each other's barriers made a DPVM step 10-20 times slower than one
+(measured at load 16-25 on 2 cores), which says nothing about the methods.
 """
 
 from __future__ import annotations
@@ -30,10 +34,15 @@ import numpy as np
 
 METHODS = {
     "DPVM (interactive fusion)": {"model": "dpvm", "fusion": "interactive"},
-    "DPVM (splicing fusion)": {"model": "dpvm", "fusion": "splicing"},
     "DPVM content path alone": {"model": "dpvm", "fusion": "content"},
     "VM-Net (triplet)": {"model": "vmnet", "loss": "vmnet"},
     "InfoNCE": {"model": "vmnet", "loss": "infonce"},
+    "DPVM (splicing fusion)": {"model": "dpvm", "fusion": "splicing"},
+    "DPVM emotion path alone": {"model": "dpvm", "fusion": "emotion"},
+    "DPVM interactive + ppml": {"model": "dpvm", "fusion": "interactive", "metric": "ppml"},
+    "DPVM splicing mu2=0": {"model": "dpvm", "fusion": "splicing", "mu2": 0.0},
+    "DPVM emotion path alone mu2=-1": {"model": "dpvm", "fusion": "emotion", "mu2": -1.0},
+    "DPVM interactive mu2=-1": {"model": "dpvm", "fusion": "interactive", "mu2": -1.0},
 }
 
 
@@ -74,7 +83,8 @@ def run_method(feats: Path, train_ids: list[str], test_ids: list[str], spec: dic
     tcfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, patience=10, seed=seed)
     t0 = time.perf_counter()
     if spec["model"] == "dpvm":
-        res = train(feats, model, data=DataConfig(), model="dpvm", loss=DPVMLossConfig(),
+        lcfg = DPVMLossConfig(metric=spec.get("metric", "contrastive"), mu2=spec.get("mu2", 1.0))
+        res = train(feats, model, data=DataConfig(), model="dpvm", loss=lcfg,
                     model_options={"fusion": spec["fusion"]}, config=tcfg, ids=train_ids)
     else:
         res = train(feats, model, data=DataConfig(), loss=LossConfig(name=spec["loss"]), config=tcfg, ids=train_ids)
@@ -107,7 +117,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--cache", default=os.environ.get("VMTOOL_BENCH_CACHE", "/tmp/vmtool-bench"))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     feats = args.features or build_corpus(cache, args.clips, args.duration, args.follows)

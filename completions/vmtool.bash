@@ -67,11 +67,11 @@ _vmtool() {
             esac
             ;;
         train)
-            opts='-o --output --preset --level --segments --aggregation --frames --frame-sampling -a --audio-features -v --video-features --model --fusion --metric --dpvm-margin --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --class-label --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device --wait -q --quiet --version -h --help'
+            opts='-o --output --preset --level --segments --aggregation --frames --frame-sampling -a --audio-features -v --video-features --model --fusion --metric --dpvm-margin --dpvm-mu2 --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --class-label --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--ids) _vmtool_files -f; return 0 ;;
-                --preset|--segments|--frames|-a|--audio-features|-v|--video-features|--dpvm-margin|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--class-label|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed|--wait) :; return 0 ;;
+                --preset|--segments|--frames|-a|--audio-features|-v|--video-features|--dpvm-margin|--dpvm-mu2|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--class-label|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed|--wait) :; return 0 ;;
                 --level) mapfile -t COMPREPLY < <(compgen -W 'clip segment' -- "$cur"); return 0 ;;
                 --aggregation) mapfile -t COMPREPLY < <(compgen -W 'stats attention autopool' -- "$cur"); return 0 ;;
                 --frame-sampling) mapfile -t COMPREPLY < <(compgen -W 'random even' -- "$cur"); return 0 ;;

@@ -116,6 +116,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from train' -l model -x -a 'vmnet 
 complete -c vmtool -n '__fish_seen_subcommand_from train' -l fusion -x -a 'interactive splicing content emotion' -d 'dpvm: final embedding (content/emotion: one path alone).'
 complete -c vmtool -n '__fish_seen_subcommand_from train' -l metric -x -a 'contrastive ppml' -d 'dpvm: metric terms, eq.'
 complete -c vmtool -n '__fish_seen_subcommand_from train' -l dpvm-margin -x -d 'dpvm: margin of eq.'
+complete -c vmtool -n '__fish_seen_subcommand_from train' -l dpvm-mu2 -x -d 'dpvm: weight of eq.'
 complete -c vmtool -n '__fish_seen_subcommand_from train' -l loss -x -a 'vmnet bce cosface infonce ppml' -d 'Training objective (vmnet family; default vmnet).'
 complete -c vmtool -n '__fish_seen_subcommand_from train' -l margin -x -d 'vmnet: triplet margin alpha.'
 complete -c vmtool -n '__fish_seen_subcommand_from train' -l lambdas -x -d 'vmnet: weights of the four terms.'

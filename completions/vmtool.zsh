@@ -166,6 +166,7 @@ _vmtool() {
                     '(--fusion)--fusion[dpvm\: final embedding (content/emotion\: one path alone).]:FUSION:(interactive splicing content emotion)' \
                     '(--metric)--metric[dpvm\: metric terms, eq.]:METRIC:(contrastive ppml)' \
                     '(--dpvm-margin)--dpvm-margin[dpvm\: margin of eq.]:DPVM-MARGIN: ' \
+                    '(--dpvm-mu2)--dpvm-mu2[dpvm\: weight of eq.]:MU2: ' \
                     '(--loss)--loss[Training objective (vmnet family; default vmnet).]:LOSS:(vmnet bce cosface infonce ppml)' \
                     '(--margin)--margin[vmnet\: triplet margin alpha.]:MARGIN: ' \
                     '(--lambdas)--lambdas[vmnet\: weights of the four terms.]:VM,MV,VV,MM: ' \

@@ -212,6 +212,8 @@ def train_cmd(
     fusion: Annotated[Fusion, typer.Option("--fusion", help="dpvm: final embedding (content/emotion: one path alone).")] = Fusion.interactive,
     metric: Annotated[Metric, typer.Option("--metric", help="dpvm: metric terms, eq. 2 or eqs. 10-12.")] = Metric.contrastive,
     dpvm_margin: Annotated[float, typer.Option("--dpvm-margin", min=0.0, help="dpvm: margin of eq. 2 (cosine distance).")] = 0.5,
+    dpvm_mu2: Annotated[float, typer.Option("--dpvm-mu2", metavar="MU2",
+                                            help="dpvm: weight of eq. 5 (paper: 1; -1 pulls a pair's emotions together).")] = 1.0,
     loss: Annotated[Optional[Loss], typer.Option("--loss", show_default=False,
                                                  help="Training objective (vmnet family; default vmnet).")] = None,
     margin: Annotated[float, typer.Option("--margin", help="vmnet: triplet margin alpha.")] = 0.1,
@@ -283,7 +285,7 @@ def train_cmd(
 
         if o["loss"] is not None:
             raise ParameterError("--loss applies to the VM-Net family; --model dpvm trains its own objective (eq. 8)")
-        dcfg = DPVMLossConfig(margin=o["dpvm_margin"], metric=o["metric"])
+        dcfg = DPVMLossConfig(margin=o["dpvm_margin"], metric=o["metric"], mu2=o["dpvm_mu2"])
     lcfg = LossConfig(name=o["loss"] or "vmnet", margin=o["margin"], lambdas=lam,  # type: ignore[arg-type]
                       hard_negatives=o["hard_negatives"],
                       temperature=o["temperature"], scale=o["cos_scale"], cos_margin=o["cos_margin"],
