@@ -41,6 +41,9 @@ from vmtool.segmentation.music import BOUNDARY_TIMES, MUSIC_METHODS, MsafSegment
 from vmtool.segmentation.reference import hit_rates, mean_hit_rates, read_reference
 from vmtool.synth import real_music_video, synth_music
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_segment_music import write_section  # noqa: E402 - the sibling benchmark's helper
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench_msaf_convention:start -->", "<!-- bench_msaf_convention:end -->"
@@ -145,11 +148,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write_docs:
-        text = DOC.read_text()
-        if START not in text or END not in text:
-            sys.exit(f"{DOC}: add the markers {START} and {END} where the table goes")
-        a, b = text.index(START) + len(START), text.index(END)
-        DOC.write_text(text[:a] + "\n" + table + "\n" + text[b:])
+        write_section(DOC, START, END, table)
 
 
 if __name__ == "__main__":

@@ -234,11 +234,16 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write_docs:
-        text = DOC.read_text()
-        if START not in text or END not in text:
-            sys.exit(f"{DOC}: add the markers {START} and {END} where the table goes")
-        a, b = text.index(START) + len(START), text.index(END)
-        DOC.write_text(text[:a] + "\n" + table + "\n" + text[b:])
+        write_section(DOC, START, END, table)
+
+
+def write_section(doc: Path, start: str, end: str, table: str) -> None:
+    """Replace the text between the markers *start* and *end* of *doc* with *table*."""
+    text = doc.read_text()
+    if start not in text or end not in text:
+        sys.exit(f"{doc}: add the markers {start} and {end} where the table goes")
+    a, b = text.index(start) + len(start), text.index(end)
+    doc.write_text(text[:a] + "\n" + table + "\n" + text[b:])
 
 
 if __name__ == "__main__":

@@ -194,6 +194,14 @@ def test_output_file_layout(json_run, study):
         np.testing.assert_allclose(shots.rows(0), study[3]["bar0"]["cuts"], atol=1 / 25)
         assert not shots.present(col.index("novideo"))
         assert col.ragged("segmentations", "olda").attrs["config"] == {"min_duration": 1}  # kept as it was
+    # vmtool info summarises the study: settings, trackers, the 'all' row
+    res = run("info", out, "--format", "json")
+    st = json.loads(res.stdout)["structure"]
+    assert st["segments"] == "olda" and st["segment_boundary_times"] == "msaf" and st["downbeats"] == "auto"
+    assert st["downbeat_trackers_of_clips"] == ["librosa"] and st["n_clips"] == 14
+    assert st["s_bar_free_mean"] == rep["aggregates"]["all"][0]["s_bar_free_mean"]
+    res = run("info", out)
+    assert "phase-free S(l_bar)" in res.stdout and "structure (vmtool analyze-structure)" in res.stdout
 
 
 def test_table_format_and_warnings(study):

@@ -130,7 +130,41 @@ def describe(path: str | os.PathLike, *, items: bool = False) -> dict[str, Any]:
                 values = col.label(name)
                 for entry, v in zip(out["items"], values.tolist()):
                     entry.setdefault("labels", {})[name] = None if v == "" or (isinstance(v, float) and np.isnan(v)) else v
+    structure = _structure_summary(p)
+    if structure is not None:
+        out["structure"] = structure
     return out
+
+
+def _structure_summary(p: Path) -> dict[str, Any] | None:
+    """What ``vmtool analyze-structure`` wrote in the file: its settings and the ``all`` row."""
+    import json
+
+    import h5py
+
+    with h5py.File(p, "r") as f:
+        if "structure" not in f:
+            return None
+        g = f["structure"]
+        try:
+            config = json.loads(_plain(g.attrs.get("config", "{}")))
+            aggregates = json.loads(_plain(g.attrs.get("aggregates", "{}")))
+        except (TypeError, ValueError):
+            return {"version": _plain(g.attrs.get("version"))}
+        trackers = sorted(set(g["downbeat_tracker"].asstr()[()])) if "downbeat_tracker" in g else []
+    allg = (aggregates.get("all") or [{}])[0]
+    keys = [f"{s}_{k}" for s in ("s_seg", "s_bar", "s_beat", "s_bar_free") for k in ("mean", "chance")]
+    keys += ["s_bar_free_offset_bars", "s_bar_free_offset_r"]
+    return {
+        "version": config.get("version"),
+        "segments": config.get("segments"),
+        "segment_boundary_times": config.get("segment_boundary_times"),
+        "downbeats": config.get("downbeats"),
+        "downbeat_tracker": config.get("downbeat_tracker"),
+        "downbeat_trackers_of_clips": [t for t in trackers if t],
+        "n_clips": allg.get("n_clips"),
+        **{k: allg.get(k) for k in keys},
+    }
 
 
 def _plain(v: Any) -> Any:

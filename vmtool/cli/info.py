@@ -136,6 +136,28 @@ def _table(d: dict) -> None:
         for e in d["metadata"]:
             t.add_row(e["name"], e["origin"], e["type"], str(e["items_with_value"]))
         print_table(t)
+    st = d.get("structure")
+    if st:
+        t = Table(title="structure (vmtool analyze-structure)", title_justify="left", box=None, show_header=False,
+                  pad_edge=False)
+        t.add_column(style="bold")
+        t.add_column()
+        t.add_row("l_seg", f"{st.get('segments')} (boundary times: {st.get('segment_boundary_times') or 'frame-start'})")
+        t.add_row("downbeats", f"{st.get('downbeats')} -> {st.get('downbeat_tracker') or '-'}; clips' l_bar from "
+                               f"{', '.join(st.get('downbeat_trackers_of_clips') or []) or '-'}")
+
+        def sc(key: str) -> str:
+            m, c = st.get(f"{key}_mean"), st.get(f"{key}_chance")
+            return "-" if m is None else f"{m:.3f} (chance {c:.3f})" if c is not None else f"{m:.3f}"
+
+        t.add_row("clips", str(st.get("n_clips")))
+        for key, label in (("s_seg", "S(l_seg)"), ("s_bar", "S(l_bar)"), ("s_beat", "S(beats)"),
+                           ("s_bar_free", "phase-free S(l_bar)")):
+            t.add_row(label, sc(key))
+        off = st.get("s_bar_free_offset_bars")
+        if off is not None:
+            t.add_row("phase-free offset", f"{off:+.2f} bar (r = {st.get('s_bar_free_offset_r'):.2f})")
+        print_table(t)
     if "items" in d:
         from vmtool.metadata import format_fields
 
