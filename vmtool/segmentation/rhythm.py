@@ -63,9 +63,9 @@ def onset_strength(y: np.ndarray, sr: int, hop_length: int = HOP_LENGTH, *,
     ``librosa.onset.onset_strength(y=y)`` builds the whole STFT first: 1025 complex
     bins per 512-sample hop, 2.5 GB for two hours at 22,050 Hz. Here the mel power
     spectrogram (128 bands, 160 MB for two hours) is computed *chunk_frames* frames at
-    a time, from exactly the samples librosa's centred, zero-padded frames hold, and
-    librosa finishes from it (dB conversion with its global 80-dB floor, first-order
-    difference, mean over bands, centring).
+    a time, from exactly the samples librosa's centred, zero-padded frames hold; then,
+    in place and chunk by chunk, librosa's remaining steps: dB with its 80-dB floor
+    under the global maximum, positive first difference, mean over bands, centring.
 
     Returns
     -------
@@ -86,8 +86,28 @@ def onset_strength(y: np.ndarray, sr: int, hop_length: int = HOP_LENGTH, *,
             seg[s0 - lo : s1 - lo] = y[s0:s1]
         mel[:, a:b] = librosa.feature.melspectrogram(y=seg, sr=sr, n_fft=ONSET_N_FFT, hop_length=hop_length,
                                                      n_mels=ONSET_N_MELS, center=False)
-    return librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=sr, hop_length=hop_length,
-                                        n_fft=ONSET_N_FFT)
+    # librosa.power_to_db (ref 1, amin 1e-10, an 80-dB floor under the global maximum), the
+    # positive first difference averaged over bands, then the centring shift of
+    # onset_strength (lag 1 + n_fft / (2 hop) frames of zeros) -- chunk by chunk, in place
+    amin, top_db = 1e-10, 80.0
+    floor = 10.0 * np.log10(max(amin, float(mel.max()))) - top_db if n_frames else 0.0
+    env = np.zeros(n_frames, dtype=np.float32)
+    shift = 1 + ONSET_N_FFT // (2 * hop_length)
+    prev = None
+    for a in range(0, n_frames, chunk_frames):
+        db = mel[:, a : a + chunk_frames]
+        np.maximum(db, amin, out=db)
+        np.log10(db, out=db)
+        db *= 10.0
+        np.maximum(db, floor, out=db)
+        both = db if prev is None else np.concatenate([prev, db], axis=1)
+        diff = np.maximum(0.0, both[:, 1:] - both[:, :-1]).mean(axis=0)
+        start = a + shift if prev is None else a - 1 + shift  # diff[0] is frame (a or a-1) + 1
+        stop = min(n_frames, start + diff.size)
+        if stop > start:
+            env[start:stop] = diff[: stop - start]
+        prev = db[:, -1:].copy()
+    return env
 
 
 def global_tempo(oenv: np.ndarray, sr: int, hop_length: int = HOP_LENGTH, *, chunk_frames: int = 4096) -> float:
