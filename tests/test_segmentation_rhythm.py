@@ -201,3 +201,16 @@ def test_chunked_onset_strength_equals_librosa(music_wav, n):
     got = onset_strength(y, 22050, 512, chunk_frames=7)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=1e-4 * float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chunked_global_tempo_equals_librosa(seed):
+    """The tempo from a tempogram averaged chunk by chunk is librosa.feature.tempo's."""
+    import librosa
+
+    from vmtool.segmentation.rhythm import global_tempo
+
+    oenv = np.random.default_rng(seed).random(3000).astype(np.float32) ** 4  # sparse peaks, like onsets
+    oenv[:: 23 + seed] += 3.0  # a periodic component
+    ref = float(librosa.feature.tempo(onset_envelope=oenv, sr=22050, hop_length=512)[0])
+    assert global_tempo(oenv, 22050, 512, chunk_frames=257) == ref

@@ -2,7 +2,7 @@
 
 Beats come from librosa's dynamic-programming beat tracker
 (:func:`librosa.beat.beat_track`) on the onset-strength envelope, with the tempo
-estimated by :func:`librosa.feature.tempo`. Bars are every ``N`` beats from an
+estimated as :func:`librosa.feature.tempo` does (in bounded memory). Bars are every ``N`` beats from an
 estimated downbeat: ``N`` (beats per bar) and the phase of the first downbeat are
 chosen from beat-synchronous evidence (see :func:`bars`).
 
@@ -63,9 +63,9 @@ def onset_strength(y: np.ndarray, sr: int, hop_length: int = HOP_LENGTH, *,
     ``librosa.onset.onset_strength(y=y)`` builds the whole STFT first: 1025 complex
     bins per 512-sample hop, 2.5 GB for two hours at 22,050 Hz. Here the mel power
     spectrogram (128 bands, 160 MB for two hours) is computed *chunk_frames* frames at
-    a time, from exactly the samples librosa's centred, zero-padded frames hold, and
-    librosa finishes from it (dB conversion with its global 80-dB floor, first-order
-    difference, mean over bands, centring).
+    a time, from exactly the samples librosa's centred, zero-padded frames hold; then,
+    in place and chunk by chunk, librosa's remaining steps: dB with its 80-dB floor
+    under the global maximum, positive first difference, mean over bands, centring.
 
     Returns
     -------
@@ -86,8 +86,56 @@ def onset_strength(y: np.ndarray, sr: int, hop_length: int = HOP_LENGTH, *,
             seg[s0 - lo : s1 - lo] = y[s0:s1]
         mel[:, a:b] = librosa.feature.melspectrogram(y=seg, sr=sr, n_fft=ONSET_N_FFT, hop_length=hop_length,
                                                      n_mels=ONSET_N_MELS, center=False)
-    return librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=sr, hop_length=hop_length,
-                                        n_fft=ONSET_N_FFT)
+    # librosa.power_to_db (ref 1, amin 1e-10, an 80-dB floor under the global maximum), the
+    # positive first difference averaged over bands, then the centring shift of
+    # onset_strength (lag 1 + n_fft / (2 hop) frames of zeros) -- chunk by chunk, in place
+    amin, top_db = 1e-10, 80.0
+    floor = 10.0 * np.log10(max(amin, float(mel.max()))) - top_db if n_frames else 0.0
+    env = np.zeros(n_frames, dtype=np.float32)
+    shift = 1 + ONSET_N_FFT // (2 * hop_length)
+    prev = None
+    for a in range(0, n_frames, chunk_frames):
+        db = mel[:, a : a + chunk_frames]
+        np.maximum(db, amin, out=db)
+        np.log10(db, out=db)
+        db *= 10.0
+        np.maximum(db, floor, out=db)
+        both = db if prev is None else np.concatenate([prev, db], axis=1)
+        diff = np.maximum(0.0, both[:, 1:] - both[:, :-1]).mean(axis=0)
+        start = a + shift if prev is None else a - 1 + shift  # diff[0] is frame (a or a-1) + 1
+        stop = min(n_frames, start + diff.size)
+        if stop > start:
+            env[start:stop] = diff[: stop - start]
+        prev = db[:, -1:].copy()
+    return env
+
+
+def global_tempo(oenv: np.ndarray, sr: int, hop_length: int = HOP_LENGTH, *, chunk_frames: int = 4096) -> float:
+    """librosa's global tempo estimate (BPM) from an onset envelope, in bounded memory.
+
+    ``librosa.feature.tempo`` builds the whole autocorrelation tempogram (an 8-s window
+    of 345 lags per frame, autocorrelated through a complex FFT of twice that size)
+    before averaging it over time: 1.7 GB of peak memory for 30 minutes of audio. The
+    time average is accumulated here *chunk_frames* frames at a time from the same
+    centred, linear-ramp-padded frames, and librosa picks the tempo from it with its
+    usual log-normal prior around 120 BPM.
+    """
+    import librosa
+    import scipy.signal
+
+    oenv = np.asarray(oenv, dtype=np.float64)
+    win = int(librosa.time_to_frames(8.0, sr=sr, hop_length=hop_length))  # tempo's ac_size
+    n = oenv.size
+    padded = np.pad(oenv, (win // 2, win // 2), mode="linear_ramp", end_values=(0, 0))
+    window = scipy.signal.get_window("hann", win, fftbins=True)[:, None]
+    total = np.zeros(win)
+    for a in range(0, n, chunk_frames):
+        b = min(n, a + chunk_frames)
+        frames = librosa.util.frame(padded[a : b - 1 + win], frame_length=win, hop_length=1)
+        ac = librosa.autocorrelate(frames * window, axis=0)
+        total += librosa.util.normalize(ac, norm=np.inf, axis=0).sum(axis=1)
+    tg = (total / max(n, 1))[:, None]
+    return float(np.atleast_1d(librosa.feature.tempo(tg=tg, sr=sr, hop_length=hop_length))[0])
 
 
 def _track(y: np.ndarray, sr: int, hop_length: int, timings: dict[str, float]):
@@ -102,7 +150,7 @@ def _track(y: np.ndarray, sr: int, hop_length: int, timings: dict[str, float]):
     oenv = onset_strength(y, sr, hop_length)
     timings["features"] = timings.get("features", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
-    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=oenv, sr=sr, hop_length=hop_length))[0])
+    tempo = global_tempo(oenv, sr, hop_length)
     if math.isfinite(tempo) and tempo > 0:
         _, frames = librosa.beat.beat_track(onset_envelope=oenv, sr=sr, hop_length=hop_length, bpm=tempo)
     else:
