@@ -188,7 +188,7 @@ def stage_index(d: Path, args) -> dict:
     from vmtool.ranking.index import build_index, index_path
 
     t0 = time.perf_counter()
-    rep = build_index(d / "catalog.h5", kind="ivf")
+    rep = build_index(d / "catalog.h5", kind="ivf", nlist=args.nlist)
     return {"seconds": time.perf_counter() - t0, "bytes": index_path(d / "catalog.h5").stat().st_size,
             "report": rep.to_dict(), "peak_rss_mb": peak_rss_mb()}
 
@@ -198,14 +198,9 @@ def stage_exact(d: Path, args) -> dict:
     from vmtool.ranking.batched import distances
     from vmtool.ranking.index import iter_chunks
     from vmtool.ranking.rank import top_k
-    from vmtool.ranking.synthetic import SynthConfig  # noqa: F401 - same environment as generation
-    from vmtool.store import open_collection
-
     from vmtool.ranking.catalog import load_catalog
 
-    qs = load_catalog(d / "queries.h5", "video", clip=False)
-    with open_collection(d / "queries.h5") as c:
-        assert len(c) == args.queries
+    qs = load_catalog(d / "queries.h5", "video", clip=False).subset(np.arange(args.queries))
     best_d = np.full((len(qs), 0), np.nan)
     best_i = np.zeros((len(qs), 0), dtype=np.int64)
     t0 = time.perf_counter()
@@ -230,11 +225,12 @@ def stage_prefilter(d: Path, args) -> dict:
     open_s = time.perf_counter() - t0
     exact = np.load(d / "exact_top10.npy")
     qs = [load_item(d / "queries.h5", f"item{i:07d}", "video") for i in range(args.queries)]
+    nprobe = max(1, int(idx.ivf.nlist) // 64)  # vmtool index's default (an index built before it stores nlist/16)
     rank_with_index(qs[0], d / "catalog.h5", idx, "nw-dtw", k=10, prefilter=args.prefilter)  # warm (numba)
     times, hits, overlap = [], 0, []
     for i, q in enumerate(qs):
         t = time.perf_counter()
-        res = rank_with_index(q, d / "catalog.h5", idx, "nw-dtw", k=10, prefilter=args.prefilter)
+        res = rank_with_index(q, d / "catalog.h5", idx, "nw-dtw", k=10, prefilter=args.prefilter, nprobe=nprobe)
         times.append(time.perf_counter() - t)
         got = [r.index for r in res.results]
         hits += set(got) == set(exact[i])
@@ -242,7 +238,7 @@ def stage_prefilter(d: Path, args) -> dict:
     t = np.array(times) * 1000
     return {"open_index_s": open_s, "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99)),
             "max_ms": float(t.max()), "exact_top10_found": hits / len(qs), "mean_overlap": float(np.mean(overlap)),
-            "prefilter": args.prefilter, "nprobe": int(idx.nprobe), "peak_rss_mb": peak_rss_mb()}
+            "prefilter": args.prefilter, "nprobe": int(idx.ivf.nprobe), "peak_rss_mb": peak_rss_mb()}
 
 
 def stage_btrace(d: Path, args) -> dict:
@@ -267,6 +263,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--prefilter", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--nlist", type=int, default=None, help="lists of the IVF index (default: vmtool index's)")
     ap.add_argument("--usearch", action="store_true", help="also build a usearch HNSW index (slow on 2 cores)")
     ap.add_argument("--stages", default="centroids,choice,index,exact,prefilter,btrace")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
@@ -280,14 +277,15 @@ def main() -> None:
     for st in args.stages.split(","):
         log(f"stage {st}")
         cmd = [sys.executable, str(HERE), "--dir", str(args.dir), "--items", str(args.items), "--queries",
-               str(args.queries), "--prefilter", str(args.prefilter), "--stage", st] + (["--usearch"] if args.usearch else [])
+               str(args.queries), "--prefilter", str(args.prefilter), "--stage", st] + (["--usearch"] if args.usearch else []) \
+            + (["--nlist", str(args.nlist)] if args.nlist else [])
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             log(f"stage {st} failed:\n{out.stderr[-3000:]}")
             break
         results[st] = json.loads(out.stdout.strip().splitlines()[-1])
         log(f"{st}: {json.dumps(results[st])}")
-    (args.dir / "results.json").write_text(json.dumps(results, indent=2))
+    (args.dir / f"results-{int(time.time())}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

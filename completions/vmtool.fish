@@ -167,7 +167,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from embed' -F
 complete -c vmtool -n '__fish_seen_subcommand_from index' -s o -l output -r -F -d 'Index file (default: CATALOG.h5.index).'
 complete -c vmtool -n '__fish_seen_subcommand_from index' -l kind -x -a 'ivf flat' -d 'ivf: faiss inverted lists (approximate, fast); flat: every centroid (exact, numpy).'
 complete -c vmtool -n '__fish_seen_subcommand_from index' -l nlist -x -d 'ivf: number of lists (default 4 sqrt(N)).'
-complete -c vmtool -n '__fish_seen_subcommand_from index' -l nprobe -x -d 'ivf: lists scanned per query (default nlist/16).'
+complete -c vmtool -n '__fish_seen_subcommand_from index' -l nprobe -x -d 'ivf: lists scanned per query (default nlist/64).'
 complete -c vmtool -n '__fish_seen_subcommand_from index' -s f -l format -x -a 'table json' -d 'Output format on stdout.'
 complete -c vmtool -n '__fish_seen_subcommand_from index' -s q -l quiet -d 'No progress bars or log lines on stderr.'
 complete -c vmtool -n '__fish_seen_subcommand_from index' -l version -d 'Show the version and exit.'

@@ -227,7 +227,7 @@ _vmtool() {
                     '(-o --output)--output[Index file (default\: CATALOG.h5.index).]:OUTPUT:_files' \
                     '(--kind)--kind[ivf\: faiss inverted lists (approximate, fast); flat\: every centroid (exact, numpy).]:KIND:(ivf flat)' \
                     '(--nlist)--nlist[ivf\: number of lists (default 4 sqrt(N)).]:NLIST: ' \
-                    '(--nprobe)--nprobe[ivf\: lists scanned per query (default nlist/16).]:NPROBE: ' \
+                    '(--nprobe)--nprobe[ivf\: lists scanned per query (default nlist/64).]:NPROBE: ' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \

@@ -42,7 +42,7 @@ def index_cmd(
     nlist: Annotated[Optional[int], typer.Option("--nlist", min=1, help="ivf: number of lists "
                                                  "(default 4 sqrt(N)).")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, help="ivf: lists scanned per query "
-                                                  "(default nlist/16).")] = None,
+                                                  "(default nlist/64).")] = None,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
