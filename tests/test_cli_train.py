@@ -293,3 +293,24 @@ def test_track_classes_need_the_track_label(feats, tmp_path):
     assert r.exit_code == 1
     assert r.stderr.strip().splitlines()[-1].startswith(f"Error: {feats}: no label column 'track'")
     assert not m.exists()
+
+
+def test_dpvm_preset_trains_from_the_cli(feats, tmp_path):
+    from vmtool.models.checkpoint import load_checkpoint
+
+    p = tmp_path / "emo.h5"
+    p.write_bytes(feats.read_bytes())
+    ids = open_collection(p).ids
+    emotions = ("happy", "sad", "tense", "tender")
+    csv = tmp_path / "emotions.csv"
+    csv.write_text("id,video_emotion,music_emotion\n"
+                   + "".join(f"{x},{emotions[i % 4]},{emotions[i % 4]}\n" for i, x in enumerate(ids)))
+    assert run("label", p, "--labels", csv, "-q").exit_code == 0
+    m = tmp_path / "d.pt"
+    r = run("train", p, "-o", m, "--preset", "dpvm", "--epochs", "1")
+    assert r.exit_code == 0, r.output
+    assert "preset dpvm (" in r.stderr
+    cfg = load_checkpoint(m)["config"]
+    assert cfg["model"]["family"] == "dpvm" and cfg["model"]["fusion"] == "interactive"
+    assert cfg["train"]["lr"] == 1e-4 and cfg["train"]["batch_size"] == 16 and cfg["train"]["patience"] == 0
+    assert cfg["optimizer"]["betas"] == [0.5, 0.999] and cfg["loss"]["metric"] == "contrastive"

@@ -288,7 +288,7 @@ def test_unknown_training_preset(tmp_path):
     res = run("train", tmp_path / "missing.h5", "-o", tmp_path / "m.pt", "--preset", "vmnett")
     assert res.exit_code == 1
     assert one_error_line(res) == ("Error: --preset: unknown preset 'vmnett'; presets: vmnet, pretet2021, "
-                                   "pretet2021-bce, segvmnet, vmcml")
+                                   "pretet2021-bce, segvmnet, vmcml, dpvm")
     assert not (tmp_path / "m.pt").exists()
 
 

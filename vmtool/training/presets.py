@@ -127,6 +127,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "epochs": "002 section 4: selected on validation R@10", "dropout": "002: none mentioned"},
         ("cos_scale", "patience", "val_fraction"),
         "VMCML: CosFace lifting + similarity loss, 256-d, Adam 1e-5, batch 128"),
+    Preset(
+        "dpvm", "Gu, Shen and Lv (DPVM, 004)",
+        {"model": "dpvm", "fusion": "interactive", "metric": "contrastive", "level": "clip", "aggregation": "stats",
+         "batch_size": 16, "lr": 1e-4, "epochs": 100, "patience": 0},
+        {"model": "004 section III: content path + emotion path + fusion, total loss eq. 8 with "
+                  "k1 = k2 = 0.5, k3 = 1, lambda1 = 0.8, lambda2 = 1, mu1 = 0.8, mu2 = 1 (section IV-B)",
+         "fusion": "004 Table I: the interactive fusion (DPVM_In) performs best",
+         "metric": "004 eq. 2 (Table I); eqs. 10-12 (--metric ppml) for Table II",
+         "batch_size": "004 IV-B: 16", "lr": "004 IV-B: Adam 1e-4, betas (0.5, 0.999)",
+         "epochs": "004 IV-B: 100 epochs", "patience": "004 IV-B: a fixed 100 epochs, no early stopping"},
+        ("dropout", "val_fraction", "dpvm_margin"),
+        "DPVM: dual path (content + emotion), interactive fusion, Adam 1e-4 (0.5, 0.999), batch 16, 100 epochs"),
 )}
 
 
