@@ -168,7 +168,7 @@ def test_overlapped_passes_give_the_sequential_results(music_video):
     config = ExtractConfig(audio_features=("handcrafted",), video_features=("color",))
     ex = build_extractors(config)
     seen: list[float] = []
-    both = extract_item(music_video, ex, config, on_advance=seen.append)
+    both = extract_item(music_video, ex, config, on_advance=seen.append, overlap=True)
     one_by_one = extract_item(music_video, ex, config, overlap=False)
     assert list(both.outputs) == list(one_by_one.outputs) == ["handcrafted", "color"]
     for name in both.outputs:
@@ -187,4 +187,4 @@ def test_a_failing_video_pass_ends_the_audio_pass(music_video, monkeypatch):
     config = ExtractConfig(audio_features=("handcrafted",), video_features=("color",))
     monkeypatch.setattr(color.ColorAccumulator, "push", broken)
     with pytest.raises(MediaError, match="frame 0 cannot be read"):
-        extract_item(music_video, build_extractors(config), config)
+        extract_item(music_video, build_extractors(config), config, overlap=True)

@@ -153,15 +153,15 @@ def extract_item(
     item_id: str | None = None,
     sha256: str | None = None,
     on_advance: Callable[[float], None] | None = None,
-    overlap: bool = True,
+    overlap: bool = False,
 ) -> ItemResult:
     """Extract every configured feature from one media file.
 
     The file is decoded once per distinct audio sample rate and once for all video
-    extractors together. With *overlap* (the default) the audio passes run in a second
-    thread while the video pass runs: decoding, the Python work of each side and the
-    waits of one side's thread pool fill the other side's idle time (figures in
-    docs/performance.md). Results do not depend on it.
+    extractors together. With *overlap* the audio passes run in a second thread while
+    the video pass runs; off by default, because on 2 cores it was slower (0.93x, one
+    pair of 4-minute extractions under load 5: docs/performance.md). Results do not
+    depend on it.
 
     Raises
     ------
