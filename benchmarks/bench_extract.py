@@ -12,8 +12,15 @@ Measures, on this machine (all in one process, one file at a time):
 2. a whole default ``extract`` (handcrafted + transnet + color, as ``vmtool extract``)
    of a 4-minute 25 fps synthetic music video and of the real music video.
 
-Prints a markdown table; ``--write-docs`` also replaces the matching section of
-``docs/performance.md``.
+With ``--overlap N``: N interleaved pairs of one default extraction of the 4-minute
+video with the audio pass overlapped with the video pass and one after the other
+(:func:`vmtool.extract.extract_item` ``overlap``), as a ratio.
+With ``--jobs``: ``vmtool extract -j 1`` and ``-j 2`` of eight 30-s videos, as
+subprocesses: wall time, speed-up, and the peak resident memory of the largest process
+(``getrusage(RUSAGE_CHILDREN).ru_maxrss``: main process or one worker).
+
+Prints a markdown table with the load average; ``--write-docs`` also replaces the
+matching section of ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,11 +75,81 @@ def time_default_extract(path: Path, tmp: Path) -> tuple[float, float]:
     return info.duration, time.perf_counter() - t0
 
 
+def overlap_pairs(path: Path, pairs: int) -> str:
+    """Interleaved default extractions of *path*, audio overlapped with video and not."""
+    from vmtool.extract import build_extractors, extract_item
+
+    config = ExtractConfig()
+    ex = build_extractors(config)
+    extract_item(path, ex, config)  # warm-up
+    times: dict[bool, list[float]] = {True: [], False: []}
+    loads = []
+    for r in range(pairs):
+        for overlap in ((True, False) if r % 2 == 0 else (False, True)):
+            t0 = time.perf_counter()
+            extract_item(path, ex, config, overlap=overlap)
+            times[overlap].append(time.perf_counter() - t0)
+            loads.append(os.getloadavg()[0])
+    dur = media.probe(path).duration
+    rows = [
+        f"Default extract of a {dur:.0f}-s 25 fps video, {pairs} interleaved pairs "
+        f"(1-min load average during the pairs {min(loads):.1f}-{max(loads):.1f}):",
+        "",
+        "| audio and video passes | best wall s | median wall s | all (s) |",
+        "|---|---:|---:|---|",
+    ]
+    for overlap, label in ((False, "one after the other"), (True, "overlapped (default)")):
+        v = sorted(times[overlap])
+        rows.append(f"| {label} | {v[0]:.1f} | {v[len(v) // 2]:.1f} | {', '.join(f'{x:.1f}' for x in times[overlap])} |")
+    rows.append(f"| speed-up (best, median) | {min(times[False]) / min(times[True]):.2f} | "
+                f"{sorted(times[False])[pairs // 2] / sorted(times[True])[pairs // 2]:.2f} | |")
+    return "\n".join(rows)
+
+
+def jobs_scaling(tmp: Path, n_videos: int = 8, duration: float = 30.0) -> str:
+    """``vmtool extract -j 1`` and ``-j 2`` of *n_videos* clips, each as a subprocess."""
+    clips = []
+    for i in range(n_videos):
+        clips.append(tmp / f"clip{i}.mp4")
+        make_clip(clips[-1], duration=duration, seed=10 + i, fps=25.0, size=(160, 90))
+    rows = [
+        f"`vmtool extract -j N` of {n_videos} synthetic {duration:.0f}-s 25 fps videos (default extractors):",
+        "",
+        "| -j | wall s | speed-up vs -j 1 | peak RSS of the largest process (MB) | 1-min load after |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    base = None
+    for j in (1, 2):
+        out = tmp / f"jobs{j}.h5"
+        cmd = [sys.executable, "-m", "vmtool", "extract", *map(str, clips), "-o", str(out), "-j", str(j), "-q"]
+        # a fresh interpreter per run: ru_maxrss of the children is a maximum over all of them
+        probe = [sys.executable, "-c", "import resource, subprocess, sys, time; t = time.perf_counter(); "
+                 "subprocess.run(sys.argv[1:], check=True); "
+                 "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)", *cmd]
+        wall, rss_kb = map(float, subprocess.run(probe, check=True, capture_output=True, text=True).stdout.split())
+        base = base or wall
+        rows.append(f"| {j} | {wall:.1f} | {base / wall:.2f} | {rss_kb / 1024:.0f} | {os.getloadavg()[0]:.1f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", type=Path, default=real_video())
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--overlap", type=int, default=0, metavar="N",
+                    help="only time N interleaved pairs of overlapped / sequential passes")
+    ap.add_argument("--jobs", action="store_true", help="only time -j 1 and -j 2 on eight videos")
     args = ap.parse_args()
+    if args.overlap or args.jobs:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            if args.overlap:
+                clip4 = tmp / "synthetic-4min.mp4"
+                make_clip(clip4, duration=240.0, seed=4, fps=25.0, size=(160, 90))
+                print(overlap_pairs(clip4, args.overlap), flush=True)
+            if args.jobs:
+                print(jobs_scaling(tmp), flush=True)
+        return
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         clip3 = tmp / "synthetic-3min.mp4"

@@ -157,3 +157,34 @@ def test_non_ascii_path_with_spaces(tmp_path, short_clip):
         # a 0.5 s clip still gets one row per feature
         assert col.feature("handcrafted").rows(0).shape == (1, 406)
         assert col.feature("color").rows(0).shape == (1, 26)
+
+
+# -- audio and video passes overlapped -------------------------------------------------------
+
+
+def test_overlapped_passes_give_the_sequential_results(music_video):
+    from vmtool.extract import ExtractConfig, build_extractors, extract_item
+
+    config = ExtractConfig(audio_features=("handcrafted",), video_features=("color",))
+    ex = build_extractors(config)
+    seen: list[float] = []
+    both = extract_item(music_video, ex, config, on_advance=seen.append, overlap=True)
+    one_by_one = extract_item(music_video, ex, config, overlap=False)
+    assert list(both.outputs) == list(one_by_one.outputs) == ["handcrafted", "color"]
+    for name in both.outputs:
+        np.testing.assert_array_equal(both.outputs[name].frames, one_by_one.outputs[name].frames)
+    assert seen and seen == sorted(seen) and seen[-1] <= 2 * 20.0 + 1e-6  # progress never goes back
+
+
+def test_a_failing_video_pass_ends_the_audio_pass(music_video, monkeypatch):
+    from vmtool.errors import MediaError
+    from vmtool.extract import ExtractConfig, build_extractors, extract_item
+    from vmtool.features import color
+
+    def broken(self, t, frame):
+        raise MediaError("frame 0 cannot be read", music_video)
+
+    config = ExtractConfig(audio_features=("handcrafted",), video_features=("color",))
+    monkeypatch.setattr(color.ColorAccumulator, "push", broken)
+    with pytest.raises(MediaError, match="frame 0 cannot be read"):
+        extract_item(music_video, build_extractors(config), config, overlap=True)

