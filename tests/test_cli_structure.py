@@ -215,7 +215,8 @@ def test_table_format_and_warnings(study):
     assert "no shot cut" in res.stderr and "no beat found" in res.stderr
     assert "Error: /nonexistent/novideo.mp4: has no video stream" in res.stderr
     assert "Phase-free S(l_bar)" in out
-    assert "Warning: downbeat tracker: " in res.stderr  # which one ran, always said
+    # which tracker ran is always said (after the note that madmom is missing, where it is)
+    assert any(line.startswith("Warning: ") and "downbeat tracker: " in line for line in res.stderr.splitlines())
     # the stored OLDA boundaries carry no boundary_times: made before vmtool followed MSAF
     assert "segmentations/olda places each boundary at the start of its beat frame" in res.stderr
 
