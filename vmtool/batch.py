@@ -26,7 +26,7 @@ from typing import Any
 from vmtool.errors import VmtoolError
 from vmtool.progress import Progress
 
-__all__ = ["run_batch", "Failure", "in_input_order", "die_with_parent", "stop_workers"]
+__all__ = ["run_batch", "Failure", "record_failure", "in_input_order", "die_with_parent", "stop_workers"]
 
 
 class Failure:
@@ -55,6 +55,19 @@ def in_input_order(failures: list[tuple[str, str]], inputs: Sequence) -> list[tu
 
 def _message(label: str, exc: BaseException) -> str:
     return str(exc) if isinstance(exc, VmtoolError) else f"{label}: {type(exc).__name__}: {exc}"
+
+
+def record_failure(label: str, exc: BaseException, progress: Progress, keep_going: bool) -> Failure:
+    """Report task *label*'s failure to *progress*; with *keep_going* return it as a
+    :class:`Failure`, otherwise raise it (a :class:`VmtoolError` as is, anything else
+    wrapped in one naming the label)."""
+    msg = _message(label, exc)
+    progress.file_done(label, False, msg)
+    if not keep_going:
+        if isinstance(exc, VmtoolError):
+            raise exc
+        raise VmtoolError(f"{type(exc).__name__}: {exc}", label) from exc
+    return Failure(label, msg)
 
 
 def run_batch(
@@ -93,14 +106,7 @@ def run_batch(
     nxt = 0
 
     def fail(i: int, exc: BaseException):
-        label = tasks[i][0]
-        msg = _message(label, exc)
-        progress.file_done(label, False, msg)
-        if not keep_going:
-            if isinstance(exc, VmtoolError):
-                raise exc
-            raise VmtoolError(f"{type(exc).__name__}: {exc}", label) from exc
-        return Failure(label, msg)
+        return record_failure(tasks[i][0], exc, progress, keep_going)
 
     if workers <= 1 or len(tasks) <= 1:
         for i, (label, args) in enumerate(tasks):

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtool import __version__
-from vmtool.batch import Failure, _message
+from vmtool.batch import Failure, record_failure
 from vmtool.errors import ParameterError, VmtoolError
 from vmtool.progress import Progress
 
@@ -315,13 +315,7 @@ class ClusterRunner:
             elif isinstance(exc, ModuleNotFoundError) and "vmtool" in str(exc):
                 exc = VmtoolError(f"a worker has no vmtool installed (the client runs vmtool {__version__}); "
                                   "install the same vmtool version on every worker")
-            msg = _message(label, exc)
-            progress.file_done(label, False, msg)
-            if not keep_going:
-                if isinstance(exc, VmtoolError):
-                    raise exc
-                raise VmtoolError(f"{type(exc).__name__}: {exc}", label) from exc
-            return Failure(label, msg)
+            return record_failure(label, exc, progress, keep_going)
 
         try:
             for i in queue:
