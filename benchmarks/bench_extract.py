@@ -98,7 +98,7 @@ def overlap_pairs(path: Path, pairs: int) -> str:
         "| audio and video passes | best wall s | median wall s | all (s) |",
         "|---|---:|---:|---|",
     ]
-    for overlap, label in ((False, "one after the other"), (True, "overlapped (default)")):
+    for overlap, label in ((False, "one after the other"), (True, "overlapped (overlap=True)")):
         v = sorted(times[overlap])
         rows.append(f"| {label} | {v[0]:.1f} | {v[len(v) // 2]:.1f} | {', '.join(f'{x:.1f}' for x in times[overlap])} |")
     rows.append(f"| speed-up (best, median) | {min(times[False]) / min(times[True]):.2f} | "
