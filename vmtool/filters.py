@@ -196,14 +196,12 @@ def catalog_filter(path, filters: Sequence[Filter | str],
 
     with open_collection(path) as col:
         meta = col.metadata()
-        stored = col.ids
         items = {"duration": np.asarray(col.column("duration"), dtype=np.float64),
-                 "id": np.array(stored, dtype=object), "source": np.asarray(col.column("source"), dtype=object)}
-    if ids is not None and list(ids) != list(stored):
-        at = {x: i for i, x in enumerate(stored)}
-        rows = np.array([at[x] for x in ids], dtype=np.int64)
-        meta = meta.take(rows)
-        items = {k: v[rows] for k, v in items.items()}
+                 "id": np.array(col.ids, dtype=object), "source": np.asarray(col.column("source"), dtype=object)}
+        if ids is not None and list(ids) != list(col.ids):
+            rows = np.array([col.index(x) for x in ids], dtype=np.int64)
+            meta = meta.take(rows)
+            items = {k: v[rows] for k, v in items.items()}
     if not filters:
         return None, meta
     return select(filters, meta, items), meta

@@ -369,14 +369,7 @@ def evaluate(
         both = set(videos.ids) & set(audios.ids)
         videos = videos.subset([i for i, x in enumerate(videos.ids) if x in both])
         audios = audios.subset([i for i, x in enumerate(audios.ids) if x in both])
-    labels = catalog_labels(catalog, label)
-    if labels is not None:  # per stored item: follow the items loaded (damaged ones may be left out)
-        from vmtool.store import open_collection
-
-        with open_collection(catalog) as col:
-            at = {x: i for i, x in enumerate(col.ids)}
-        sel = np.array([at[x] for x in videos.ids], dtype=np.int64)
-        labels = (labels[0][sel], labels[1][sel], labels[2])
+    labels = catalog_labels(catalog, label, ids=videos.ids)  # damaged items may have been left out
     if ids is not None:
         pos = {item: i for i, item in enumerate(videos.ids)}
         missing = [item for item in ids if item not in pos]
@@ -402,8 +395,11 @@ def evaluate(
     return ev
 
 
-def catalog_labels(catalog: str, label: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str]] | None:
+def catalog_labels(catalog: str, label: str | None = None, *,
+                   ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, str]] | None:
     """The labels label-match@K compares, per item: ``(video side, music side, columns)``.
+
+    Per stored item in file order, or per item of *ids* (e.g. the items a catalog load kept).
 
     ``emotion`` (the default) means the columns ``video_emotion`` and ``music_emotion``
     when the catalog has them, else the column ``emotion`` for both sides; any other
@@ -429,7 +425,9 @@ def catalog_labels(catalog: str, label: str | None = None) -> tuple[np.ndarray, 
             return None
         else:
             col.label(label)  # raises: no such column, naming the file and the column
+        rows = None if ids is None else np.array([col.index(x) for x in ids], dtype=np.int64)
         sides = []
         for side in ("video", "music"):
-            sides.append(labels_as_text(col.label(cols[side])))
+            values = labels_as_text(col.label(cols[side]))
+            sides.append(values if rows is None else values[rows])
     return sides[0], sides[1], cols
