@@ -1,4 +1,4 @@
-"""Labels for training: emotion classes, polarities and known negatives per item.
+"""Labels for training: emotion classes, prototype classes, polarities and known negatives per item.
 
 DPVM's emotion path (eq. 4) needs the emotion class of each pair's video and music;
 the polarity-penalty metric loss (eqs. 10-12) a numeric polarity per pair; DPVM's
@@ -14,7 +14,7 @@ import numpy as np
 from vmtool.errors import ParameterError
 from vmtool.labels import label_column, labels_as_text
 
-__all__ = ["emotion_classes", "polarities", "negative_pairs"]
+__all__ = ["emotion_classes", "label_classes", "polarities", "negative_pairs"]
 
 
 def _emotion_columns(coll, video: str, music: str) -> tuple[str, str]:
@@ -52,6 +52,27 @@ def emotion_classes(coll, video: str, music: str, items: np.ndarray) -> tuple[np
         return np.array([index.get(str(x), -1) for x in arr], dtype=np.int64)
 
     return to_idx(cols[vcol]), to_idx(cols[mcol]), classes
+
+
+def label_classes(coll, column: str, use: np.ndarray, source=None) -> tuple[np.ndarray, list[str]]:
+    """Classes from a label column: ``(class index per item, class names)``.
+
+    Every item of *use* must have a value; items outside it may lack one (-1).
+
+    Raises
+    ------
+    ParameterError
+        The file has no such column (naming file and column), or a used item has no value.
+    """
+    values = labels_as_text(label_column(coll, column))
+    missing = [coll.ids[int(i)] for i in use if values[int(i)] == ""]
+    if missing:
+        raise ParameterError(f"label column {column!r} has no value for {len(missing)} item(s), e.g. "
+                             f"{missing[0]!r}; its classes are the prototypes of the cosface loss", source)
+    names, inv = np.unique(values, return_inverse=True)
+    out = inv.astype(np.int64)
+    out[values == ""] = -1
+    return out, [str(x) for x in names]
 
 
 def polarities(coll, column: str, items: np.ndarray) -> np.ndarray:

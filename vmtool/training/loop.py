@@ -159,29 +159,6 @@ def class_labels(n_items: int, train_items: np.ndarray, classes: np.ndarray | No
     return label_of
 
 
-def label_classes(coll, column: str, use: np.ndarray, source: Any = None) -> tuple[np.ndarray, list[str]]:
-    """Classes from a label column: ``(class index per item, class names)``.
-
-    Every item of *use* must have a value; items outside it may lack one (-1).
-
-    Raises
-    ------
-    ParameterError
-        The file has no such column (naming file and column), or a used item has no value.
-    """
-    from vmtool.labels import label_column, labels_as_text
-
-    values = labels_as_text(label_column(coll, column))
-    missing = [coll.ids[int(i)] for i in use if values[int(i)] == ""]
-    if missing:
-        raise ParameterError(f"label column {column!r} has no value for {len(missing)} item(s), e.g. "
-                             f"{missing[0]!r}; its classes are the prototypes of the cosface loss", source)
-    names, inv = np.unique(values, return_inverse=True)
-    out = inv.astype(np.int64)
-    out[values == ""] = -1
-    return out, [str(x) for x in names]
-
-
 def _score(m: dict[str, float]) -> tuple[float, float]:
     return (m["v2m_r10"], -m["v2m_mean_rank"])
 
@@ -332,6 +309,8 @@ def train(
         train_items = np.unique(prep.item[train_rows])
         class_names = None
         if lcfg.name == "cosface" and lcfg.class_label and classes is None:
+            from vmtool.training.labelled import label_classes
+
             classes, class_names = label_classes(coll, lcfg.class_label, use, features)
         label_of = class_labels(n_items, train_items, classes, features)
         prototype_names = None
