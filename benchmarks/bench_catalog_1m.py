@@ -4,7 +4,7 @@ Generates (once, into --dir) a synthetic catalog of N tracks (default 1,000,000)
 8 to 16 segment embeddings each, 512-d, float16, in vmtool's catalog format with the
 segment rows in one contiguous uncompressed dataset (so a query memory-maps just its
 candidates' rows), and a query file with the video side of the first Q items
-(:mod:`vmtool.ranking.synthetic`: item i's video matches item i's track). Then measures,
+(:mod:`vmtool.synth.embeddings`: item i's video matches item i's track). Then measures,
 each stage in a fresh process so its peak RSS is its own:
 
 1. the index choice on the catalog's N unit centroids: numpy brute force (float32, the
@@ -53,7 +53,7 @@ def peak_rss_mb() -> float:
 def generate(d: Path, n: int, q: int, seed: int) -> None:
     import h5py
 
-    from vmtool.ranking.synthetic import SynthConfig, synth_chunks
+    from vmtool.synth import SynthConfig, synth_chunks
     from vmtool.store import CollectionWriter, Item
 
     cat, qf = d / "catalog.h5", d / "queries.h5"

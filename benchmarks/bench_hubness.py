@@ -4,7 +4,7 @@
 
 Two corpora:
 
-- the generated embedding corpus (``vmtool.ranking.synth_embeddings``: 120 items, 32-d,
+- the generated embedding corpus (``vmtool.synth.synth_embeddings``: 120 items, 32-d,
   noise 6 so that no method is at 100 %, the last 20 held out), one per seed;
 - demo directories written by ``vmtool demo --dir DIR --seed S`` (their ``catalog.h5``
   and ``test-ids.txt``): a model trained on 100 generated music videos, 20 held out.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vmtool.ranking import synth_embeddings
+from vmtool.synth import synth_embeddings
 from vmtool.ranking.evaluate import evaluate, evaluate_sets
 
 from _docs import write_block  # benchmarks run as scripts: this folder is on sys.path

@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_ranking.py --write-docs    # and record them in docs/performance.md
     python benchmarks/bench_ranking.py --skip-large    # only the 1,000 x 1,000 part
 
-On synthetic unit-norm 512-d embeddings (``vmtool.ranking.synthetic``), 8 to 16 segments
+On synthetic unit-norm 512-d embeddings (``vmtool.synth.embeddings``), 8 to 16 segments
 per item:
 
 1. every method's full 1,000 x 1,000 distance matrix (one call of
@@ -48,7 +48,7 @@ Targets (issue 5, on 2 cores): the full 1,000 x 1,000 evaluation in at most 10 s
 `nw-dtw` and `sw-dtw` and 2 s for `trace`/`btrace`; one query against 100,000 tracks in
 at most 1 s with `btrace` and 0.2 s with `--prefilter 1000` + `nw-dtw`, whose top-10 should
 equal the exact top-10 for at least 95 % of queries. Synthetic unit-norm 512-d embeddings
-(`vmtool.ranking.synthetic`), 8 to 16 segments per item. The paper reported 13'41" for
+(`vmtool.synth.embeddings`), 8 to 16 segments per item. The paper reported 13'41" for
 NW-DTW and 53" for the trace on its test set (i7 CPU).
 
 """
@@ -131,7 +131,8 @@ def python_seconds_per_pair(method: str, video, audio, indel: float, n_queries: 
 
 
 def part_evaluation(n_items: int, seed: int) -> list[dict]:
-    from vmtool.ranking import METHODS, distances, ground_truth_ranks, parse_method, synth_embeddings
+    from vmtool.ranking import METHODS, distances, ground_truth_ranks, parse_method
+    from vmtool.synth import synth_embeddings
     from vmtool.ranking._kernels import threads, warmup
 
     sets = synth_embeddings(n_items, seed=seed, dim=512)
@@ -162,7 +163,8 @@ def part_evaluation(n_items: int, seed: int) -> list[dict]:
 
 
 def part_large(n_tracks: int, n_queries: int, dtype: str, seed: int, agreement: bool) -> dict:
-    from vmtool.ranking import distance_matrices, rank, synth_embeddings
+    from vmtool.ranking import distance_matrices, rank
+    from vmtool.synth import synth_embeddings
     from vmtool.ranking._kernels import warmup
     from vmtool.ranking.rank import top_k
 

@@ -5,7 +5,7 @@
 
 VM-Net as Prétet et al. train it (000 IV-E, 001 V-A) uses Adam with lr 1e-6 and dropout
 0.5 and stops early; vmtool's defaults are lr 1e-3 and dropout 0.2. Each setting is
-trained on the same synthetic features file (``vmtool.training.synthetic.synth_features``:
+trained on the same synthetic features file (``vmtool.synth.synth_features``:
 paired audio/video vectors sharing a latent code) with the same budget (``--max-time``
 seconds, early stopping with vmtool's patience), for several seeds; the table gives the
 held-out V2M R@10 and mean rank of the kept (best) epoch: mean and spread over seeds.
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     from vmtool.training import DataConfig, TrainConfig, train
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-settings-"))
     feats = work / "feats.h5"

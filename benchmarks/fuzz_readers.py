@@ -47,9 +47,9 @@ def build_corpus(d: Path) -> dict[str, Path]:
     from typer.testing import CliRunner
 
     from vmtool.cli import app
-    from vmtool.ranking import synth_catalog
+    from vmtool.synth import synth_catalog
     from vmtool.synth import synth_music, write_media
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     d.mkdir(parents=True, exist_ok=True)
     run = CliRunner().invoke

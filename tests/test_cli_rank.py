@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmtool.cli import app
-from vmtool.ranking import synth_catalog
+from vmtool.synth import synth_catalog
 
 runner = CliRunner()
 
@@ -217,7 +217,7 @@ def test_evaluate_plot(cat, tmp_path):
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
     """A catalog from the real chain: synthetic features, train (2 epochs, tiny), embed."""
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     d = tmp_path_factory.mktemp("embedded")
     synth_features(d / "feats.h5", 30, seed=3)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from vmtool.cli import app
 from vmtool.store import open_collection
-from vmtool.training.synthetic import synth_features
+from vmtool.synth import synth_features
 
 SMALL = ["--audio-layers", "24,16", "--video-layers", "24,16", "-b", "32", "-q"]
 

@@ -183,7 +183,7 @@ def test_a_task_checks_the_version_on_its_worker():
 
 
 def test_embed_on_cluster_equals_local_run(tmp_path, scheduler):
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     synth_features(tmp_path / "feats.h5", 12, seed=3)
     res = run("train", tmp_path / "feats.h5", "-o", tmp_path / "m.pt", "--epochs", "1", "--level", "segment",

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmtool.cli import app
-from vmtool.ranking import synth_catalog
+from vmtool.synth import synth_catalog
 
 runner = CliRunner()
 N = 6

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from vmtool.errors import VmtoolError
-from vmtool.training.synthetic import synth_features
+from vmtool.synth import synth_features
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_a_full_disk_is_one_line_and_exit_1(full_dir, features, model, music_wav
 
 
 def test_an_existing_output_survives_a_full_disk(full_dir, features):
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     out = full_dir / "out.h5"
     synth_features(out, 2, frames=(2, 3))

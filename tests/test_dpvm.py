@@ -125,7 +125,7 @@ def labelled(tmp_path):
     """Synthetic features whose pairs share one of 3 emotions, with labels and negatives."""
     from vmtool.labels import apply_labels
     from vmtool.store import open_collection
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     p = tmp_path / "f.h5"
     synth_features(p, 24, clip_level=True, seed=0)
@@ -163,7 +163,7 @@ def test_train_embed_from_labels(labelled, tmp_path):
 
 def test_missing_labels_are_named(tmp_path):
     from vmtool.training import DataConfig, TrainConfig, train
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     p = tmp_path / "f.h5"
     synth_features(p, 6, clip_level=True, seed=0)

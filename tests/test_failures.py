@@ -206,7 +206,7 @@ def test_output_that_is_an_input_media_file(tmp_path, music_wav, command):
 
 
 def test_merge_into_an_input_that_is_not_a_collection(tmp_path):
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     a = tmp_path / "a.h5"
     synth_features(a, 4)
@@ -304,7 +304,7 @@ def test_unknown_training_preset(tmp_path):
 )
 def test_bad_labels_file_names_file_column_and_row(tmp_path, csv, message):
     from vmtool.store import open_collection
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     h5 = tmp_path / "f.h5"
     synth_features(h5, 3, clip_level=True, seed=0)
@@ -321,7 +321,7 @@ def test_bad_labels_file_names_file_column_and_row(tmp_path, csv, message):
 
 def test_bad_negatives_file(tmp_path, existing_output):
     from vmtool.store import open_collection
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     h5 = tmp_path / "f.h5"
     synth_features(h5, 3, clip_level=True, seed=0)
@@ -349,7 +349,7 @@ def test_bad_negatives_file(tmp_path, existing_output):
 )
 def test_training_without_the_labels_its_loss_needs(tmp_path, args, message, existing_output):
     from vmtool.store import open_collection
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     h5 = tmp_path / "f.h5"
     synth_features(h5, 4, clip_level=True, seed=0)
@@ -395,7 +395,7 @@ def test_missing_metadata_sheet(tmp_path, music_wav, existing_output):
     ("duration", "--where 'duration': expected FIELD [OP] VALUE, e.g. 'bpm 90..120', 'key Am,C', 'genre ~ rock'"),
 ])
 def test_bad_where_filter_exits_2(tmp_path, where, message):
-    from vmtool.ranking import synth_catalog
+    from vmtool.synth import synth_catalog
 
     cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
     res = run("rank", f"{cat}#item00000", cat, "--where", where)
@@ -413,7 +413,7 @@ def test_bad_where_filter_exits_2(tmp_path, where, message):
     (["evaluate", "{cat}", "--against", "everything"], "--against: use ids or all, got 'everything'"),
 ])
 def test_bad_hubness_and_against_exit_2(tmp_path, args, message):
-    from vmtool.ranking import synth_catalog
+    from vmtool.synth import synth_catalog
 
     cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
     res = run(*[a.format(cat=cat) for a in args])
@@ -440,7 +440,7 @@ def test_cluster_options(tmp_path, music_wav, existing_output):
 
 def test_damaged_chunk_is_a_format_error_naming_the_file(tmp_path):
     """A flipped byte inside compressed data surfaces only when it is read: one line, exit 3."""
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     bad = tmp_path / "bad.h5"
     synth_features(bad, 6)

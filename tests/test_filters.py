@@ -14,7 +14,7 @@ from vmtool import metadata as md
 from vmtool.cli import app
 from vmtool.errors import UsageError
 from vmtool.filters import Filter, parse_filter, select
-from vmtool.ranking import synth_catalog
+from vmtool.synth import synth_catalog
 
 runner = CliRunner()
 

@@ -25,9 +25,9 @@ SMALL = ["--audio-layers", "16", "--video-layers", "16", "--epochs", "1", "-q"]
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, odd_size_video):
-    from vmtool.ranking import synth_catalog
+    from vmtool.synth import synth_catalog
     from vmtool.synth import synth_music, write_media
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     d = tmp_path_factory.mktemp("fuzz")
     files = {"features": d / "features.h5", "catalog": d / "catalog.h5", "model": d / "model.pt",

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from vmtool.cli import app
 from vmtool.errors import ParameterError
-from vmtool.ranking import load_catalog, synth_catalog, synth_embeddings
+from vmtool.ranking import load_catalog
 from vmtool.ranking.batched import distances
 from vmtool.ranking.evaluate import evaluate, evaluate_sets, ground_truth_ranks
 from vmtool.ranking.hubness import Hubness, csls, knn_mean, parse_hubness
 from vmtool.ranking.methods import DEFAULT_METHOD
+from vmtool.synth import synth_catalog, synth_embeddings
 
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from vmtool.cli import app
 from vmtool.ranking import load_catalog
 from vmtool.ranking.index import build_index, index_path, open_index, read_items, stream_centroids
-from vmtool.ranking.synthetic import synth_catalog
+from vmtool.synth import synth_catalog
 
 runner = CliRunner()
 

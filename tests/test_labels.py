@@ -13,7 +13,7 @@ from vmtool.cli import app
 from vmtool.errors import ParameterError
 from vmtool.labels import label_column
 from vmtool.store import CollectionWriter, Item, open_collection
-from vmtool.training.synthetic import synth_features
+from vmtool.synth import synth_features
 
 runner = CliRunner()
 DATA = Path(__file__).parent / "data"

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from vmtool.cli import app
 from vmtool.store import RAGGED_GROUPS, open_collection
+from vmtool.synth import synth_features
 from vmtool.training import DataConfig, TrainConfig, train
-from vmtool.training.synthetic import synth_features
 
 runner = CliRunner()
 

@@ -254,7 +254,7 @@ def test_beat_grid_of_a_synthetic_track():
 
 
 def test_embed_carries_metadata_to_the_catalog_and_align_shows_it(tmp_path):
-    from vmtool.training.synthetic import synth_features
+    from vmtool.synth import synth_features
 
     feats = tmp_path / "feats.h5"
     synth_features(feats, 12, seed=3)

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from vmtool import metadata as md
 from vmtool.cli import app
-from vmtool.ranking import synth_catalog
 from vmtool.ranking.align import align
 from vmtool.ranking.section import beat_times, place_section
 from vmtool.store import open_collection
+from vmtool.synth import synth_catalog
 
 runner = CliRunner()
 

@@ -12,9 +12,9 @@ from vmtool.models.checkpoint import load_checkpoint
 from vmtool.models.losses import LossConfig
 from vmtool.segmentation.features import segment_features
 from vmtool.store import open_collection
+from vmtool.synth import synth_features
 from vmtool.training import DataConfig, TrainConfig, train
 from vmtool.training.data import InputBuilder, normalisation, split_items, window_inputs
-from vmtool.training.synthetic import synth_features
 
 SMALL = {"audio": [32, 16], "video": [32, 16]}
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmtool.cli import app
-from vmtool.training.synthetic import synth_features
+from vmtool.synth import synth_features
 
 runner = CliRunner()
 

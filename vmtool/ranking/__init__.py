@@ -6,15 +6,16 @@ package holds the distances (:mod:`~vmtool.ranking.methods`), computed for a who
 catalog at once in bounded memory (:mod:`~vmtool.ranking.batched`), the alignment
 of one pair with its edit list (:mod:`~vmtool.ranking.align`), ranking a catalog
 for one query (:mod:`~vmtool.ranking.rank`), the papers' evaluation protocol
-(:mod:`~vmtool.ranking.evaluate`), catalog reading (:mod:`~vmtool.ranking.catalog`)
-and synthetic catalogs (:mod:`~vmtool.ranking.synthetic`).
+(:mod:`~vmtool.ranking.evaluate`) and catalog reading (:mod:`~vmtool.ranking.catalog`).
+Synthetic catalogs for its tests and benchmarks are in :mod:`vmtool.synth.embeddings`.
 
 Only numpy is needed to import it; numba compiles the kernels on first use, and torch
 is imported only for a non-CPU device. Definitions: ``docs/methods-ranking.md``.
 
 Examples
 --------
->>> from vmtool.ranking import synth_embeddings, distances
+>>> from vmtool.ranking import distances
+>>> from vmtool.synth import synth_embeddings
 >>> sets = synth_embeddings(50, dim=32, seed=0)
 >>> d = distances(sets["video"], sets["audio"], "nw-dtw")
 >>> d.shape
@@ -29,12 +30,11 @@ from vmtool.ranking.methods import (ALIGNMENT_METHODS, DEFAULT_INDEL, DEFAULT_ME
                                     VMTOOL_METHODS, Method, parse_method, parse_methods)
 from vmtool.ranking.rank import Ranking, rank
 from vmtool.ranking.segments import SCENARIOS, SegmentSet, crop_queries, stretch_targets
-from vmtool.ranking.synthetic import synth_catalog, synth_embeddings
 
 __all__ = [
     "ALIGNMENT_METHODS", "DEFAULT_INDEL", "DEFAULT_METHOD", "METHODS", "PAPER_METHODS", "SCENARIOS", "VMTOOL_METHODS",
     "Alignment", "Edit", "Evaluation", "Method", "Ranking", "SegmentSet",
     "align", "crop_queries", "distance_matrices", "distances", "evaluate", "evaluate_sets", "ground_truth_ranks",
     "load_catalog", "load_item", "parse_item_ref", "parse_method", "parse_methods", "rank", "rank_metrics",
-    "sides", "stretch_targets", "synth_catalog", "synth_embeddings",
+    "sides", "stretch_targets",
 ]

@@ -95,7 +95,7 @@ def load_catalog(
     Parameters
     ----------
     path : path
-        A catalog written by ``vmtool embed`` (or :func:`vmtool.ranking.synthetic.synth_catalog`).
+        A catalog written by ``vmtool embed`` (or :func:`vmtool.synth.synth_catalog`).
     modality : {"audio", "video"}
     segments, clip : bool
         Which embeddings to read. Missing clip embeddings are only an error when

@@ -1,0 +1,26 @@
+"""The media layer: reading and writing audio and video files with PyAV.
+
+- :mod:`~vmtool.media.decode`: probing, streamed decoding of audio (blocks) and
+  video (frames), and finding media files below a directory.
+
+Everything public is re-exported here, so ``from vmtool.media import probe`` works
+and callers (and tests that patch ``vmtool.media.iter_frames``) go through this one
+namespace. PyAV itself is imported only when a file is opened.
+"""
+
+from vmtool.media.decode import (AUDIO_EXTENSIONS, MEDIA_PATTERNS, RESAMPLERS, VIDEO_EXTENSIONS, MediaInfo,
+                                 check_media_file, find_media, iter_audio, iter_frames, load_audio, probe)
+
+__all__ = [
+    "MediaInfo",
+    "probe",
+    "iter_audio",
+    "load_audio",
+    "RESAMPLERS",
+    "iter_frames",
+    "AUDIO_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "MEDIA_PATTERNS",
+    "find_media",
+    "check_media_file",
+]
