@@ -20,6 +20,7 @@ Exit codes (the command line's contract, see ``docs/cli.md``):
 
 from __future__ import annotations
 
+import math
 import os
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_TERMINATED",
     "Interrupted",
+    "check_finite",
 ]
 
 EXIT_OK = 0
@@ -132,3 +134,18 @@ class Interrupted(KeyboardInterrupt):
         self.message = message or "interrupted; no output was written or changed"
         self.exit_code = exit_code
         super().__init__(self.message)
+
+
+def check_finite(name: str, value, lo: float | None = None, hi: float | None = None) -> float:
+    """*value* as a finite float above *lo* (and at most *hi*), or a ParameterError naming *name*.
+
+    The message states the range: ``fps must be a finite number > 0.0, got nan``.
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or (lo is not None and v <= lo) or (hi is not None and v > hi):
+        rng = f"in ({lo}, {hi}]" if hi is not None else f"> {lo}"
+        raise ParameterError(f"{name} must be a finite number {rng}, got {value!r}")
+    return v

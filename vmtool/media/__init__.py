@@ -2,6 +2,8 @@
 
 - :mod:`~vmtool.media.decode`: probing, streamed decoding of audio (blocks) and
   video (frames), and finding media files below a directory.
+- :mod:`~vmtool.media.encode`: writing audio, video or both (cover art included),
+  atomically (tests, benchmarks and the demo's corpus).
 
 Everything public is re-exported here, so ``from vmtool.media import probe`` works
 and callers (and tests that patch ``vmtool.media.iter_frames``) go through this one
@@ -10,6 +12,7 @@ namespace. PyAV itself is imported only when a file is opened.
 
 from vmtool.media.decode import (AUDIO_EXTENSIONS, MEDIA_PATTERNS, RESAMPLERS, VIDEO_EXTENSIONS, MediaInfo,
                                  check_media_file, find_media, iter_audio, iter_frames, load_audio, probe)
+from vmtool.media.encode import write_media
 
 __all__ = [
     "MediaInfo",
@@ -23,4 +26,5 @@ __all__ = [
     "MEDIA_PATTERNS",
     "find_media",
     "check_media_file",
+    "write_media",
 ]

@@ -286,6 +286,8 @@ def synth_catalog(
     ends = audio.spans[audio.offsets[1:] - 1, 1]
     params = {"n_items": n_items, "seed": seed, "dtype": dtype, **{k: list(v) if isinstance(v, tuple) else v
                                                                   for k, v in cfg.__dict__.items()}}
+    # The generator is recorded under the module name it had when these files were first
+    # written (vmtool.ranking.synthetic); kept, so a seed still gives the same catalog.
     seg_cfg = {"generator": "vmtool.ranking.synthetic"}
     out = Path(path)
     with atomic_output(out) as tmp:
