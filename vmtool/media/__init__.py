@@ -7,12 +7,12 @@
 
 Everything public is re-exported here, so ``from vmtool.media import probe`` works
 and callers (and tests that patch ``vmtool.media.iter_frames``) go through this one
-namespace. PyAV itself is imported only when a file is opened.
+namespace. PyAV itself is imported only when a file is opened, and the encoder only
+when ``write_media`` is first asked for: commands that only read media do not load it.
 """
 
 from vmtool.media.decode import (AUDIO_EXTENSIONS, MEDIA_PATTERNS, RESAMPLERS, VIDEO_EXTENSIONS, MediaInfo,
                                  check_media_file, find_media, iter_audio, iter_frames, load_audio, probe)
-from vmtool.media.encode import write_media
 
 __all__ = [
     "MediaInfo",
@@ -28,3 +28,11 @@ __all__ = [
     "check_media_file",
     "write_media",
 ]
+
+
+def __getattr__(name: str):
+    if name == "write_media":
+        from vmtool.media.encode import write_media
+
+        return write_media
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
