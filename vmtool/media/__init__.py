@@ -11,23 +11,10 @@ namespace. PyAV itself is imported only when a file is opened, and the encoder o
 when ``write_media`` is first asked for: commands that only read media do not load it.
 """
 
-from vmtool.media.decode import (AUDIO_EXTENSIONS, MEDIA_PATTERNS, RESAMPLERS, VIDEO_EXTENSIONS, MediaInfo,
-                                 check_media_file, find_media, iter_audio, iter_frames, load_audio, probe)
+from vmtool.media import decode as _decode
+from vmtool.media.decode import *  # noqa: F401,F403 (the names in decode.__all__)
 
-__all__ = [
-    "MediaInfo",
-    "probe",
-    "iter_audio",
-    "load_audio",
-    "RESAMPLERS",
-    "iter_frames",
-    "AUDIO_EXTENSIONS",
-    "VIDEO_EXTENSIONS",
-    "MEDIA_PATTERNS",
-    "find_media",
-    "check_media_file",
-    "write_media",
-]
+__all__ = [*_decode.__all__, "write_media"]
 
 
 def __getattr__(name: str):

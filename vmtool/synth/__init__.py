@@ -21,33 +21,11 @@ make_corpus``).
 """
 
 from vmtool.media.encode import write_media
-from vmtool.synth.corpus import (EMOTIONS, LABELS_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, ClipTruth,
-                                 make_clip, make_corpus, read_manifest, real_music_video)
-from vmtool.synth.embeddings import SynthConfig, synth_catalog, synth_chunks, synth_embeddings
-from vmtool.synth.features import synth_features
-from vmtool.synth.music import MusicTruth, synth_music
-from vmtool.synth.video import bar_cuts, iter_video_frames, synth_video_frames
+from vmtool.synth import corpus, embeddings, features, music, video
+from vmtool.synth.corpus import *  # noqa: F401,F403
+from vmtool.synth.embeddings import *  # noqa: F401,F403
+from vmtool.synth.features import *  # noqa: F401,F403
+from vmtool.synth.music import *  # noqa: F401,F403
+from vmtool.synth.video import *  # noqa: F401,F403
 
-__all__ = [
-    "MusicTruth",
-    "ClipTruth",
-    "synth_music",
-    "bar_cuts",
-    "iter_video_frames",
-    "synth_video_frames",
-    "write_media",
-    "make_clip",
-    "make_corpus",
-    "read_manifest",
-    "real_music_video",
-    "EMOTIONS",
-    "LABELS_NAME",
-    "MANIFEST_NAME",
-    "MANIFEST_FORMAT",
-    "MANIFEST_VERSION",
-    "SynthConfig",
-    "synth_chunks",
-    "synth_embeddings",
-    "synth_catalog",
-    "synth_features",
-]
+__all__ = [*music.__all__, *video.__all__, "write_media", *corpus.__all__, *embeddings.__all__, *features.__all__]
