@@ -30,12 +30,11 @@ from vmtool.ranking import (
     rank,
     rank_metrics,
     stretch_targets,
-    synth_catalog,
-    synth_embeddings,
 )
 from vmtool.ranking import batched as distances_module
 from vmtool.ranking.evaluate import apply_scenario, evaluate, evaluate_sets, parse_directions, parse_scenarios
 from vmtool.ranking.rank import top_k
+from vmtool.synth import synth_catalog, synth_embeddings
 
 # --- literal transcriptions -------------------------------------------------------------------
 
