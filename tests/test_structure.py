@@ -10,7 +10,7 @@ import pytest
 from vmtool.errors import ParameterError, VmtoolError
 from vmtool.store import Item
 from vmtool.structure import scores
-from vmtool.structure.analysis import (
+from vmtool.structure.clip import (
     Bars,
     ClipResult,
     StructureConfig,

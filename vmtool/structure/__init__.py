@@ -3,14 +3,14 @@
 Modules: :mod:`.scores` (``f_shot`` at 25 Hz, the co-occurrence window and scores,
 their chance level, the shot-duration histogram, the synchronisation level),
 :mod:`.metadata` (BPM, time signature and genres from a CSV such as the Harmonix
-Set's ``metadata.csv``), :mod:`.analysis` (one clip, a batch, the aggregates per
+Set's ``metadata.csv``), :mod:`.clip` (one clip, a batch, the aggregates per
 genre, the output file) and :mod:`.plot`. ``docs/structure.md`` describes the study.
 
 Importing this package imports numpy only; media decoding, msaf, librosa, torch and
 matplotlib load when a computation needs them.
 """
 
-from vmtool.structure.analysis import (
+from vmtool.structure.clip import (
     ClipResult,
     GroupStats,
     StructureConfig,
