@@ -14,11 +14,11 @@ from vmtool.structure.clip import (
     Bars,
     ClipResult,
     StructureConfig,
-    aggregate,
     analyze_clip,
     clip_structure,
     ClipTask,
 )
+from vmtool.structure.genres import aggregate
 from vmtool.structure.metadata import (
     MetadataRow,
     TimeSignature,

@@ -108,7 +108,7 @@ def plot_groups(path_png: str | os.PathLike, groups: Sequence, grouping: str) ->
     Parameters
     ----------
     path_png : path
-    groups : sequence of vmtool.structure.clip.GroupStats
+    groups : sequence of vmtool.structure.genres.GroupStats
         The group of all clips first, then the genres (those kept by ``--min-count``).
     grouping : str
         ``music_genre`` or ``video_genre`` (axis labels).
