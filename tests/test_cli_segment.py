@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmtool.cli import app
-from vmtool.segmentation.features import item_segment_features
+from vmtool.segmentation.aggregate import item_segment_features
 from vmtool.store import open_collection
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ from vmtool import synth
 from vmtool.errors import ParameterError, VmtoolError
 from vmtool.segmentation import downbeats
 from vmtool.store import Item
-from vmtool.structure.analysis import ClipTask, StructureConfig, analyze_clip
+from vmtool.structure.clip import ClipTask, StructureConfig, analyze_clip
 
 
 def test_resolve_named_trackers_and_fallback(monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 
 from vmtool.errors import ParameterError
 from vmtool.segmentation.base import clean_boundaries
-from vmtool.segmentation.features import segment_features
+from vmtool.segmentation.aggregate import segment_features
 
 X = np.arange(12, dtype=np.float32).reshape(6, 2)  # 6 rows at 1 Hz, row j = [2j, 2j + 1]
 

@@ -10,15 +10,15 @@ import pytest
 from vmtool.errors import ParameterError, VmtoolError
 from vmtool.store import Item
 from vmtool.structure import scores
-from vmtool.structure.analysis import (
+from vmtool.structure.clip import (
     Bars,
     ClipResult,
     StructureConfig,
-    aggregate,
     analyze_clip,
     clip_structure,
     ClipTask,
 )
+from vmtool.structure.genres import aggregate
 from vmtool.structure.metadata import (
     MetadataRow,
     TimeSignature,

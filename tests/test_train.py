@@ -10,7 +10,7 @@ from vmtool.embed import embed, load_catalog_model
 from vmtool.errors import FormatError, ParameterError
 from vmtool.models.checkpoint import load_checkpoint
 from vmtool.models.losses import LossConfig
-from vmtool.segmentation.features import segment_features
+from vmtool.segmentation.aggregate import segment_features
 from vmtool.store import open_collection
 from vmtool.synth import synth_features
 from vmtool.training import DataConfig, TrainConfig, train

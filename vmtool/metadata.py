@@ -745,8 +745,7 @@ def format_fields(fields: Mapping[str, Any], names: Sequence[str]) -> str:
 
 def fields_of(ref: str | os.PathLike) -> dict[str, Any]:
     """The metadata of ``FILE.h5#ITEM-ID`` (as stored) or of a media file (its tags), ``{}`` when none."""
-    from vmtool.ranking.catalog import parse_item_ref
-    from vmtool.store import open_collection
+    from vmtool.store import open_collection, parse_item_ref
 
     parsed = parse_item_ref(ref)
     if parsed is None:

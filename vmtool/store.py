@@ -59,6 +59,7 @@ __all__ = [
     "Collection",
     "CollectionWriter",
     "open_collection",
+    "parse_item_ref",
     "read_kind",
     "canonical_json",
     "companion_names",
@@ -645,6 +646,20 @@ class Collection:
 def open_collection(path: str | os.PathLike) -> Collection:
     """Open a vmtool collection file for reading, checking its kind and version."""
     return Collection(path)
+
+
+def parse_item_ref(text: str | os.PathLike) -> tuple[Path, str] | None:
+    """``(file, item id)`` for ``file.h5#item-id``, or None when *text* names a plain file.
+
+    A path that exists as a file is never split, even if it contains ``#``.
+    """
+    s = os.fspath(text)
+    if "#" not in s or Path(s).is_file():
+        return None
+    path, _, item = s.rpartition("#")
+    if not path or not item:
+        return None
+    return Path(path), item
 
 
 class CollectionWriter:

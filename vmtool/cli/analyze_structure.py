@@ -111,7 +111,7 @@ def analyze_structure_cmd(
     version: VersionOpt = False,
 ) -> None:
     from vmtool.device import validate_device
-    from vmtool.structure.analysis import StructureConfig, analyze_structure
+    from vmtool.structure import StructureConfig, analyze_structure
 
     config = StructureConfig(segments=segments.value, threshold=threshold, bin_width=bin_width, shuffles=shuffles,
                              seed=seed, min_count=min_count, downbeats=downbeats.value)

@@ -20,7 +20,7 @@ import numpy as np
 
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.ranking.segments import SegmentSet
-from vmtool.store import open_collection
+from vmtool.store import open_collection, parse_item_ref
 
 __all__ = ["MODALITIES", "parse_item_ref", "load_catalog", "load_item", "catalog_model", "DIRECTIONS", "sides"]
 
@@ -36,20 +36,6 @@ def sides(direction: str) -> tuple[str, str]:
         return DIRECTIONS[direction]
     except KeyError:
         raise ParameterError(f"unknown direction {direction!r}; use v2m or m2v") from None
-
-
-def parse_item_ref(text: str | os.PathLike) -> tuple[Path, str] | None:
-    """``(file, item id)`` for ``file.h5#item-id``, or None when *text* names a plain file.
-
-    A path that exists as a file is never split, even if it contains ``#``.
-    """
-    s = os.fspath(text)
-    if "#" not in s or Path(s).is_file():
-        return None
-    path, _, item = s.rpartition("#")
-    if not path or not item:
-        return None
-    return Path(path), item
 
 
 def catalog_model(path: str | os.PathLike) -> dict[str, Any] | None:

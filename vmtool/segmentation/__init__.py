@@ -2,7 +2,7 @@
 
 Modules: :mod:`.base` (result type, boundary clean-up), :mod:`.music` (MSAF),
 :mod:`.shots`, :mod:`.rhythm`, :mod:`.reference` (annotations, hit rates),
-:mod:`.plot`, :mod:`.features` (segment-level aggregation of frame rows).
+:mod:`.plot`, :mod:`.aggregate` (frame rows aggregated into segment-level rows).
 Submodules are imported on demand: importing this package imports no heavy library.
 """
 

@@ -51,8 +51,8 @@ def plot_clip(path_png: str | os.PathLike, clip, config) -> None:
     Parameters
     ----------
     path_png : path
-    clip : vmtool.structure.analysis.ClipResult
-    config : vmtool.structure.analysis.StructureConfig
+    clip : vmtool.structure.clip.ClipResult
+    config : vmtool.structure.clip.StructureConfig
     """
     fig, (ax_h, ax_f) = _figure(12.0, 6.0, 2)
     w = float(config.bin_width)
@@ -108,7 +108,7 @@ def plot_groups(path_png: str | os.PathLike, groups: Sequence, grouping: str) ->
     Parameters
     ----------
     path_png : path
-    groups : sequence of vmtool.structure.analysis.GroupStats
+    groups : sequence of vmtool.structure.genres.GroupStats
         The group of all clips first, then the genres (those kept by ``--min-count``).
     grouping : str
         ``music_genre`` or ``video_genre`` (axis labels).

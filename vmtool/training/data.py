@@ -31,7 +31,7 @@ import numpy as np
 
 from vmtool.errors import ParameterError
 from vmtool.segmentation.base import segment_edges
-from vmtool.segmentation.features import segment_features
+from vmtool.segmentation.aggregate import segment_features
 
 __all__ = ["DataConfig", "InputBuilder", "Prepared", "prepare", "split_items", "MODALITIES"]
 
