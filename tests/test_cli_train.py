@@ -416,3 +416,14 @@ def test_dpvm_preset_trains_from_the_cli(feats, tmp_path):
     assert cfg["model"]["family"] == "dpvm" and cfg["model"]["fusion"] == "interactive"
     assert cfg["train"]["lr"] == 1e-4 and cfg["train"]["batch_size"] == 16 and cfg["train"]["patience"] == 0
     assert cfg["optimizer"]["betas"] == [0.5, 0.999] and cfg["loss"]["metric"] == "contrastive"
+
+
+def test_dpvm_loss_parameters_reach_the_model_file(feats, tmp_path):
+    from vmtool.models.checkpoint import load_checkpoint
+
+    m = tmp_path / "d.pt"
+    r = run("train", feats, "-o", m, "--model", "dpvm", "--fusion", "content", "--loss", "dpvm:margin=0.4,mu2=-1",
+            "--epochs", "1", *SMALL)
+    assert r.exit_code == 0, r.output
+    loss = load_checkpoint(m)["config"]["loss"]
+    assert (loss["name"], loss["margin"], loss["mu2"], loss["metric"]) == ("dpvm", 0.4, -1.0, "contrastive")

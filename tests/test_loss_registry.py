@@ -85,3 +85,15 @@ def test_every_preset_loss_parses_and_its_sources_name_real_settings():
         loss = reg.parse_loss(p.settings.get("loss", "vmnet"))[0]
         known = options | {f"loss.{k.name}" for k in loss.params}
         assert set(p.sources) <= known and set(p.unstated) <= known, p.name
+
+
+def test_the_logged_preset_settings_can_be_typed_back():
+    import shlex
+
+    from vmtool.training.presets import PRESETS
+
+    for p in PRESETS.values():
+        words = shlex.split(p.describe())
+        if "--loss" in words:
+            spec = words[words.index("--loss") + 1]
+            assert reg.parse_loss(spec) == reg.parse_loss(p.settings["loss"])
