@@ -23,7 +23,7 @@ Every item with both audio and video features is a matched pair (a music video);
 \b
 Levels:   clip (VM-Net) | segment (Seg-VM-Net: one pair per segment of --segments)
 Inputs:   --aggregation stats (mean/var/max; mean for segments) | attention | autopool
-Models:   vmnet (two branches, the losses below but dpvm)
+Models:   vmnet (two branches; every loss below but dpvm)
           | dpvm (Gu, Shen and Lv: content path + emotion path + fusion, eq. 8;
             needs emotion labels: vmtool label; --fusion)
 
@@ -119,13 +119,13 @@ def retired_loss_options(args: list[str]) -> str | None:
         i += 1
     if not found:
         return None
-    names = [f[1].name for f in found]
-    target = given.partition(":")[0].strip().lower() if given else ""
-    target = target if target in names else names[0]
+    owners = [loss.name for _, loss, _, _ in found]
+    given_name = given.partition(":")[0].strip().lower() if given else ""
+    target = given_name if given_name in owners else owners[0]
     mine = [f for f in found if f[1].name == target]
-    spec = given if given and given.partition(":")[0].strip().lower() == target else target
-    keys = ",".join(f"{p.name}={v}" for _, _, p, v in mine)
-    spec += ("," if ":" in spec and not spec.endswith(":") else "" if spec.endswith(":") else ":") + keys
+    spec = given.strip() if given_name == target else target
+    sep = "" if spec.endswith(":") else "," if ":" in spec else ":"
+    spec += sep + ",".join(f"{p.name}={v}" for _, _, p, v in mine)
     flags = ", ".join(f[0] for f in mine)
     verb = "is" if len(mine) == 1 else "are"
     return f"{flags} {verb} now part of --loss: use --loss {shlex.quote(spec)}"
