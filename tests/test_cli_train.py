@@ -71,24 +71,26 @@ def test_every_loss_from_the_cli(feats, tmp_path, loss):
     assert r.exit_code == 0, r.output
 
 
-def test_loss_hyper_parameters_reach_the_model_file(feats, tmp_path):
+@pytest.mark.parametrize("args, expected", [
+    (["--loss", "cosface:music_weight=0.5,sim_margin=0.2,sim_weight=2,max_classes=16,scale=20,margin=0.3"],
+     {"music_weight": 0.5, "sim_margin": 0.2, "sim_weight": 2.0, "max_classes": 16, "scale": 20.0,
+      "cos_margin": 0.3, "margin": 0.1}),  # cosface's margin is mu, the field cos_margin
+    (["--loss", "vmnet:neighbours=3,lambdas=1,2,0.5,0,margin=0.3"],
+     {"neighbours": 3, "lambdas": [1.0, 2.0, 0.5, 0.0], "margin": 0.3}),
+    # an explicit --loss keeps the preset's loss parameters it does not set
+    (["--preset", "segvmnet", "--segments", "fixed", "--loss", "vmnet:margin=0.2"],
+     {"margin": 0.2, "lambdas": [1.0, 1.0, 0.0, 0.0], "hard_negatives": 0}),
+    (["--model", "dpvm", "--fusion", "content", "--loss", "dpvm:margin=0.4,mu2=-1"],
+     {"name": "dpvm", "margin": 0.4, "mu2": -1.0, "metric": "contrastive"}),
+], ids=["cosface", "vmnet", "preset", "dpvm"])
+def test_loss_parameters_reach_the_model_file(feats, tmp_path, args, expected):
     from vmtool.models.checkpoint import load_checkpoint
 
-    m = tmp_path / "c.pt"
-    r = run("train", feats, "-o", m, "--epochs", "1", "--loss",
-            "cosface:music_weight=0.5,sim_margin=0.2,sim_weight=2,max_classes=16,scale=20,margin=0.3", *SMALL)
+    m = tmp_path / "m.pt"
+    r = run("train", feats, "-o", m, "--epochs", "1", *SMALL, *args)
     assert r.exit_code == 0, r.output
     loss = load_checkpoint(m)["config"]["loss"]
-    assert (loss["music_weight"], loss["sim_margin"], loss["sim_weight"], loss["max_classes"]) == (0.5, 0.2, 2.0, 16)
-    assert (loss["scale"], loss["cos_margin"], loss["margin"]) == (20.0, 0.3, 0.1)  # cosface's margin is mu
-    r = run("train", feats, "-o", tmp_path / "v.pt", "--epochs", "1", "--loss",
-            "vmnet:neighbours=3,lambdas=1,2,0.5,0,margin=0.3", *SMALL)
-    assert r.exit_code == 0, r.output
-    loss = load_checkpoint(tmp_path / "v.pt")["config"]["loss"]
-    assert (loss["neighbours"], loss["lambdas"], loss["margin"]) == (3, [1.0, 2.0, 0.5, 0.0], 0.3)
-    r = run("train", feats, "-o", tmp_path / "x.pt", "--loss", "vmnet:neighbours=0", *SMALL)
-    assert r.exit_code == 2
-    assert r.stderr == "Error: --loss vmnet: neighbours must be an integer >= 1, got '0'\n"
+    assert {k: loss[k] for k in expected} == expected
 
 
 @pytest.mark.parametrize("aggregation", ["stats", "attention", "autopool"])
@@ -286,6 +288,7 @@ def test_every_retired_option_has_a_row():
     ("dpvm:margin=-0.5", "--loss dpvm: margin must be a number >= 0, got '-0.5'"),
     ("vmnet:0.2", "--loss vmnet: expected KEY=VALUE after ':', got '0.2'"),
     ("vmnet:margin=0.1,margin=0.2", "--loss vmnet: margin is given twice"),
+    ("vmnet:neighbours=0", "--loss vmnet: neighbours must be an integer >= 1, got '0'"),
 ])
 def test_bad_loss_specs_are_usage_errors(tmp_path, spec, message):
     r = run("train", tmp_path / "feats.h5", "-o", tmp_path / "m.pt", "--loss", spec)
@@ -302,17 +305,6 @@ def test_a_loss_of_the_other_model_family_is_refused(feats, tmp_path, args, mess
     r = run("train", feats, "-o", tmp_path / "m.pt", *SMALL, *args)
     assert r.exit_code == 1
     assert r.stderr == f"Error: {message}\n"
-
-
-def test_an_explicit_loss_keeps_the_presets_other_loss_parameters(feats, tmp_path):
-    from vmtool.models.checkpoint import load_checkpoint
-
-    m = tmp_path / "p.pt"
-    r = run("train", feats, "-o", m, "--preset", "segvmnet", "--segments", "fixed", "--loss", "vmnet:margin=0.2",
-            "--epochs", "1", *SMALL)
-    assert r.exit_code == 0, r.output
-    loss = load_checkpoint(m)["config"]["loss"]
-    assert (loss["margin"], loss["lambdas"], loss["hard_negatives"]) == (0.2, [1.0, 1.0, 0.0, 0.0], 0)
 
 
 def test_bce_catalog_ranks_by_its_pair_classifier(feats, tmp_path):
@@ -417,13 +409,3 @@ def test_dpvm_preset_trains_from_the_cli(feats, tmp_path):
     assert cfg["train"]["lr"] == 1e-4 and cfg["train"]["batch_size"] == 16 and cfg["train"]["patience"] == 0
     assert cfg["optimizer"]["betas"] == [0.5, 0.999] and cfg["loss"]["metric"] == "contrastive"
 
-
-def test_dpvm_loss_parameters_reach_the_model_file(feats, tmp_path):
-    from vmtool.models.checkpoint import load_checkpoint
-
-    m = tmp_path / "d.pt"
-    r = run("train", feats, "-o", m, "--model", "dpvm", "--fusion", "content", "--loss", "dpvm:margin=0.4,mu2=-1",
-            "--epochs", "1", *SMALL)
-    assert r.exit_code == 0, r.output
-    loss = load_checkpoint(m)["config"]["loss"]
-    assert (loss["name"], loss["margin"], loss["mu2"], loss["metric"]) == ("dpvm", 0.4, -1.0, "contrastive")
