@@ -67,18 +67,18 @@ _vmtool() {
             esac
             ;;
         train)
-            opts='-o --output --preset --level --segments --aggregation --frames --frame-sampling -a --audio-features -v --video-features --model --fusion --metric --dpvm-margin --dpvm-mu2 --loss --margin --lambdas --hard-negatives --temperature --cos-scale --cos-margin --cos-music-weight --sim-margin --sim-weight --max-classes --class-label --neighbours --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device --wait -q --quiet --version -h --help'
+            opts='-o --output --preset --level --segments --aggregation --frames --frame-sampling -a --audio-features -v --video-features --model --fusion --loss --audio-layers --video-layers --dropout -b --batch-size --lr --weight-decay --epochs --max-time --patience --val-fraction --seed --ids --resume --device --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--ids) _vmtool_files -f; return 0 ;;
-                --preset|--segments|--frames|-a|--audio-features|-v|--video-features|--dpvm-margin|--dpvm-mu2|--margin|--lambdas|--hard-negatives|--temperature|--cos-scale|--cos-margin|--cos-music-weight|--sim-margin|--sim-weight|--max-classes|--class-label|--neighbours|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed|--wait) :; return 0 ;;
+                --preset) mapfile -t COMPREPLY < <(compgen -W 'vmnet pretet2021 pretet2021-bce segvmnet vmcml dpvm' -- "$cur"); return 0 ;;
                 --level) mapfile -t COMPREPLY < <(compgen -W 'clip segment' -- "$cur"); return 0 ;;
+                --segments|--frames|-a|--audio-features|-v|--video-features|--audio-layers|--video-layers|--dropout|-b|--batch-size|--lr|--weight-decay|--epochs|--max-time|--patience|--val-fraction|--seed|--wait) :; return 0 ;;
                 --aggregation) mapfile -t COMPREPLY < <(compgen -W 'stats attention autopool' -- "$cur"); return 0 ;;
                 --frame-sampling) mapfile -t COMPREPLY < <(compgen -W 'random even' -- "$cur"); return 0 ;;
                 --model) mapfile -t COMPREPLY < <(compgen -W 'vmnet dpvm' -- "$cur"); return 0 ;;
                 --fusion) mapfile -t COMPREPLY < <(compgen -W 'interactive splicing content emotion' -- "$cur"); return 0 ;;
-                --metric) mapfile -t COMPREPLY < <(compgen -W 'contrastive ppml' -- "$cur"); return 0 ;;
-                --loss) mapfile -t COMPREPLY < <(compgen -W 'vmnet bce cosface infonce ppml' -- "$cur"); return 0 ;;
+                --loss) mapfile -t COMPREPLY < <(compgen -W 'vmnet bce cosface infonce ppml dpvm' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac
             ;;

@@ -152,7 +152,7 @@ _vmtool() {
                     _arguments -s -S \
                     '(-o --output)-o[Output file (written atomically).]:OUTPUT:_files' \
                     '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
-                    '(--preset)--preset[A paper'\''s settings\: vmnet, pretet2021, pretet2021-bce, segvmnet, vmcml (explicit options win).]:NAME: ' \
+                    '(--preset)--preset[A paper'\''s settings (listed below; explicit options win).]:vmnet|pretet2021|pretet2021-bce|segvmnet|vmcml|dpvm:(vmnet pretet2021 pretet2021-bce segvmnet vmcml dpvm)' \
                     '(--level)--level[Train on whole clips or on segments.]:LEVEL:(clip segment)' \
                     '(--segments)--segments[Segmentation stored in FEATS.h5 (segment level).]:METHOD: ' \
                     '(--aggregation)--aggregation[How frames become one input.]:AGGREGATION:(stats attention autopool)' \
@@ -164,22 +164,7 @@ _vmtool() {
                     '*--video-features[Video features to use (default\: all in the file).]:NAME[,NAME]: ' \
                     '(--model)--model[Model family.]:MODEL:(vmnet dpvm)' \
                     '(--fusion)--fusion[dpvm\: final embedding (content/emotion\: one path alone).]:FUSION:(interactive splicing content emotion)' \
-                    '(--metric)--metric[dpvm\: metric terms, eq.]:METRIC:(contrastive ppml)' \
-                    '(--dpvm-margin)--dpvm-margin[dpvm\: margin of eq.]:DPVM-MARGIN: ' \
-                    '(--dpvm-mu2)--dpvm-mu2[dpvm\: weight of eq.]:MU2: ' \
-                    '(--loss)--loss[Training objective (vmnet family; default vmnet).]:LOSS:(vmnet bce cosface infonce ppml)' \
-                    '(--margin)--margin[vmnet\: triplet margin alpha.]:MARGIN: ' \
-                    '(--lambdas)--lambdas[vmnet\: weights of the four terms.]:VM,MV,VV,MM: ' \
-                    '(--hard-negatives)--hard-negatives[vmnet\: keep the K worst negatives per anchor (0\: all).]:K: ' \
-                    '(--temperature)--temperature[infonce\: softmax temperature.]:TEMPERATURE: ' \
-                    '(--cos-scale)--cos-scale[cosface\: scale s.]:COS-SCALE: ' \
-                    '(--cos-margin)--cos-margin[cosface\: margin mu.]:COS-MARGIN: ' \
-                    '(--cos-music-weight)--cos-music-weight[cosface\: weight of the music lifting term.]:ALPHA: ' \
-                    '(--sim-margin)--sim-margin[cosface\: margin tau of the similarity loss.]:TAU: ' \
-                    '(--sim-weight)--sim-weight[cosface\: weight of the similarity loss.]:BETA: ' \
-                    '(--max-classes)--max-classes[cosface\: prototypes per softmax (sampled beyond N; 0\: all).]:N: ' \
-                    '(--class-label)--class-label[cosface\: items with the same value of this label column share one prototype (VMCML\: track); '\'''\''\: one per clip.]:COLUMN: ' \
-                    '(--neighbours)--neighbours[vmnet\: input-space neighbours that are structure positives.]:K: ' \
+                    '(--loss)--loss[Training objective and its parameters, e.g.]:vmnet|bce|cosface|infonce|ppml|dpvm[\:KEY=VALUE,...]:(vmnet bce cosface infonce ppml dpvm)' \
                     '(--audio-layers)--audio-layers[Music branch widths.]:AUDIO-LAYERS: ' \
                     '(--video-layers)--video-layers[Video branch widths.]:VIDEO-LAYERS: ' \
                     '(--dropout)--dropout[Dropout after hidden layers.]:DROPOUT: ' \

@@ -71,26 +71,32 @@ def test_every_loss_from_the_cli(feats, tmp_path, loss):
     assert r.exit_code == 0, r.output
 
 
-def test_loss_hyper_parameters_reach_the_model_file(feats, tmp_path):
+@pytest.mark.parametrize("args, expected", [
+    (["--loss", "cosface:music_weight=0.5,sim_margin=0.2,sim_weight=2,max_classes=16,scale=20,margin=0.3"],
+     {"music_weight": 0.5, "sim_margin": 0.2, "sim_weight": 2.0, "max_classes": 16, "scale": 20.0,
+      "cos_margin": 0.3, "margin": 0.1}),  # cosface's margin is mu, the field cos_margin
+    (["--loss", "vmnet:neighbours=3,lambdas=1,2,0.5,0,margin=0.3"],
+     {"neighbours": 3, "lambdas": [1.0, 2.0, 0.5, 0.0], "margin": 0.3}),
+    # an explicit --loss keeps the preset's loss parameters it does not set
+    (["--preset", "segvmnet", "--segments", "fixed", "--loss", "vmnet:margin=0.2"],
+     {"margin": 0.2, "lambdas": [1.0, 1.0, 0.0, 0.0], "hard_negatives": 0}),
+    (["--model", "dpvm", "--fusion", "content", "--loss", "dpvm:margin=0.4,mu2=-1"],
+     {"name": "dpvm", "margin": 0.4, "mu2": -1.0, "metric": "contrastive"}),
+], ids=["cosface", "vmnet", "preset", "dpvm"])
+def test_loss_parameters_reach_the_model_file(feats, tmp_path, args, expected):
     from vmtool.models.checkpoint import load_checkpoint
 
-    m = tmp_path / "c.pt"
-    r = run("train", feats, "-o", m, "--epochs", "1", "--loss", "cosface", "--cos-music-weight", "0.5",
-            "--sim-margin", "0.2", "--sim-weight", "2", "--max-classes", "16", *SMALL)
+    m = tmp_path / "m.pt"
+    r = run("train", feats, "-o", m, "--epochs", "1", *SMALL, *args)
     assert r.exit_code == 0, r.output
     loss = load_checkpoint(m)["config"]["loss"]
-    assert (loss["music_weight"], loss["sim_margin"], loss["sim_weight"], loss["max_classes"]) == (0.5, 0.2, 2.0, 16)
-    r = run("train", feats, "-o", tmp_path / "v.pt", "--epochs", "1", "--neighbours", "3", *SMALL)
-    assert r.exit_code == 0, r.output
-    assert load_checkpoint(tmp_path / "v.pt")["config"]["loss"]["neighbours"] == 3
-    r = run("train", feats, "-o", tmp_path / "x.pt", "--neighbours", "0", *SMALL)
-    assert r.exit_code == 2 and "--neighbours" in r.stderr
+    assert {k: loss[k] for k in expected} == expected
 
 
 @pytest.mark.parametrize("aggregation", ["stats", "attention", "autopool"])
 def test_every_aggregation_from_the_cli(feats, tmp_path, aggregation):
     r = run("train", feats, "-o", tmp_path / "m.pt", "--epochs", "1", "--aggregation", aggregation,
-            "--frames", "5", "--hard-negatives", "5", *SMALL)
+            "--frames", "5", "--loss", "vmnet:hard_negatives=5", *SMALL)
     assert r.exit_code == 0, r.output
 
 
@@ -102,8 +108,8 @@ def test_train_errors(feats, tmp_path):
     assert r.exit_code == 1 and f"Error: {feats}: no segmentation 'olda'" in r.stderr
     r = run("train", feats, "-o", out, "--audio-layers", "24,16", "--video-layers", "24,8", "-q")
     assert r.exit_code == 1 and "same width" in r.stderr
-    r = run("train", feats, "-o", out, "--lambdas", "1,2", *SMALL)
-    assert r.exit_code == 1 and "--lambdas must be four numbers" in r.stderr
+    r = run("train", feats, "-o", out, "--loss", "vmnet:lambdas=1,2", *SMALL)
+    assert r.exit_code == 2 and "--loss vmnet: lambdas must be four numbers" in r.stderr
     r = run("train", feats, "-o", out, "--audio-layers", "a,b", "--video-layers", "8", "-q")
     assert r.exit_code == 1 and "--audio-layers must be" in r.stderr
     r = run("train", tmp_path / "missing.h5", "-o", out, *SMALL)
@@ -125,21 +131,24 @@ def test_embed_errors(feats, tmp_path):
     assert not (tmp_path / "c.h5").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--margin", "-0.1"], "--margin must be a number >= 0, got -0.1"),
-    (["--loss", "cosface", "--cos-scale", "0"], "--cos-scale must be a positive number, got 0.0"),
-    (["--loss", "cosface", "--cos-scale", "-30"], "--cos-scale must be a positive number, got -30.0"),
-    (["--loss", "infonce", "--temperature", "nan"], "--temperature must be a positive number, got nan"),
-    (["--lambdas", "3,nan,0.2,0.2"], "--lambdas must be four numbers >= 0, got 3.0,nan,0.2,0.2"),
-    (["--audio-layers", "-16", "--video-layers", "16"], "--audio-layers must be positive widths like 2048,1024,512, got '-16'"),
-    (["--audio-layers", "24,-16", "--video-layers", "16"], "--audio-layers must be positive widths like 2048,1024,512, got '24,-16'"),
+@pytest.mark.parametrize("args, code, message", [
+    (["--loss", "vmnet:margin=-0.1"], 2, "--loss vmnet: margin must be a number >= 0, got '-0.1'"),
+    (["--loss", "cosface:scale=0"], 2, "--loss cosface: scale must be a positive number, got '0'"),
+    (["--loss", "cosface:scale=-30"], 2, "--loss cosface: scale must be a positive number, got '-30'"),
+    (["--loss", "infonce:temperature=nan"], 2, "--loss infonce: temperature must be a positive number, got 'nan'"),
+    (["--loss", "vmnet:lambdas=3,nan,0.2,0.2"], 2,
+     "--loss vmnet: lambdas must be four numbers >= 0 like 3,1,0.2,0.2, got '3,nan,0.2,0.2'"),
+    (["--audio-layers", "-16", "--video-layers", "16"], 1,
+     "--audio-layers must be positive widths like 2048,1024,512, got '-16'"),
+    (["--audio-layers", "24,-16", "--video-layers", "16"], 1,
+     "--audio-layers must be positive widths like 2048,1024,512, got '24,-16'"),
 ])
-def test_unusable_hyper_parameters_are_refused_before_training(feats, tmp_path, args, message):
+def test_unusable_hyper_parameters_are_refused_before_training(feats, tmp_path, args, code, message):
     """A zero, negative or NaN hyper-parameter is named up front, not reported later as a
     NaN loss with the advice to lower --lr."""
     out = tmp_path / "m.pt"
     r = run("train", feats, "-o", out, "--epochs", "2", *SMALL, *args)
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == code, r.output
     assert r.stderr.strip().splitlines() == [f"Error: {message}"]
     assert not out.exists()
 
@@ -182,7 +191,7 @@ def test_every_preset_trains_from_the_cli(feats, tracked, tmp_path, name):
     assert cfg["train"]["epochs"] == 2 and cfg["train"]["batch_size"] == 32  # explicit options win
     assert cfg["model"]["audio_layers"] == [24, 16]
     assert cfg["train"]["lr"] == s["lr"] and cfg["model"]["dropout"] == s["dropout"]
-    assert cfg["loss"]["name"] == s["loss"] and cfg["data"]["level"] == s["level"]
+    assert cfg["loss"]["name"] == s["loss"].partition(":")[0] and cfg["data"]["level"] == s["level"]
     assert cfg["train"]["weight_decay"] == s.get("weight_decay", 0.0)
     if name == "segvmnet":
         assert cfg["loss"]["lambdas"] == [1.0, 1.0, 0.0, 0.0] and cfg["loss"]["margin"] == 0.1
@@ -211,6 +220,91 @@ def test_train_help_lists_the_presets():
     r = run("train", "--help")
     for name in ("vmnet", "pretet2021", "segvmnet", "vmcml"):
         assert name in r.stdout
+
+
+def test_train_help_lists_every_loss_with_its_keys_and_defaults():
+    r = run("train", "--help")
+    assert r.exit_code == 0
+    assert "margin=0.1 lambdas=3,1,0.2,0.2 hard_negatives=0 neighbours=1" in r.stdout
+    assert "temperature=0.07" in r.stdout and "margin=0.5 mu2=1 metric=contrastive" in r.stdout
+    for name in ("vmnet", "bce", "cosface", "infonce", "ppml", "dpvm"):
+        assert f"  {name} " in r.stdout
+
+
+# --- --loss NAME:KEY=VALUE ---------------------------------------------------------------------
+
+#: every per-loss option of vmtool train before --loss took parameters, and what replaces it
+RETIRED = [
+    (["--margin", "0.2"], "--margin is now part of --loss: use --loss vmnet:margin=0.2"),
+    (["--lambdas", "1,1,0,0"], "--lambdas is now part of --loss: use --loss vmnet:lambdas=1,1,0,0"),
+    (["--hard-negatives", "100"], "--hard-negatives is now part of --loss: use --loss vmnet:hard_negatives=100"),
+    (["--neighbours", "3"], "--neighbours is now part of --loss: use --loss vmnet:neighbours=3"),
+    (["--temperature", "0.1"], "--temperature is now part of --loss: use --loss infonce:temperature=0.1"),
+    (["--cos-scale", "20"], "--cos-scale is now part of --loss: use --loss cosface:scale=20"),
+    (["--cos-margin", "0.3"], "--cos-margin is now part of --loss: use --loss cosface:margin=0.3"),
+    (["--cos-music-weight", "1"], "--cos-music-weight is now part of --loss: use --loss cosface:music_weight=1"),
+    (["--sim-margin", "0.1"], "--sim-margin is now part of --loss: use --loss cosface:sim_margin=0.1"),
+    (["--sim-weight", "1"], "--sim-weight is now part of --loss: use --loss cosface:sim_weight=1"),
+    (["--max-classes", "0"], "--max-classes is now part of --loss: use --loss cosface:max_classes=0"),
+    (["--class-label", "track"], "--class-label is now part of --loss: use --loss cosface:class_label=track"),
+    (["--dpvm-margin", "0.4"], "--dpvm-margin is now part of --loss: use --loss dpvm:margin=0.4"),
+    (["--dpvm-mu2", "-1"], "--dpvm-mu2 is now part of --loss: use --loss dpvm:mu2=-1"),
+    (["--metric", "ppml"], "--metric is now part of --loss: use --loss dpvm:metric=ppml"),
+    # the = spelling, several options, a --loss given with them, a value with a space
+    (["--cos-scale=20"], "--cos-scale is now part of --loss: use --loss cosface:scale=20"),
+    (["--loss", "cosface", "--cos-scale", "20", "--sim-weight", "1"],
+     "--cos-scale, --sim-weight are now part of --loss: use --loss cosface:scale=20,sim_weight=1"),
+    (["--loss=cosface:margin=0.3", "--cos-scale", "20"],
+     "--cos-scale is now part of --loss: use --loss cosface:margin=0.3,scale=20"),
+    (["--class-label", "music track"],
+     "--class-label is now part of --loss: use --loss 'cosface:class_label=music track'"),
+]
+
+
+@pytest.mark.parametrize("args, message", RETIRED, ids=[a[0] for a, _ in RETIRED])
+def test_retired_loss_options_are_refused_with_the_new_spelling(tmp_path, args, message):
+    r = run("train", tmp_path / "feats.h5", "-o", tmp_path / "m.pt", *args)
+    assert r.exit_code == 2
+    assert r.stderr == f"Error: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_retired_option_has_a_row():
+    from vmtool.models.loss_registry import LOSSES
+
+    old = {p.old for x in LOSSES.values() for p in x.params if p.old}
+    assert old == {a[0] for a, _ in RETIRED[:15]} and len(old) == 15
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("cosface:scal=3", "--loss cosface: unknown parameter 'scal'; cosface takes scale, margin, music_weight, "
+                       "sim_margin, sim_weight, max_classes, class_label"),
+    ("bce:margin=1", "--loss bce: unknown parameter 'margin'; bce takes no parameters"),
+    ("hinge", "--loss: unknown loss 'hinge'; losses: vmnet, bce, cosface, infonce, ppml, dpvm"),
+    ("cosface:scale=abc", "--loss cosface: scale must be a positive number, got 'abc'"),
+    ("cosface:max_classes=1.5", "--loss cosface: max_classes must be an integer >= 0, got '1.5'"),
+    ("vmnet:hard_negatives=-1", "--loss vmnet: hard_negatives must be an integer >= 0, got '-1'"),
+    ("dpvm:metric=cosine", "--loss dpvm: metric must be one of contrastive, ppml, got 'cosine'"),
+    ("dpvm:margin=-0.5", "--loss dpvm: margin must be a number >= 0, got '-0.5'"),
+    ("vmnet:0.2", "--loss vmnet: expected KEY=VALUE after ':', got '0.2'"),
+    ("vmnet:margin=0.1,margin=0.2", "--loss vmnet: margin is given twice"),
+    ("vmnet:neighbours=0", "--loss vmnet: neighbours must be an integer >= 1, got '0'"),
+])
+def test_bad_loss_specs_are_usage_errors(tmp_path, spec, message):
+    r = run("train", tmp_path / "feats.h5", "-o", tmp_path / "m.pt", "--loss", spec)
+    assert r.exit_code == 2
+    assert r.stderr == f"Error: {message}\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "dpvm"], "--loss dpvm is DPVM's objective (eq. 8): add --model dpvm"),
+    (["--model", "dpvm", "--loss", "infonce"], "--model dpvm trains its own objective (eq. 8): --loss infonce applies "
+                                               "to the VM-Net family; DPVM's parameters are --loss dpvm:KEY=VALUE"),
+])
+def test_a_loss_of_the_other_model_family_is_refused(feats, tmp_path, args, message):
+    r = run("train", feats, "-o", tmp_path / "m.pt", *SMALL, *args)
+    assert r.exit_code == 1
+    assert r.stderr == f"Error: {message}\n"
 
 
 def test_bce_catalog_ranks_by_its_pair_classifier(feats, tmp_path):
@@ -259,7 +353,7 @@ def test_videos_of_one_track_share_its_prototype(tracked, tmp_path):
     from vmtool.models.checkpoint import load_checkpoint
 
     m, cat = tmp_path / "v.pt", tmp_path / "v.h5"
-    r = run("train", tracked, "-o", m, "--loss", "cosface", "--class-label", "track", "--epochs", "2",
+    r = run("train", tracked, "-o", m, "--loss", "cosface:class_label=track", "--epochs", "2",
             "--val-fraction", "0.2", *SMALL)
     assert r.exit_code == 0, r.output
     ck = load_checkpoint(m)
@@ -314,3 +408,4 @@ def test_dpvm_preset_trains_from_the_cli(feats, tmp_path):
     assert cfg["model"]["family"] == "dpvm" and cfg["model"]["fusion"] == "interactive"
     assert cfg["train"]["lr"] == 1e-4 and cfg["train"]["batch_size"] == 16 and cfg["train"]["patience"] == 0
     assert cfg["optimizer"]["betas"] == [0.5, 0.999] and cfg["loss"]["metric"] == "contrastive"
+

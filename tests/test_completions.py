@@ -11,6 +11,8 @@ import pytest
 import typer
 
 from vmtool.cli import _completions, app
+from vmtool.models import loss_registry
+from vmtool.training import presets
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {sh: ROOT / "completions" / f"vmtool.{sh}" for sh in ("bash", "zsh", "fish")}
@@ -102,7 +104,9 @@ def test_bash_completes_choices():
     # rank --method is a free METHOD[:INDEL] string; these are enum (Choice) options.
     assert complete_bash("vmtool rank --format ") == _choices("rank", "--format")
     assert complete_bash("vmtool rank -f t") == [c for c in _choices("rank", "--format") if c.startswith("t")]
-    assert complete_bash("vmtool train --loss ") == _choices("train", "--loss")
+    # --loss NAME[:KEY=VALUE,...] and --preset complete the registries' names (from their metavar)
+    assert complete_bash("vmtool train --loss ") == list(loss_registry.names())
+    assert complete_bash("vmtool train --preset ") == presets.preset_names()
     assert complete_bash("vmtool segment -m ") == _choices("segment", "--method")
     # --opt=value: bash splits it into '--format' '=' 'value'
     assert complete_bash("vmtool rank --format = j") == ["json"]

@@ -32,6 +32,14 @@ def test_cli_reference_is_current():
     assert updated(text) == text, "docs/cli.md is out of date: run python -m vmtool.cli._docs --write"
 
 
+def test_tables_generated_from_the_registries_are_current():
+    from vmtool.cli._docs import SECTIONS, updated_sections
+
+    for path in dict.fromkeys(f for f, _, _ in SECTIONS):
+        text = path.read_text()
+        assert updated_sections(path, text) == text, f"{path.name} is out of date: run python -m vmtool.cli._docs --write"
+
+
 def test_completion_scripts_exist():
     # Static scripts (tests/test_completions.py checks they match the CLI), not typer's dynamic shims.
     for sh in ("bash", "zsh", "fish"):

@@ -145,6 +145,11 @@ def test_newer_schema_major(tmp_path):
         (["align", "q.mp4", "t.mp4", "--query-segments", "shots"], "unknown segmentation method 'shots'"),
         (["segment", "x.wav", "-m", "olda", "-o", "x.h5", "--boundary-times", "end"],
          "--boundary-times"),
+        (["train", "f.h5", "-o", "m.pt", "--cos-scale", "20"],
+         "Error: --cos-scale is now part of --loss: use --loss cosface:scale=20\n"),
+        (["train", "f.h5", "-o", "m.pt", "--loss", "cosface:scal=20"],
+         "Error: --loss cosface: unknown parameter 'scal'; cosface takes scale, margin, music_weight, sim_margin, "
+         "sim_weight, max_classes, class_label\n"),
     ],
 )
 def test_usage_errors_exit_2(args, text):
@@ -342,7 +347,7 @@ def test_bad_negatives_file(tmp_path, existing_output):
                               "of every video and music (or train with --fusion content)"),
         (["--loss", "ppml"], "{h5}: label column 'polarity' has no value for 1 training item(s), e.g. '{0}'; the "
                              "polarity-penalty metric loss (eqs. 10-12) needs a polarity per item"),
-        (["--model", "dpvm", "--fusion", "content", "--metric", "ppml", "--val-fraction", "0"],
+        (["--model", "dpvm", "--fusion", "content", "--loss", "dpvm:metric=ppml", "--val-fraction", "0"],
          "{h5}: label column 'polarity' has no value for 1 training item(s), e.g. '{0}'; the polarity-penalty "
          "metric loss (eqs. 10-12) needs a polarity per item"),
     ],

@@ -1,7 +1,8 @@
-"""Generate the command reference of ``docs/cli.md`` from ``--help``.
+"""Generate the command reference of ``docs/cli.md`` from ``--help``, and the tables of
+other pages from the registries they list (:data:`SECTIONS`).
 
-``python -m vmtool.cli._docs --write`` rewrites the generated section;
-``tests/test_docs.py`` fails when it is out of date.
+``python -m vmtool.cli._docs --write`` rewrites the generated sections;
+``tests/test_docs.py`` fails when one is out of date.
 """
 
 from __future__ import annotations
@@ -41,11 +42,52 @@ def updated(doc: str) -> str:
     return doc[:a] + "\n" + render_help() + doc[b:]
 
 
+def render_losses() -> str:
+    """One row per ``--loss`` key (the registry's: vmtool.models.loss_registry)."""
+    from vmtool.models.loss_registry import LOSSES
+
+    rows = ["| `--loss` | key | default | meaning | old option |", "|---|---|---|---|---|"]
+    for x in LOSSES.values():
+        for p in x.params:
+            default = p.show(p.default) or "''"
+            rows.append(f"| `{x.name}` | `{p.name}` | `{default}` | {p.meaning} | `{p.old}` |")
+        if not x.params:
+            rows.append(f"| `{x.name}` | | | no parameters | |")
+    return "\n".join(rows) + "\n"
+
+
+def render_presets() -> str:
+    """One row per ``--preset`` (vmtool.training.presets)."""
+    from vmtool.training.presets import PRESETS
+
+    return "\n".join(["| `--preset` | paper | settings |", "|---|---|---|",
+                      *(p.markdown_row() for p in PRESETS.values())]) + "\n"
+
+
+#: generated sections of other pages: file, marker name (``<!-- NAME:start -->``), renderer
+SECTIONS = [(DOC.parent / "training.md", "losses", render_losses),
+            (DOC.parent / "training.md", "presets", render_presets)]
+
+
+def updated_sections(path: Path, doc: str) -> str:
+    """*doc* (the text of *path*) with its generated sections rewritten."""
+    for file, name, render in SECTIONS:
+        if file == path:
+            start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+            a, b = doc.index(start) + len(start), doc.index(end)
+            doc = doc[:a] + "\n" + render() + doc[b:]
+    return doc
+
+
 if __name__ == "__main__":  # pragma: no cover
-    text = DOC.read_text()
-    new = updated(text)
-    if "--write" in sys.argv:
-        DOC.write_text(new)
-    elif new != text:
-        sys.stderr.write("docs/cli.md is out of date: run python -m vmtool.cli._docs --write\n")
+    stale = []
+    for path in dict.fromkeys([DOC, *(f for f, _, _ in SECTIONS)]):
+        text = path.read_text()
+        new = updated_sections(path, updated(text) if path == DOC else text)
+        if "--write" in sys.argv:
+            path.write_text(new)
+        elif new != text:
+            stale.append(path.name)
+    if stale:
+        sys.stderr.write(f"docs/{', docs/'.join(stale)} out of date: run python -m vmtool.cli._docs --write\n")
         sys.exit(1)

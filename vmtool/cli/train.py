@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import sys
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -11,7 +12,9 @@ import typer
 
 from vmtool.atomic import DEFAULT_WAIT
 
-from vmtool.cli._common import DeviceOpt, IdsOpt, OutputOpt, QuietOpt, WaitOpt, VersionOpt, command_line, handle_errors, info, read_ids
+from vmtool.cli._common import DeviceOpt, IdsOpt, OutputOpt, QuietOpt, WaitOpt, VersionOpt, command_line, error, handle_errors, info, read_ids
+from vmtool.models.loss_registry import names as loss_names
+from vmtool.training.presets import preset_names
 
 HELP = """Train a joint embedding (VM-Net family or DPVM) on the audio-visual pairs of a features file.
 
@@ -20,16 +23,19 @@ Every item with both audio and video features is a matched pair (a music video);
 \b
 Levels:   clip (VM-Net) | segment (Seg-VM-Net: one pair per segment of --segments)
 Inputs:   --aggregation stats (mean/var/max; mean for segments) | attention | autopool
-Losses:   vmnet (triplets, Hong et al. 2018) | bce (Prétet et al. 2021)
-          | cosface (VMCML, Lee et al.) | infonce (contrastive baseline)
-          | ppml (polarity penalty, DPVM eqs. 10-12; needs a 'polarity' label)
-Models:   vmnet (two branches, the losses above)
+Models:   vmnet (two branches; every loss below but dpvm)
           | dpvm (Gu, Shen and Lv: content path + emotion path + fusion, eq. 8;
-            needs emotion labels: vmtool label; --fusion, --metric)
+            needs emotion labels: vmtool label; --fusion)
+
+\b
+Losses (--loss NAME:KEY=VALUE,...; a value may hold commas: lambdas=1,1,0,0).
+Keys with their defaults; meanings and sources: docs/training.md.
+{losses}
 
 \b
 Presets (--preset NAME): every hyper-parameter of a paper's setup; options given
-explicitly win. Settings and sources: docs/reproducing.md.
+explicitly win (a --loss keeps the preset's loss parameters it does not set).
+Settings and sources: docs/reproducing.md.
 {presets}
 
 \b
@@ -38,16 +44,25 @@ Examples:
   vmtool train feats.h5 -o seg.pt --preset segvmnet --max-time 3600
   vmtool train feats.h5 -o vmcml.pt --preset vmcml --lr 1e-4
   vmtool train feats.h5 -o seg.pt --level segment --segments olda --max-time 600
-  vmtool train feats.h5 -o att.pt --aggregation attention --loss infonce --seed 1
+  vmtool train feats.h5 -o att.pt --aggregation attention --loss infonce:temperature=0.1 --seed 1
+  vmtool train feats.h5 -o tri.pt --loss vmnet:lambdas=1,1,0,0,hard_negatives=100
   vmtool train feats.h5 -o model.pt --resume --epochs 200
-  vmtool train labelled.h5 -o dpvm.pt --model dpvm --batch-size 16 --lr 1e-4
+  vmtool train labelled.h5 -o dpvm.pt --model dpvm --loss dpvm:metric=ppml --batch-size 16
 """
 
 
 def _help() -> str:
+    from vmtool.models.loss_registry import LOSSES
     from vmtool.training.presets import PRESETS
 
-    return HELP.replace("{presets}", "\n".join(f"  {p.name:<15} {p.summary}" for p in PRESETS.values()))
+    losses = []
+    for x in LOSSES.values():
+        losses += textwrap.wrap(f"{x.summary} ({x.paper})", 76, initial_indent=f"  {x.name:<9} ",
+                                subsequent_indent=" " * 12)
+        keys = " ".join(f"{p.name}={p.show(p.default) or chr(39) * 2}" for p in x.params)
+        losses += textwrap.wrap(keys, 76, initial_indent=" " * 12, subsequent_indent=" " * 12)
+    return (HELP.replace("{losses}", "\n".join(losses))
+            .replace("{presets}", "\n".join(f"  {p.name:<15} {p.summary}" for p in PRESETS.values())))
 
 
 class Level(str, enum.Enum):
@@ -66,14 +81,6 @@ class FrameSampling(str, enum.Enum):
     even = "even"
 
 
-class Loss(str, enum.Enum):
-    vmnet = "vmnet"
-    bce = "bce"
-    cosface = "cosface"
-    infonce = "infonce"
-    ppml = "ppml"
-
-
 class Model(str, enum.Enum):
     vmnet = "vmnet"
     dpvm = "dpvm"
@@ -86,13 +93,57 @@ class Fusion(str, enum.Enum):
     emotion = "emotion"
 
 
-class Metric(str, enum.Enum):
-    contrastive = "contrastive"
-    ppml = "ppml"
+def retired_loss_options(args: list[str]) -> str | None:
+    """The message refusing the per-loss options that ``--loss NAME:KEY=VALUE`` replaced, if *args* use one.
+
+    It shows the ``--loss`` that says the same: the old options of one loss (that of the
+    ``--loss`` given, else that of the first old option) become its keys, after any the
+    given ``--loss`` already sets (``--loss cosface --cos-scale 20`` -> ``cosface:scale=20``).
+    """
+    import shlex
+
+    from vmtool.models.loss_registry import old_option
+
+    found, given = [], None
+    i = 0
+    while i < len(args) and args[i] != "--":
+        name, eq, value = args[i].partition("=")
+        hit = old_option(name)
+        if (name == "--loss" or hit is not None) and not eq:  # the value is the next word
+            value = args[i + 1] if i + 1 < len(args) else ("VALUE" if hit else "")
+            i += 1
+        if name == "--loss":
+            given = value
+        elif hit is not None:
+            found.append((name, *hit, value))
+        i += 1
+    if not found:
+        return None
+    owners = [loss.name for _, loss, _, _ in found]
+    given_name = given.partition(":")[0].strip().lower() if given else ""
+    target = given_name if given_name in owners else owners[0]
+    mine = [f for f in found if f[1].name == target]
+    spec = given.strip() if given_name == target else target
+    sep = "" if spec.endswith(":") else "," if ":" in spec else ":"
+    spec += sep + ",".join(f"{p.name}={v}" for _, _, p, v in mine)
+    flags = ", ".join(f[0] for f in mine)
+    verb = "is" if len(mine) == 1 else "are"
+    return f"{flags} {verb} now part of --loss: use --loss {shlex.quote(spec)}"
+
+
+class _TrainCommand(typer.core.TyperCommand):
+    """``vmtool train``, refusing the retired per-loss options with their new spelling (exit 2)."""
+
+    def parse_args(self, ctx, args):
+        message = None if ctx.resilient_parsing else retired_loss_options(list(args))
+        if message is not None:
+            error(message)
+            raise typer.Exit(2)
+        return super().parse_args(ctx, args)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", help=_help(), no_args_is_help=True)(train_cmd)
+    app.command("train", help=_help(), no_args_is_help=True, cls=_TrainCommand)(train_cmd)
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -192,9 +243,9 @@ def train_cmd(
     features: Annotated[Path, typer.Argument(metavar="FEATS.h5", help="Features file (vmtool extract / import).",
                                              show_default=False)],
     output: OutputOpt = ...,  # type: ignore[assignment]
-    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME",
-                                                  help="A paper's settings: vmnet, pretet2021, pretet2021-bce, "
-                                                       "segvmnet, vmcml (explicit options win).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", metavar="|".join(preset_names()),
+                                                  help="A paper's settings (listed below; explicit options "
+                                                       "win).")] = None,
     level: Annotated[Level, typer.Option("--level", help="Train on whole clips or on segments.")] = Level.clip,
     segments: Annotated[Optional[str], typer.Option("--segments", metavar="METHOD",
                                                     help="Segmentation stored in FEATS.h5 (segment level).")] = None,
@@ -210,33 +261,10 @@ def train_cmd(
                                                       help="Video features to use (default: all in the file).")] = [],  # noqa: B006
     model: Annotated[Model, typer.Option("--model", help="Model family.")] = Model.vmnet,
     fusion: Annotated[Fusion, typer.Option("--fusion", help="dpvm: final embedding (content/emotion: one path alone).")] = Fusion.interactive,
-    metric: Annotated[Metric, typer.Option("--metric", help="dpvm: metric terms, eq. 2 or eqs. 10-12.")] = Metric.contrastive,
-    dpvm_margin: Annotated[float, typer.Option("--dpvm-margin", min=0.0, help="dpvm: margin of eq. 2 (cosine distance).")] = 0.5,
-    dpvm_mu2: Annotated[float, typer.Option("--dpvm-mu2", metavar="MU2",
-                                            help="dpvm: weight of eq. 5 (paper: 1; -1 pulls a pair's emotions together).")] = 1.0,
-    loss: Annotated[Optional[Loss], typer.Option("--loss", show_default=False,
-                                                 help="Training objective (vmnet family; default vmnet).")] = None,
-    margin: Annotated[float, typer.Option("--margin", help="vmnet: triplet margin alpha.")] = 0.1,
-    lambdas: Annotated[str, typer.Option("--lambdas", metavar="VM,MV,VV,MM",
-                                         help="vmnet: weights of the four terms.")] = "3,1,0.2,0.2",
-    hard_negatives: Annotated[int, typer.Option("--hard-negatives", min=0, metavar="K",
-                                                help="vmnet: keep the K worst negatives per anchor (0: all).")] = 0,
-    temperature: Annotated[float, typer.Option("--temperature", help="infonce: softmax temperature.")] = 0.07,
-    cos_scale: Annotated[float, typer.Option("--cos-scale", help="cosface: scale s.")] = 30.0,
-    cos_margin: Annotated[float, typer.Option("--cos-margin", help="cosface: margin mu.")] = 0.2,
-    cos_music_weight: Annotated[float, typer.Option("--cos-music-weight", min=0.0, metavar="ALPHA",
-                                                    help="cosface: weight of the music lifting term.")] = 0.38,
-    sim_margin: Annotated[float, typer.Option("--sim-margin", metavar="TAU",
-                                              help="cosface: margin tau of the similarity loss.")] = 0.2,
-    sim_weight: Annotated[float, typer.Option("--sim-weight", min=0.0, metavar="BETA",
-                                              help="cosface: weight of the similarity loss.")] = 2.0,
-    max_classes: Annotated[int, typer.Option("--max-classes", min=0, metavar="N",
-                                             help="cosface: prototypes per softmax (sampled beyond N; 0: all).")] = 4096,
-    class_label: Annotated[str, typer.Option("--class-label", metavar="COLUMN",
-                                             help="cosface: items with the same value of this label column share "
-                                                  "one prototype (VMCML: track); '': one per clip.")] = "",
-    neighbours: Annotated[int, typer.Option("--neighbours", min=1, metavar="K",
-                                            help="vmnet: input-space neighbours that are structure positives.")] = 1,
+    loss: Annotated[Optional[str], typer.Option(
+        "--loss", metavar="|".join(loss_names()) + "[:KEY=VALUE,...]", show_default=False,
+        help="Training objective and its parameters, e.g. cosface:scale=30,margin=0.2 (listed below; default "
+             "vmnet, or dpvm for --model dpvm).")] = None,
     audio_layers: Annotated[str, typer.Option("--audio-layers", help="Music branch widths.")] = "2048,1024,512",
     video_layers: Annotated[str, typer.Option("--video-layers", help="Video branch widths.")] = "2048,512",
     dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9, help="Dropout after hidden layers.")] = 0.2,
@@ -259,39 +287,28 @@ def train_cmd(
     version: VersionOpt = False,
 ) -> None:
     from vmtool.device import resolve_device
-    from vmtool.errors import ParameterError
-    from vmtool.models.losses import LossConfig
+    from vmtool.errors import ParameterError, UsageError
+    from vmtool.models.loss_registry import loss_config, parse_loss
     from vmtool.training import DataConfig, TrainConfig, train
 
+    if loss is not None:
+        try:
+            parse_loss(loss)  # a bad --loss is a usage error, found before anything is read
+        except ParameterError as exc:
+            raise UsageError(exc.reason) from None
     o = _options(ctx, preset)
+    base = None
     if preset is not None:
         from vmtool.training.presets import get_preset
 
         p = get_preset(preset)
+        base = p.settings.get("loss")
         info(f"preset {p.name} ({p.paper}): {p.describe()}; options given explicitly win", quiet)
-    try:
-        lam = tuple(float(x) for x in str(o["lambdas"]).split(","))
-    except ValueError:
-        raise ParameterError(f"--lambdas must be four numbers like 3,1,0.2,0.2, got {o['lambdas']!r}") from None
-    if len(lam) != 4 or any(x < 0 for x in lam):
-        raise ParameterError(f"--lambdas must be four numbers >= 0, got {o['lambdas']!r}")
     data = DataConfig(audio_features=_names(audio_features), video_features=_names(video_features),
                       level=o["level"], segments=o["segments"], aggregation=o["aggregation"], frames=o["frames"],
                       sampling=o["frame_sampling"])
     dpvm = o["model"] == "dpvm"
-    dcfg = None
-    if dpvm:
-        from vmtool.models.dpvm import DPVMLossConfig
-
-        if o["loss"] is not None:
-            raise ParameterError("--loss applies to the VM-Net family; --model dpvm trains its own objective (eq. 8)")
-        dcfg = DPVMLossConfig(margin=o["dpvm_margin"], metric=o["metric"], mu2=o["dpvm_mu2"])
-    lcfg = LossConfig(name=o["loss"] or "vmnet", margin=o["margin"], lambdas=lam,  # type: ignore[arg-type]
-                      hard_negatives=o["hard_negatives"],
-                      temperature=o["temperature"], scale=o["cos_scale"], cos_margin=o["cos_margin"],
-                      music_weight=o["cos_music_weight"], sim_margin=o["sim_margin"], sim_weight=o["sim_weight"],
-                      max_classes=o["max_classes"], neighbours=o["neighbours"],
-                      class_label=o["class_label"])
+    lcfg = loss_config(loss, model=o["model"], base=base)
     tcfg = TrainConfig(batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"], epochs=o["epochs"],
                        max_time=max_time, patience=o["patience"], val_fraction=o["val_fraction"], seed=seed)
     dropout = o["dropout"]
@@ -299,7 +316,7 @@ def train_cmd(
     layers = {"audio": _ints(audio_layers, "--audio-layers"), "video": _ints(video_layers, "--video-layers")}
     ids = read_ids(ids_file)
     with _Reporter(quiet) as rep:
-        res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=dcfg if dpvm else lcfg,
+        res = train(features, output, data=data, model_layers=layers, dropout=dropout, loss=lcfg,
                     config=tcfg, device=resolve_device(device), resume=resume, reporter=rep,
                     command=command_line(ctx), ids=ids, wait=wait, model=o["model"],
                     model_options={"fusion": o["fusion"]} if dpvm else None)

@@ -49,6 +49,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vmtool.models import loss_registry
+
 __all__ = ["DPVM_PAPER_DEFAULTS", "FUSIONS", "METRICS", "DPVMConfig", "DPVMLossConfig", "DPVMNet",
            "cosine_distance", "reconstruction_loss", "contrastive_loss", "discrimination_loss",
            "emotion_intermodal_loss", "polarity_penalty_loss", "dpvm_loss"]
@@ -67,7 +69,7 @@ DPVM_PAPER_DEFAULTS: dict[str, Any] = {
 }
 
 FUSIONS = ("interactive", "splicing", "content", "emotion")
-METRICS = ("contrastive", "ppml")
+METRICS = loss_registry.get_loss("dpvm").param("metric").choices  # eq. 2; eqs. 10-12
 
 
 @dataclass
@@ -131,6 +133,9 @@ class DPVMConfig:
 class DPVMLossConfig:
     """Weights and options of DPVM's objective (defaults: the paper's, Sec. IV-B).
 
+    ``--loss dpvm:KEY=VALUE`` sets ``margin``, ``mu2`` and ``metric`` (their defaults are
+    declared in :data:`vmtool.models.loss_registry.LOSSES`).
+
     Attributes
     ----------
     lambda1, lambda2 : float
@@ -154,12 +159,12 @@ class DPVMLossConfig:
     lambda1: float = DPVM_PAPER_DEFAULTS["lambda1"]
     lambda2: float = DPVM_PAPER_DEFAULTS["lambda2"]
     mu1: float = DPVM_PAPER_DEFAULTS["mu1"]
-    mu2: float = DPVM_PAPER_DEFAULTS["mu2"]
+    mu2: float = loss_registry.defaults("dpvm")["mu2"]
     k1: float = DPVM_PAPER_DEFAULTS["k1"]
     k2: float = DPVM_PAPER_DEFAULTS["k2"]
     k3: float = DPVM_PAPER_DEFAULTS["k3"]
-    margin: float = 0.5
-    metric: str = "contrastive"
+    margin: float = loss_registry.defaults("dpvm")["margin"]
+    metric: str = loss_registry.defaults("dpvm")["metric"]
     video_emotion: str = "video_emotion"
     music_emotion: str = "music_emotion"
     polarity: str = "polarity"

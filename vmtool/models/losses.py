@@ -36,14 +36,22 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from vmtool.models import loss_registry
+
 __all__ = ["LossConfig", "LOSSES", "compute_loss", "negatives_mask"]
 
-LOSSES = ("vmnet", "bce", "cosface", "infonce", "ppml")
+#: the losses of the VM-Net family (declared, with their parameters, in :mod:`vmtool.models.loss_registry`)
+LOSSES = loss_registry.names("vmnet")
+_D = loss_registry.defaults("vmnet")
 
 
 @dataclass
 class LossConfig:
     """Loss hyper-parameters; defaults follow the paper each loss comes from.
+
+    The defaults, ranges and ``--loss`` keys are declared in
+    :data:`vmtool.models.loss_registry.LOSSES` (``cosface``'s ``margin`` is the field
+    ``cos_margin``); the fields are what a model file stores under ``config.loss``.
 
     Attributes
     ----------
@@ -79,19 +87,19 @@ class LossConfig:
     """
 
     name: str = "vmnet"
-    margin: float = 0.1
-    lambdas: tuple[float, float, float, float] = (3.0, 1.0, 0.2, 0.2)
-    hard_negatives: int = 0
-    neighbours: int = 1
-    scale: float = 30.0
-    cos_margin: float = 0.2
-    music_weight: float = 0.38
-    max_classes: int = 4096
-    sim_margin: float = 0.2
-    sim_weight: float = 2.0
-    temperature: float = 0.07
+    margin: float = _D["margin"]
+    lambdas: tuple[float, float, float, float] = _D["lambdas"]
+    hard_negatives: int = _D["hard_negatives"]
+    neighbours: int = _D["neighbours"]
+    scale: float = _D["scale"]
+    cos_margin: float = _D["cos_margin"]
+    music_weight: float = _D["music_weight"]
+    max_classes: int = _D["max_classes"]
+    sim_margin: float = _D["sim_margin"]
+    sim_weight: float = _D["sim_weight"]
+    temperature: float = _D["temperature"]
     polarity: str = "polarity"
-    class_label: str = ""
+    class_label: str = _D["class_label"]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -99,31 +107,17 @@ class LossConfig:
         return d
 
     def validate(self) -> None:
-        """Refuse values the losses cannot use, naming the command-line option.
+        """Refuse values the losses cannot use, naming the loss and its ``--loss`` key.
 
         A negative margin rewards pairs for being on the wrong side of it; a zero or
         negative temperature or scale divides by zero or inverts the softmax; NaN
-        makes every loss NaN. Each used to surface only later, as a NaN loss.
+        makes every loss NaN. Each used to surface only later, as a NaN loss. The ranges
+        are the registry's (:class:`vmtool.models.loss_registry.Param`).
         """
-        import math
-
-        from vmtool.errors import ParameterError
-
-        def check(option: str, value: float, *, positive: bool) -> None:
-            ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
-            if not ok:
-                need = "a positive number" if positive else "a number >= 0"
-                raise ParameterError(f"{option} must be {need}, got {value!r}")
-
-        check("--margin", float(self.margin), positive=False)
-        check("--temperature", float(self.temperature), positive=True)
-        check("--cos-scale", float(self.scale), positive=True)
-        check("--cos-margin", float(self.cos_margin), positive=False)
-        check("--cos-music-weight", float(self.music_weight), positive=False)
-        check("--sim-margin", float(self.sim_margin), positive=False)
-        check("--sim-weight", float(self.sim_weight), positive=False)
-        if len(self.lambdas) != 4 or not all(math.isfinite(x) and x >= 0 for x in self.lambdas):
-            raise ParameterError(f"--lambdas must be four numbers >= 0, got {','.join(map(str, self.lambdas))}")
+        for loss in loss_registry.LOSSES.values():
+            if loss.model == "vmnet":
+                for p in loss.params:
+                    p.check(getattr(self, p.attr), f"--loss {loss.name}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LossConfig:

@@ -205,7 +205,8 @@ def train(
     model_layers : dict, optional
         ``{"audio": [...], "video": [...]}`` layer widths (defaults: VM-Net's).
     loss : LossConfig, optional
-        Defaults to VM-Net's triplet loss.
+        Defaults to VM-Net's triplet loss. ``vmtool.models.loss_registry.loss_config(
+        "cosface:scale=20", model=model)`` builds one from ``--loss``'s spelling.
     config : TrainConfig, optional
     device : str
         A resolved torch device.

@@ -1,10 +1,14 @@
 """Training presets: every hyper-parameter of a paper's setup, under the paper's name.
 
 One table, :data:`PRESETS`, from which ``vmtool train --preset``, its help, the
-completions and ``docs/reproducing.md`` take the presets; adding one (e.g. DPVM) is one
-entry here. A preset's settings are keyed by the names of ``vmtool train``'s options
-(Python spelling: ``batch_size`` for ``--batch-size``); options given explicitly on the
-command line win over the preset.
+completions and the presets table of ``docs/training.md`` take the presets; adding one is
+one entry here. A preset's settings are keyed by the names of ``vmtool train``'s options
+(Python spelling: ``batch_size`` for ``--batch-size``); the loss and its parameters are
+one ``loss`` setting in ``--loss``'s own spelling (``vmnet:margin=0.1,hard_negatives=100``,
+see :mod:`vmtool.models.loss_registry`), and ``sources``/``unstated`` name a loss
+parameter as ``loss.KEY``. Options given explicitly on the command line win over the
+preset; a ``--loss`` given explicitly keeps the preset's loss parameters it does not set
+(when it trains the same model family).
 
 The settings a paper does not state keep vmtool's defaults (listed in each preset's
 ``unstated``), except the epoch bound: the papers stop early, so their presets allow as
@@ -57,6 +61,10 @@ class Preset:
         """``name=value`` pairs in the CLI's spelling, for help and logs."""
         return " ".join(f"--{k.replace('_', '-')} {_fmt(v)}" for k, v in self.settings.items())
 
+    def markdown_row(self) -> str:
+        """``| name | paper | settings |`` for the presets table of docs/training.md."""
+        return f"| `{self.name}` | {self.paper} | `{self.describe()}` |"
+
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
@@ -71,22 +79,23 @@ _VMNET_OPTIM_SRC = {"dropout": "000 IV-E; 001 V-A", "batch_size": "000 IV-E; 001
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "vmnet", "Hong et al. 2018 (VM-Net), trained as Prétet et al. 2021 (000) reimplemented it",
-        {"level": "clip", "aggregation": "stats", "loss": "vmnet", "margin": 0.1, "lambdas": "3,1,0.2,0.2",
-         "hard_negatives": 100, "audio_layers": "2048,1024,512", "video_layers": "2048,512", **_VMNET_OPTIM},
-        {"aggregation": "000 III: mean, variance, max over the clip", "margin": "000 III (VM-Net's code)",
-         "lambdas": "000 III, four weighted terms (values from VM-Net's code)",
-         "hard_negatives": "VM-Net's code (top 100 violating negatives)",
+        {"level": "clip", "aggregation": "stats", "loss": "vmnet:margin=0.1,lambdas=3,1,0.2,0.2,hard_negatives=100",
+         "audio_layers": "2048,1024,512", "video_layers": "2048,512", **_VMNET_OPTIM},
+        {"aggregation": "000 III: mean, variance, max over the clip", "loss.margin": "000 III (VM-Net's code)",
+         "loss.lambdas": "000 III, four weighted terms (values from VM-Net's code)",
+         "loss.hard_negatives": "VM-Net's code (top 100 violating negatives)",
          "audio_layers": "000 III: 2048, 1024, 512", "video_layers": "000 III: 2048, 512", **_VMNET_OPTIM_SRC},
         ("patience", "val_fraction", "weight_decay"),
         "VM-Net: clip, mean/var/max, 4 triplet terms, Adam 1e-6, dropout 0.5"),
     Preset(
         "pretet2021", "Prétet, Richard, Peeters 2021 (000) and Prétet's thesis ch. 5 (003): learned aggregation",
-        {"level": "clip", "aggregation": "attention", "frames": 100, "frame_sampling": "random", "loss": "vmnet",
-         "margin": 0.1, "lambdas": "3,1,0.2,0.2", "hard_negatives": 100, "audio_layers": "2048,1024,512",
+        {"level": "clip", "aggregation": "attention", "frames": 100, "frame_sampling": "random",
+         "loss": "vmnet:margin=0.1,lambdas=3,1,0.2,0.2,hard_negatives=100", "audio_layers": "2048,1024,512",
          "video_layers": "2048,512", **_VMNET_OPTIM},
         {"aggregation": "003 5.2.3, Table 5.3: attention performs best", "frames": "003 5.2.3: T = 100",
-         "frame_sampling": "003 5.2.3: drawn at random each epoch", "margin": "003 5.2.4 (VM-Net's values kept)",
-         "lambdas": "003 5.2.4 (VM-Net's values kept)", "hard_negatives": "VM-Net's code",
+         "frame_sampling": "003 5.2.3: drawn at random each epoch",
+         "loss.margin": "003 5.2.4 (VM-Net's values kept)", "loss.lambdas": "003 5.2.4 (VM-Net's values kept)",
+         "loss.hard_negatives": "VM-Net's code",
          "dropout": "003 5.2.4", "batch_size": "003 5.2.4", "lr": "003 5.2.4", "epochs": "003 5.2.4: early stopping",
          "audio_layers": "000 III", "video_layers": "000 III"},
         ("patience", "val_fraction", "weight_decay"),
@@ -102,42 +111,43 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "VM-Net + BCE head, 15,000 epochs, no early stopping"),
     Preset(
         "segvmnet", "Prétet, Richard, Souchier, Peeters 2023 (Seg-VM-Net, 001)",
-        {"level": "segment", "segments": "olda", "aggregation": "stats", "loss": "vmnet", "margin": 0.1,
-         "lambdas": "1,1,0,0", "hard_negatives": 0, "audio_layers": "2048,1024,512", "video_layers": "2048,512",
+        {"level": "segment", "segments": "olda", "aggregation": "stats",
+         "loss": "vmnet:margin=0.1,lambdas=1,1,0,0,hard_negatives=0", "audio_layers": "2048,1024,512", "video_layers": "2048,512",
          **_VMNET_OPTIM},
         {"level": "001 IV-C: segment-level pairs", "segments": "001 VI-B: S_OLDA gives the best results",
          "aggregation": "001 IV-C: mean of the frame features over each segment",
-         "margin": "001 III-C: alpha = 0.1", "lambdas": "001 III-C: lambda1 = lambda2 = 1, no intra-modal terms",
-         "hard_negatives": "001 IV-C: all b - 1 negatives of the batch", "audio_layers": "001 III-B",
+         "loss.margin": "001 III-C: alpha = 0.1",
+         "loss.lambdas": "001 III-C: lambda1 = lambda2 = 1, no intra-modal terms",
+         "loss.hard_negatives": "001 IV-C: all b - 1 negatives of the batch", "audio_layers": "001 III-B",
          "video_layers": "001 III-B", **_VMNET_OPTIM_SRC},
         ("patience", "val_fraction", "weight_decay"),
         "Seg-VM-Net: OLDA segments, 2 triplet terms, all batch negatives"),
     Preset(
         "vmcml", "Lee et al. (VMCML, 002)",
-        {"level": "clip", "aggregation": "stats", "loss": "cosface", "cos_margin": 0.2, "cos_music_weight": 0.38,
-         "sim_margin": 0.2, "sim_weight": 2.0, "max_classes": 0, "class_label": "track", "audio_layers": "256",
+        {"level": "clip", "aggregation": "stats", "loss": "cosface:margin=0.2,music_weight=0.38,sim_margin=0.2,sim_weight=2,max_classes=0,class_label=track",
+         "audio_layers": "256",
          "video_layers": "256", "dropout": 0.0, "batch_size": 128, "lr": 1e-5, "weight_decay": 0.002, "epochs": EARLY_STOPPING_EPOCHS},
-        {"cos_margin": "002 section 4: mu = 0.2", "cos_music_weight": "002 eq. 4, section 4: alpha = 0.38",
-         "sim_margin": "002 eq. 5, section 4: tau = 0.2", "sim_weight": "002 eq. 6, section 4: beta = 2",
-         "max_classes": "002 eq. 3: softmax over every class",
-         "class_label": "002 Fig. 1, 3.2: one class (prototype) per music track, shared by its videos",
+        {"loss.margin": "002 section 4: mu = 0.2", "loss.music_weight": "002 eq. 4, section 4: alpha = 0.38",
+         "loss.sim_margin": "002 eq. 5, section 4: tau = 0.2", "loss.sim_weight": "002 eq. 6, section 4: beta = 2",
+         "loss.max_classes": "002 eq. 3: softmax over every class",
+         "loss.class_label": "002 Fig. 1, 3.2: one class (prototype) per music track, shared by its videos",
          "audio_layers": "002 3.3: one fully connected layer to l = 256",
          "video_layers": "002 3.3: one fully connected layer to l = 256", "batch_size": "002 section 4: 128",
          "lr": "002 section 4: Adam 1e-5", "weight_decay": "002 section 4: 0.002",
          "epochs": "002 section 4: selected on validation R@10", "dropout": "002: none mentioned"},
-        ("cos_scale", "patience", "val_fraction"),
+        ("loss.scale", "patience", "val_fraction"),
         "VMCML: CosFace lifting + similarity loss, 256-d, Adam 1e-5, batch 128"),
     Preset(
         "dpvm", "Gu, Shen and Lv (DPVM, 004)",
-        {"model": "dpvm", "fusion": "interactive", "metric": "contrastive", "level": "clip", "aggregation": "stats",
+        {"model": "dpvm", "fusion": "interactive", "loss": "dpvm:metric=contrastive", "level": "clip", "aggregation": "stats",
          "batch_size": 16, "lr": 1e-4, "epochs": 100, "patience": 0},
         {"model": "004 section III: content path + emotion path + fusion, total loss eq. 8 with "
                   "k1 = k2 = 0.5, k3 = 1, lambda1 = 0.8, lambda2 = 1, mu1 = 0.8, mu2 = 1 (section IV-B)",
          "fusion": "004 Table I: the interactive fusion (DPVM_In) performs best",
-         "metric": "004 eq. 2 (Table I); eqs. 10-12 (--metric ppml) for Table II",
+         "loss.metric": "004 eq. 2 (Table I); eqs. 10-12 (--loss dpvm:metric=ppml) for Table II",
          "batch_size": "004 IV-B: 16", "lr": "004 IV-B: Adam 1e-4, betas (0.5, 0.999)",
          "epochs": "004 IV-B: 100 epochs", "patience": "004 IV-B: a fixed 100 epochs, no early stopping"},
-        ("dropout", "val_fraction", "dpvm_margin"),
+        ("dropout", "val_fraction", "loss.margin"),
         "DPVM: dual path (content + emotion), interactive fusion, Adam 1e-4 (0.5, 0.999), batch 16, 100 epochs"),
 )}
 
