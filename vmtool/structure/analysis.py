@@ -42,6 +42,7 @@ from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_
 from vmtool.batch import Failure, in_input_order, run_batch
 from vmtool.errors import BatchFailed, FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
+from vmtool.segmentation import registry as segmentation_registry
 from vmtool.store import Collection, CollectionWriter, Item, read_kind, sha256_file, unique_ids, update_h5
 from vmtool.structure import scores
 from vmtool.structure.metadata import UNKNOWN, Metadata, MetadataRow, read_metadata
@@ -69,8 +70,8 @@ VERSION = "2"
 GROUPINGS = ("music_genre", "video_genre")
 #: name of the per-clip table group in the output file
 TABLE = "structure"
-#: music-structure methods ``--segments`` accepts
-SEGMENT_METHODS = ("olda", "foote", "sf")
+#: music-structure methods ``--segments`` accepts (the registry's music family), the default first
+SEGMENT_METHODS = segmentation_registry.names(family="music", first="olda")
 #: the co-occurrence scores: of the segment boundaries, the downbeats, the beats, and the
 #: downbeats' phase-free score
 SCORES = ("s_seg", "s_bar", "s_beat", "s_bar_free")
