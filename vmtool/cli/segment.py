@@ -64,9 +64,9 @@ BoundaryTimes = enum.Enum("BoundaryTimes", {m: m for m in registry.BOUNDARY_TIME
 Labels = enum.Enum("Labels", {m: m for m in registry.LABEL_METHODS}, type=str)
 
 
-def _users(param: str, sep: str = "/") -> str:
-    """The methods that use *param*, as an option's help names them."""
-    return sep.join(registry.users(param))
+def _users(param: str) -> str:
+    """The methods that use *param*, as an option's help names them (``foote/sf/olda``)."""
+    return "/".join(registry.users(param))
 
 
 def register(app: typer.Typer) -> None:
