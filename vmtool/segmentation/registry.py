@@ -393,6 +393,9 @@ _METHODS: dict[str, SegmentationMethod] = {m.name: m for m in _BUILTIN}
 def register(method: SegmentationMethod, *new_params: Param, replace: bool = False) -> None:
     """Add *method* (and parameters of its own) to the registry.
 
+    Worker processes started by ``--workers`` (fork) inherit the registration; workers of
+    a Dask cluster do not: call it in a module they import too.
+
     Raises
     ------
     ParameterError
