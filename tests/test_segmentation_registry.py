@@ -163,3 +163,19 @@ def test_a_method_is_added_and_run_without_importing_msaf():
     """)
     assert got == {"boundaries": [5.0], "params": {"method": "half", "version": "1", "min_duration": 1.0},
                    "heavy": []}
+
+
+def test_worker_processes_run_a_registered_method(local_registry, tmp_path):
+    # the pool's workers start a fresh interpreter: the registration travels with the configuration
+    from vmtool.store import open_collection
+    from vmtool.synth import write_media
+
+    wavs = []
+    for k, seconds in enumerate((4, 5)):
+        wavs.append(tmp_path / f"w{k}.wav")
+        write_media(wavs[-1], audio=np.zeros(22050 * seconds, dtype=np.float32), sr=22050)
+    report = segment(wavs, tmp_path / "w.h5", SegmentConfig(methods=("every",), options={"step": 2.0}), workers=2)
+    assert report.ok
+    with open_collection(tmp_path / "w.h5") as col:
+        rg = col.ragged("segmentations", "every")
+        assert [list(rg.rows(k)) for k in range(2)] == [[2.0], [2.0, 4.0]]

@@ -212,13 +212,22 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(config: SegmentConfig, device: str) -> None:
+def _worker_init(config: SegmentConfig, device: str, declared: tuple = ()) -> None:
+    # worker processes start afresh (spawn, Dask): methods registered at run time come along
+    for method, params in declared:
+        registry.register(method, *params, replace=True)
     _WORKER["config"] = config
     _WORKER["device"] = device
 
 
 def _worker_run(task: ItemTask) -> dict[str, Segmentation | Failure]:
     return segment_item(task, _WORKER["config"], _WORKER["device"])
+
+
+def _declared(config: SegmentConfig) -> tuple:
+    """The configured methods with their parameters, for workers that do not know them yet."""
+    return tuple((registry.get(m), tuple(registry.param(p) for p in registry.get(m).params))
+                 for m in config.methods)
 
 
 def _task_media(args: tuple) -> str | None:
@@ -406,7 +415,7 @@ def segment(
     n_of = {tasks[i].label: float(len(tasks[i].methods)) for i in todo}
     for j, res in runner(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
                             work=lambda label: n_of.get(label, 1.0), initializer=_worker_init,
-                            initargs=(config, device),
+                            initargs=(config, device, _declared(config)),
                             in_process=lambda t, on_advance=None: segment_item(t, config, device, on_advance=on_advance)):
         t = tasks[todo[j]]
         if isinstance(res, Failure):  # the worker itself died: every method failed

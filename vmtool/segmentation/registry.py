@@ -393,8 +393,9 @@ _METHODS: dict[str, SegmentationMethod] = {m.name: m for m in _BUILTIN}
 def register(method: SegmentationMethod, *new_params: Param, replace: bool = False) -> None:
     """Add *method* (and parameters of its own) to the registry.
 
-    Worker processes started by ``--workers`` (fork) inherit the registration; workers of
-    a Dask cluster do not: call it in a module they import too.
+    :func:`vmtool.segment.segment` sends the configured methods to its worker processes
+    (``--workers``, ``--scheduler``), so their runners and checks must be importable
+    functions (not lambdas or closures).
 
     Raises
     ------
