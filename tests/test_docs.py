@@ -53,3 +53,14 @@ def test_every_extractor_is_documented():
     doc = (ROOT / "docs" / "features.md").read_text()
     for name in features.names():
         assert f"`{name}`" in doc
+
+
+def test_every_segmentation_method_is_documented():
+    # docs/methods.md's table of segmentation methods lists exactly the registered ones
+    from vmtool.segmentation import registry
+
+    text = (ROOT / "docs" / "methods.md").read_text()
+    section = text.split("## Segmentations (`vmtool segment`)", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| method | what | paper |", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| `([\w-]+)` \|", table, flags=re.M)
+    assert sorted(documented) == sorted(registry.names())

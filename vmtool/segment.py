@@ -6,14 +6,16 @@ collection (the segmentations are added to a copy written to the output) or medi
 are stored under ``/segmentations/<method>`` (see ``docs/format.md``); several methods
 live side by side, and running a method again replaces its previous result.
 
-Audio is decoded once per item, as ``librosa.load`` decodes it (the signal msaf's own
-pipeline analyses), and shared by all audio methods; MSAF's features are computed once per
-item and shared by foote, sf and olda.
+The methods, their parameters and the runner of each are declared in
+:mod:`vmtool.segmentation.registry`; this module runs them over many items. Audio is
+decoded once per item, as ``librosa.load`` decodes it (the signal msaf's own pipeline
+analyses), and shared by all audio methods; MSAF's features are computed once per item
+and shared by foote, sf and olda.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -27,39 +29,41 @@ from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_
 from vmtool.batch import Failure, in_input_order, run_batch
 from vmtool.errors import BatchFailed, FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
+from vmtool.segmentation import registry
 from vmtool.segmentation.base import Segmentation
-from vmtool.segmentation.music import BOUNDARY_TIMES
+from vmtool.segmentation.registry import AUDIO_RESAMPLER, AUDIO_SR, LABEL_METHODS
 from vmtool.store import (Collection, CollectionWriter, Item, canonical_json, read_kind, resolve_source, sha256_file,
                           unique_ids)
 
 __all__ = [
-    "METHODS",
-    "MUSIC_METHODS",
-    "AUDIO_METHODS",
-    "LABEL_METHODS",
     "SegmentConfig",
     "SegmentReport",
     "segment",
     "segment_item",
 ]
 
-MUSIC_METHODS = ("foote", "sf", "olda")
-AUDIO_METHODS = MUSIC_METHODS + ("beats", "bars")
-METHODS = ("foote", "sf", "olda", "transnet", "beats", "bars", "fixed")
-LABEL_METHODS = ("fmc2d", "scluster", "cnmf")
-AUDIO_SR = 22050  # msaf's and librosa's default rate; one decode serves every audio method
-AUDIO_RESAMPLER = "librosa"  # decode as librosa.load, which msaf uses (vmtool.media.load_audio)
 VERSION = "1"
+
+
+def __getattr__(name: str):
+    # the method lists of earlier releases, read live from the registry
+    lists = {"METHODS": lambda: registry.names(), "MUSIC_METHODS": lambda: registry.names(family="music"),
+             "AUDIO_METHODS": lambda: registry.names(modality="audio"), "LABEL_METHODS": lambda: LABEL_METHODS}
+    if name in lists:
+        return lists[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class SegmentConfig:
     """Which methods to run and their parameters.
 
+    The methods and their parameters are declared in :mod:`vmtool.segmentation.registry`.
+
     Attributes
     ----------
     methods : sequence of str
-        Any of :data:`METHODS`.
+        Registered method names (:func:`vmtool.segmentation.registry.names`).
     threshold : float
         Shot-likelihood threshold of ``transnet``.
     beats_per_bar : int or None
@@ -69,78 +73,66 @@ class SegmentConfig:
     labels : str or None
         MSAF labelling algorithm for the music methods.
     min_duration : float or None
-        Shortest segment in seconds; None: 1 s, except 0 for ``beats`` and ``bars``.
+        Shortest segment in seconds; None: each method's default (1 s, 0 for ``beats``
+        and ``bars``).
     boundary_times : {"msaf", "frame-start"}
         Where the music methods place a boundary found at a beat-synchronous feature
         frame: ``"msaf"``, at the frame's end as msaf reports it; ``"frame-start"``, one
-        beat earlier (see :data:`vmtool.segmentation.music.BOUNDARY_TIMES`).
+        beat earlier (see :data:`vmtool.segmentation.registry.BOUNDARY_TIMES`).
     downbeats : {"librosa", "madmom"}
         Downbeat tracker of ``bars``: vmtool's estimator on librosa's beats, or madmom's
         RNN downbeat tracker (:mod:`vmtool.segmentation.downbeats`, an optional extra).
+    options : dict
+        Values of parameters declared by registered methods that have no attribute here.
     """
 
     methods: Sequence[str]
-    threshold: float = 0.5
+    threshold: float = registry.param("threshold").default
     beats_per_bar: int | None = None
     window: float | None = None
     labels: str | None = None
     min_duration: float | None = None
-    boundary_times: str = "msaf"
-    downbeats: str = "librosa"
+    boundary_times: str = registry.param("boundary_times").default
+    downbeats: str = registry.param("downbeats").default
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, name: str) -> Any:
+        """The value of the parameter *name* in this configuration."""
+        p = registry.param(name)
+        if p.fixed:
+            return p.default
+        if name in self.__dataclass_fields__:
+            return getattr(self, name)
+        return self.options.get(name, p.default)
 
     def validate(self) -> None:
+        known = registry.names()
         if not self.methods:
-            raise ParameterError(f"no method given; methods: {', '.join(METHODS)}")
+            raise ParameterError(f"no method given; methods: {', '.join(known)}")
         for m in self.methods:
-            if m not in METHODS:
-                raise ParameterError(f"unknown method {m!r}; methods: {', '.join(METHODS)}")
+            registry.get(m)
         if len(set(self.methods)) != len(self.methods):
             raise ParameterError("a method is given twice")
-        if "fixed" in self.methods and not (self.window is not None and self.window > 0 and math.isfinite(self.window)):
-            raise ParameterError("method 'fixed' needs --window SECONDS > 0")
-        if not 0.0 < self.threshold < 1.0:
-            raise ParameterError(f"--threshold must be between 0 and 1, got {self.threshold!r}")
-        if self.beats_per_bar is not None and not 1 <= self.beats_per_bar <= 16:
-            raise ParameterError(f"--beats-per-bar must be between 1 and 16, got {self.beats_per_bar!r}")
-        if self.labels is not None:
-            if self.labels not in LABEL_METHODS:
-                raise ParameterError(f"unknown labelling {self.labels!r}; use {', '.join(LABEL_METHODS)}")
-            if not any(m in MUSIC_METHODS for m in self.methods):
-                raise ParameterError("--labels needs a music method (foote, sf or olda)")
-        if self.min_duration is not None and not (self.min_duration >= 0 and math.isfinite(self.min_duration)):
-            raise ParameterError(f"--min-duration must be >= 0, got {self.min_duration!r}")
-        if self.downbeats not in ("librosa", "madmom"):
-            raise ParameterError(f"unknown downbeat tracker {self.downbeats!r}; use librosa, madmom")
-        if self.boundary_times not in BOUNDARY_TIMES:
-            raise ParameterError(
-                f"unknown --boundary-times {self.boundary_times!r}; use {', '.join(BOUNDARY_TIMES)}"
-            )
+        for k in self.options:
+            if k in self.__dataclass_fields__ or k not in {p.name for p in registry.params() if not p.fixed}:
+                raise ParameterError(f"unknown segmentation option {k!r}")
+        for p in registry.params():
+            if p.check is not None:
+                chosen = tuple(m for m in self.methods if p.name in registry.get(m).params)
+                msg = p.check(self.value(p.name), chosen)
+                if msg:
+                    raise ParameterError(msg)
 
     def min_duration_for(self, method: str) -> float:
         if self.min_duration is not None:
             return float(self.min_duration)
-        return 0.0 if method in ("beats", "bars") else 1.0
+        return registry.get(method).min_duration
 
     def params(self, method: str) -> dict[str, Any]:
         """The parameters recorded with *method*'s results."""
         p: dict[str, Any] = {"method": method, "version": VERSION, "min_duration": self.min_duration_for(method)}
-        if method in MUSIC_METHODS:
-            p.update(labels=self.labels, backend="msaf", sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER,
-                     boundary_times=self.boundary_times)
-        elif method == "transnet":
-            p.update(threshold=self.threshold)
-        elif method == "bars":
-            p.update(beats_per_bar=self.beats_per_bar, sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER,
-                     downbeats=self.downbeats)
-        elif method == "beats":
-            p.update(sample_rate=AUDIO_SR, resampler=AUDIO_RESAMPLER)
-        elif method == "fixed":
-            p.update(window=self.window)
+        p.update((name, self.value(name)) for name in registry.get(method).params)
         return p
-
-
-def method_modality(method: str) -> str:
-    return "audio" if method in AUDIO_METHODS else ("video" if method == "transnet" else "none")
 
 
 @dataclass
@@ -153,25 +145,30 @@ class ItemTask:
     duration: float
     has_audio: bool
     has_video: bool
-    likelihood: np.ndarray | None = None
-    likelihood_rate: float = math.nan
+    curves: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # stored curves: (values, rate)
     source_problem: str = ""  # why the source media cannot be decoded again, if it cannot
     methods: tuple[str, ...] | None = None  # the methods to run (None: all configured ones)
+
+    def reads_media(self) -> bool:
+        """Whether one of its methods decodes the source media."""
+        return any(registry.get(m).reads_media(self.curves) for m in self.methods or ())
 
 
 def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
                  on_advance=None) -> dict[str, Segmentation | Failure]:
     """Run every configured method on one item.
 
-    A method that fails on this item gives a :class:`~vmtool.batch.Failure` in its
-    slot (the caller decides whether that stops the batch); the other methods still run.
+    Each method's runner (:mod:`vmtool.segmentation.registry`) gets the item's audio,
+    decoded once for all methods of modality ``audio``. A method that fails on this item
+    gives a :class:`~vmtool.batch.Failure` in its slot (the caller decides whether that
+    stops the batch); the other methods still run.
     """
     out: dict[str, Segmentation | Failure] = {}
     src = Path(task.source)
     y = None
     decode_s = 0.0
     methods = list(task.methods if task.methods is not None else config.methods)
-    audio_methods = [m for m in methods if m in AUDIO_METHODS]
+    audio_methods = [m for m in methods if registry.get(m).modality == "audio"]
     audio_error: VmtoolError | None = None
     if audio_methods:
         try:
@@ -188,55 +185,16 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
             decode_s = time.perf_counter() - t0
         except VmtoolError as exc:
             audio_error = exc
-    segmenter = None
-    try:
+    shared: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
         for step, method in enumerate(methods):
-            md = config.min_duration_for(method)
             try:
-                if method in AUDIO_METHODS and audio_error is not None:
+                if method in audio_methods and audio_error is not None:
                     raise audio_error
-                if method in MUSIC_METHODS:
-                    if segmenter is None:
-                        from vmtool.segmentation.music import MsafSegmenter
-
-                        segmenter = MsafSegmenter(y, AUDIO_SR)
-                    seg = segmenter.segment(method, labels=config.labels, min_duration=md,
-                                            boundary_times=config.boundary_times)
-                elif method == "beats":
-                    from vmtool.segmentation import rhythm
-
-                    seg = rhythm.beats(y, AUDIO_SR, min_duration=md)
-                elif method == "bars" and config.downbeats == "madmom":
-                    from vmtool import media
-                    from vmtool.segmentation import downbeats
-
-                    # madmom's networks read 44.1 kHz: decode again at that rate
-                    y44 = media.load_audio(src, downbeats.MADMOM_SR, resampler=AUDIO_RESAMPLER)
-                    bpb = config.beats_per_bar if config.beats_per_bar and config.beats_per_bar >= 2 else None
-                    seg = downbeats.madmom_bars(y44, downbeats.MADMOM_SR, beats_per_bar=bpb, min_duration=md)
-                elif method == "bars":
-                    from vmtool.segmentation import rhythm
-
-                    seg = rhythm.bars(y, AUDIO_SR, beats_per_bar=config.beats_per_bar, min_duration=md)
-                elif method == "fixed":
-                    from vmtool.segmentation import rhythm
-
-                    seg = rhythm.fixed(task.duration, window=float(config.window), min_duration=md)
-                else:  # transnet
-                    from vmtool.segmentation import shots
-
-                    if task.likelihood is not None:
-                        seg = shots.shots_from_likelihood(task.likelihood, task.likelihood_rate, task.duration,
-                                                          threshold=config.threshold, min_duration=md)
-                    else:
-                        if not task.has_video:
-                            raise MediaError("has no video stream, needed by transnet", src)
-                        if task.source_problem:
-                            raise VmtoolError(task.source_problem, src)
-                        if not src.exists():
-                            raise VmtoolError("source media not found and no stored shot likelihood", src)
-                        seg = shots.shots_from_media(src, threshold=config.threshold, min_duration=md, device=device)
-                if method in AUDIO_METHODS and method == audio_methods[0]:
+                run = registry.Run(method, task, y if method in audio_methods else None, config.params(method),
+                                   device, shared, stack)
+                seg = registry.get(method).runner(run)
+                if method in audio_methods and method == audio_methods[0]:
                     seg.timings["decode"] = decode_s  # charged once, to the first audio method
                 out[method] = seg
             except VmtoolError as exc:
@@ -248,16 +206,16 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
                 out[method] = Failure(task.label, f"{task.label}: method {method} failed: {type(exc).__name__}: {exc}")
             if on_advance is not None:
                 on_advance(float(step + 1))
-    finally:
-        if segmenter is not None:
-            segmenter.close()
     return out
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(config: SegmentConfig, device: str) -> None:
+def _worker_init(config: SegmentConfig, device: str, declared: tuple = ()) -> None:
+    # worker processes start afresh (spawn, Dask): methods registered at run time come along
+    for method, params in declared:
+        registry.register(method, *params, replace=True)
     _WORKER["config"] = config
     _WORKER["device"] = device
 
@@ -266,12 +224,16 @@ def _worker_run(task: ItemTask) -> dict[str, Segmentation | Failure]:
     return segment_item(task, _WORKER["config"], _WORKER["device"])
 
 
+def _declared(config: SegmentConfig) -> tuple:
+    """The configured methods with their parameters, for workers that do not know them yet."""
+    return tuple((registry.get(m), tuple(registry.param(p) for p in registry.get(m).params))
+                 for m in config.methods)
+
+
 def _task_media(args: tuple) -> str | None:
     """The media file a task decodes, if it decodes one (for a run on a Dask cluster)."""
     (task,) = args
-    methods = task.methods or ()
-    decodes = any(m in AUDIO_METHODS for m in methods) or ("transnet" in methods and task.likelihood is None)
-    return task.source if decodes and not task.source_problem else None
+    return task.source if task.reads_media() and not task.source_problem else None
 
 
 def _task_relocate(args: tuple, path: str) -> tuple:
@@ -390,13 +352,16 @@ def segment(
             items = col.items()
             for it in items:
                 it.source = str(resolve_source(it.source, seed))
-            lik = col.curve("shot_likelihood") if "shot_likelihood" in col.names("curves") else None
+            # curves a method reads instead of the media (transnet: the stored shot likelihood)
+            stored = set(col.names("curves"))
+            curves = {c: col.curve(c) for c in (registry.get(m).stored_curve for m in config.methods)
+                      if c is not None and c in stored}
             tasks = []
             for i, it in enumerate(items):
                 t = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video)
-                if lik is not None and lik.rows(i).size and "transnet" in config.methods:
-                    t.likelihood = np.asarray(lik.rows(i), dtype=np.float32)
-                    t.likelihood_rate = lik.rate(i)
+                for c, curve in curves.items():
+                    if curve.rows(i).size:
+                        t.curves[c] = (np.asarray(curve.rows(i), dtype=np.float32), curve.rate(i))
                 tasks.append(t)
     else:
         from vmtool import media
@@ -435,13 +400,13 @@ def segment(
         # again: check that those still to be decoded are unchanged
         for i in todo:
             t, it = tasks[i], items[i]
-            if any(m in AUDIO_METHODS for m in t.methods) or ("transnet" in t.methods and t.likelihood is None):
+            if t.reads_media():
                 p = Path(it.source)
                 if p.exists() and sha256_file(p) != it.sha256:
                     t.source_problem = "source media changed since it was added (sha256 differs)"
                     if not keep_going:
                         raise VmtoolError(t.source_problem, p)
-    if (workers > 1 or (scheduler or "").startswith("local:")) and len(todo) > 1 and any(m in AUDIO_METHODS for i in todo for m in tasks[i].methods):
+    if (workers > 1 or (scheduler or "").startswith("local:")) and len(todo) > 1 and any(registry.get(m).modality == "audio" for i in todo for m in tasks[i].methods):
         from vmtool._librosa import import_librosa_beat
 
         import_librosa_beat()  # fills numba's cache once, before the workers load it
@@ -450,7 +415,7 @@ def segment(
     n_of = {tasks[i].label: float(len(tasks[i].methods)) for i in todo}
     for j, res in runner(batch, _worker_run, workers=workers, keep_going=True, progress=progress,
                             work=lambda label: n_of.get(label, 1.0), initializer=_worker_init,
-                            initargs=(config, device),
+                            initargs=(config, device, _declared(config)),
                             in_process=lambda t, on_advance=None: segment_item(t, config, device, on_advance=on_advance)):
         t = tasks[todo[j]]
         if isinstance(res, Failure):  # the worker itself died: every method failed
@@ -476,26 +441,22 @@ def segment(
             for m in config.methods:
                 segs = [r.get(m) for r in results]
                 ok = [isinstance(s, Segmentation) for s in segs]
-                companions: dict[str, list] = {}
-                if m in MUSIC_METHODS and config.labels:
-                    companions["labels"] = [s.labels if isinstance(s, Segmentation) and s.labels is not None else None
-                                            for s in segs]
-                if m in ("beats", "bars"):
-                    companions["tempo"] = [np.array([s.extra.get("tempo", np.nan)]) if isinstance(s, Segmentation)
-                                           else None for s in segs]
-                if m == "bars":
-                    companions["beats_per_bar"] = [np.array([s.extra.get("beats_per_bar", 0)]) if isinstance(s, Segmentation)
-                                                   else None for s in segs]
-                    companions["beat_times"] = [np.asarray(s.extra.get("beat_times", []), dtype=np.float64)
-                                                if isinstance(s, Segmentation) else None for s in segs]
+                companions = {c.name: [c.write(s) if isinstance(s, Segmentation) else None for s in segs]
+                              for c in _companions(m, config)}
                 w.write_element(
                     "segmentations", m,
                     [s.boundaries if isinstance(s, Segmentation) else None for s in segs],
                     dtype=np.float64, replace=True, present=ok, companions=companions,
-                    attrs={"modality": method_modality(m), "extractor": m, "version": VERSION,
+                    attrs={"modality": registry.get(m).modality, "extractor": m, "version": VERSION,
                            "config": config.params(m)},
                 )
     return report
+
+
+def _companions(method: str, config: SegmentConfig) -> list[registry.Companion]:
+    """The arrays stored with *method*'s boundaries under *config* (labels only when asked for)."""
+    cs = [registry.companion(c) for c in registry.get(method).companions]
+    return [c for c in cs if c.only_with is None or config.value(c.only_with)]
 
 
 def _previous_results(path: Path, items: Sequence[Item], config: SegmentConfig) -> list[dict[str, Segmentation]]:
@@ -522,16 +483,10 @@ def _previous_results(path: Path, items: Sequence[Item], config: SegmentConfig) 
                 if k is None or not rg.present(k):
                     continue
                 seg = Segmentation(np.asarray(rg.rows(k), dtype=np.float64), it.duration)
-                lab = rg.companion("labels", k)
-                if lab is not None and config.labels:
-                    seg.labels = np.asarray(lab, dtype=np.int64)
-                for key in ("tempo", "beats_per_bar"):
-                    v = rg.companion(key, k)
-                    if v is not None and len(v):
-                        seg.extra[key] = float(v[0]) if key == "tempo" else int(v[0])
-                bt = rg.companion("beat_times", k)
-                if bt is not None:
-                    seg.extra["beat_times"] = np.asarray(bt, dtype=np.float64)
+                for c in _companions(m, config):
+                    v = rg.companion(c.name, k)
+                    if v is not None:
+                        c.read(seg, v)
                 res[m] = seg
     return kept
 

@@ -54,10 +54,10 @@ def directions_callback(value: str) -> str:
 
 def query_segments_callback(value: Optional[str]) -> Optional[str]:
     """``--query-segments`` names one of segment's methods: anything else is a usage error."""
-    from vmtool.segment import METHODS
+    from vmtool.segmentation.registry import names
 
-    if value is not None and value not in METHODS:
-        raise typer.BadParameter(f"unknown segmentation method {value!r}; methods: {', '.join(METHODS)}")
+    if value is not None and value not in names():
+        raise typer.BadParameter(f"unknown segmentation method {value!r}; methods: {', '.join(names())}")
     return value
 
 

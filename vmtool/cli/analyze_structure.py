@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from vmtool.atomic import DEFAULT_WAIT
+from vmtool.segmentation import registry
 
 from vmtool.cli._common import (
     VersionOpt,
@@ -53,10 +54,7 @@ Examples:
 """
 
 
-class Segments(str, enum.Enum):
-    olda = "olda"
-    foote = "foote"
-    sf = "sf"
+Segments = enum.Enum("Segments", {m: m for m in registry.names(family="music", first="olda")}, type=str)
 
 
 class Downbeats(str, enum.Enum):

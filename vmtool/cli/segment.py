@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import textwrap
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,17 +29,26 @@ from vmtool.cli._common import (
     print_table,
 )
 
-HELP = """Segment items into sections, shots, beats, bars or fixed windows.
+from vmtool.segmentation import registry
+
+
+def _methods_help() -> str:
+    """One line per registered method (its summary), wrapped under its name."""
+    width = max(map(len, registry.names())) + 2
+    lines = []
+    for name in registry.names():
+        text = textwrap.wrap(registry.get(name).summary, 76 - width)
+        lines += [f"  {name:<{width}}{text[0]}", *(" " * (width + 2) + t for t in text[1:])]
+    return "\n".join(lines)
+
+
+HELP = f"""Segment items into sections, shots, beats, bars or fixed windows.
 
 INPUT is one vmtool file (the boundaries are added to a copy written to OUT, which may be the same file) or media files (OUT is a new collection). Each method is stored under its own name; running a method again replaces its result.
 
 \b
 Methods:
-  foote, sf, olda   music structure (MSAF: Foote, Structural Features, OLDA)
-  transnet          video shots: thresholds the stored shot likelihood,
-                    or runs TransNetV2 on media inputs
-  beats, bars       beats (librosa); bars every N beats from a downbeat
-  fixed             windows of --window seconds
+{_methods_help()}
 
 \b
 Examples:
@@ -49,26 +59,14 @@ Examples:
   vmtool segment music.h5 -m olda -o music-seg.h5 --scheduler local:2
 """
 
-
-class Method(str, enum.Enum):
-    foote = "foote"
-    sf = "sf"
-    olda = "olda"
-    transnet = "transnet"
-    beats = "beats"
-    bars = "bars"
-    fixed = "fixed"
+Method = enum.Enum("Method", {m: m for m in registry.names()}, type=str)
+BoundaryTimes = enum.Enum("BoundaryTimes", {m: m for m in registry.BOUNDARY_TIMES}, type=str)
+Labels = enum.Enum("Labels", {m: m for m in registry.LABEL_METHODS}, type=str)
 
 
-class BoundaryTimes(str, enum.Enum):
-    msaf = "msaf"
-    frame_start = "frame-start"
-
-
-class Labels(str, enum.Enum):
-    fmc2d = "fmc2d"
-    scluster = "scluster"
-    cnmf = "cnmf"
+def _users(param: str) -> str:
+    """The methods that use *param*, as an option's help names them (``foote/sf/olda``)."""
+    return "/".join(registry.users(param))
 
 
 def register(app: typer.Typer) -> None:
@@ -84,15 +82,18 @@ def segment_cmd(
                                                  show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", dir_okay=False, show_default=False,
                                          help="Output collection file (written atomically).")],
-    threshold: Annotated[float, typer.Option("--threshold", help="transnet: shot-likelihood threshold.")] = 0.5,
-    beats_per_bar: Annotated[Optional[int], typer.Option("--beats-per-bar", help="bars: beats per bar (default: estimated).")] = None,
-    window: Annotated[Optional[float], typer.Option("--window", help="fixed: window length in seconds.")] = None,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", help=f"{_users('threshold')}: shot-likelihood threshold.")] = registry.param("threshold").default,
+    beats_per_bar: Annotated[Optional[int], typer.Option(
+        "--beats-per-bar", help=f"{_users('beats_per_bar')}: beats per bar (default: estimated).")] = None,
+    window: Annotated[Optional[float], typer.Option("--window", help=f"{_users('window')}: window length in seconds.")] = None,
     labels: Annotated[Optional[Labels], typer.Option("--labels", help="Add MSAF segment labels (music methods).")] = None,
     min_duration: Annotated[Optional[float], typer.Option(
         "--min-duration", help="Merge segments shorter than this (s). Default: 1, or 0 for beats and bars.")] = None,
     boundary_times: Annotated[BoundaryTimes, typer.Option(
-        "--boundary-times", help="foote/sf/olda: place a boundary at the end of its beat frame as msaf reports it "
-        "(msaf), or at its start, one beat earlier (frame-start).")] = BoundaryTimes.msaf,
+        "--boundary-times", help=f"{_users('boundary_times')}: place a boundary at the end of its beat frame as msaf "
+        "reports it (msaf), or at its start, one beat earlier (frame-start).")] = BoundaryTimes(
+            registry.param("boundary_times").default),
     reference: Annotated[Optional[Path], typer.Option(
         "--reference", help="Reference annotations: a JAMS or 'time label' file, or a directory of <id>.jams/.txt/.lab; "
         "reports boundary hit rates at 0.5 s and 3 s.")] = None,

@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.errors import ParameterError, VmtoolError
+from vmtool.segmentation import registry as _registry
 from vmtool.segmentation.base import Segmentation, check_audio, clean_boundaries
 
 __all__ = [
@@ -82,22 +83,19 @@ __all__ = [
     "msaf_own_boundaries",
 ]
 
-MUSIC_METHODS = ("foote", "sf", "olda")
-"""msaf boundary methods: Foote's checkerboard novelty, Serra's structural features,
-McFee's ordinal LDA."""
+MUSIC_METHODS = _registry.names(family="music")
+"""msaf boundary methods (declared in :mod:`vmtool.segmentation.registry`): Foote's
+checkerboard novelty, Serra's structural features, McFee's ordinal LDA."""
 
-LABEL_METHODS = ("fmc2d", "scluster", "cnmf")
+LABEL_METHODS = _registry.LABEL_METHODS
 """msaf labelling methods: 2D Fourier magnitude coefficients, spectral clustering,
 convex NMF."""
 
 MSAF_FEATURES = ("pcp", "mfcc", "cqt", "tonnetz", "tempogram")
 """msaf feature types usable by foote, sf and the labelling methods."""
 
-BOUNDARY_TIMES = ("msaf", "frame-start")
-"""Where a boundary at a feature frame is placed: ``"msaf"``, at msaf's frame time (the
-end of a beat-synchronous frame, the start of a frame-synchronous one), as
-``msaf.process`` reports it; ``"frame-start"``, at the start of the frame (one beat
-earlier for beat-synchronous features)."""
+BOUNDARY_TIMES = _registry.BOUNDARY_TIMES
+"""Where a boundary at a feature frame is placed (see the registry's ``BOUNDARY_TIMES``)."""
 
 # methods that read PCP and MFCC themselves, whatever feature is asked for
 _PCP_MFCC_METHODS = ("olda", "scluster")

@@ -37,6 +37,7 @@ import numpy as np
 
 from vmtool.batch import Failure
 from vmtool.errors import MediaError, ParameterError, VmtoolError
+from vmtool.segmentation import registry as segmentation_registry
 from vmtool.store import Item
 from vmtool.structure import scores
 from vmtool.structure.metadata import UNKNOWN, MetadataRow
@@ -56,8 +57,8 @@ __all__ = [
 
 #: version of the analysis (a changed computation gets a new version)
 VERSION = "2"
-#: music-structure methods ``--segments`` accepts
-SEGMENT_METHODS = ("olda", "foote", "sf")
+#: music-structure methods ``--segments`` accepts (the registry's music family), the default first
+SEGMENT_METHODS = segmentation_registry.names(family="music", first="olda")
 #: the co-occurrence scores: of the segment boundaries, the downbeats, the beats, and the
 #: downbeats' phase-free score
 SCORES = ("s_seg", "s_bar", "s_beat", "s_bar_free")
