@@ -58,6 +58,7 @@ def test_a_catalog_item_processed_as_media_gives_its_stored_embeddings(shots_cat
                 np.testing.assert_allclose(q.clip[mod], c.ragged("embeddings", mod).rows(i)[0], rtol=0, atol=1e-6)
                 np.testing.assert_array_equal(q.spans, segs.companion("spans", i))
             assert q.duration == pytest.approx(float(c.column("duration")[i]))
+            assert q.sha256 == c.sha256s[i] == sha256_file(clip)
 
 
 def test_the_recipe_names_what_the_catalog_holds(shots_catalog):

@@ -58,6 +58,8 @@ class QueryEmbedding:
         Seconds.
     source : str
         The media file.
+    sha256 : str
+        The file's SHA-256 (hashed once, when it was read).
     """
 
     clip: dict[str, np.ndarray]
@@ -65,6 +67,7 @@ class QueryEmbedding:
     spans: np.ndarray
     duration: float
     source: str
+    sha256: str = ""
 
 
 @dataclass
@@ -323,7 +326,8 @@ def process_media(
     if not clip:
         raise ParameterError("the query has neither audio nor video features", path)
     dur = float(item.column("duration")[0])
-    return QueryEmbedding(clip, seg_emb, spans if spans is not None else np.array([[0.0, dur]]), dur, str(path))
+    return QueryEmbedding(clip, seg_emb, spans if spans is not None else np.array([[0.0, dur]]), dur, str(path),
+                          result.item.sha256)
 
 
 def _extract(path: str | os.PathLike, config, extractors: list, progress: Progress):

@@ -108,7 +108,6 @@ class QueryLoader:
         if catalog is None:
             raise ParameterError("a media query needs a catalog to be processed like (pass --catalog)", path)
         from vmtool.pipeline import process_media
-        from vmtool.store import sha256_file
 
         q = process_media(path, self.recipe(), device=self.device, segments=self.segments, progress=progress)
         segs = q.segments.get(modality)
@@ -128,7 +127,7 @@ class QueryLoader:
                 spans = np.stack([np.arange(len(segs)), np.arange(len(segs)) + 1.0], axis=1)
         clip_row = np.full((1, dim), np.nan, dtype=np.float32) if clip is None else np.asarray(clip).reshape(1, dim)
         return SegmentSet(segs, np.array([0, len(segs)]), spans=spans, clip=clip_row, ids=[path.stem],
-                          sources=[str(path)], sha256s=[sha256_file(path)], modality=modality)
+                          sources=[str(path)], sha256s=[q.sha256], modality=modality)
 
 
 def _is_hdf5(path: Path) -> bool:
