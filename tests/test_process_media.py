@@ -45,8 +45,24 @@ def shots_catalog(tmp_path_factory):
     return clips, cat, model
 
 
-def test_a_catalog_item_processed_as_media_gives_its_stored_embeddings(shots_catalog):
+def test_a_catalog_item_processed_as_media_gives_its_stored_embeddings(shots_catalog, monkeypatch):
+    """Two clips with one recipe: the embeddings the catalog stores, and the extractors
+    and the model built once."""
+    import vmtool.embed
+    import vmtool.extract
+
     clips, cat, _ = shots_catalog
+    calls = {"extractors": 0, "model": 0}
+    build, load = vmtool.extract.build_extractors, vmtool.embed.load_catalog_model
+
+    def counting(name, f):
+        def g(*a, **k):
+            calls[name] += 1
+            return f(*a, **k)
+        return g
+
+    monkeypatch.setattr(vmtool.extract, "build_extractors", counting("extractors", build))
+    monkeypatch.setattr(vmtool.embed, "load_catalog_model", counting("model", load))
     recipe = Recipe.from_catalog(cat)
     with open_collection(cat) as c:
         for clip in clips[:2]:
@@ -59,6 +75,8 @@ def test_a_catalog_item_processed_as_media_gives_its_stored_embeddings(shots_cat
                 np.testing.assert_array_equal(q.spans, segs.companion("spans", i))
             assert q.duration == pytest.approx(float(c.column("duration")[i]))
             assert q.sha256 == c.sha256s[i] == sha256_file(clip)
+            assert q.source == str(clip)
+    assert calls == {"extractors": 1, "model": 1}
 
 
 def test_the_recipe_names_what_the_catalog_holds(shots_catalog):
@@ -79,29 +97,6 @@ def test_the_recipe_names_what_the_catalog_holds(shots_catalog):
     assert recipe.segment_config("fixed").threshold == 0.5  # another method gets its defaults
     assert recipe.model_sha256 == sha256_file(model)
     assert recipe.model("cpu").sha256 == recipe.model_sha256
-
-
-def test_extractors_and_model_are_built_once_per_recipe(shots_catalog, monkeypatch):
-    import vmtool.embed
-    import vmtool.extract
-
-    clips, cat, _ = shots_catalog
-    calls = {"extractors": 0, "model": 0}
-    build, load = vmtool.extract.build_extractors, vmtool.embed.load_catalog_model
-
-    def counting(name, f):
-        def g(*a, **k):
-            calls[name] += 1
-            return f(*a, **k)
-        return g
-
-    monkeypatch.setattr(vmtool.extract, "build_extractors", counting("extractors", build))
-    monkeypatch.setattr(vmtool.embed, "load_catalog_model", counting("model", load))
-    recipe = Recipe.from_catalog(cat)
-    a = process_media(clips[0], recipe, device="cpu")
-    b = process_media(clips[1], recipe, device="cpu")
-    assert calls == {"extractors": 1, "model": 1}
-    assert a.source == str(clips[0]) and b.source == str(clips[1])
 
 
 def test_nothing_is_written_to_disk(shots_catalog, tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ The catalog written here is self-contained: besides the embeddings it stores the
 model's inference weights (``/model``, the bytes of a weights-only checkpoint) and the
 recipe that produced it (features, segmentation), so ``vmtool rank query.mp4
 catalog.h5`` processes a raw query exactly as the catalog was processed, with no other
-file.
+file (:mod:`vmtool.pipeline`, which runs :class:`Embedder` on the query held in memory).
 
 Clip embeddings: a clip-level model embeds the whole clip; a segment-level model gives
 the normalised mean of its segment embeddings (its centroid), the representation it
