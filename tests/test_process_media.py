@@ -144,3 +144,22 @@ def test_a_failed_segmentation_names_the_way_out(shots_catalog, video_only):
         process_media(video_only, Recipe.from_catalog(cat), device="cpu", segments="beats")
     assert str(err.value) == (f"{video_only}: has no audio stream, needed by beats (segmenting the query with "
                               "'beats'; a video without sound needs --query-segments transnet)")
+
+
+def test_the_ranker_ranks_a_media_file_as_its_stored_item(shots_catalog):
+    """vmtool rank's flow in the library: a catalog item given as media ranks the catalog
+    exactly as the item itself (same ids, same distances)."""
+    from vmtool.query import CatalogRanker, align_pair
+
+    clips, cat, _ = shots_catalog
+    ranker = CatalogRanker(cat, method="nw-dtw", k=4, device="cpu")
+    media = ranker.rank(str(clips[3]))
+    stored = ranker.rank(f"{cat}#{clips[3].stem}")
+    assert [r.id for r in media.ranking.results] == [r.id for r in stored.ranking.results]
+    np.testing.assert_allclose([r.distance for r in media.ranking.results],
+                               [r.distance for r in stored.ranking.results], rtol=0, atol=1e-5)
+    assert media.item.sha256s == stored.item.sha256s and len(media.sections) == 4
+    pair = align_pair(f"{cat}#{clips[3].stem}", f"{cat}#{clips[3].stem}", device="cpu")
+    d = pair.to_dict()
+    assert d["query"] == d["target"] == f"{cat}#{clips[3].stem}" and d["direction"] == "v2m"
+    assert len(d["edits"]) == len(stored.item.segments(0))
