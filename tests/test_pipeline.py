@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmtool.cli import app
-from vmtool.embed import embed_query
+from vmtool.pipeline import Recipe, process_media
 from vmtool.store import open_collection
 from vmtool.synth import make_corpus
 
@@ -41,7 +41,7 @@ def pipeline(tmp_path_factory):
 
 def test_raw_video_query_is_processed_like_the_catalog(pipeline):
     d, clips, cat = pipeline
-    q = embed_query(clips[2], cat, device="cpu")
+    q = process_media(clips[2], Recipe.from_catalog(cat), device="cpu")
     with open_collection(cat) as c:
         i = c.index("clip_0002")
         np.testing.assert_allclose(q.segments["video"], c.ragged("embeddings", "video_segments").rows(i), atol=1e-5)

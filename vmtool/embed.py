@@ -4,7 +4,7 @@ The catalog written here is self-contained: besides the embeddings it stores the
 model's inference weights (``/model``, the bytes of a weights-only checkpoint) and the
 recipe that produced it (features, segmentation), so ``vmtool rank query.mp4
 catalog.h5`` processes a raw query exactly as the catalog was processed, with no other
-file.
+file (:mod:`vmtool.pipeline`, which runs :class:`Embedder` on the query held in memory).
 
 Clip embeddings: a clip-level model embeds the whole clip; a segment-level model gives
 the normalised mean of its segment embeddings (its centroid), the representation it
@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output, same_file
-from vmtool.errors import FormatError, ParameterError, VmtoolError
+from vmtool.errors import FormatError, ParameterError
 from vmtool.labels import copy_labels
 from vmtool.metadata import copy_metadata
 from vmtool.progress import Progress
 from vmtool.segmentation.base import segment_edges
 from vmtool.store import CollectionWriter, canonical_json, open_collection, read_kind
 
-__all__ = ["embed", "embed_query", "EmbedReport", "QueryEmbedding", "load_catalog_model", "EMBEDDING_NAMES"]
+__all__ = ["embed", "Embedder", "EmbedReport", "load_catalog_model", "pair_scorer", "EMBEDDING_NAMES"]
 
 EMBEDDING_NAMES = {("audio", "clip"): "audio", ("video", "clip"): "video",
                    ("audio", "segment"): "audio_segments", ("video", "segment"): "video_segments"}
@@ -55,17 +54,6 @@ class EmbedReport:
                 "prototypes": self.prototypes}
 
 
-@dataclass
-class QueryEmbedding:
-    """Embeddings of one query: per modality, the clip vector and the segment matrix."""
-
-    clip: dict[str, np.ndarray]
-    segments: dict[str, np.ndarray]
-    spans: np.ndarray
-    duration: float
-    source: str
-
-
 def _inference_bytes(data: dict[str, Any]) -> bytes:
     import torch
 
@@ -78,8 +66,13 @@ def _inference_bytes(data: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-class _Embedder:
-    """Embeds items of an open features collection with a loaded model."""
+class Embedder:
+    """Embeds items of a features collection with a loaded model: the per-item step of
+    :func:`embed`, and of :func:`vmtool.pipeline.process_media` for a raw query.
+
+    *coll* is an open :class:`vmtool.store.Collection`, or anything with its read
+    interface, such as the one item :class:`vmtool.pipeline.MemoryItem` holds in memory.
+    """
 
     def __init__(self, coll, model, segments: str | None):
         from vmtool.training.data import DataConfig, InputBuilder
@@ -141,7 +134,7 @@ class _Embedder:
 
 def embed_inputs(model, level: str, inputs: dict[str, tuple[np.ndarray | None, np.ndarray | None]],
                  spans: np.ndarray | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
-    """Clip vectors and segment matrices from the inputs :meth:`_Embedder.inputs` gives."""
+    """Clip vectors and segment matrices from the inputs :meth:`Embedder.inputs` gives."""
     clip: dict[str, np.ndarray] = {}
     segs: dict[str, np.ndarray] = {}
     for mod, (seg_x, clip_x) in inputs.items():
@@ -176,7 +169,7 @@ def _worker_run(level: str, inputs, spans):
 class _ClusterTasks:
     """The items to embed as ``(label, args)`` tasks, read from the features file when submitted."""
 
-    def __init__(self, emb: _Embedder, todo: list[int]):
+    def __init__(self, emb: Embedder, todo: list[int]):
         self.emb, self.todo = emb, todo
 
     def __len__(self) -> int:
@@ -187,7 +180,7 @@ class _ClusterTasks:
         return self.emb.coll.ids[i], (self.emb.level, *self.emb.inputs(i))
 
 
-def _on_cluster(emb: _Embedder, model, todo: list[int], device: str, scheduler: str,
+def _on_cluster(emb: Embedder, model, todo: list[int], device: str, scheduler: str,
                 progress: Progress) -> dict[int, tuple]:
     from vmtool.cluster import runner_for
 
@@ -289,7 +282,7 @@ def embed(
     coll = open_collection(src)
     previous: _Previous | None = None
     try:
-        emb = _Embedder(coll, model, segments)
+        emb = Embedder(coll, model, segments)
         seen = seen_prototypes(model, coll) if prototypes else {}
         n = len(coll)
         rows: dict[tuple[str, str], list[np.ndarray | None]] = {k: [None] * n for k in EMBEDDING_NAMES}
@@ -474,70 +467,18 @@ def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):
     return LoadedModel(p, data, device, sha256=str(sha))
 
 
-def embed_query(
-    path: str | os.PathLike,
-    catalog: str | os.PathLike,
-    *,
-    device: str = "auto",
-    segments: str | None = None,
-    progress: Progress | None = None,
-) -> QueryEmbedding:
-    """Embed a raw media file exactly as the catalog's items were embedded.
-
-    Extracts the catalog's features (same extractors, parameters and rate), runs its
-    segmentation (or *segments*), and applies its model.
+def pair_scorer(catalog: str | os.PathLike, device: str = "cpu", model=None):
+    """The pair classifier of a catalog's model (BCE models, Prétet et al. 2021): a
+    function of (video, audio) embeddings to logits. *model*: the catalog's model when
+    already loaded.
 
     Raises
     ------
-    VmtoolError
-        The media cannot be read, lacks what the recipe needs (e.g. a music
-        segmentation for a video without sound: pass ``segments="transnet"``), or the
-        catalog has no model.
+    ParameterError
+        The model has no pair classifier (not trained with ``--loss bce``).
     """
-    from vmtool.device import resolve_device
-    from vmtool.extract import ExtractConfig, extract
-    from vmtool.segment import SegmentConfig, segment
-
-    dev = resolve_device(device)
-    model = load_catalog_model(catalog, dev)
-    with open_collection(catalog) as cat:
-        attr = cat.attrs.get("model")
-        attr = json.loads(attr) if isinstance(attr, str) else (attr or {})
-        fcfg = cat.config
-    seg_info = attr.get("segmentation")
-    method = segments or (seg_info or {}).get("method")
-    # the extractors the model reads, with the settings of its training data (a catalog
-    # extracted with one modality only, e.g. music with -v none, still embeds video queries)
-    recipe = model.data.get("features") or fcfg
-    names = model.data.get("feature_names") or {}
-    params = {**(fcfg.get("params") or {}), **(recipe.get("params") or {})}
-    ecfg = ExtractConfig(
-        audio_features=tuple(names.get("audio") or (recipe.get("audio") or {}).keys()),
-        video_features=tuple(names.get("video") or (recipe.get("video") or {}).keys()),
-        rate=float(recipe.get("rate", fcfg.get("rate", 1.0))),
-        params={k: dict(v) for k, v in params.items()},
-    )
-    with tempfile.TemporaryDirectory(prefix="vmtool-query-") as td:
-        feats = Path(td) / "query.h5"
-        extract([path], feats, ecfg, device=dev, progress=progress)
-        if method is not None:
-            p = (seg_info or {}).get("config") if (seg_info and seg_info.get("method") == method) else {}
-            p = p or {}
-            scfg = SegmentConfig(methods=[method], threshold=float(p.get("threshold", 0.5)),
-                                 beats_per_bar=p.get("beats_per_bar"), window=p.get("window"),
-                                 labels=p.get("labels"), min_duration=p.get("min_duration"))
-            try:
-                segment([feats], feats, scfg, device=dev, progress=progress)
-            except VmtoolError as exc:
-                reason = exc.reason
-                if reason.startswith(f"{os.fspath(path)}: "):  # a batch failure names the file already
-                    reason = reason[len(os.fspath(path)) + 2:]
-                raise type(exc)(f"{reason} (segmenting the query with {method!r}; "
-                                f"a video without sound needs --query-segments transnet)", path) from exc
-        with open_collection(feats) as coll:
-            emb = _Embedder(coll, model, method)
-            clip, segs, spans = emb.item(0)
-            dur = float(coll.column("duration")[0])
-    if not clip:
-        raise ParameterError("the query has neither audio nor video features", path)
-    return QueryEmbedding(clip, segs, spans if spans is not None else np.array([[0.0, dur]]), dur, str(path))
+    model = model if model is not None else load_catalog_model(catalog, device)
+    if not model.has_head:
+        raise ParameterError("method 'head' needs a model trained with --loss bce; this catalog's model has no "
+                             "pair classifier", catalog)
+    return model.pair_logits

@@ -132,6 +132,13 @@ def stored_config(config: ExtractConfig, extractors: Sequence) -> dict[str, Any]
     }
 
 
+def feature_attrs(extractor) -> dict[str, Any]:
+    """The attributes recorded with an extractor's ``features/<name>`` element."""
+    e = extractor
+    return {"modality": e.modality, "extractor": e.name, "version": e.version, "columns": e.columns,
+            "config": e.config(), "summary": e.summary, **({"level": "clip"} if e.level == "clip" else {})}
+
+
 def config_from_collection(collection: Collection) -> ExtractConfig:
     """Rebuild the :class:`ExtractConfig` a collection was extracted with."""
     cfg = collection.config
@@ -502,11 +509,7 @@ def extract(
     with atomic_output(out, seed=seed) as tmp:
         with CollectionWriter(tmp, config=cfg_json, command=command, display_path=out) as writer:
             for e in extractors:
-                writer.declare("features", e.name, dim=e.dim, attrs={
-                    "modality": e.modality, "extractor": e.name, "version": e.version,
-                    "columns": e.columns, "config": e.config(), "summary": e.summary,
-                    **({"level": "clip"} if e.level == "clip" else {}),
-                })
+                writer.declare("features", e.name, dim=e.dim, attrs=feature_attrs(e))
                 for cname, desc in e.curve_names.items():
                     writer.declare("curves", cname, dim=None, attrs={
                         "modality": e.modality, "extractor": e.name, "version": e.version, "description": desc,

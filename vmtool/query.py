@@ -1,16 +1,22 @@
-"""Queries of ``vmtool rank`` and ``vmtool align``: an item of a vmtool file, or a media file.
+"""Queries of ``vmtool rank`` and ``vmtool align``, and their flows.
 
-``file.h5#item-id`` reads the item's embeddings from that file. A media file is
-processed exactly as a catalog's items were (same extractors, segmentation and
-model, read from the catalog) by :func:`vmtool.embed.embed_query`. This module sits
-above :mod:`vmtool.ranking` (which never reaches into models or extractors).
+A query is an item of a vmtool file (``file.h5#item-id``: its embeddings are read from
+that file) or a media file, processed exactly as a catalog's items were (same
+extractors, segmentation and model, read from the catalog) by
+:func:`vmtool.pipeline.process_media`. :class:`CatalogRanker` ranks a catalog for one
+query after another (the catalog, its filters, index and model are loaded once);
+:func:`align_pair` aligns two sides. The commands only parse options and format what
+these return. This module sits above :mod:`vmtool.ranking` (which never reaches into
+models or extractors).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -19,7 +25,8 @@ from vmtool.progress import Progress
 from vmtool.ranking.catalog import catalog_model, load_item, parse_item_ref
 from vmtool.ranking.segments import SegmentSet
 
-__all__ = ["load_query", "is_item_ref", "recipe_for", "check_compatible"]
+__all__ = ["load_query", "QueryLoader", "is_item_ref", "recipe_for", "check_compatible", "CatalogRanker",
+           "RankedQuery", "align_pair", "PairAlignment"]
 
 
 def is_item_ref(spec: str | os.PathLike) -> bool:
@@ -58,45 +65,69 @@ def load_query(
         No such file or item, the query lacks *modality*, or a media query cannot be
         processed (no catalog recipe, unreadable media).
     """
-    ref = parse_item_ref(spec)
-    if ref is not None:
-        item = load_item(ref[0], ref[1], modality)
-        if catalog is not None and Path(catalog).resolve() != ref[0].resolve():
-            _warn_if_other_model(ref[0], Path(catalog))
-        return item
-    path = Path(spec)
-    if not path.exists():
-        raise VmtoolError("no such file (a query is a media file or file.h5#item-id)", path)
-    if path.is_dir():
-        raise VmtoolError("is a directory, expected a media file or file.h5#item-id", path)
-    if _is_hdf5(path):
-        raise ParameterError("is a vmtool file: name one of its items as FILE.h5#ITEM-ID", path)
-    if catalog is None:
-        raise ParameterError("a media query needs a catalog to be processed like (pass --catalog)", path)
-    try:
-        from vmtool.embed import embed_query
-    except ImportError as exc:  # pragma: no cover - embed ships with vmtool
-        raise ParameterError(f"cannot process a media query here ({exc}); use FILE.h5#ITEM-ID", path) from exc
-    from vmtool.store import sha256_file
+    return QueryLoader(catalog, device=device, segments=segments).load(spec, modality, progress=progress)
 
-    q = embed_query(path, catalog, device=device, segments=segments, progress=progress)
-    segs = q.segments.get(modality)
-    clip = q.clip.get(modality)
-    if segs is None and clip is None:
-        have = sorted(set(q.segments) | set(q.clip))
-        raise ParameterError(f"the query has no {modality} embeddings (it has: {', '.join(have) or 'none'})", path)
-    dim = (segs if segs is not None else clip[None]).shape[-1]
-    if segs is None:
-        segs = np.zeros((0, dim), dtype=np.float32)
-        spans = np.zeros((0, 2))
-    else:
-        segs = np.asarray(segs)
-        spans = np.asarray(q.spans, dtype=np.float64).reshape(-1, 2)
-        if len(spans) != len(segs):
-            spans = np.stack([np.arange(len(segs)), np.arange(len(segs)) + 1.0], axis=1)
-    clip_row = np.full((1, dim), np.nan, dtype=np.float32) if clip is None else np.asarray(clip).reshape(1, dim)
-    return SegmentSet(segs, np.array([0, len(segs)]), spans=spans, clip=clip_row, ids=[path.stem],
-                      sources=[str(path)], sha256s=[sha256_file(path)], modality=modality)
+
+class QueryLoader:
+    """Loads queries against one catalog: its :class:`~vmtool.pipeline.Recipe` (with the
+    model and the extractors) is read on the first media query and kept for the next ones.
+
+    Parameters are those of :func:`load_query`.
+    """
+
+    def __init__(self, catalog: str | os.PathLike | None, *, device: str = "auto", segments: str | None = None):
+        self.catalog = None if catalog is None else Path(catalog)
+        self.device = device
+        self.segments = segments
+        self._recipe = None
+
+    def recipe(self):
+        """The catalog's recipe (read once)."""
+        if self._recipe is None:
+            from vmtool.pipeline import Recipe
+
+            self._recipe = Recipe.from_catalog(self.catalog)
+        return self._recipe
+
+    def load(self, spec: str | os.PathLike, modality: str, *, progress: Progress | None = None) -> SegmentSet:
+        """As :func:`load_query`."""
+        catalog = self.catalog
+        ref = parse_item_ref(spec)
+        if ref is not None:
+            item = load_item(ref[0], ref[1], modality)
+            if catalog is not None and Path(catalog).resolve() != ref[0].resolve():
+                _warn_if_other_model(ref[0], Path(catalog))
+            return item
+        path = Path(spec)
+        if not path.exists():
+            raise VmtoolError("no such file (a query is a media file or file.h5#item-id)", path)
+        if path.is_dir():
+            raise VmtoolError("is a directory, expected a media file or file.h5#item-id", path)
+        if _is_hdf5(path):
+            raise ParameterError("is a vmtool file: name one of its items as FILE.h5#ITEM-ID", path)
+        if catalog is None:
+            raise ParameterError("a media query needs a catalog to be processed like (pass --catalog)", path)
+        from vmtool.pipeline import process_media
+
+        q = process_media(path, self.recipe(), device=self.device, segments=self.segments, progress=progress)
+        segs = q.segments.get(modality)
+        clip = q.clip.get(modality)
+        if segs is None and clip is None:
+            have = sorted(set(q.segments) | set(q.clip))
+            raise ParameterError(f"the query has no {modality} embeddings (it has: {', '.join(have) or 'none'})",
+                                 path)
+        dim = (segs if segs is not None else clip[None]).shape[-1]
+        if segs is None:
+            segs = np.zeros((0, dim), dtype=np.float32)
+            spans = np.zeros((0, 2))
+        else:
+            segs = np.asarray(segs)
+            spans = np.asarray(q.spans, dtype=np.float64).reshape(-1, 2)
+            if len(spans) != len(segs):
+                spans = np.stack([np.arange(len(segs)), np.arange(len(segs)) + 1.0], axis=1)
+        clip_row = np.full((1, dim), np.nan, dtype=np.float32) if clip is None else np.asarray(clip).reshape(1, dim)
+        return SegmentSet(segs, np.array([0, len(segs)]), spans=spans, clip=clip_row, ids=[path.stem],
+                          sources=[str(path)], sha256s=[q.sha256], modality=modality)
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -144,3 +175,223 @@ def _warn_if_other_model(query_file: Path, catalog: Path) -> None:
     if a and b and a.get("sha256") and b.get("sha256") and a["sha256"] != b["sha256"]:
         warnings.warn(f"{query_file} and {catalog} were embedded by different models "
                       f"({a.get('name')}, {b.get('name')}): their distances mean little", RuntimeWarning, stacklevel=3)
+
+
+@dataclass
+class RankedQuery:
+    """One query ranked against a catalog (:meth:`CatalogRanker.rank`).
+
+    Attributes
+    ----------
+    query : str
+        The query as given (media file or ``FILE.h5#ITEM-ID``).
+    item : SegmentSet
+        Its embeddings.
+    ranking : vmtool.ranking.Ranking
+        The results, best first.
+    sections : list of Section or None
+        Per result, the best section of the track under the query (None where none
+        could be placed, and for every result of a ranking read through an index).
+    """
+
+    query: str
+    item: SegmentSet
+    ranking: Any
+    sections: list = field(default_factory=list)
+
+
+class CatalogRanker:
+    """Ranks a catalog's tracks for videos (v2m) or its videos for tracks (m2v), one query after another.
+
+    Everything that does not depend on the query is done once, here: the catalog's
+    embeddings (or its index), the ``--where`` selection and the metadata, the hubness
+    reference, the pair classifier, and (on the first media query) the recipe with
+    the model and the extractors.
+
+    Parameters
+    ----------
+    catalog : path
+        A catalog written by ``vmtool embed``.
+    method : str
+        Ranking method (``name`` or ``name:indel``; see :mod:`vmtool.ranking.methods`).
+    k : int
+        Number of results.
+    direction : {"v2m", "m2v"}
+    prefilter : int, optional
+        Rank by centroid first and re-rank the best *prefilter* with *method*. With an
+        index next to the catalog (``vmtool index``) only those candidates are read.
+    exclude_self : bool
+        Leave out catalog items with the query's content (same file SHA-256).
+    hubness : vmtool.ranking.hubness.Hubness, optional
+        Parsed ``--hubness`` (:func:`vmtool.ranking.hubness.parse_hubness`).
+    length : float, optional
+        Seconds of music needed for each result's best section (default: the query's length).
+    filters : sequence of vmtool.filters.Filter
+        Parsed ``--where`` filters: all apply, before any distance is computed.
+    device : str
+        A resolved torch device.
+    segments : str, optional
+        Segmentation of media queries instead of the catalog's.
+
+    Attributes
+    ----------
+    selection : vmtool.filters.Selection or None
+        What the filters kept (None without filters).
+    meta : the catalog's metadata (titles and artists of the results).
+    index : the index read instead of the catalog, or None.
+    target_modality : {"audio", "video"}
+    """
+
+    def __init__(self, catalog: str | os.PathLike, *, method: str = "btrace-mean", k: int = 10,
+                 direction: str = "v2m", prefilter: int | None = None, exclude_self: bool = False,
+                 hubness=None, length: float | None = None, filters: Sequence = (), device: str = "cpu",
+                 segments: str | None = None):
+        from vmtool.filters import catalog_filter
+        from vmtool.ranking import load_catalog, parse_method, sides
+        from vmtool.ranking.hubness import parse_hubness
+
+        hub = parse_hubness(hubness)
+        self.catalog = catalog
+        self.method, self.k, self.direction, self.prefilter = method, k, direction, prefilter
+        self.exclude_self, self.length, self.device, self.hubness = exclude_self, length, device, hub
+        qmod, tmod = sides(direction)
+        self.query_modality, self.target_modality = qmod, tmod
+        clip_level = parse_method(method).level == "clip"
+        # with --prefilter and an index next to the catalog, a query reads only its candidates
+        # (filters, hubness correction and the pair classifier need the whole catalog in memory)
+        self.index = None
+        if prefilter is not None and parse_method(method).name not in ("centroid", "clip", "head") \
+                and not filters and not hub.active:
+            from vmtool.ranking.index import index_path, open_index
+
+            if index_path(catalog).exists():
+                self.index = open_index(catalog, tmod)
+        self.targets = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) \
+            if self.index is None else None
+        self.loader = QueryLoader(catalog, device=device, segments=segments)
+        self.pair_scorer = self._pair_scorer() if parse_method(method).name == "head" else None
+        self.reference = load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level) \
+            if hub.active else None
+        self.selection, self.meta = catalog_filter(catalog, list(filters),
+                                                   ids=None if self.targets is None else self.targets.ids)
+
+    def _pair_scorer(self):
+        from vmtool.embed import pair_scorer
+
+        return pair_scorer(self.catalog, self.device, model=self.loader.recipe().model(self.device))
+
+    def rank(self, query: str, *, progress: Progress | None = None) -> RankedQuery:
+        """Rank the catalog for *query* (a media file or ``FILE.h5#ITEM-ID``).
+
+        Raises
+        ------
+        VmtoolError
+            The query cannot be read or processed, or was embedded by another model.
+        """
+        from vmtool.ranking import rank
+        from vmtool.ranking.section import sections
+
+        q = self.loader.load(query, self.query_modality, progress=progress)
+        own = q.sha256s[0] if self.exclude_self else None
+        if self.index is not None:
+            from vmtool.ranking.index import rank_with_index
+
+            res = rank_with_index(q, self.catalog, self.index, self.method, k=self.k, prefilter=self.prefilter,
+                                  device=self.device, exclude_sha256=own)
+            return RankedQuery(query, q, res, [None] * len(res.results))
+        cat = self.targets
+        check_compatible(q, cat, self.catalog)
+        exclude = None if self.selection is None else ~self.selection.keep
+        if self.exclude_self:
+            same = np.array([s == own for s in cat.sha256s], dtype=bool)
+            exclude = same if exclude is None else exclude | same
+        res = rank(q, cat, self.method, k=self.k, prefilter=self.prefilter, exclude=exclude, device=self.device,
+                   hubness=self.hubness.label, reference=self.reference, pair_scorer=self.pair_scorer)
+        return RankedQuery(query, q, res, sections(res, q, cat, self.catalog, self.length))
+
+
+@dataclass
+class PairAlignment:
+    """What :func:`align_pair` gives: both sides, their track metadata and the alignment."""
+
+    query: str
+    target: str
+    direction: str
+    query_item: SegmentSet
+    target_item: SegmentSet
+    alignment: Any  # vmtool.ranking.Alignment
+    query_fields: dict[str, Any]
+    target_fields: dict[str, Any]
+    plot: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form ``vmtool align --format json`` prints."""
+        qm, tm = self.query_fields, self.target_fields
+        return {"query": self.query, "target": self.target, "direction": self.direction,
+                "query_title": qm.get("title"), "query_artist": qm.get("artist"),
+                "target_title": tm.get("title"), "target_artist": tm.get("artist"), **self.alignment.to_dict()}
+
+
+def align_pair(
+    query: str,
+    target: str,
+    *,
+    method: str = "nw-dtw",
+    direction: str = "v2m",
+    catalog: str | os.PathLike | None = None,
+    device: str = "auto",
+    segments: str | None = None,
+    plot: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> PairAlignment:
+    """Align a video with a track, segment by segment (``vmtool align``).
+
+    Parameters
+    ----------
+    query, target : str
+        ``FILE.h5#ITEM-ID`` or media files: the video and the track with v2m, the
+        reverse with m2v. A media file is processed like the catalog of the other side,
+        or like *catalog* (:func:`recipe_for`).
+    method : str
+        An alignment method (``nw-dtw``, ``sw-dtw``, ``btrace``...; ``name:indel``).
+    segments : str, optional
+        Segmentation of media sides instead of the catalog's.
+    plot : path, optional
+        Draw the distance matrix with the path there (checked before any work).
+
+    Raises
+    ------
+    VmtoolError
+        A method that does not align, a side that cannot be read or processed, sides of
+        other widths, or a side without segment embeddings.
+    """
+    from vmtool.device import resolve_device
+    from vmtool.ranking import align, parse_method, sides
+    from vmtool.ranking.methods import ALIGNMENT_METHODS
+
+    if plot is not None:
+        from vmtool.ranking.plot import check_plot_path
+
+        check_plot_path(plot)  # before embedding the query and the target
+    m = parse_method(method)
+    if not m.aligns:
+        raise ParameterError(f"method {m.name!r} does not align sequences; use one of {', '.join(ALIGNMENT_METHODS)}")
+    qmod, tmod = sides(direction)
+    loader = QueryLoader(recipe_for(query, target, catalog), device=resolve_device(device), segments=segments)
+    q = loader.load(query, qmod, progress=progress)
+    t = loader.load(target, tmod, progress=progress)
+    check_compatible(q, t, target)
+    for side, s in (("query", q), ("target", t)):
+        if s.lengths[0] == 0:
+            raise ParameterError(f"the {side} has no {s.modality} segment embeddings to align",
+                                 query if side == "query" else target)
+    al = align(q.segments(0), t.segments(0), m, query_spans=q.spans_of(0), target_spans=t.spans_of(0))
+    if plot is not None:
+        from vmtool.ranking.plot import plot_alignment
+
+        plot_alignment(al, plot, title=f"{q.ids[0]} vs {t.ids[0]}: {al.method.label}, distance {al.distance:.4g}",
+                       query_label=f"{qmod} ({q.ids[0]})", target_label=f"{tmod} ({t.ids[0]})")
+    from vmtool.metadata import fields_of
+
+    return PairAlignment(query, target, direction, q, t, al, fields_of(query), fields_of(target),
+                         None if plot is None else Path(plot))

@@ -73,11 +73,6 @@ def pair_scorer_for(catalog, methods, device: str):
 
     if not any(m.name == "head" for m in parse_methods(methods)):
         return None
-    from vmtool.embed import load_catalog_model
-    from vmtool.errors import ParameterError
+    from vmtool.embed import pair_scorer
 
-    model = load_catalog_model(catalog, device)
-    if not model.has_head:
-        raise ParameterError("method 'head' needs a model trained with --loss bce; this catalog's model has no "
-                             "pair classifier", catalog)
-    return model.pair_logits
+    return pair_scorer(catalog, device)

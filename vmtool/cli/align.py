@@ -61,45 +61,16 @@ def align_cmd(
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
-    from vmtool.device import resolve_device
-    from vmtool.errors import ParameterError
-    from vmtool.query import check_compatible, load_query, recipe_for
-    from vmtool.ranking import align, parse_method, sides
-    from vmtool.ranking.methods import ALIGNMENT_METHODS
+    from vmtool.query import align_pair
 
-    if plot is not None:
-        from vmtool.ranking.plot import check_plot_path
-
-        check_plot_path(plot)  # before embedding the query and the target
-    m = parse_method(method)
-    if not m.aligns:
-        raise ParameterError(f"method {m.name!r} does not align sequences; use one of {', '.join(ALIGNMENT_METHODS)}")
-    qmod, tmod = sides(direction.value)
-    recipe = recipe_for(query, target, catalog)
-    dev = resolve_device(device)
     with RichProgress(enabled=not quiet) as progress:
-        q = load_query(query, qmod, catalog=recipe, device=dev, segments=query_segments, progress=progress)
-        t = load_query(target, tmod, catalog=recipe, device=dev, segments=query_segments, progress=progress)
-    check_compatible(q, t, target)
-    for side, s in (("query", q), ("target", t)):
-        if s.lengths[0] == 0:
-            raise ParameterError(f"the {side} has no {s.modality} segment embeddings to align",
-                                 query if side == "query" else target)
-    al = align(q.segments(0), t.segments(0), m, query_spans=q.spans_of(0), target_spans=t.spans_of(0))
-    if plot is not None:
-        from vmtool.ranking.plot import plot_alignment
-
-        plot_alignment(al, plot, title=f"{q.ids[0]} vs {t.ids[0]}: {al.method.label}, distance {al.distance:.4g}",
-                       query_label=f"{qmod} ({q.ids[0]})", target_label=f"{tmod} ({t.ids[0]})")
-    from vmtool.metadata import fields_of
-
-    qm, tm = fields_of(query), fields_of(target)
+        pair = align_pair(query, target, method=method, direction=direction.value, catalog=catalog, device=device,
+                          segments=query_segments, plot=plot, progress=progress)
+    al = pair.alignment
     if fmt is Format.json:
-        echo_json({"query": query, "target": target, "direction": direction.value,
-                   "query_title": qm.get("title"), "query_artist": qm.get("artist"),
-                   "target_title": tm.get("title"), "target_artist": tm.get("artist"), **al.to_dict()})
+        echo_json(pair.to_dict())
     else:
-        _table(al, q, t, qm, tm)
+        _table(al, pair.query_item, pair.target_item, pair.query_fields, pair.target_fields)
     span = al.target_span
     info(f"{al.method.label}: distance {al.distance:.4g}, {len(al.path)} matched pair(s)"
          + (f", target {span[0]:.2f}-{span[1]:.2f} s" if span else "")

@@ -20,7 +20,7 @@ from vmtool.cli._common import (
     info,
     print_table,
 )
-from vmtool.cli._ranking import Direction, QuerySegmentsOpt, method_callback, pair_scorer_for
+from vmtool.cli._ranking import Direction, QuerySegmentsOpt, method_callback
 
 HELP = """Rank a catalog's tracks for videos (v2m), or its videos for tracks (m2v).
 
@@ -91,16 +91,10 @@ def rank_cmd(
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
-    import numpy as np
-
     from vmtool.device import resolve_device
-    from vmtool.errors import VmtoolError
-    from vmtool.filters import catalog_filter, parse_filter
-    from vmtool.query import check_compatible, load_query
-    from vmtool.ranking import load_catalog, parse_method, rank, sides
-    from vmtool.ranking.section import sections
-
-    from vmtool.errors import ParameterError, UsageError
+    from vmtool.errors import ParameterError, UsageError, VmtoolError
+    from vmtool.filters import parse_filter
+    from vmtool.query import CatalogRanker
     from vmtool.ranking.hubness import parse_hubness
 
     filters = [parse_filter(w) for w in where or []]  # a malformed filter fails before any work
@@ -108,22 +102,10 @@ def rank_cmd(
         hub = parse_hubness(hubness)
     except ParameterError as exc:
         raise UsageError(f"--hubness: {exc.reason}") from None
-    qmod, tmod = sides(direction.value)
-    dev = resolve_device(device)
-    clip_level = parse_method(method).level == "clip"
-    # with --prefilter and an index next to the catalog, a query reads only its candidates
-    # (filters, hubness correction and the pair classifier need the whole catalog in memory)
-    index = None
-    if prefilter is not None and parse_method(method).name not in ("centroid", "clip", "head") \
-            and not filters and not hub.active:
-        from vmtool.ranking.index import index_path, open_index
-
-        if index_path(catalog).exists():
-            index = open_index(catalog, tmod)
-    cat = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) if index is None else None
-    scorer = pair_scorer_for(catalog, [method], dev)
-    reference = load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level) if hub.active else None
-    selection, meta = catalog_filter(catalog, filters, ids=None if cat is None else cat.ids)
+    ranker = CatalogRanker(catalog, method=method, k=k, direction=direction.value, prefilter=prefilter,
+                           exclude_self=exclude_self, hubness=hub, length=length, filters=filters,
+                           device=resolve_device(device), segments=query_segments)
+    selection, meta, index = ranker.selection, ranker.meta, ranker.index
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
         info(f"--where: {selection.excluded} of {len(selection.keep)} items excluded ({per})", quiet)
@@ -135,29 +117,16 @@ def rank_cmd(
     for query in queries:
         try:
             with RichProgress(enabled=not quiet) as progress:
-                q = load_query(query, qmod, catalog=catalog, device=dev, segments=query_segments, progress=progress)
-            if index is not None:
-                from vmtool.ranking.index import rank_with_index
-
-                res = rank_with_index(q, catalog, index, method, k=k, prefilter=prefilter, device=dev,
-                                      exclude_sha256=q.sha256s[0] if exclude_self else None)
-                secs = [None] * len(res.results)
-            else:
-                check_compatible(q, cat, catalog)
-                exclude = None if selection is None else ~selection.keep
-                if exclude_self:
-                    same = np.array([s == q.sha256s[0] for s in cat.sha256s], dtype=bool)
-                    exclude = same if exclude is None else exclude | same
-                res = rank(q, cat, method, k=k, prefilter=prefilter, exclude=exclude, device=dev, hubness=hub.label,
-                           reference=reference, pair_scorer=scorer)
-                secs = sections(res, q, cat, catalog, length)
+                ranked = ranker.rank(query, progress=progress)
         except VmtoolError as exc:
             if not many:
                 raise
             error(str(exc))
             failures.append(query)
             continue
-        head = {"query": query, "query_source": q.sources[0], "catalog": str(catalog), "direction": direction.value}
+        res, secs = ranked.ranking, ranked.sections
+        head = {"query": query, "query_source": ranked.item.sources[0], "catalog": str(catalog),
+                "direction": direction.value}
         if fmt is RankFormat.json:
             d = res.to_dict()
             for r, rd, sec in zip(res.results, d["results"], secs):
@@ -179,7 +148,8 @@ def rank_cmd(
         how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
             + (f" ({index.kind} index {index.path.name})" if index is not None else "") \
             + (f", corrected by {res.hubness}" if res.hubness != "none" else "")
-        info((f"{query}: " if many else "") + f"{res.n_candidates} {'tracks' if tmod == 'audio' else 'videos'} "
+        info((f"{query}: " if many else "") + f"{res.n_candidates} "
+             f"{'tracks' if ranker.target_modality == 'audio' else 'videos'} "
              f"ranked with {how} in {res.seconds:.3g} s" + (f" ({res.excluded} excluded)" if res.excluded else ""),
              quiet)
     if fmt is RankFormat.json:

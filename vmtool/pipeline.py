@@ -1,0 +1,384 @@
+"""A raw media file processed exactly as a catalog's items were, in memory.
+
+A catalog written by ``vmtool embed`` records how its items were made: the extractors
+with their parameters and frame rate (and the digests of the weights they ran with),
+the segmentation with its parameters, and the model itself (``/model``). A
+:class:`Recipe` reads that record; :func:`process_media` applies it to one media file:
+extract -> segment -> embed, with the per-item functions that ``vmtool extract``,
+``vmtool segment`` and ``vmtool embed`` run on every item of a file
+(:func:`vmtool.extract.extract_item`, :func:`vmtool.segment.segment_item`,
+:class:`vmtool.embed.Embedder`). The features and the segmentation stay in memory (no
+temporary file): :class:`MemoryItem` offers them through the read interface of a
+collection, so the embedder reads a query the way it reads a catalog's items.
+
+Example::
+
+    from vmtool.pipeline import Recipe, process_media
+
+    recipe = Recipe.from_catalog("catalog.h5")  # read once, reused for every query
+    for clip in ("a.mp4", "b.mp4"):
+        q = process_media(clip, recipe, device="cpu")
+        q.segments["video"]  # (k, D) segment embeddings; q.spans: their (k, 2) seconds
+
+The model and the extractors (TransNetV2's and VGGish's networks) are built on first
+use and kept by the recipe, per device. This module sits above :mod:`vmtool.ranking`,
+which never reaches into models or extractors; ``vmtool rank``, ``vmtool align`` and
+the demo reach it through :mod:`vmtool.query`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vmtool.errors import FormatError, ParameterError, VmtoolError
+from vmtool.progress import Progress
+
+__all__ = ["Recipe", "QueryEmbedding", "MemoryItem", "process_media"]
+
+
+@dataclass
+class QueryEmbedding:
+    """Embeddings of one query: per modality, the clip vector and the segment matrix.
+
+    Attributes
+    ----------
+    clip : dict of str -> np.ndarray [shape=(D,), dtype=float32]
+        Per modality it has (``audio``, ``video``), the clip embedding.
+    segments : dict of str -> np.ndarray [shape=(k, D), dtype=float32]
+        Per modality, one embedding per segment (empty without a segmentation).
+    spans : np.ndarray [shape=(k, 2), dtype=float64]
+        Start and end of each segment in seconds (the whole clip without a segmentation).
+    duration : float
+        Seconds.
+    source : str
+        The media file.
+    sha256 : str
+        The file's SHA-256 (hashed once, when it was read).
+    """
+
+    clip: dict[str, np.ndarray]
+    segments: dict[str, np.ndarray]
+    spans: np.ndarray
+    duration: float
+    source: str
+    sha256: str = ""
+
+
+@dataclass
+class Recipe:
+    """How a catalog's items were processed, read from the catalog.
+
+    Attributes
+    ----------
+    catalog : Path
+        The catalog (it holds the model).
+    extract : vmtool.extract.ExtractConfig
+        The extractors the model reads, with their parameters and frame rate, as its
+        training data was extracted (a catalog extracted with one modality only, e.g.
+        music with ``-v none``, still processes video queries).
+    extractors : dict of str -> dict
+        Per extractor, the configuration it recorded (version, parameters...).
+    weights : dict of str -> dict of str -> str
+        Per extractor that ran with weight files, the SHA-256 digests it recorded
+        (``weights_sha256``...). A query is refused when the weights installed here
+        differ (the features would not be those the model learnt from).
+    segmentation : str or None
+        The segmentation method of the segment embeddings (None: clip embeddings only).
+    segmentation_config : dict
+        Its parameters as ``vmtool segment`` recorded them.
+    model_sha256 : str
+        The digest of the model file the catalog was embedded with.
+    """
+
+    catalog: Path
+    extract: Any  # vmtool.extract.ExtractConfig (imported lazily)
+    extractors: dict[str, dict[str, Any]]
+    weights: dict[str, dict[str, str]]
+    segmentation: str | None
+    segmentation_config: dict[str, Any]
+    model_sha256: str
+    _built: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_catalog(cls, catalog: str | os.PathLike) -> Recipe:
+        """Read the recipe of a catalog written by ``vmtool embed`` (the model is loaded on first use).
+
+        Raises
+        ------
+        FormatError
+            Not a vmtool collection, or no model stored in it (not written by ``vmtool embed``).
+        """
+        import h5py
+
+        from vmtool.extract import ExtractConfig
+        from vmtool.store import open_collection
+
+        p = Path(catalog)
+        with open_collection(p) as cat:
+            if "model" not in cat._f or not isinstance(cat._f["model"], h5py.Dataset):
+                raise FormatError("holds no model (dataset '/model'); it is not a catalog written by vmtool embed", p)
+            attr = cat.attrs.get("model")
+            fcfg = cat.config or {}
+        try:
+            attr = json.loads(attr) if isinstance(attr, str) else dict(attr or {})
+        except (TypeError, ValueError) as exc:
+            raise FormatError("root attribute 'model' is not the JSON vmtool embed writes", p) from exc
+        # the extractors the model reads, with the settings of its training data (vmtool
+        # embed stores them from the model file in the attribute 'model')
+        recipe = attr.get("features") or fcfg
+        names = attr.get("feature_names") or {}
+        params = {**(fcfg.get("params") or {}), **(recipe.get("params") or {})}
+        ecfg = ExtractConfig(
+            audio_features=tuple(names.get("audio") or (recipe.get("audio") or {}).keys()),
+            video_features=tuple(names.get("video") or (recipe.get("video") or {}).keys()),
+            rate=float(recipe.get("rate", fcfg.get("rate", 1.0))),
+            params={k: dict(v) for k, v in params.items()},
+        )
+        recorded = {name: dict(c) for mod in ("audio", "video") for name, c in (recipe.get(mod) or {}).items()
+                    if name in (*ecfg.audio_features, *ecfg.video_features)}
+        weights = {name: {k: str(v) for k, v in c.items() if k.endswith("_sha256")} for name, c in recorded.items()}
+        seg = attr.get("segmentation") or {}
+        return cls(catalog=p, extract=ecfg, extractors=recorded, weights={k: v for k, v in weights.items() if v},
+                   segmentation=seg.get("method"), segmentation_config=dict(seg.get("config") or {}),
+                   model_sha256=str(attr.get("sha256", "")))
+
+    def model(self, device: str = "cpu"):
+        """The catalog's model on *device* (a :class:`vmtool.models.checkpoint.LoadedModel`), loaded once."""
+        key = ("model", device)
+        if key not in self._built:
+            from vmtool.embed import load_catalog_model
+
+            self._built[key] = load_catalog_model(self.catalog, device)
+        return self._built[key]
+
+    def build_extractors(self, device: str = "cpu") -> list:
+        """The recipe's extractors on *device*, built once (their networks load once per run)."""
+        key = ("extractors", device)
+        if key not in self._built:
+            from vmtool.extract import build_extractors
+
+            self.extract.validate()
+            self._built[key] = build_extractors(self.extract, device)
+        return self._built[key]
+
+    def segment_config(self, method: str | None = None):
+        """The :class:`vmtool.segment.SegmentConfig` that runs *method* (default: the catalog's
+        segmentation) with the catalog's parameters; another method gets its defaults.
+        None when there is no method."""
+        from vmtool.segment import SegmentConfig
+
+        method = method or self.segmentation
+        if method is None:
+            return None
+        p = self.segmentation_config if method == self.segmentation else {}
+        return SegmentConfig(methods=[method], threshold=float(p.get("threshold", 0.5)),
+                             beats_per_bar=p.get("beats_per_bar"), window=p.get("window"), labels=p.get("labels"),
+                             min_duration=p.get("min_duration"), boundary_times=p.get("boundary_times", "msaf"),
+                             downbeats=p.get("downbeats", "librosa"))
+
+
+class _Rows:
+    """One element of a :class:`MemoryItem` (the read interface of :class:`vmtool.store.Ragged`)."""
+
+    def __init__(self, name: str, data: np.ndarray, rate: float, attrs: dict[str, Any], dim: int | None,
+                 present: bool | None = None):
+        self.name = name
+        self._data = data
+        self.offsets = np.array([0, len(data)], dtype=np.int64)
+        self.rates = np.array([rate], dtype=np.float64)
+        self.attrs = attrs
+        self.dim = dim
+        self._present = len(data) > 0 if present is None else present
+
+    @property
+    def modality(self) -> str | None:
+        return self.attrs.get("modality")
+
+    def rows(self, index: int) -> np.ndarray:
+        return self._data
+
+    def rate(self, index: int) -> float:
+        return float(self.rates[index])
+
+    def present(self, index: int) -> bool:
+        return self._present
+
+    def __len__(self) -> int:
+        return 1
+
+
+class MemoryItem:
+    """One extracted (and segmented) item held in memory, read like a one-item collection.
+
+    It offers the part of :class:`vmtool.store.Collection`'s read interface that
+    :class:`vmtool.embed.Embedder` and :class:`vmtool.training.data.InputBuilder` use
+    (``ids``, ``path``, ``config``, ``names``, ``ragged``, ``feature``, ``column``), with
+    the rows as a collection file would return them: features as float32, boundaries as
+    float64, every configured extractor listed (without rows when the item lacks its
+    modality).
+
+    Parameters
+    ----------
+    result : vmtool.extract.ItemResult
+        What :func:`vmtool.extract.extract_item` gave for the file.
+    extractors : sequence
+        The extractors that ran.
+    config : dict
+        The extraction configuration as a collection records it
+        (:func:`vmtool.extract.stored_config`).
+    segmentations : dict of str -> Segmentation, optional
+        Per method, what :func:`vmtool.segment.segment_item` gave.
+    path : path, optional
+        Named in error messages (default: the item's source).
+    """
+
+    def __init__(self, result, extractors, config: dict[str, Any], segmentations=None, path=None):
+        from vmtool.extract import feature_attrs
+
+        self.item = result.item
+        self.path = Path(path if path is not None else result.item.source)
+        self.ids = [result.item.id]
+        self.config = config
+        arrays = result.arrays()
+        self._groups: dict[str, dict[str, _Rows]] = {"features": {}, "segmentations": {}}
+        for e in extractors:
+            arr = arrays.get(("features", e.name))
+            width = (0, e.dim) if e.dim is not None else (0,)
+            data = np.zeros(width, np.float32) if arr is None else np.asarray(arr.data).astype(np.float32, copy=False)
+            rate = np.nan if arr is None else float(arr.rate)
+            self._groups["features"][e.name] = _Rows(e.name, data, rate, feature_attrs(e), e.dim)
+        for method, seg in (segmentations or {}).items():
+            self._groups["segmentations"][method] = _Rows(
+                method, np.asarray(seg.boundaries, dtype=np.float64), np.nan, {"method": method}, None, present=True)
+
+    def __len__(self) -> int:
+        return 1
+
+    def names(self, group: str) -> list[str]:
+        return sorted(self._groups.get(group, {}))
+
+    def ragged(self, group: str, name: str) -> _Rows:
+        if name not in self.names(group):
+            have = ", ".join(self.names(group)) or "none"
+            raise ParameterError(f"no {group[:-1] if group.endswith('s') else group} {name!r} (have: {have})",
+                                 self.path)
+        return self._groups[group][name]
+
+    def feature(self, name: str) -> _Rows:
+        return self.ragged("features", name)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([getattr(self.item, name)])
+
+
+def process_media(
+    path: str | os.PathLike,
+    recipe: Recipe,
+    *,
+    device: str = "auto",
+    segments: str | None = None,
+    progress: Progress | None = None,
+) -> QueryEmbedding:
+    """Embed a raw media file exactly as the catalog's items were embedded, in memory.
+
+    Extracts the recipe's features (same extractors, parameters and rate), runs its
+    segmentation (or *segments*) and applies its model; nothing is written to disk.
+
+    Parameters
+    ----------
+    path : path
+        An audio or video file.
+    recipe : Recipe
+        From :meth:`Recipe.from_catalog`; reuse it for several files.
+    device : str
+        ``auto|cpu|cuda[:N]|mps`` for the model and the extractors' networks.
+    segments : str, optional
+        A segmentation method instead of the catalog's (e.g. ``transnet`` for a video
+        without sound, when the catalog was segmented with a music method).
+    progress : vmtool.progress.Progress, optional
+
+    Raises
+    ------
+    VmtoolError
+        The media cannot be read, lacks what the recipe needs (e.g. a music
+        segmentation for a video without sound: pass ``segments="transnet"``), or the
+        catalog has no model.
+    """
+    from vmtool.device import resolve_device
+    from vmtool.embed import Embedder
+    from vmtool.extract import stored_config
+
+    dev = resolve_device(device)
+    progress = progress or Progress()
+    model = recipe.model(dev)
+    method = segments or recipe.segmentation
+    extractors = recipe.build_extractors(dev)
+    result = _extract(path, recipe.extract, extractors, progress)
+    segs = {} if method is None else {method: _segment(path, result, recipe.segment_config(method), dev, progress)}
+    item = MemoryItem(result, extractors, stored_config(recipe.extract, extractors), segs, path=path)
+    clip, seg_emb, spans = Embedder(item, model, method).item(0)
+    if not clip:
+        raise ParameterError("the query has neither audio nor video features", path)
+    dur = float(item.column("duration")[0])
+    return QueryEmbedding(clip, seg_emb, spans if spans is not None else np.array([[0.0, dur]]), dur, str(path),
+                          result.item.sha256)
+
+
+def _extract(path: str | os.PathLike, config, extractors: list, progress: Progress):
+    """:func:`vmtool.extract.extract_item` on one file, checked, hashed and reported as ``vmtool extract`` does."""
+    from vmtool.batch import run_batch
+    from vmtool.extract import check_inputs, extract_item, work_of
+    from vmtool.store import unique_ids
+
+    (src, sha), = check_inputs([os.fspath(path)])[0]
+    (item_id,) = unique_ids([Path(src).stem], [sha])
+
+    def here(src: str, item_id: str, sha: str, on_advance=None):
+        return extract_item(src, extractors, config, item_id=item_id, sha256=sha, on_advance=on_advance)
+
+    progress.batch_start(1)
+    ((_, result),) = run_batch([(src, (src, item_id, sha))], here, progress=progress,
+                               work=lambda s: work_of(s, extractors), in_process=here)
+    return result
+
+
+def _segment(path: str | os.PathLike, result, config, device: str, progress: Progress):
+    """:func:`vmtool.segment.segment_item` on one extracted item, as ``vmtool segment`` runs it on
+    a collection (TransNetV2's shot likelihood from extraction is reused)."""
+    from vmtool.batch import Failure, run_batch
+    from vmtool.segment import ItemTask, segment_item
+
+    (method,) = config.methods
+    it = result.item
+    try:
+        config.validate()
+        task = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video, methods=(method,))
+        lik = result.arrays().get(("curves", "shot_likelihood"))
+        if lik is not None and np.asarray(lik.data).size and method == "transnet":
+            # as stored in and read from a collection: float32 rows
+            task.likelihood = np.asarray(lik.data).astype(np.float32)
+            task.likelihood_rate = float(lik.rate)
+
+        def here(t, on_advance=None):
+            return segment_item(t, config, device, on_advance=on_advance)
+
+        progress.batch_start(1)
+        ((_, out),) = run_batch([(task.label, (task,))], here, keep_going=True, progress=progress,
+                                work=lambda label: 1.0, in_process=here)
+        if isinstance(out, Failure):  # the item's run itself failed: every method failed
+            out = {method: out}
+        if isinstance(out[method], Failure):
+            raise VmtoolError(out[method].message)
+    except VmtoolError as exc:
+        reason = exc.reason
+        if reason.startswith(f"{os.fspath(path)}: "):  # a batch failure names the file already
+            reason = reason[len(os.fspath(path)) + 2:]
+        raise type(exc)(f"{reason} (segmenting the query with {method!r}; "
+                        f"a video without sound needs --query-segments transnet)", path) from exc
+    return out[method]
