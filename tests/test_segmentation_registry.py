@@ -179,3 +179,15 @@ def test_worker_processes_run_a_registered_method(local_registry, tmp_path):
     with open_collection(tmp_path / "w.h5") as col:
         rg = col.ragged("segmentations", "every")
         assert [list(rg.rows(k)) for k in range(2)] == [[2.0], [2.0, 4.0]]
+
+
+@pytest.mark.parametrize("method", registry.names())
+def test_recorded_parameters_give_back_the_configuration(method):
+    """A catalog's recorded segmentation parameters rebuild the configuration that made them
+    (vmtool.pipeline segments a media query with it), including non-default values."""
+    cfg = SegmentConfig(methods=[method], threshold=0.3, beats_per_bar=3, window=4.0, labels="fmc2d",
+                        min_duration=2.0, boundary_times="frame-start", downbeats="madmom")
+    recorded = cfg.params(method)
+    again = SegmentConfig.from_params(method, recorded)
+    assert again.params(method) == recorded
+    assert SegmentConfig.from_params(method, {}).params(method) == SegmentConfig(methods=[method]).params(method)

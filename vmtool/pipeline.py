@@ -176,11 +176,7 @@ class Recipe:
         method = method or self.segmentation
         if method is None:
             return None
-        p = self.segmentation_config if method == self.segmentation else {}
-        return SegmentConfig(methods=[method], threshold=float(p.get("threshold", 0.5)),
-                             beats_per_bar=p.get("beats_per_bar"), window=p.get("window"), labels=p.get("labels"),
-                             min_duration=p.get("min_duration"), boundary_times=p.get("boundary_times", "msaf"),
-                             downbeats=p.get("downbeats", "librosa"))
+        return SegmentConfig.from_params(method, self.segmentation_config if method == self.segmentation else {})
 
 
 class _Rows:

@@ -134,6 +134,21 @@ class SegmentConfig:
         p.update((name, self.value(name)) for name in registry.get(method).params)
         return p
 
+    @classmethod
+    def from_params(cls, method: str, recorded: dict[str, Any] | None) -> SegmentConfig:
+        """The configuration that runs *method* as its *recorded* parameters say (the
+        inverse of :meth:`params`; a parameter not recorded takes its default)."""
+        recorded = recorded or {}
+        fields: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        for name in registry.get(method).params:
+            if registry.param(name).fixed or name not in recorded:
+                continue
+            (fields if name in cls.__dataclass_fields__ else options)[name] = recorded[name]
+        if "min_duration" in recorded:
+            fields["min_duration"] = recorded["min_duration"]
+        return cls(methods=[method], options=options, **fields)
+
 
 @dataclass
 class ItemTask:
