@@ -160,7 +160,10 @@ def _global_state_preserved(torch: Any, cuda_device: bool):
         torch.set_rng_state(torch_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
-        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) \
+                != (det, det_warn):
+            # only when changed: the call imports torch._dynamo and sympy (about a second)
+            torch.use_deterministic_algorithms(det, warn_only=det_warn)
         cudnn.deterministic, cudnn.benchmark = cudnn_flags
         if had_env:
             os.environ[_MPS_ENV] = env_value  # type: ignore[assignment]

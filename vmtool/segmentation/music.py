@@ -219,6 +219,7 @@ def import_msaf():
                 from vmtool._librosa import import_librosa_beat
 
                 import_librosa_beat()  # before msaf, which tracks beats for its features
+                _defer_import("pylab")  # msaf's 2D-FMC imports it for debug plots only
                 import msaf
                 import msaf.algorithms  # noqa: F401
                 import msaf.base  # noqa: F401
@@ -227,6 +228,41 @@ def import_msaf():
         except Exception as exc:  # noqa: BLE001 - any import-time failure of a dependency
             raise SegmentationError(f"msaf cannot be imported ({type(exc).__name__}: {exc})") from exc
     return msaf
+
+
+def _defer_import(name: str) -> None:
+    """Put a stand-in for the plain module *name* in ``sys.modules`` that imports it on first use.
+
+    msaf's 2D-FMC labelling imports ``pylab`` (all of matplotlib.pyplot, ~40 % of msaf's
+    import time) for plots it draws only in debugging branches; deferred, a segmentation
+    never pays for it, and code that does use the module gets the real one: the first
+    attribute read imports it and fills the stand-in. (:class:`importlib.util.LazyLoader`
+    does not defer here: on Python 3.11 an ``import`` statement reads ``__spec__``, which
+    loads it.) Does nothing when *name* is already imported or not installed.
+    """
+    import importlib.util
+    import types
+
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.submodule_search_locations is not None:  # absent, or a package
+        return
+
+    class _Deferred(types.ModuleType):
+        def __getattr__(self, attr: str):
+            if attr == "__path__":  # what the import system asks of packages: a module has none
+                raise AttributeError(attr)
+            with _LOCK:
+                if sys.modules.get(name) is self:
+                    del sys.modules[name]
+                real = importlib.import_module(name)
+                self.__dict__.update(real.__dict__)
+            return getattr(real, attr)
+
+    stand_in = _Deferred(name)
+    stand_in.__spec__ = spec
+    sys.modules[name] = stand_in
 
 
 # ---------------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""What a one-file command imports: only what it uses.
+
+Each command runs in a fresh interpreter (this test process has imported everything
+already) and reports which heavy packages it loaded. No timing here: the start-up
+times themselves are measured by benchmarks/bench_startup.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vmtool
+
+DATA = Path(__file__).parent / "data"
+HEAVY = ("numpy", "h5py", "scipy", "numba", "librosa", "torch", "msaf", "matplotlib", "sklearn", "pandas", "av")
+
+_PRELUDE = f"""
+import json, sys
+from typer.testing import CliRunner
+from vmtool.cli import app
+HEAVY = {HEAVY!r}
+def loaded():
+    return sorted({{m.split('.')[0] for m in sys.modules}} & set(HEAVY))
+def invoke(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == 0, (args, res.output)
+"""
+
+
+def heavy_after(code: str) -> list[str]:
+    """The heavy packages imported after running *code* in a new interpreter (last line)."""
+    env = dict(os.environ)
+    root = str(Path(vmtool.__file__).resolve().parents[1])  # this tree's vmtool, not an installed one
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, "-c", _PRELUDE + code + "\nprint(json.dumps(loaded()))"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_command_line_loads_no_heavy_package():
+    assert heavy_after("") == []
+
+
+def test_help_loads_no_heavy_package():
+    assert heavy_after("invoke('--help')\ninvoke('train', '--help')\ninvoke('rank', '--help')") == []
+
+
+def test_info_reads_hdf5_without_the_processing_libraries():
+    assert heavy_after(f"invoke('info', {str(DATA / 'collection-1.1.h5')!r})") == ["h5py", "numpy"]
+
+
+@pytest.mark.parametrize("method", [["-m", "fixed", "--window", "2"], ["-m", "beats"]])
+def test_fixed_and_beat_segmentation_never_import_msaf(tmp_path, audio_files, method):
+    out = tmp_path / "seg.h5"
+    loaded = heavy_after(f"invoke('segment', {str(audio_files['wav'])!r}, *{method!r}, '-o', {str(out)!r}, '-q')")
+    assert out.exists()
+    assert not {"msaf", "matplotlib", "torch", "sklearn", "pandas"} & set(loaded), loaded
+
+
+def test_msaf_import_defers_pylab_until_used():
+    # msaf's 2D-FMC imports pylab for debugging plots only: importing msaf must not load
+    # matplotlib, and the module msaf holds must still be the real pylab when used
+    code = """
+from vmtool.segmentation.music import import_msaf
+import_msaf()
+assert 'matplotlib' not in sys.modules, 'matplotlib imported with msaf'
+from msaf.algorithms.fmc2d import xmeans
+import matplotlib.pyplot
+assert xmeans.plt.scatter is matplotlib.pyplot.scatter
+"""
+    assert "matplotlib" in heavy_after(code)
+
+
+def test_restoring_transnet_global_state_does_not_import_torch_dynamo():
+    # torch.use_deterministic_algorithms imports torch._dynamo and sympy (about a second):
+    # restoring an unchanged switch must not call it
+    code = """
+import torch
+from vmtool.features.transnet import _global_state_preserved
+with _global_state_preserved(torch, False):
+    pass
+assert 'torch._dynamo' not in sys.modules and 'sympy' not in sys.modules
+"""
+    assert "torch" in heavy_after(code)
