@@ -8,6 +8,7 @@ segment_item, the embedder) as the catalog's items did, without a temporary file
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -163,3 +164,37 @@ def test_the_ranker_ranks_a_media_file_as_its_stored_item(shots_catalog):
     d = pair.to_dict()
     assert d["query"] == d["target"] == f"{cat}#{clips[3].stem}" and d["direction"] == "v2m"
     assert len(d["edits"]) == len(stored.item.segments(0))
+
+
+def test_transnet_reuses_the_extracted_shot_likelihood(shots_catalog, monkeypatch):
+    """As vmtool segment on a collection, the query's shots come from the likelihood that
+    extraction computed: TransNetV2 does not run a second time on the media."""
+    from vmtool.segmentation import shots
+
+    def second_pass(*a, **k):
+        raise AssertionError("TransNetV2 ran again on the media")
+
+    monkeypatch.setattr(shots, "shots_from_media", second_pass)
+    clips, cat, _ = shots_catalog
+    q = process_media(clips[0], Recipe.from_catalog(cat), device="cpu")
+    assert len(q.spans) == len(q.segments["video"]) >= 1
+
+
+def test_query_segments_take_parameters(shots_catalog):
+    """--query-segments METHOD:KEY=VALUE: fixed windows need their length, and a stored
+    method's parameters can be changed; a key the method does not take is a usage error."""
+    clips, cat, _ = shots_catalog
+    recipe = Recipe.from_catalog(cat)
+    q = process_media(clips[0], recipe, device="cpu", segments="fixed:window=2")
+    np.testing.assert_allclose(q.spans[:, 1] - q.spans[:, 0], 2.0)
+    assert len(q.segments["audio"]) == 3
+    assert recipe.segment_config("transnet:threshold=0.6").params("transnet")["threshold"] == 0.6
+    assert recipe.segment_config("transnet").params("transnet")["threshold"] == 0.3  # the catalog's
+    r = CliRunner().invoke(app, ["rank", str(clips[0]), str(cat), "--query-segments", "fixed:windw=2"])
+    assert r.exit_code == 2
+    flat = " ".join(re.sub("[│╭╮╰╯─]", " ", r.output).split())  # the usage box, unwrapped
+    assert "'fixed:windw=2': fixed takes no parameter 'windw'; it takes window, min_duration" in flat
+    r = CliRunner().invoke(app, ["rank", str(clips[0]), str(cat), "--query-segments", "fixed:window=2",
+                                 "--format", "tsv"])
+    assert r.exit_code == 0, r.output
+    assert sorted(line.split("\t")[1] for line in r.stdout.splitlines()[1:]) == sorted(c.stem for c in clips)

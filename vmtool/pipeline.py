@@ -170,13 +170,16 @@ class Recipe:
     def segment_config(self, method: str | None = None):
         """The :class:`vmtool.segment.SegmentConfig` that runs *method* (default: the catalog's
         segmentation) with the catalog's parameters; another method gets its defaults.
-        None when there is no method."""
+        *method* may set parameters as ``METHOD:KEY=VALUE,...`` (``fixed:window=5``), over
+        those. None when there is no method."""
         from vmtool.segment import SegmentConfig
+        from vmtool.segmentation.registry import parse_spec
 
-        method = method or self.segmentation
-        if method is None:
+        if (method or self.segmentation) is None:
             return None
-        return SegmentConfig.from_params(method, self.segmentation_config if method == self.segmentation else {})
+        name, given = parse_spec(method or self.segmentation)
+        stored = self.segmentation_config if name == self.segmentation else {}
+        return SegmentConfig.from_params(name, {**(stored or {}), **given})
 
 
 class _Rows:
@@ -296,7 +299,8 @@ def process_media(
         ``auto|cpu|cuda[:N]|mps`` for the model and the extractors' networks.
     segments : str, optional
         A segmentation method instead of the catalog's (e.g. ``transnet`` for a video
-        without sound, when the catalog was segmented with a music method).
+        without sound, when the catalog was segmented with a music method), with its
+        parameters as ``METHOD:KEY=VALUE,...`` (``fixed:window=5``).
     progress : vmtool.progress.Progress, optional
 
     Raises
@@ -313,10 +317,11 @@ def process_media(
     dev = resolve_device(device)
     progress = progress or Progress()
     model = recipe.model(dev)
-    method = segments or recipe.segmentation
+    config = recipe.segment_config(segments)
+    method = None if config is None else config.methods[0]
     extractors = recipe.build_extractors(dev)
     result = _extract(path, recipe.extract, extractors, progress)
-    segs = {} if method is None else {method: _segment(path, result, recipe.segment_config(method), dev, progress)}
+    segs = {} if method is None else {method: _segment(path, result, config, dev, progress)}
     item = MemoryItem(result, extractors, stored_config(recipe.extract, extractors), segs, path=path)
     clip, seg_emb, spans = Embedder(item, model, method).item(0)
     if not clip:
@@ -349,17 +354,18 @@ def _segment(path: str | os.PathLike, result, config, device: str, progress: Pro
     a collection (TransNetV2's shot likelihood from extraction is reused)."""
     from vmtool.batch import Failure, run_batch
     from vmtool.segment import ItemTask, segment_item
+    from vmtool.segmentation import registry
 
     (method,) = config.methods
     it = result.item
     try:
         config.validate()
         task = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video, methods=(method,))
-        lik = result.arrays().get(("curves", "shot_likelihood"))
-        if lik is not None and np.asarray(lik.data).size and method == "transnet":
-            # as stored in and read from a collection: float32 rows
-            task.likelihood = np.asarray(lik.data).astype(np.float32)
-            task.likelihood_rate = float(lik.rate)
+        stored = registry.get(method).stored_curve
+        curve = result.arrays().get(("curves", stored)) if stored else None
+        if curve is not None and np.asarray(curve.data).size:
+            # as segment reads a curve from a collection: float32 rows and their rate
+            task.curves[stored] = (np.asarray(curve.data).astype(np.float32), float(curve.rate))
 
         def here(t, on_advance=None):
             return segment_item(t, config, device, on_advance=on_advance)

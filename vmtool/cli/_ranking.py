@@ -53,18 +53,27 @@ def directions_callback(value: str) -> str:
 
 
 def query_segments_callback(value: Optional[str]) -> Optional[str]:
-    """``--query-segments`` names one of segment's methods: anything else is a usage error."""
-    from vmtool.segmentation.registry import names
+    """``--query-segments`` names one of segment's methods, with its parameters as
+    ``METHOD:KEY=VALUE,...``: anything else is a usage error."""
+    if value is None:
+        return value
+    from vmtool.segment import SegmentConfig
+    from vmtool.segmentation.registry import names, parse_spec
 
-    if value is not None and value not in names():
-        raise typer.BadParameter(f"unknown segmentation method {value!r}; methods: {', '.join(names())}")
-    return value
+    def check(spec: str) -> str:
+        if spec.partition(":")[0].strip() not in names():
+            raise ParameterError(f"unknown segmentation method {spec!r}; methods: {', '.join(names())}")
+        method, given = parse_spec(spec)
+        SegmentConfig.from_params(method, given).validate()
+        return spec
+
+    return _as_usage_error(check, value)
 
 
 QuerySegmentsOpt = Annotated[Optional[str], typer.Option(
-    "--query-segments", metavar="METHOD", callback=query_segments_callback,
+    "--query-segments", metavar="METHOD[:KEY=VALUE,...]", callback=query_segments_callback,
     help="Segment a media query with this method instead of the catalog's (e.g. transnet for a video without "
-         "sound).")]
+         "sound; fixed:window=5 for 5-s windows; transnet:threshold=0.3).")]
 
 
 def pair_scorer_for(catalog, methods, device: str):

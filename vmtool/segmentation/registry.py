@@ -36,6 +36,7 @@ from typing import Any
 from vmtool.errors import ParameterError
 
 __all__ = [
+    "parse_spec",
     "AUDIO_SR",
     "AUDIO_RESAMPLER",
     "LABEL_METHODS",
@@ -439,6 +440,47 @@ def names(*, family: str | None = None, modality: str | None = None, first: str 
         out.remove(first)
         out.insert(0, first)
     return tuple(out)
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """A method and its parameters from ``METHOD[:KEY=VALUE,...]`` (e.g. ``fixed:window=5``,
+    ``transnet:threshold=0.3``), the spelling of ``rank --query-segments``.
+
+    Values are read as integers, then numbers, else kept as text. Only the parameters the
+    method records (and ``min_duration``) may be given; their values are checked when the
+    configuration is validated.
+
+    Raises
+    ------
+    ParameterError
+        Unknown method, a pair without ``=``, a key given twice, or a key the method does
+        not take.
+    """
+    name, sep, rest = str(spec).strip().partition(":")
+    method = get(name.strip())
+    allowed = [k for k in method.params if not _PARAMS[k].fixed] + ["min_duration"]
+    values: dict[str, Any] = {}
+    for pair in (p.strip() for p in rest.split(",")) if sep else ():
+        key, eq, text = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ParameterError(f"{spec!r}: expected KEY=VALUE after the method, got {pair!r}")
+        if key not in allowed:
+            raise ParameterError(f"{spec!r}: {method.name} takes no parameter {key!r}; "
+                                 f"it takes {', '.join(allowed)}")
+        if key in values:
+            raise ParameterError(f"{spec!r}: {key!r} is given twice")
+        values[key] = _value(text.strip())
+    return method.name, values
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
 
 
 def users(param_name: str) -> tuple[str, ...]:
