@@ -69,6 +69,8 @@ def test_train_embed_info_chain(feats, tmp_path):
 def test_every_loss_from_the_cli(feats, tmp_path, loss):
     r = run("train", feats, "-o", tmp_path / "m.pt", "--epochs", "1", "--loss", loss, *SMALL)
     assert r.exit_code == 0, r.output
+    info = json.loads(run("info", tmp_path / "m.pt", "--format", "json").stdout)
+    assert (info["loss"]["name"], info["training"]["epochs"]) == (loss, 1)
 
 
 def test_loss_hyper_parameters_reach_the_model_file(feats, tmp_path):
@@ -92,6 +94,8 @@ def test_every_aggregation_from_the_cli(feats, tmp_path, aggregation):
     r = run("train", feats, "-o", tmp_path / "m.pt", "--epochs", "1", "--aggregation", aggregation,
             "--frames", "5", "--hard-negatives", "5", *SMALL)
     assert r.exit_code == 0, r.output
+    info = json.loads(run("info", tmp_path / "m.pt", "--format", "json").stdout)
+    assert (info["model"]["aggregation"], info["loss"]["hard_negatives"]) == (aggregation, 5)
 
 
 def test_train_errors(feats, tmp_path):
