@@ -11,7 +11,7 @@ version that already has one** (the 1.0 collection was written by vmtool 0.1.0, 
 
 ``python tests/data/make_frozen.py catalog|segments|study``: files of the current schema
 made by running vmtool's commands on a generated corpus (``vmtool demo --corpus-only
---seed 0``: music videos of 64x36, 6 of 12 s for the catalog, 4 and 3 of 24 s for the
+--seed 0``: music videos of 64x36, 6 of 12 s for the catalog, 4 of 24 s for the
 others), each with ``NAME-VERSION.expected.json`` holding
 what the commands answered on them that day; ``tests/test_frozen.py`` reads them:
 
@@ -20,7 +20,7 @@ what the commands answered on them that day; ``tests/test_frozen.py`` reads them
   ``vmtool rank catalog-VERSION.h5#clip_0005 catalog-VERSION.h5`` works on it.
 - ``segments-VERSION.h5``: the corpus segmented from its media files with olda, foote,
   transnet, beats, bars and fixed (3 s) windows (``vmtool segment``).
-- ``study-VERSION.h5``: ``vmtool analyze-structure`` of three clips, with the
+- ``study-VERSION.h5``: ``vmtool analyze-structure`` of four clips, with the
   genres of ``study-VERSION.metadata.csv``.
 
 Run it from the repository root with the project's environment; it needs the whole stack
@@ -66,7 +66,7 @@ def collection(version: str, out: Path) -> None:
 
 #: clips and seconds per clip of each file's corpus: MSAF finds no section boundary in most
 #: 12 s clips, so the segmented collection and the study use 24 s clips (as the demo does)
-CORPUS = {"catalog": (6, 12.0), "segments": (4, 24.0), "study": (3, 24.0)}
+CORPUS = {"catalog": (6, 12.0), "segments": (4, 24.0), "study": (4, 24.0)}
 RANKINGS = {  # name -> vmtool rank arguments after the catalog's name; outputs kept as expectations
     "default": ["{c}#clip_0005", "{c}", "-f", "json"],
     "nw-dtw": ["{c}#clip_0005", "{c}", "-m", "nw-dtw", "-f", "json"],
