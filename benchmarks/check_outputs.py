@@ -61,7 +61,7 @@ VARYING = {
         "time (history entries: when each command ran)",
         "created (model checkpoint: when it was saved)",
         "seconds, pairs_per_s (training summary and per-epoch history; wall clock)",
-        "seconds, time_s, elapsed (evaluate/rank/segment/analyze-structure reports: wall clock)",
+        "seconds, time_s, elapsed, elapsed_s, timings (any report: wall clock)",
     ],
     "strings rewritten": [
         "the working directory's absolute path -> <WORK>",
