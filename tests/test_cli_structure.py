@@ -411,7 +411,8 @@ def test_real_music_video(real_music_video, tmp_path):
     res = run("analyze-structure", real_music_video, "-o", out, "--format", "json", "--plot", tmp_path / "p")
     assert res.exit_code == 0, res.stderr
     (c,) = json.loads(res.stdout)["clips"]
-    assert c["n_shots"] > 80 and 60 < c["bpm"] < 200 and c["sync_level"] in ("beat", "bar", "pattern", "none")
+    # TransNetV2 finds 108 shots in it; their dominant duration (1.2 s) is near a bar at ~113 BPM
+    assert c["n_shots"] == 108 and 60 < c["bpm"] < 200 and c["sync_level"] == "bar"
     assert c["s_bar"] is not None and c["s_bar_chance"] is not None and c["s_seg"] is not None
     with open_collection(out) as col:
         n = col.curve("shot_likelihood").rows(0).size  # 5,301 frames at 25 fps

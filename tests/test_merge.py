@@ -119,7 +119,9 @@ def test_incompatible_inputs_are_all_reported_and_nothing_is_written(shards, tmp
     other_seg = tmp_path / "other.h5"
     assert run("segment", parts[1], "-m", "fixed", "--window", "3", "-o", other_seg, "-q").exit_code == 0
     other_cfg = tmp_path / "cfg.h5"
-    assert run("extract", d / "shard2.h5", "-o", other_cfg, "-q").exit_code != 0  # not media: fails, nothing
+    bad = run("extract", d / "shard2.h5", "-o", other_cfg, "-q")  # not media: fails, nothing written
+    assert bad.exit_code == 1
+    assert bad.stderr == f"Error: {d / 'shard2.h5'}: is an HDF5 file (a vmtool file?), not a media file\n"
     notvm = tmp_path / "notes.h5"
     notvm.write_text("hello")
     out = tmp_path / "out.h5"
