@@ -280,3 +280,18 @@ def test_bad_model_files(tmp_path):
     torch.save(data, future)
     with pytest.raises(FormatError, match="version 99 is not supported"):
         load_checkpoint(future)
+
+
+def test_a_model_file_does_not_depend_on_its_name(tmp_path):
+    """The same checkpoint written under two names (as the atomic writer's temporaries,
+    which carry a pid and a random part) gives the same bytes: model files of the same
+    training are reproducible."""
+    import torch
+
+    from vmtool.models.checkpoint import save_model
+
+    data = {"weights": {"w": torch.arange(6, dtype=torch.float32)}, "note": "x"}
+    a, b = tmp_path / "m.pt", tmp_path / ".vmtool-tmp-m.pt.123456.abcdefgh.part"
+    save_model(data, a)
+    save_model(data, b)
+    assert a.read_bytes() == b.read_bytes()

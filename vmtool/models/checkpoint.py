@@ -47,7 +47,11 @@ def save_model(data: dict[str, Any], path: str | os.PathLike) -> None:
     out = dict(data)
     out["format"] = MODEL_FORMAT
     out["version"] = MODEL_VERSION
-    torch.save(out, path)
+    # through a file object, torch names the archive's records "archive/..."; given a path it
+    # names them after the file, here the atomic writer's temporary (with a pid and a random
+    # part), which made two model files of the same training differ in size and bytes
+    with open(path, "wb") as fh:
+        torch.save(out, fh)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> dict[str, Any]:
