@@ -19,11 +19,12 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from vmtool.errors import VmtoolError
+from vmtool.errors import ParameterError, VmtoolError
 from vmtool.progress import Progress
 
 __all__ = ["run_batch", "Failure", "record_failure", "in_input_order", "die_with_parent", "stop_workers"]
@@ -38,6 +39,24 @@ class Failure:
 
     def __repr__(self) -> str:  # pragma: no cover
         return f"Failure({self.label!r}, {self.message!r})"
+
+
+def check_batch(inputs: Sequence, workers: int, plot_dir: str | os.PathLike | None = None) -> None:
+    """The argument checks every batch command makes before it starts (same messages).
+
+    Raises
+    ------
+    ParameterError
+        *workers* below 1, or no input.
+    VmtoolError
+        *plot_dir* is given but is not a directory.
+    """
+    if workers < 1:
+        raise ParameterError(f"--workers must be at least 1, got {workers}")
+    if not inputs:
+        raise ParameterError("no input given")
+    if plot_dir is not None and not Path(plot_dir).is_dir():
+        raise VmtoolError("plot directory does not exist", plot_dir)
 
 
 def in_input_order(failures: list[tuple[str, str]], inputs: Sequence) -> list[tuple[str, str]]:

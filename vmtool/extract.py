@@ -24,7 +24,7 @@ from typing import Any
 
 from vmtool import features as _features
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.batch import Failure, in_input_order, run_batch
+from vmtool.batch import Failure, in_input_order
 from vmtool.errors import BatchFailed, MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
 from vmtool.media import MEDIA_PATTERNS, check_media_file, find_media

@@ -24,6 +24,7 @@ from vmtool.errors import ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.ranking.catalog import catalog_model, load_item, parse_item_ref
 from vmtool.ranking.segments import SegmentSet
+from vmtool.store import is_hdf5
 
 __all__ = ["load_query", "QueryLoader", "is_item_ref", "recipe_for", "check_compatible", "CatalogRanker",
            "RankedQuery", "align_pair", "PairAlignment"]
@@ -103,7 +104,7 @@ class QueryLoader:
             raise VmtoolError("no such file (a query is a media file or file.h5#item-id)", path)
         if path.is_dir():
             raise VmtoolError("is a directory, expected a media file or file.h5#item-id", path)
-        if _is_hdf5(path):
+        if is_hdf5(path):
             raise ParameterError("is a vmtool file: name one of its items as FILE.h5#ITEM-ID", path)
         if catalog is None:
             raise ParameterError("a media query needs a catalog to be processed like (pass --catalog)", path)
@@ -129,13 +130,6 @@ class QueryLoader:
         return SegmentSet(segs, np.array([0, len(segs)]), spans=spans, clip=clip_row, ids=[path.stem],
                           sources=[str(path)], sha256s=[q.sha256], modality=modality)
 
-
-def _is_hdf5(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
 
 
 def recipe_for(query: str | os.PathLike, target: str | os.PathLike,

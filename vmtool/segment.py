@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.batch import Failure, in_input_order, run_batch
+from vmtool.batch import Failure, check_batch, in_input_order
 from vmtool.errors import BatchFailed, FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation import registry
 from vmtool.segmentation.base import Segmentation
 from vmtool.segmentation.registry import AUDIO_RESAMPLER, AUDIO_SR, LABEL_METHODS
-from vmtool.store import (Collection, CollectionWriter, Item, canonical_json, read_kind, resolve_source, sha256_file,
+from vmtool.store import (Collection, CollectionWriter, Item, canonical_json, is_hdf5, read_kind, resolve_source, sha256_file,
                           unique_ids)
 
 __all__ = [
@@ -278,13 +278,6 @@ class SegmentReport:
                 "reused": self.reused}
 
 
-def _is_vmtool_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
-
 
 @locks_output()
 def segment(
@@ -339,19 +332,14 @@ def segment(
     config.validate()
     progress = progress or Progress()
     out = check_output_path(output, inputs=inputs, update_kind="collection")
-    if workers < 1:
-        raise ParameterError(f"--workers must be at least 1, got {workers}")
-    if not inputs:
-        raise ParameterError("no input given")
-    if plot_dir is not None and not Path(plot_dir).is_dir():
-        raise VmtoolError("plot directory does not exist", plot_dir)
+    check_batch(inputs, workers, plot_dir)
     report = SegmentReport(output=str(out))
     from vmtool.cluster import runner_for
 
     runner = runner_for(scheduler, send_media=send_media, progress=progress, media=_task_media,
                         relocate=_task_relocate)
     paths = [Path(p) for p in inputs]
-    vm_inputs = [p for p in paths if p.exists() and _is_vmtool_file(p)]
+    vm_inputs = [p for p in paths if p.exists() and is_hdf5(p)]
     seed: Path | None = None
     items: list[Item]
     tasks: list[ItemTask]

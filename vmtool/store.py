@@ -187,6 +187,20 @@ def _decode(value: Any) -> Any:
     return value
 
 
+#: the first eight bytes of every HDF5 file
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str | os.PathLike) -> bool:
+    """Whether *path* is a readable file that starts with the HDF5 signature (a vmtool
+    file, or another HDF5 file), without opening it with h5py."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
 def read_kind(path: str | os.PathLike) -> tuple[str, str]:
     """Return ``(kind, schema_version)`` of a vmtool file.
 

@@ -35,7 +35,6 @@ __all__ = ["ModalityData", "read_modality", "split_spec", "sniff", "read_ids_fil
 
 RESERVED = ("ids", "offsets")
 _NPY_MAGIC = b"\x93NUMPY"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -130,7 +129,9 @@ def sniff(path: Path) -> str:
         return "npy"
     if head[:4] in _ZIP_MAGIC:
         return "npz"
-    if head.startswith(_HDF5_MAGIC):
+    from vmtool.store import HDF5_SIGNATURE
+
+    if head.startswith(HDF5_SIGNATURE):
         return "hdf5"
     import h5py
 

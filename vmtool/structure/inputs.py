@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vmtool.errors import FormatError, VmtoolError
-from vmtool.store import Collection, Item, read_kind, sha256_file, unique_ids
+from vmtool.store import Collection, Item, is_hdf5, read_kind, sha256_file, unique_ids
 from vmtool.structure.clip import Bars, ClipTask, StructureConfig, _bars_stale, _meter_wanted
 from vmtool.structure.metadata import Metadata
 
@@ -23,13 +23,6 @@ if TYPE_CHECKING:
     from vmtool.structure.study import StructureReport
 
 
-
-def _is_hdf5(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
 
 
 def _stored(col: Collection, segments: str) -> list[dict[str, Any]]:
@@ -80,7 +73,7 @@ def _gather(inputs: Sequence[Path], config: StructureConfig, metadata: Metadata 
 
     entries: list[tuple[Item, dict[str, Any]]] = []  # items in input order, with what is stored
     stored_attrs: dict[str, dict[str, Any]] = {}
-    vm = [p for p in inputs if p.exists() and p.is_file() and _is_hdf5(p)]
+    vm = [p for p in inputs if p.exists() and p.is_file() and is_hdf5(p)]
     seed = inputs[0] if len(inputs) == 1 and vm else None
 
     def fail(src: str, exc: VmtoolError) -> None:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from vmtool.atomic import DEFAULT_WAIT, check_output_path, locks_output
-from vmtool.batch import Failure, in_input_order
-from vmtool.errors import BatchFailed, FormatError, ParameterError, VmtoolError
+from vmtool.batch import Failure, check_batch, in_input_order
+from vmtool.errors import BatchFailed, FormatError, ParameterError
 from vmtool.progress import Progress
-from vmtool.store import read_kind
+from vmtool.store import is_hdf5, read_kind
 from vmtool.structure.clip import ClipResult, ClipTask, StructureConfig, _failed, analyze_clip
 from vmtool.structure.genres import GROUPINGS, GroupStats, aggregate
-from vmtool.structure.inputs import _gather, _is_hdf5, _metadata_warnings
+from vmtool.structure.inputs import _gather, _metadata_warnings
 from vmtool.structure.io import _write
 from vmtool.structure.metadata import read_metadata
 
@@ -159,12 +159,7 @@ def analyze_structure(
     config.validate()
     progress = progress or Progress()
     out = check_output_path(output, inputs=inputs, update_kind="collection")
-    if workers < 1:
-        raise ParameterError(f"--workers must be at least 1, got {workers}")
-    if not inputs:
-        raise ParameterError("no input given")
-    if plot_dir is not None and not Path(plot_dir).is_dir():
-        raise VmtoolError("plot directory does not exist", plot_dir)
+    check_batch(inputs, workers, plot_dir)
     meta = read_metadata(metadata, columns) if metadata is not None else None
     if meta is None and columns:
         raise ParameterError("--column needs --metadata")
@@ -177,7 +172,7 @@ def analyze_structure(
         + ("(madmom's RNN, as the thesis)" if config.downbeat_tracker == "madmom" else "(vmtool's estimator)")
         + " for the downbeats computed in this run; the per-clip column downbeat_tracker says which found each l_bar")
     paths = [Path(p) for p in inputs]
-    vm_paths = [p for p in paths if p.exists() and p.is_file() and _is_hdf5(p)]
+    vm_paths = [p for p in paths if p.exists() and p.is_file() and is_hdf5(p)]
     for p in vm_paths:  # refuse other kinds before any work
         kind, _ = read_kind(p)
         if kind != "collection":
