@@ -58,10 +58,10 @@ INFO_FILE = ROOT / "tests" / "data" / "collection-1.1.h5"
 #: function found in the profile gives the phase's time (the per-item functions that the
 #: extract / segment / embed commands share with the media-query path)
 PHASES = [
-    ("read the catalog's model", [("vmtool/pipeline.py", "load_catalog_model"), ("vmtool/embed.py", "load_catalog_model")]),
+    ("read the catalog's model", [("vmtool/pipeline.py", "model"), ("vmtool/embed.py", "load_catalog_model")]),
     ("extraction", [("vmtool/extract.py", "extract_item")]),
     ("segmentation", [("vmtool/segment.py", "segment_item")]),
-    ("embedding", [("vmtool/pipeline.py", "embed_item"), ("vmtool/embed.py", "item")]),
+    ("embedding", [("vmtool/embed.py", "item")]),
     ("load the catalog", [("vmtool/ranking/catalog.py", "load_catalog")]),
     ("ranking", [("vmtool/ranking/rank.py", "rank")]),
 ]

@@ -140,7 +140,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from embed' -s o -l output -r -F -
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l segments -x -d 'Segmentation for segment embeddings (default: the model\'s).'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l dtype -x -a 'float32 float16' -d 'Storage type of the embeddings.'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l resume -d 'Keep OUT\'s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.'
-complete -c vmtool -n '__fish_seen_subcommand_from embed' -l no-prototypes -l prototypes -d 'Models trained with --class-label (VMCML): a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.'
+complete -c vmtool -n '__fish_seen_subcommand_from embed' -l no-prototypes -l prototypes -d 'Models trained with --loss cosface:class_label=COLUMN (VMCML): a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l device -x -a 'auto cpu cuda' -d 'Torch device: auto, cpu, cuda or cuda:N.'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l wait -x -d 'Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.'
 complete -c vmtool -n '__fish_seen_subcommand_from embed' -l scheduler -x -d 'Run the items on a Dask cluster: a scheduler address (tcp://host:8786), a scheduler file, or local:N (N worker processes here).'

@@ -195,8 +195,8 @@ _vmtool() {
                     '(--segments)--segments[Segmentation for segment embeddings (default\: the model'\''s).]:METHOD: ' \
                     '(--dtype)--dtype[Storage type of the embeddings.]:DTYPE:(float32 float16)' \
                     '(--resume)--resume[Keep OUT'\''s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.]' \
-                    '(--no-prototypes --prototypes)--no-prototypes[Models trained with --class-label (VMCML)\: a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.]' \
-                    '(--no-prototypes --prototypes)--prototypes[Models trained with --class-label (VMCML)\: a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.]' \
+                    '(--no-prototypes --prototypes)--no-prototypes[Models trained with --loss cosface\:class_label=COLUMN (VMCML)\: a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.]' \
+                    '(--no-prototypes --prototypes)--prototypes[Models trained with --loss cosface\:class_label=COLUMN (VMCML)\: a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \

@@ -113,6 +113,14 @@ def test_a_media_query_is_processed_with_the_frozen_catalogs_recipe_and_model(in
     assert [r["id"] for r in got["results"]] == [r["id"] for r in want["results"]]
     assert [r["distance"] for r in got["results"]] == pytest.approx([r["distance"] for r in want["results"]],
                                                                     abs=1e-5)
+    # naming the catalog's own method (fixed windows) keeps its recorded window length
+    for spec in ("fixed", "fixed:window=4"):
+        res = run("rank", clip, CATALOG, "-f", "json", "-q", "--query-segments", spec)
+        assert res.exit_code == 0, res.stderr
+        assert json.loads(res.stdout)["results"] == got["results"]
+    res = run("rank", clip, CATALOG, "-f", "json", "-q", "--query-segments", "fixed:window=3")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["results"] != got["results"]
 
 
 # --- the segmented collection --------------------------------------------------------------------

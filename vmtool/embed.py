@@ -262,7 +262,7 @@ def embed(
         item's inputs and sends them with its task, so workers need no shared storage.
     prototypes : bool
         For a model trained with one cosface prototype per class of a label column
-        (``--class-label track``, VMCML): the music clip embedding of an item whose class
+        (``--loss cosface:class_label=track``, VMCML): the music clip embedding of an item whose class
         the model was trained on is that class's prototype (unit norm), as VMCML retrieves
         seen music; other items, and all with False, go through the music branch.
     """

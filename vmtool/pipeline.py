@@ -86,8 +86,9 @@ class Recipe:
         Per extractor, the configuration it recorded (version, parameters...).
     weights : dict of str -> dict of str -> str
         Per extractor that ran with weight files, the SHA-256 digests it recorded
-        (``weights_sha256``...). A query is refused when the weights installed here
-        differ (the features would not be those the model learnt from).
+        (``weights_sha256``...). A query whose extractors recorded other settings or
+        weights than the catalog's is refused before it is embedded (the features would
+        not be those the model learnt from).
     segmentation : str or None
         The segmentation method of the segment embeddings (None: clip embeddings only).
     segmentation_config : dict

@@ -57,14 +57,19 @@ def query_segments_callback(value: Optional[str]) -> Optional[str]:
     ``METHOD:KEY=VALUE,...``: anything else is a usage error."""
     if value is None:
         return value
-    from vmtool.segment import SegmentConfig
-    from vmtool.segmentation.registry import names, parse_spec
+    from vmtool.segmentation import registry
 
     def check(spec: str) -> str:
-        if spec.partition(":")[0].strip() not in names():
-            raise ParameterError(f"unknown segmentation method {spec!r}; methods: {', '.join(names())}")
-        method, given = parse_spec(spec)
-        SegmentConfig.from_params(method, given).validate()
+        if spec.partition(":")[0].strip() not in registry.names():
+            raise ParameterError(f"unknown segmentation method {spec!r}; methods: {', '.join(registry.names())}")
+        method, given = registry.parse_spec(spec)
+        # only what is given here: the catalog's recorded parameters fill in the rest
+        # (a catalog segmented with fixed windows gives their length)
+        for key, value in given.items():
+            check = registry.param(key).check
+            msg = check(value, (method,)) if check is not None else None
+            if msg:
+                raise ParameterError(msg)
         return spec
 
     return _as_usage_error(check, value)

@@ -61,7 +61,7 @@ def embed_cmd(
         "made by the same model with the same settings; embed only the others.")] = False,
     prototypes: Annotated[bool, typer.Option(
         "--prototypes/--no-prototypes",
-        help="Models trained with --class-label (VMCML): a track the model was trained on gets its class "
+        help="Models trained with --loss cosface:class_label=COLUMN (VMCML): a track the model was trained on gets its class "
              "prototype as music embedding, as VMCML retrieves seen music.")] = True,
     device: DeviceOpt = "auto",
     wait: WaitOpt = DEFAULT_WAIT,

@@ -69,6 +69,18 @@ def _users(param: str) -> str:
     return "/".join(registry.users(param))
 
 
+def _min_duration_default() -> str:
+    """The methods' default shortest segment, as --min-duration's help says it
+    (``Default: 1, or 0 for beats and bars``)."""
+    by_value: dict[float, list[str]] = {}
+    for m in registry.names():
+        by_value.setdefault(registry.get(m).min_duration, []).append(m)
+    common = max(by_value, key=lambda v: len(by_value[v]))
+    others = [f"{v:g} for {' and '.join(ms) if len(ms) <= 2 else ', '.join(ms)}"
+              for v, ms in by_value.items() if v != common]
+    return f"Default: {common:g}" + "".join(f", or {o}" for o in others) + "."
+
+
 def register(app: typer.Typer) -> None:
     app.command("segment", help=HELP, no_args_is_help=True)(segment_cmd)
 
@@ -89,7 +101,7 @@ def segment_cmd(
     window: Annotated[Optional[float], typer.Option("--window", help=f"{_users('window')}: window length in seconds.")] = None,
     labels: Annotated[Optional[Labels], typer.Option("--labels", help="Add MSAF segment labels (music methods).")] = None,
     min_duration: Annotated[Optional[float], typer.Option(
-        "--min-duration", help="Merge segments shorter than this (s). Default: 1, or 0 for beats and bars.")] = None,
+        "--min-duration", help=f"Merge segments shorter than this (s). {_min_duration_default()}")] = None,
     boundary_times: Annotated[BoundaryTimes, typer.Option(
         "--boundary-times", help=f"{_users('boundary_times')}: place a boundary at the end of its beat frame as msaf "
         "reports it (msaf), or at its start, one beat earlier (frame-start).")] = BoundaryTimes(
