@@ -2,9 +2,12 @@
 
 ``vmtool train --loss NAME[:KEY=VALUE,...]``, its help, the shell completions, the
 parameter table of ``docs/training.md`` and the presets (``vmtool.training.presets``)
-all read :data:`LOSSES`. Adding a loss is one :class:`Loss` entry here (and its
-computation, ``vmtool.models.losses.compute_loss`` for the VM-Net family); this module
-imports no torch, so listing and checking losses costs nothing at start-up.
+all read :data:`LOSSES`. Adding a loss is one :class:`Loss` entry here and the function it
+names (:attr:`Loss.compute`); the entry's :attr:`Loss.needs` tell the training loop what
+to give it (a fusion head, prototypes, labels, raw inputs), so neither
+``vmtool.models.losses`` nor ``vmtool.training.loop`` names a loss. This module imports
+no torch (the function is imported on first use), so listing and checking losses costs
+nothing at start-up.
 
 The option's grammar follows ``vmtool rank --method nw-dtw:0.1``: the loss's name, then
 ``:`` and comma-separated ``key=value`` pairs, e.g. ``cosface:scale=30,margin=0.2``. A
@@ -16,14 +19,25 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vmtool.errors import ParameterError
 
-__all__ = ["Param", "Loss", "LOSSES", "names", "get_loss", "parse_loss", "loss_config", "defaults",
-           "old_option", "spec_text"]
+__all__ = ["Param", "Loss", "LOSSES", "NEEDS", "names", "get_loss", "register", "parse_loss", "loss_config",
+           "defaults", "old_option", "spec_text"]
+
+#: what a loss can ask the training loop for (:attr:`Loss.needs`), and what the loop does for it
+NEEDS: dict[str, str] = {
+    "fusion_head": "the model gets a fusion head (``model.head``) scoring a (video, music) pair",
+    "prototypes": "the model gets one prototype per class of the training items (``model.prototypes``); "
+                  "the classes are the values of the config's ``class_label`` column when it names one, "
+                  "else one per clip, and the model file records their names",
+    "class_labels": "each batch passes ``labels``, the class (prototype index) of every pair",
+    "polarity": "the config's ``polarity`` label column is read; each batch passes ``polarity`` per pair",
+    "raw_inputs": "each batch passes ``v_in``, ``m_in``: the pairs' normalised input vectors (frames averaged)",
+}
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,18 @@ class Loss:
         The model family it trains (``--model``).
     config : str
         ``"module:Class"`` of its configuration (built by :meth:`build`; the module may import torch).
+    compute : str
+        ``"module:function"`` computing it (imported by :meth:`function` on first use). For the
+        VM-Net family, ``vmtool.models.losses.compute_loss`` calls it as
+        ``fn(cfg, v, m, clips, negatives, *, model, v_in, m_in, labels, polarity)`` (embeddings
+        ``(b, D)``, clip per pair, the ``(b, b)`` mask of allowed negatives; the keywords are
+        None unless :attr:`needs` asks for them) and it returns the scalar loss and a dict of
+        its parts (tensors, logged per epoch as ``loss_PART``). DPVM's objective takes its
+        network and raw inputs (:func:`vmtool.models.dpvm.dpvm_loss`).
+    needs : frozenset of str
+        What it needs beyond a batch of embedded pairs, always (keys of :data:`NEEDS`).
+    needs_when : tuple of (str, callable)
+        A need that depends on the configuration: ``(need, predicate(config) -> bool)``.
     """
 
     name: str
@@ -145,6 +171,23 @@ class Loss:
     params: tuple[Param, ...] = ()
     model: str = "vmnet"
     config: str = "vmtool.models.losses:LossConfig"
+    compute: str = ""
+    needs: frozenset[str] = frozenset()
+    needs_when: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted((set(self.needs) | {n for n, _ in self.needs_when}) - set(NEEDS))
+        if unknown:
+            raise ValueError(f"loss {self.name!r}: unknown need(s) {', '.join(unknown)}; needs: {', '.join(NEEDS)}")
+
+    def needs_of(self, config: Any) -> frozenset[str]:
+        """What this loss needs with *config* (its configuration object)."""
+        return self.needs | {n for n, when in self.needs_when if when(config)}
+
+    def function(self) -> Callable[..., Any]:
+        """The function of :attr:`compute` (importing its module)."""
+        module, fn = self.compute.split(":")
+        return getattr(importlib.import_module(module), fn)
 
     def param(self, key: str) -> Param:
         for p in self.params:
@@ -174,9 +217,12 @@ LOSSES: dict[str, Loss] = {x.name: x for x in (
               kind="int", old="--hard-negatives"),
         Param("neighbours", 1, "input-space neighbours that are the structure terms' positives", kind="int",
               least=">=1", old="--neighbours"),
-    )),
+    ), compute="vmtool.models.losses:vmnet_loss",
+         # the intra-modal structure terms (lambda3, lambda4) find their positives in the input space
+         needs_when=(("raw_inputs", lambda c: bool(c.lambdas[2] or c.lambdas[3])),)),
     Loss("bce", "a fusion head scores matched vs. mismatched pairs (sigmoid, BCE)",
-         "Prétet et al. 2021 (000), Experiment 2"),
+         "Prétet et al. 2021 (000), Experiment 2", compute="vmtool.models.losses:bce_loss",
+         needs=frozenset({"fusion_head"})),
     Loss("cosface", "CosFace lifting onto shared class prototypes + similarity loss", _VMCML, (
         Param("scale", 30.0, "CosFace scale s (VMCML does not state it)", least=">0", old="--cos-scale"),
         Param("margin", 0.2, "CosFace margin mu (VMCML section 4)", field="cos_margin", old="--cos-margin"),
@@ -187,19 +233,34 @@ LOSSES: dict[str, Loss] = {x.name: x for x in (
               old="--max-classes"),
         Param("class_label", "", "label column whose items share one prototype (VMCML: track; empty: one per clip)",
               kind="str", old="--class-label"),
-    )),
+    ), compute="vmtool.models.losses:cosface_loss", needs=frozenset({"prototypes", "class_labels"})),
     Loss("infonce", "symmetric contrastive loss over the batch", "Oord et al. 2018; as in CLIP", (
         Param("temperature", 0.07, "softmax temperature (CLIP's initial value)", least=">0", old="--temperature"),
-    )),
-    Loss("ppml", "polarity-penalty metric loss (needs a 'polarity' label)", _DPVM + ", eqs. 10-12"),
+    ), compute="vmtool.models.losses:infonce_loss"),
+    Loss("ppml", "polarity-penalty metric loss (needs a 'polarity' label)", _DPVM + ", eqs. 10-12",
+         compute="vmtool.models.losses:ppml_loss", needs=frozenset({"polarity"})),
     Loss("dpvm", "DPVM's own objective, eq. 8 (--model dpvm)", _DPVM, (
         Param("margin", 0.5, "margin of eq. 2 on the cosine distance (the paper gives none)", old="--dpvm-margin"),
         Param("mu2", 1.0, "weight of eq. 5 (paper: 1; -1 pulls a pair's emotions together)", least="",
               old="--dpvm-mu2"),
         Param("metric", "contrastive", "metric terms: eq. 2, or eqs. 10-12 (ppml)", kind="choice",
               choices=("contrastive", "ppml"), old="--metric"),
-    ), model="dpvm", config="vmtool.models.dpvm:DPVMLossConfig"),
+    ), model="dpvm", config="vmtool.models.dpvm:DPVMLossConfig", compute="vmtool.models.dpvm:dpvm_loss",
+         needs_when=(("polarity", lambda c: c.metric == "ppml"),)),
 )}
+
+
+def register(loss: Loss) -> Loss:
+    """Add *loss* to :data:`LOSSES` (after the built-in ones) and return it.
+
+    For a loss defined outside vmtool (a plug-in, a test): it then trains like the built-in
+    ones, ``vmtool.training.train(loss=loss.build())``. Raises ``ValueError`` for a name
+    already taken.
+    """
+    if loss.name in LOSSES:
+        raise ValueError(f"a loss named {loss.name!r} exists")
+    LOSSES[loss.name] = loss
+    return loss
 
 
 def names(model: str | None = None) -> tuple[str, ...]:

@@ -38,7 +38,8 @@ from torch.nn import functional as F
 
 from vmtool.models import loss_registry
 
-__all__ = ["LossConfig", "LOSSES", "compute_loss", "negatives_mask"]
+__all__ = ["LossConfig", "LOSSES", "compute_loss", "negatives_mask", "vmnet_loss", "bce_loss", "cosface_loss",
+           "infonce_loss", "ppml_loss"]
 
 #: the losses of the VM-Net family (declared, with their parameters, in :mod:`vmtool.models.loss_registry`)
 LOSSES = loss_registry.names("vmnet")
@@ -259,7 +260,7 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
                  v_in: torch.Tensor | None = None, m_in: torch.Tensor | None = None,
                  model=None, labels: torch.Tensor | None = None,
                  polarity: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss of a batch.
+    """The loss of a batch: the function that :data:`vmtool.models.loss_registry.LOSSES` names for *cfg*'s loss.
 
     Parameters
     ----------
@@ -269,72 +270,93 @@ def compute_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch
     clips : torch.Tensor [shape=(b,), int]
         Clip of each pair; same-clip pairs are never negatives of each other.
     v_in, m_in : torch.Tensor, optional
-        Input vectors (``vmnet`` structure terms).
+        Input vectors (need ``raw_inputs``: ``vmnet``'s structure terms).
     model : VMNet, optional
-        Its fusion head (``bce``) or prototypes (``cosface``).
+        Its fusion head (need ``fusion_head``: ``bce``) or prototypes (``prototypes``: ``cosface``).
     labels : torch.Tensor [shape=(b,), int], optional
-        Class (prototype index) of each pair (``cosface``): by default the training
-        clip it comes from; ``train(classes=...)`` can give several clips one class.
+        Class (prototype index) of each pair (need ``class_labels``: ``cosface``): by default
+        the training clip it comes from; ``train(classes=...)`` can give several clips one class.
     polarity : torch.Tensor [shape=(b,), float], optional
-        Polarity of each pair (``ppml``).
+        Polarity of each pair (need ``polarity``: ``ppml``).
     """
-    neg = negatives_mask(clips)
-    name = cfg.name
-    if name == "vmnet":
-        l1, l2, l3, l4 = cfg.lambdas
-        d = _sqdist(v, m)  # d[i, j] = ||v_i - m_j||^2
-        pos = torch.diagonal(d)
-        vm = _triplet(pos, d, neg, cfg.margin, cfg.hard_negatives)
-        mv = _triplet(pos, d.T, neg, cfg.margin, cfg.hard_negatives)
-        parts = {"vm": vm, "mv": mv}
-        total = l1 * vm + l2 * mv
-        if (l3 or l4) and v_in is not None and m_in is not None:
-            vv = _structure(v, v_in, neg, cfg.margin, cfg.hard_negatives, cfg.neighbours)
-            mm = _structure(m, m_in, neg, cfg.margin, cfg.hard_negatives, cfg.neighbours)
-            parts.update(vv=vv, mm=mm)
-            total = total + l3 * vv + l4 * mm
-    elif name == "bce":
-        if model is None or model.head is None:
-            raise ValueError("the bce loss needs a model with a fusion head")
-        b = v.shape[0]
-        # one mismatched music per video: the next pair of another clip in a random order
-        perm = torch.randperm(b, device=v.device)
-        shifted = torch.roll(perm, 1)
-        j = torch.empty_like(perm)
-        j[perm] = shifted
-        ok = clips[j] != clips
-        pos_logit = model.head(v, m)
-        neg_logit = model.head(v[ok], m[j[ok]])
-        logits = torch.cat([pos_logit, neg_logit])
-        target = torch.cat([torch.ones_like(pos_logit), torch.zeros_like(neg_logit)])
-        total = F.binary_cross_entropy_with_logits(logits, target)
-        parts = {"bce": total}
-    elif name == "cosface":
-        if model is None or model.prototypes is None or labels is None:
-            raise ValueError("the cosface loss needs prototypes and labels")
-        sim = similarity_loss(v, m, labels, cfg.sim_margin)  # eq. 5
-        protos, plabels = _sample_classes(model.prototypes, labels, cfg.max_classes)
-        protos = F.normalize(protos, dim=-1)
-        lv = _cosface(v, protos, plabels, cfg.scale, cfg.cos_margin)  # eq. 3 on both sides, eq. 4
-        lm = _cosface(m, protos, plabels, cfg.scale, cfg.cos_margin)
-        total = lv + cfg.music_weight * lm + cfg.sim_weight * sim  # eq. 6
-        parts = {"lift_v": lv, "lift_m": lm, "sim": sim}
-    elif name == "infonce":
-        logits = (v @ m.T) / cfg.temperature
-        eye = torch.eye(len(v), dtype=torch.bool, device=v.device)
-        logits = logits.masked_fill(~neg & ~eye, float("-inf"))
-        target = torch.arange(len(v), device=v.device)
-        a = F.cross_entropy(logits, target)
-        b = F.cross_entropy(logits.T, target)
-        total = (a + b) / 2
-        parts = {"v2m": a, "m2v": b}
-    elif name == "ppml":
-        from vmtool.models.dpvm import polarity_penalty_loss
-
-        if polarity is None:
-            raise ValueError("the ppml loss needs polarity labels")
-        total = polarity_penalty_loss(v, m, polarity, neg)
-        parts = {"ppml": total}
-    else:
-        raise ValueError(f"unknown loss {name!r}")
+    loss = loss_registry.LOSSES.get(cfg.name)
+    if loss is None or loss.model != "vmnet":
+        raise ValueError(f"unknown loss {cfg.name!r}")
+    total, parts = loss.function()(cfg, v, m, clips, negatives_mask(clips), model=model, v_in=v_in, m_in=m_in,
+                                   labels=labels, polarity=polarity)
     return total, {k: float(t.detach()) for k, t in parts.items()}
+
+
+def vmnet_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, neg: torch.Tensor, *,
+               v_in: torch.Tensor | None = None, m_in: torch.Tensor | None = None, **_: Any):
+    """VM-Net's triplets: inter-modal V->M and M->V, and the structure terms V->V, M->M given the inputs."""
+    l1, l2, l3, l4 = cfg.lambdas
+    d = _sqdist(v, m)  # d[i, j] = ||v_i - m_j||^2
+    pos = torch.diagonal(d)
+    vm = _triplet(pos, d, neg, cfg.margin, cfg.hard_negatives)
+    mv = _triplet(pos, d.T, neg, cfg.margin, cfg.hard_negatives)
+    parts = {"vm": vm, "mv": mv}
+    total = l1 * vm + l2 * mv
+    if (l3 or l4) and v_in is not None and m_in is not None:
+        vv = _structure(v, v_in, neg, cfg.margin, cfg.hard_negatives, cfg.neighbours)
+        mm = _structure(m, m_in, neg, cfg.margin, cfg.hard_negatives, cfg.neighbours)
+        parts.update(vv=vv, mm=mm)
+        total = total + l3 * vv + l4 * mm
+    return total, parts
+
+
+def bce_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, neg: torch.Tensor, *,
+             model=None, **_: Any):
+    """000's Experiment 2: the fusion head scores each matched pair and one mismatched pair per video."""
+    if model is None or model.head is None:
+        raise ValueError("the bce loss needs a model with a fusion head")
+    b = v.shape[0]
+    # one mismatched music per video: the next pair of another clip in a random order
+    perm = torch.randperm(b, device=v.device)
+    shifted = torch.roll(perm, 1)
+    j = torch.empty_like(perm)
+    j[perm] = shifted
+    ok = clips[j] != clips
+    pos_logit = model.head(v, m)
+    neg_logit = model.head(v[ok], m[j[ok]])
+    logits = torch.cat([pos_logit, neg_logit])
+    target = torch.cat([torch.ones_like(pos_logit), torch.zeros_like(neg_logit)])
+    total = F.binary_cross_entropy_with_logits(logits, target)
+    return total, {"bce": total}
+
+
+def cosface_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, neg: torch.Tensor, *,
+                 model=None, labels: torch.Tensor | None = None, **_: Any):
+    """VMCML eq. 6: the lifting loss (eq. 4) on the model's prototypes plus the similarity loss (eq. 5)."""
+    if model is None or model.prototypes is None or labels is None:
+        raise ValueError("the cosface loss needs prototypes and labels")
+    sim = similarity_loss(v, m, labels, cfg.sim_margin)  # eq. 5
+    protos, plabels = _sample_classes(model.prototypes, labels, cfg.max_classes)
+    protos = F.normalize(protos, dim=-1)
+    lv = _cosface(v, protos, plabels, cfg.scale, cfg.cos_margin)  # eq. 3 on both sides, eq. 4
+    lm = _cosface(m, protos, plabels, cfg.scale, cfg.cos_margin)
+    total = lv + cfg.music_weight * lm + cfg.sim_weight * sim  # eq. 6
+    return total, {"lift_v": lv, "lift_m": lm, "sim": sim}
+
+
+def infonce_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, neg: torch.Tensor,
+                 **_: Any):
+    """Symmetric InfoNCE over the batch; pairs of the same clip are left out of each other's softmax."""
+    logits = (v @ m.T) / cfg.temperature
+    eye = torch.eye(len(v), dtype=torch.bool, device=v.device)
+    logits = logits.masked_fill(~neg & ~eye, float("-inf"))
+    target = torch.arange(len(v), device=v.device)
+    a = F.cross_entropy(logits, target)
+    b = F.cross_entropy(logits.T, target)
+    return (a + b) / 2, {"v2m": a, "m2v": b}
+
+
+def ppml_loss(cfg: LossConfig, v: torch.Tensor, m: torch.Tensor, clips: torch.Tensor, neg: torch.Tensor, *,
+              polarity: torch.Tensor | None = None, **_: Any):
+    """DPVM's polarity-penalty metric loss (eqs. 10-12) on the joint space."""
+    from vmtool.models.dpvm import polarity_penalty_loss
+
+    if polarity is None:
+        raise ValueError("the ppml loss needs polarity labels")
+    total = polarity_penalty_loss(v, m, polarity, neg)
+    return total, {"ppml": total}

@@ -235,10 +235,12 @@ def train(
     import torch
 
     from vmtool.models.checkpoint import load_checkpoint, save_model
-    from vmtool.models.losses import LOSSES, LossConfig, compute_loss
+    from vmtool.models.loss_registry import LOSSES
+    from vmtool.models.loss_registry import names as loss_names
+    from vmtool.models.losses import LossConfig, compute_loss
     from vmtool.models.nets import ModelConfig, VMNet
 
-    from vmtool.models.dpvm import DPVM_PAPER_DEFAULTS, METRICS, DPVMConfig, DPVMLossConfig, DPVMNet, dpvm_loss
+    from vmtool.models.dpvm import DPVM_PAPER_DEFAULTS, METRICS, DPVMConfig, DPVMLossConfig, DPVMNet
 
     cfg = config or TrainConfig()
     cfg.validate()
@@ -250,10 +252,11 @@ def train(
         raise ParameterError("--model dpvm has its own objective (eq. 8): --loss applies to the VM-Net family")
     if is_dpvm and lcfg.metric not in METRICS:
         raise ParameterError(f"unknown DPVM metric {lcfg.metric!r}; use {', '.join(METRICS)}")
-    if not is_dpvm and lcfg.name not in LOSSES:
-        raise ParameterError(f"unknown loss {lcfg.name!r}; use {', '.join(LOSSES)}")
+    if not is_dpvm and (lcfg.name not in LOSSES or LOSSES[lcfg.name].model != "vmnet"):
+        raise ParameterError(f"unknown loss {lcfg.name!r}; use {', '.join(loss_names('vmnet'))}")
     if not is_dpvm:
         lcfg.validate()
+    needs = LOSSES[lcfg.name].needs_of(lcfg)  # what the loss asks for beyond embedded pairs (loss_registry.NEEDS)
     if is_dpvm and data.aggregation != "stats":
         raise ParameterError("--model dpvm reads statistics vectors (--aggregation stats)")
     rep = reporter or _Silent()
@@ -290,7 +293,7 @@ def train(
             audio_layers=list(layers.get("audio", [2048, 1024, 512])),
             video_layers=list(layers.get("video", [2048, 512])),
             dropout=float(dropout), aggregation=data.aggregation,
-            fusion_head=lcfg.name == "bce",
+            fusion_head="fusion_head" in needs,
         )
         if not is_dpvm and mcfg.audio_layers[-1] != mcfg.video_layers[-1]:
             raise ParameterError(f"the audio and video layers must end with the same width "
@@ -309,20 +312,20 @@ def train(
                                  f"video features", features)
         train_items = np.unique(prep.item[train_rows])
         class_names = None
-        if lcfg.name == "cosface" and lcfg.class_label and classes is None:
+        if "prototypes" in needs and lcfg.class_label and classes is None:
             from vmtool.training.labelled import label_classes
 
             classes, class_names = label_classes(coll, lcfg.class_label, use, features)
         label_of = class_labels(n_items, train_items, classes, features)
         prototype_names = None
-        if lcfg.name == "cosface":
+        if "prototypes" in needs:
             mcfg.prototypes = int(label_of.max()) + 1
             if class_names is not None:  # prototype k is the k-th class of the training items
                 prototype_names = [class_names[c] for c in np.unique(np.asarray(classes)[train_items])]
         item_t: dict[str, Any] = {}  # per-item label tensors the loss takes (dpvm, ppml)
         neg_rows = np.zeros((0, 2), dtype=np.int64)
         betas = (0.9, 0.999)
-        if is_dpvm or lcfg.name == "ppml":
+        if is_dpvm or "polarity" in needs:
             from vmtool.training.labelled import emotion_classes, negative_pairs, polarities
 
             opts = dict(model_options or {})
@@ -340,7 +343,7 @@ def train(
                 first[uniq] = train_rows[at]
                 pairs = negative_pairs(coll, train_items)
                 neg_rows = first[pairs].reshape(-1, 2) if len(pairs) else neg_rows
-            if (is_dpvm and lcfg.metric == "ppml") or lcfg.name == "ppml":
+            if "polarity" in needs:
                 item_t["polarity"] = torch.from_numpy(polarities(coll, lcfg.polarity, train_items))
             item_t = {k: t.to(device) for k, t in item_t.items()}
         norm = {}
@@ -392,7 +395,7 @@ def train(
 
         mean_t = {m: norm[m]["mean"].to(device) for m in MODALITIES}
         std_t = {m: norm[m]["std"].to(device) for m in MODALITIES}
-        needs_inputs = lcfg.name == "vmnet" and (lcfg.lambdas[2] or lcfg.lambdas[3])
+        loss_fn = LOSSES[lcfg.name].function()  # DPVM's step; the VM-Net family's goes through compute_loss
 
         def batch_tensors(rows: np.ndarray, frame_rng: np.random.Generator | None = None):
             rows = np.sort(rows)
@@ -487,16 +490,16 @@ def train(
                         # batch_tensors sorts its rows: realign the music rows with the video rows
                         order_v, order_m = np.argsort(np.argsort(pick[:, 0])), np.argsort(np.argsort(pick[:, 1]))
                         extra = (xv[torch.from_numpy(order_v)], xa[torch.from_numpy(order_m)])
-                    total, parts = dpvm_loss(lcfg, net, a, v, clips, extra=extra,
+                    total, parts = loss_fn(lcfg, net, a, v, clips, extra=extra,
                                              **{k: t[clips] for k, t in item_t.items()})
                 else:
                     ea, ev = net(a, v)
                     kw = {}
-                    if needs_inputs:
+                    if "raw_inputs" in needs:
                         kw = {"v_in": v if v.dim() == 2 else v.mean(1), "m_in": a if a.dim() == 2 else a.mean(1)}
-                    if lcfg.name == "cosface":
+                    if "class_labels" in needs:
                         kw["labels"] = torch.from_numpy(label_of[prep.item[rows]]).to(device)
-                    if lcfg.name == "ppml":
+                    if "polarity" in needs:
                         kw["polarity"] = item_t["polarity"][clips]
                     total, parts = compute_loss(lcfg, ev, ea, clips, model=net, **kw)
                 opt.zero_grad(set_to_none=True)
