@@ -16,6 +16,20 @@ from vmtool.training import DataConfig, TrainConfig, train
 CALLS: list[dict] = []
 
 
+@dataclasses.dataclass
+class ToyConfig:
+    """The toy loss's own configuration (what the model file stores under ``config.loss``)."""
+
+    name: str = "toy"
+    spread: float = 2.0
+
+    def validate(self) -> None:
+        reg.get_loss(self.name).param("spread").check(self.spread, f"--loss {self.name}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 def toy_loss(cfg, v, m, clips, negatives, *, model=None, v_in=None, m_in=None, labels=None, polarity=None):
     """Mean squared distance of the matched pairs minus that of the allowed negatives (clamped)."""
     CALLS.append({"negatives": negatives.clone(), "clips": clips.clone(), "labels": labels, "v_in": v_in,
@@ -23,7 +37,7 @@ def toy_loss(cfg, v, m, clips, negatives, *, model=None, v_in=None, m_in=None, l
     d = torch.cdist(v, m) ** 2
     pos = torch.diagonal(d).mean()
     neg = (d * negatives).sum() / negatives.sum().clamp(min=1)
-    return pos - torch.clamp(neg, max=2.0), {"pos": pos, "neg": neg}
+    return pos - torch.clamp(neg, max=cfg.spread), {"pos": pos, "neg": neg}
 
 
 @pytest.fixture
@@ -31,7 +45,9 @@ def toy(monkeypatch):
     """The registry with the toy loss added through :func:`register` (restored afterwards)."""
     monkeypatch.setattr(reg, "LOSSES", dict(reg.LOSSES))
     CALLS.clear()
-    return reg.register(reg.Loss("toy", "pairs together, others apart", "a test", compute=f"{__name__}:toy_loss",
+    return reg.register(reg.Loss("toy", "pairs together, others apart", "a test",
+                                 (reg.Param("spread", 2.0, "largest distance of a negative that counts"),),
+                                 config=f"{__name__}:ToyConfig", compute=f"{__name__}:toy_loss",
                                  needs=frozenset({"class_labels", "raw_inputs"})))
 
 
@@ -39,11 +55,11 @@ def test_a_registered_loss_trains_without_touching_losses_or_the_loop(toy, tmp_p
     feats = tmp_path / "f.h5"
     synth_features(feats, 40, clip_level=True, seed=0)
     res = train(feats, tmp_path / "m.pt", data=DataConfig(), model_layers={"audio": [16, 8], "video": [16, 8]},
-                loss=toy.build(), config=TrainConfig(batch_size=16, epochs=1, val_fraction=0.2, seed=1))
+                loss=reg.loss_config("toy:spread=1.5"), config=TrainConfig(batch_size=16, epochs=1, val_fraction=0.2, seed=1))
     assert res.epochs == 1 and np.isfinite(res.history[-1]["loss"])
     # its parts are logged per epoch, as the built-in losses' are
     assert {"loss_pos", "loss_neg"} <= set(res.history[-1])
-    assert load_checkpoint(res.path)["config"]["loss"]["name"] == "toy"
+    assert load_checkpoint(res.path)["config"]["loss"] == {"name": "toy", "spread": 1.5}
     # the loop gave what the entry declared, and nothing else
     assert len(CALLS) == 2  # 32 training pairs, batches of 16
     for c in CALLS:
@@ -51,6 +67,16 @@ def test_a_registered_loss_trains_without_touching_losses_or_the_loop(toy, tmp_p
         assert c["labels"] is not None and c["labels"].shape == c["clips"].shape
         assert c["v_in"] is not None and c["v_in"].shape[0] == len(c["clips"])
         assert not c["head"] and c["prototypes"] is None
+
+
+def test_a_registered_losss_parameters_are_checked(toy, tmp_path):
+    from vmtool.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="spread must be a number >= 0"):
+        reg.loss_config("toy:spread=-1")
+    with pytest.raises(ParameterError, match="spread must be a number >= 0"):
+        train(tmp_path / "absent.h5", tmp_path / "m.pt", data=DataConfig(), loss=ToyConfig(spread=-1.0))
+    reg.get_loss("vmnet").build().validate()  # the built-in losses' configuration is not asked for spread
 
 
 def test_needs_follow_the_entry_and_its_parameters():

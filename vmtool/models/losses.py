@@ -44,6 +44,7 @@ __all__ = ["LossConfig", "LOSSES", "compute_loss", "negatives_mask", "vmnet_loss
 #: the losses of the VM-Net family (declared, with their parameters, in :mod:`vmtool.models.loss_registry`)
 LOSSES = loss_registry.names("vmnet")
 _D = loss_registry.defaults("vmnet")
+_CONFIG = f"{__name__}:LossConfig"
 
 
 @dataclass
@@ -116,7 +117,7 @@ class LossConfig:
         are the registry's (:class:`vmtool.models.loss_registry.Param`).
         """
         for loss in loss_registry.LOSSES.values():
-            if loss.model == "vmnet":
+            if loss.config == _CONFIG:  # a loss declared with a configuration of its own checks its own
                 for p in loss.params:
                     p.check(getattr(self, p.attr), f"--loss {loss.name}")
 
