@@ -93,5 +93,7 @@ def test_needs_follow_the_entry_and_its_parameters():
 def test_a_bad_entry_is_refused():
     with pytest.raises(ValueError, match="unknown need"):
         reg.Loss("x", "s", "p", compute="m:f", needs=frozenset({"telepathy"}))
+    with pytest.raises(ValueError, match="compute must be 'module:function'"):
+        reg.Loss("x", "s", "p")
     with pytest.raises(ValueError, match="exists"):
         reg.register(dataclasses.replace(reg.get_loss("bce")))

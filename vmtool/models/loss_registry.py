@@ -155,8 +155,8 @@ class Loss:
         ``"module:function"`` computing it (imported by :meth:`function` on first use). For the
         VM-Net family, ``vmtool.models.losses.compute_loss`` calls it as
         ``fn(cfg, v, m, clips, negatives, *, model, v_in, m_in, labels, polarity)`` (embeddings
-        ``(b, D)``, clip per pair, the ``(b, b)`` mask of allowed negatives; the keywords are
-        None unless :attr:`needs` asks for them) and it returns the scalar loss and a dict of
+        ``(b, D)``, clip per pair, the ``(b, b)`` mask of allowed negatives, the network; the
+        other keywords are None unless :attr:`needs` asks for them) and it returns the scalar loss and a dict of
         its parts (tensors, logged per epoch as ``loss_PART``). DPVM's objective takes its
         network and raw inputs (:func:`vmtool.models.dpvm.dpvm_loss`).
     needs : frozenset of str
@@ -176,6 +176,8 @@ class Loss:
     needs_when: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.compute.count(":") != 1:
+            raise ValueError(f"loss {self.name!r}: compute must be 'module:function', got {self.compute!r}")
         unknown = sorted((set(self.needs) | {n for n, _ in self.needs_when}) - set(NEEDS))
         if unknown:
             raise ValueError(f"loss {self.name!r}: unknown need(s) {', '.join(unknown)}; needs: {', '.join(NEEDS)}")
