@@ -84,11 +84,6 @@ class Recipe:
         music with ``-v none``, still processes video queries).
     extractors : dict of str -> dict
         Per extractor, the configuration it recorded (version, parameters...).
-    weights : dict of str -> dict of str -> str
-        Per extractor that ran with weight files, the SHA-256 digests it recorded
-        (``weights_sha256``...). A query whose extractors recorded other settings or
-        weights than the catalog's is refused before it is embedded (the features would
-        not be those the model learnt from).
     segmentation : str or None
         The segmentation method of the segment embeddings (None: clip embeddings only).
     segmentation_config : dict
@@ -100,7 +95,6 @@ class Recipe:
     catalog: Path
     extract: Any  # vmtool.extract.ExtractConfig (imported lazily)
     extractors: dict[str, dict[str, Any]]
-    weights: dict[str, dict[str, str]]
     segmentation: str | None
     segmentation_config: dict[str, Any]
     model_sha256: str
@@ -143,11 +137,19 @@ class Recipe:
         )
         recorded = {name: dict(c) for mod in ("audio", "video") for name, c in (recipe.get(mod) or {}).items()
                     if name in (*ecfg.audio_features, *ecfg.video_features)}
-        weights = {name: {k: str(v) for k, v in c.items() if k.endswith("_sha256")} for name, c in recorded.items()}
         seg = attr.get("segmentation") or {}
-        return cls(catalog=p, extract=ecfg, extractors=recorded, weights={k: v for k, v in weights.items() if v},
-                   segmentation=seg.get("method"), segmentation_config=dict(seg.get("config") or {}),
+        return cls(catalog=p, extract=ecfg, extractors=recorded, segmentation=seg.get("method"), segmentation_config=dict(seg.get("config") or {}),
                    model_sha256=str(attr.get("sha256", "")))
+
+    @property
+    def weights(self) -> dict[str, dict[str, str]]:
+        """Per extractor that ran with weight files, the SHA-256 digests it recorded
+        (``weights_sha256``...), read from :attr:`extractors`. A query whose extractors
+        record other settings or weights than the catalog's is refused before it is
+        embedded (the features would not be those the model learnt from)."""
+        digests = {name: {k: str(v) for k, v in c.items() if k.endswith("_sha256")}
+                   for name, c in self.extractors.items()}
+        return {name: d for name, d in digests.items() if d}
 
     def model(self, device: str = "cpu"):
         """The catalog's model on *device* (a :class:`vmtool.models.checkpoint.LoadedModel`), loaded once."""
@@ -364,9 +366,8 @@ def _segment(path: str | os.PathLike, result, config, device: str, progress: Pro
         task = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video, methods=(method,))
         stored = registry.get(method).stored_curve
         curve = result.arrays().get(("curves", stored)) if stored else None
-        if curve is not None and np.asarray(curve.data).size:
-            # as segment reads a curve from a collection: float32 rows and their rate
-            task.curves[stored] = (np.asarray(curve.data).astype(np.float32), float(curve.rate))
+        if curve is not None:
+            task.add_curve(stored, curve.data, curve.rate)
 
         def here(t, on_advance=None):
             return segment_item(t, config, device, on_advance=on_advance)

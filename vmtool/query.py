@@ -131,7 +131,6 @@ class QueryLoader:
                           sources=[str(path)], sha256s=[q.sha256], modality=modality)
 
 
-
 def recipe_for(query: str | os.PathLike, target: str | os.PathLike,
                catalog: str | os.PathLike | None = None) -> Path | None:
     """The catalog whose recipe processes media sides of an alignment.

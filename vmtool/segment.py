@@ -164,6 +164,13 @@ class ItemTask:
     source_problem: str = ""  # why the source media cannot be decoded again, if it cannot
     methods: tuple[str, ...] | None = None  # the methods to run (None: all configured ones)
 
+    def add_curve(self, name: str, values, rate: float) -> None:
+        """Hand a method the curve it reads instead of the media (``transnet``: the shot
+        likelihood extraction computed), as float32 rows; an empty curve is not handed."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.size:
+            self.curves[name] = (values, float(rate))
+
     def reads_media(self) -> bool:
         """Whether one of its methods decodes the source media."""
         return any(registry.get(m).reads_media(self.curves) for m in self.methods or ())
@@ -363,8 +370,7 @@ def segment(
             for i, it in enumerate(items):
                 t = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video)
                 for c, curve in curves.items():
-                    if curve.rows(i).size:
-                        t.curves[c] = (np.asarray(curve.rows(i), dtype=np.float32), curve.rate(i))
+                    t.add_curve(c, curve.rows(i), curve.rate(i))
                 tasks.append(t)
     else:
         from vmtool import media
