@@ -447,14 +447,15 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     ``transnet:threshold=0.3``), the spelling of ``rank --query-segments``.
 
     Values are read as integers, then numbers, else kept as text. Only the parameters the
-    method records (and ``min_duration``) may be given; their values are checked when the
-    configuration is validated.
+    method records (and ``min_duration``) may be given, and each given value is checked
+    as the configuration's validation checks it; a parameter not given is left to the
+    caller (a catalog's recorded value, else its default).
 
     Raises
     ------
     ParameterError
-        Unknown method, a pair without ``=``, a key given twice, or a key the method does
-        not take.
+        Unknown method, a pair without ``=``, a key given twice, a key the method does
+        not take, or a value its parameter refuses.
     """
     name, sep, rest = str(spec).strip().partition(":")
     method = get(name.strip())
@@ -471,6 +472,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if key in values:
             raise ParameterError(f"{spec!r}: {key!r} is given twice")
         values[key] = _value(text.strip())
+        check = _PARAMS[key].check
+        msg = check(values[key], (method.name,)) if check is not None else None
+        if msg:
+            raise ParameterError(msg)
     return method.name, values
 
 
