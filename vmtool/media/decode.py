@@ -160,9 +160,10 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        with open(path, "rb") as fh:
-            if fh.read(8) == b"\x89HDF\r\n\x1a\n":
-                raise MediaError("is an HDF5 file (a vmtool file?), not a media file", path) from exc
+        from vmtool.store import is_hdf5
+
+        if is_hdf5(path):
+            raise MediaError("is an HDF5 file (a vmtool file?), not a media file", path) from exc
         raise MediaError(f"not a media file PyAV can read ({_ffmsg(exc)})", path) from exc
     except (UnicodeDecodeError, ValueError) as exc:  # pragma: no cover - defensive
         raise MediaError(f"not a media file PyAV can read ({exc})", path) from exc
