@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _record import corpus_features  # benchmarks run as scripts: this folder is on sys.path
 
 METHODS = {
     "DPVM (interactive fusion)": {"model": "dpvm", "fusion": "interactive"},
@@ -44,29 +44,6 @@ METHODS = {
     "DPVM emotion path alone mu2=-1": {"model": "dpvm", "fusion": "emotion", "mu2": -1.0},
     "DPVM interactive mu2=-1": {"model": "dpvm", "fusion": "interactive", "mu2": -1.0},
 }
-
-
-def build_corpus(cache: Path, n: int, duration: float, follows: str) -> Path:
-    feats = cache / f"dpvm-{follows}-{n}.h5"
-    if feats.exists():
-        return feats
-    from vmtool.synth import make_corpus
-
-    corpus = cache / f"dpvm-{follows}-{n}"
-    if not (corpus / "labels.csv").exists():
-        t = time.perf_counter()
-        make_corpus(corpus, n, duration=duration, size=(64, 36), seed=2026, emotions=True, video_follows=follows)
-        print(f"# generated {n} clips in {time.perf_counter() - t:.0f} s", flush=True)
-    t = time.perf_counter()
-    clips = sorted(str(p) for p in corpus.glob("clip_*.mp4"))
-    tmp = feats.with_suffix(".tmp.h5")
-    subprocess.run([sys.executable, "-m", "vmtool", "extract", *clips, "-a", "handcrafted", "-v", "color",
-                    "-o", str(tmp), "-q", "-j", "2"], check=True)
-    subprocess.run([sys.executable, "-m", "vmtool", "label", str(tmp), "--labels", str(corpus / "labels.csv"), "-q"],
-                   check=True)
-    tmp.replace(feats)
-    print(f"# extracted features in {time.perf_counter() - t:.0f} s", flush=True)
-    return feats
 
 
 def run_method(feats: Path, train_ids: list[str], test_ids: list[str], spec: dict, seed: int, args,
@@ -124,7 +101,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    feats = args.features or build_corpus(cache, args.clips, args.duration, args.follows)
+    feats = args.features or corpus_features(cache, f"dpvm-{args.follows}-{args.clips}", args.clips, args.duration,
+                                                labels=True, emotions=True, video_follows=args.follows)
     from vmtool.store import open_collection
 
     with open_collection(feats) as c:

@@ -27,24 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def build_corpus(cache: Path, n: int, duration: float) -> Path:
-    feats = cache / f"quality-{n}.h5"
-    if feats.exists():
-        return feats
-    from vmtool.synth import make_corpus
-
-    corpus = cache / f"quality-{n}"
-    if not (corpus / "manifest.json").exists():
-        t = time.perf_counter()
-        make_corpus(corpus, n, duration=duration, size=(64, 36), seed=2026)
-        print(f"# generated {n} clips in {time.perf_counter() - t:.0f} s", flush=True)
-    t = time.perf_counter()
-    clips = sorted(str(p) for p in corpus.glob("clip_*.mp4"))
-    subprocess.run([sys.executable, "-m", "vmtool", "extract", *clips, "-a", "handcrafted", "-v", "color",
-                    "-o", str(feats), "-q", "-j", "2"], check=True)
-    print(f"# extracted features in {time.perf_counter() - t:.0f} s", flush=True)
-    return feats
+from _record import corpus_features  # benchmarks run as scripts: this folder is on sys.path
 
 
 def metrics(q: np.ndarray, t: np.ndarray) -> dict[str, float]:
@@ -118,7 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    feats = args.features or build_corpus(cache, args.clips, args.duration)
+    feats = args.features or corpus_features(cache, f"quality-{args.clips}", args.clips, args.duration)
     from vmtool.store import open_collection
 
     with open_collection(feats) as c:
