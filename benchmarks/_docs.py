@@ -1,11 +1,8 @@
-"""Writing a benchmark's figures into docs/performance.md between its markers."""
+"""Writing a benchmark's figures into docs/performance.md between its named markers."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+from _record import write_block as _write_between
 
 
 def write_block(name: str, text: str, new_section: str) -> None:
@@ -15,10 +12,4 @@ def write_block(name: str, text: str, new_section: str) -> None:
     appended to the page.
     """
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    doc = DOC.read_text()
-    block = f"{start}\n{text}\n{end}"
-    if start in doc:
-        doc = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda m: block, doc, flags=re.S)
-    else:
-        doc += new_section + block + "\n"
-    DOC.write_text(doc)
+    _write_between(f"{start}\n{text}\n{end}", start, end, new_section)

@@ -41,6 +41,8 @@ from vmtool.extract import ExtractConfig, extract
 from vmtool.features.base import n_steps_for
 from vmtool.synth import make_clip, real_music_video
 
+from _record import write_block  # benchmarks run as scripts: this folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench_extract:start -->", "<!-- bench_extract:end -->"
@@ -184,9 +186,7 @@ def main() -> None:
     table = "\n".join(header + rows + whole)
     print(table)
     if args.write_docs:
-        text = DOC.read_text()
-        a, b = text.index(START) + len(START), text.index(END)
-        DOC.write_text(text[:a] + "\n" + table + "\n" + text[b:])
+        write_block(f"{START}\n{table}\n{END}", START, END, "\n## Extraction\n\n", doc=DOC)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _record import write_block  # benchmarks run as scripts: this folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench_long_inputs:start -->", "<!-- bench_long_inputs:end -->"
@@ -157,13 +159,7 @@ def main() -> None:
         f"(2 cores); Python {sys.version.split()[0]}.\n"
     print(text)
     if a.write_docs:
-        doc = DOC.read_text()
-        block = f"{START}\n{text}{END}"
-        if START in doc:
-            doc = doc[:doc.index(START)] + block + doc[doc.index(END) + len(END):]
-        else:
-            doc = doc.rstrip("\n") + "\n\n## Long inputs (bench_long_inputs.py)\n\n" + block + "\n"
-        DOC.write_text(doc)
+        write_block(f"{START}\n{text}{END}", START, END, "## Long inputs (bench_long_inputs.py)\n\n", doc=DOC)
 
 
 if __name__ == "__main__":

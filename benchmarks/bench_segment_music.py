@@ -45,6 +45,8 @@ from vmtool.segmentation import music
 from vmtool.segmentation.music import ALGORITHM_THREADS, MUSIC_METHODS, MsafSegmenter, _quiet, _thread_limit, import_msaf
 from vmtool.synth import synth_music, real_music_video
 
+from _record import write_block  # benchmarks run as scripts: this folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench_segment_music:start -->", "<!-- bench_segment_music:end -->"
@@ -234,16 +236,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write_docs:
-        write_section(DOC, START, END, table)
-
-
-def write_section(doc: Path, start: str, end: str, table: str) -> None:
-    """Replace the text between the markers *start* and *end* of *doc* with *table*."""
-    text = doc.read_text()
-    if start not in text or end not in text:
-        sys.exit(f"{doc}: add the markers {start} and {end} where the table goes")
-    a, b = text.index(start) + len(start), text.index(end)
-    doc.write_text(text[:a] + "\n" + table + "\n" + text[b:])
+        write_block(f"{START}\n{table}\n{END}", START, END, "\n## MSAF segmentation\n\n", doc=DOC)
 
 
 if __name__ == "__main__":
