@@ -34,7 +34,7 @@ def _invoke(*args):
 
 
 def test_the_registered_commands():
-    assert COMMANDS == ["extract", "import", "label", "merge", "segment", "train", "embed", "index", "rank", "align", "evaluate",
+    assert COMMANDS == ["extract", "import", "label", "merge", "segment", "train", "embed", "index", "rank", "align", "render", "evaluate",
                         "analyze-structure", "info", "demo"]
 
 

@@ -55,12 +55,13 @@ from vmtool.cli import info as _info  # noqa: E402
 from vmtool.cli import label as _label  # noqa: E402
 from vmtool.cli import merge as _merge  # noqa: E402
 from vmtool.cli import rank as _rank  # noqa: E402
+from vmtool.cli import render as _render  # noqa: E402
 from vmtool.cli import embed as _embed  # noqa: E402
 from vmtool.cli import evaluate as _evaluate  # noqa: E402
 from vmtool.cli import segment as _segment  # noqa: E402
 from vmtool.cli import train as _train  # noqa: E402
 
-for _mod in (_extract, _import, _label, _merge, _segment, _train, _embed, _index, _rank, _align, _evaluate, _analyze_structure, _info, _demo):
+for _mod in (_extract, _import, _label, _merge, _segment, _train, _embed, _index, _rank, _align, _render, _evaluate, _analyze_structure, _info, _demo):
     _mod.register(app)
 
 

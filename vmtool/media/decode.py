@@ -25,6 +25,7 @@ __all__ = [
     "probe",
     "iter_audio",
     "load_audio",
+    "load_audio_channels",
     "RESAMPLERS",
     "iter_frames",
     "AUDIO_EXTENSIONS",
@@ -453,6 +454,70 @@ def _load_audio_librosa(path, sr: int, info: MediaInfo | None) -> np.ndarray:
 
         y = librosa.resample(y, orig_sr=native, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+
+def load_audio_channels(
+    path: str | os.PathLike,
+    sr: int,
+    *,
+    channels: int = 2,
+    info: MediaInfo | None = None,
+) -> np.ndarray:
+    """Decode a whole file's audio as *channels* channels of float32 at *sr* Hz.
+
+    For writing sound a listener hears (``vmtool render``), where :func:`load_audio`'s
+    mono downmix would lose the stereo image. FFmpeg's resampler does the layout
+    change (mono is copied to both sides, surround is downmixed) and the rate change.
+    As with :func:`load_audio`, an audio stream that starts after time 0 in a file
+    with video is preceded by silence, keeping sound and picture on one timeline.
+
+    Returns
+    -------
+    np.ndarray [shape=(channels, n), dtype=float32]
+
+    Raises
+    ------
+    MediaError
+        No audio stream, a decoding error, or a truncated stream.
+    ParameterError
+        *channels* other than 1 or 2.
+    """
+    import av
+
+    if channels not in (1, 2):
+        from vmtool.errors import ParameterError
+
+        raise ParameterError(f"channels must be 1 or 2, got {channels!r}")
+    p = check_media_file(path)
+    info = info or probe(p)
+    if not info.has_audio:
+        raise MediaError("has no audio stream", p)
+    blocks: list[np.ndarray] = []
+    with _open(p) as c:
+        stream = c.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=int(sr))
+        first = True
+        try:
+            for frame in c.decode(stream):
+                if first:
+                    first = False
+                    t0 = frame.time if frame.time is not None else 0.0
+                    if info.has_video and t0 and t0 > 1e-3:
+                        blocks.append(np.zeros((channels, int(round(t0 * sr))), dtype=np.float32))
+                frame.pts = None
+                blocks.extend(out.to_ndarray().astype(np.float32, copy=False) for out in resampler.resample(frame))
+            blocks.extend(out.to_ndarray().astype(np.float32, copy=False) for out in resampler.resample(None))
+        except av.error.FFmpegError as exc:
+            done = sum(b.shape[1] for b in blocks) / sr
+            raise MediaError(f"audio decoding failed after {done:.1f} s ({_ffmsg(exc)})", p) from exc
+    y = np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), dtype=np.float32)
+    if y.shape[1] == 0:
+        raise MediaError("audio stream holds no decodable samples", p)
+    _check_truncation(p, "audio", y.shape[1] / sr,
+                      info.audio_duration if math.isfinite(info.audio_duration) else info.duration)
+    return np.ascontiguousarray(y)
 
 
 def iter_frames(

@@ -8,6 +8,10 @@ in mp4, mov, avi, m4a, mp3, flac and wav; FFmpeg's ogg and matroska muxers draw 
 stream serial / segment UID, so ogg and mkv files differ in those bytes between runs.
 Synthetic clips (:mod:`vmtool.synth`) and test fixtures are written with it.
 
+:func:`remux_with_audio` copies a file's video stream packet for packet (no decoding,
+no re-encoding: the picture is bit-identical) beside a new audio track encoded from an
+array; ``vmtool render`` writes its previews with it.
+
 Glossary (as in librosa): ``sr`` is an audio sample rate in Hz, ``fps`` a video frame
 rate in Hz, times are in seconds. Audio is float (mono or stereo); frames are ``uint8``
 arrays of shape ``(height, width, 3)`` (RGB).
@@ -26,7 +30,7 @@ import numpy as np
 from vmtool.atomic import atomic_output
 from vmtool.errors import MediaError, ParameterError, check_finite
 
-__all__ = ["CONTAINERS", "write_media"]
+__all__ = ["CONTAINERS", "write_media", "REMUX_EXTENSIONS", "remux_with_audio"]
 
 #: Output extension -> (FFmpeg container format, default audio encoder or None, takes video).
 CONTAINERS: dict[str, tuple[str, str | None, bool]] = {
@@ -326,3 +330,122 @@ def _check_frame(arr, shape, i: int = 0) -> np.ndarray:
     if shape is not None and arr.shape != shape:
         raise ParameterError(f"frame {i} has shape {arr.shape}, the first frame {shape}")
     return np.ascontiguousarray(arr)
+
+
+#: Output extensions :func:`remux_with_audio` writes (containers that hold AAC beside any video codec).
+REMUX_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv")
+
+
+def remux_with_audio(
+    video: str | os.PathLike,
+    audio: np.ndarray,
+    sr: int,
+    path: str | os.PathLike,
+    *,
+    audio_codec: str = "aac",
+    bit_rate: int = 192_000,
+) -> Path:
+    """Write *video*'s video stream, copied without re-encoding, with *audio* as its sound.
+
+    The video packets are demuxed and muxed unchanged (same bytes, same timestamps), so
+    the picture is exactly the input's and no encoder runs on it; the audio is encoded
+    (AAC by default) and interleaved with them. The input's own audio, subtitles and
+    other streams are not copied. The file appears only when complete
+    (:func:`vmtool.atomic.atomic_output`).
+
+    Parameters
+    ----------
+    video : path
+        The file whose first video stream is copied (cover art is never taken for it).
+    audio : np.ndarray [shape=(n,) or (n_channels, n)]
+        Float samples starting at the file's time 0; clipped to [-1, 1].
+    sr : int
+        Sample rate of *audio* in Hz.
+    path : path
+        Output: ``.mp4``, ``.m4v``, ``.mov`` or ``.mkv`` (:data:`REMUX_EXTENSIONS`).
+    audio_codec : str
+        FFmpeg audio encoder.
+    bit_rate : int
+        Audio bit rate in bit/s.
+
+    Returns
+    -------
+    Path
+        *path*.
+
+    Raises
+    ------
+    ParameterError
+        Another extension, bad audio, or an encoder FFmpeg cannot set up.
+    MediaError
+        *video* has no video stream or cannot be read, or FFmpeg failed while writing.
+    """
+    import av
+
+    from vmtool.media.decode import _open, _video_stream, check_media_file
+
+    target = Path(path)
+    ext = target.suffix.lower()
+    if ext not in REMUX_EXTENSIONS:
+        raise ParameterError(f"unknown output extension {ext!r} for a video with new sound "
+                             f"(known: {', '.join(REMUX_EXTENSIONS)})", target)
+    fmt = CONTAINERS[ext][0]
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    if audio.ndim != 2 or audio.shape[0] not in (1, 2) or audio.shape[1] == 0:
+        raise ParameterError(f"audio must have shape (n,) or (1|2, n) with n > 0, got {audio.shape}")
+    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"sr must be a positive integer, got {sr!r}")
+    audio = np.clip(np.nan_to_num(audio), -1.0, 1.0)
+    layout = "mono" if audio.shape[0] == 1 else "stereo"
+    src = check_media_file(video)
+    with _open(src) as inp:
+        vin = _video_stream(inp)
+        if vin is None:
+            raise MediaError("has no video stream", src)
+        with atomic_output(target) as tmp, av.open(str(tmp), "w", format=fmt) as out:
+            try:
+                vout = out.add_stream_from_template(vin)
+                aout = out.add_stream(audio_codec, rate=int(sr))
+                if aout.type != "audio":
+                    raise ValueError("not an audio encoder")
+                aout.layout = layout
+                aout.bit_rate = int(bit_rate)
+                out.start_encoding()
+            except (ValueError, TypeError, av.error.FFmpegError) as exc:
+                msg = "unknown encoder" if isinstance(exc, av.codec.codec.UnknownCodecError) else _av_message(exc)
+                raise ParameterError(f"cannot set up the audio encoder {audio_codec!r} ({msg})", target) from exc
+            resampler = av.AudioResampler(format=aout.codec_context.format.name, layout=layout, rate=int(sr),
+                                          frame_size=aout.codec_context.frame_size or None)
+            pos = 0
+            block = max(1024, int(sr) // 2)
+
+            def push_audio(until_s: float | None) -> None:
+                nonlocal pos
+                end = audio.shape[1] if until_s is None else min(audio.shape[1], int(until_s * sr))
+                while pos < end:
+                    stop = min(end, pos + block)
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, pos:stop]), format="fltp",
+                                                    layout=layout)
+                    af.sample_rate, af.pts, af.time_base = int(sr), pos, Fraction(1, int(sr))
+                    for rf in resampler.resample(af):
+                        out.mux(aout.encode(rf))
+                    pos = stop
+                if until_s is None:
+                    for rf in resampler.resample(None):
+                        out.mux(aout.encode(rf))
+                    out.mux(aout.encode(None))
+
+            try:
+                for packet in inp.demux(vin):
+                    if packet.dts is None:  # the demuxer's flush packet
+                        continue
+                    if packet.pts is not None and packet.time_base is not None:
+                        push_audio(float(packet.pts * packet.time_base) + 0.5)  # keep the streams interleaved
+                    packet.stream = vout
+                    out.mux(packet)
+                push_audio(None)
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"writing failed ({_av_message(exc)})", target) from exc
+    return target
