@@ -14,7 +14,7 @@ _vmtool() {
     case $cmd in
         '')
             if [[ $cur == -* ]]; then opts='--version -h --help'
-            else opts='extract import label merge segment train embed index rank align evaluate analyze-structure info demo'; fi
+            else opts='extract import label merge segment train embed index rank align render evaluate analyze-structure info demo'; fi
             mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
             return 0 ;;
         extract)
@@ -120,6 +120,17 @@ _vmtool() {
                 -m|--method|--query-segments) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v' -- "$cur"); return 0 ;;
                 --catalog|--plot) _vmtool_files -f; return 0 ;;
+                -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
+                --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
+            esac
+            ;;
+        render)
+            opts='-o --output --start --fit --keep-audio --catalog --fade-in --fade-out -f --format --device -q --quiet --version -h --help'
+            args=files
+            case $prev in
+                -o|--output|--catalog) _vmtool_files -f; return 0 ;;
+                --start|--keep-audio|--fade-in|--fade-out) :; return 0 ;;
+                --fit) mapfile -t COMPREPLY < <(compgen -W 'section cuts' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
             esac

