@@ -373,8 +373,9 @@ def _resolve_track(track: str | os.PathLike) -> _Track:
     return _Track(media, (Path(file), item_id), spec)
 
 
-def _beat_grid(track: _Track, y_mono: np.ndarray, sr: int) -> BeatGrid:
-    """The catalog's beat grid of the item (as ``rank`` snaps to), else one detected in *y_mono*."""
+def _beat_grid(track: _Track, info) -> BeatGrid:
+    """The catalog's beat grid of the item (as ``rank`` snaps to), else one detected in its
+    audio exactly as ``vmtool segment -m bars`` would (same rate, resampler and method)."""
     if track.item is not None:
         from vmtool.ranking.section import beat_times
         from vmtool.store import open_collection
@@ -384,9 +385,11 @@ def _beat_grid(track: _Track, y_mono: np.ndarray, sr: int) -> BeatGrid:
         if times is not None and len(times):
             times = np.sort(np.asarray(times, dtype=np.float64))
             return BeatGrid(times, times if kind == "bars" else None, kind)
+    from vmtool.media import load_audio
+    from vmtool.segmentation.registry import AUDIO_RESAMPLER, AUDIO_SR
     from vmtool.segmentation.rhythm import bars
 
-    seg = bars(y_mono, sr)
+    seg = bars(load_audio(track.media, AUDIO_SR, info=info, resampler=AUDIO_RESAMPLER), AUDIO_SR)
     beats = np.asarray(seg.extra.get("beat_times", []), dtype=np.float64)
     if not len(beats):
         return BeatGrid(np.zeros(0), None, "none")
@@ -506,7 +509,7 @@ def render_preview(video, track, out, *, start=None, fit="section", keep_audio=0
     track_duration = music.shape[1] / sr
     if start is not None and start >= track_duration:
         raise ParameterError(f"--start {start:g} s is past the end of the track ({track_duration:.2f} s)", trk.media)
-    grid = _beat_grid(trk, music.mean(axis=0), sr)
+    grid = _beat_grid(trk, tinfo)
     if fit == "cuts" and not grid.known:
         raise ParameterError("no beat found in the track: its music cannot be re-edited on beats "
                              "(use the default --fit section)", trk.media)
