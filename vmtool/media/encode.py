@@ -152,14 +152,7 @@ def write_media(
         if fmt == "ipod":  # FFmpeg's ipod muxer refuses picture codecs; mp4's writes the covr atom
             fmt = "mp4"
     if audio is not None:
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim == 1:
-            audio = audio[None, :]
-        if audio.ndim != 2 or audio.shape[0] not in (1, 2) or audio.shape[1] == 0:
-            raise ParameterError(f"audio must have shape (n,) or (1|2, n) with n > 0, got {audio.shape}")
-        if not isinstance(sr, (int, np.integer)) or sr <= 0:
-            raise ParameterError(f"sr must be a positive integer, got {sr!r}")
-        audio = np.clip(np.nan_to_num(audio), -1.0, 1.0)
+        audio = _check_audio(audio, sr)
 
     frame_iter = None
     first = None
@@ -173,7 +166,7 @@ def write_media(
     time_iter = iter(times) if times is not None else None
 
     with atomic_output(target) as tmp, av.open(str(tmp), "w", format=fmt) as container:
-        vstream = astream = resampler = None
+        vstream = astream = None
         rate = vtb = Fraction(1, 1000)
         layout = rate_out = None
         what = ""
@@ -221,35 +214,7 @@ def write_media(
             if vstream is not None and (vstream.width % 2 or vstream.height % 2) and "420" in str(pix_fmt):
                 msg += f"; {pix_fmt} needs an even width and height, got {vstream.width}x{vstream.height}"
             raise ParameterError(f"cannot set up the {what} ({msg})", target) from exc
-        if astream is not None:
-            # hand the encoder frames of exactly its frame size, in its sample format
-            # (PyAV re-chunks other frames itself, several times slower)
-            resampler = av.AudioResampler(
-                format=astream.codec_context.format.name,
-                layout=layout,
-                rate=rate_out,
-                frame_size=astream.codec_context.frame_size or None,
-            )
-        a_pos = 0  # samples of *audio* already sent to the encoder
-        a_block = max(1024, int(sr) // 2)
-
-        def push_audio(until_s: float | None) -> None:
-            nonlocal a_pos
-            end = audio.shape[1] if until_s is None else min(audio.shape[1], int(until_s * sr))
-            while a_pos < end:
-                stop = min(end, a_pos + a_block)
-                blk = np.ascontiguousarray(audio[:, a_pos:stop])
-                af = av.AudioFrame.from_ndarray(blk, format="fltp", layout=layout)
-                af.sample_rate = int(sr)
-                af.pts = a_pos
-                af.time_base = Fraction(1, int(sr))
-                for rf in resampler.resample(af):
-                    container.mux(astream.encode(rf))
-                a_pos = stop
-            if until_s is None:
-                for rf in resampler.resample(None):
-                    container.mux(astream.encode(rf))
-                container.mux(astream.encode(None))
+        feed = _AudioFeed(container, astream, audio, int(sr), layout, rate_out) if astream is not None else None
 
         try:
             if cstream is not None:  # the picture goes first, as taggers write it
@@ -271,18 +236,65 @@ def write_media(
                         if pts <= prev_pts:
                             raise ParameterError(f"times must increase by >= 1 ms; frame {i} at {t:g} s")
                     prev_pts = pts
-                    if astream is not None:
-                        push_audio(t + 0.5)  # keep the streams interleaved
+                    if feed is not None:
+                        feed.push(t + 0.5)  # keep the streams interleaved
                     vf = av.VideoFrame.from_ndarray(arr, format="rgb24")
                     vf.pts = pts
                     vf.time_base = vtb  # the codec's; the muxer may change the stream's
                     container.mux(vstream.encode(vf))
                 container.mux(vstream.encode(None))
-            if astream is not None:
-                push_audio(None)
+            if feed is not None:
+                feed.push(None)
         except av.error.FFmpegError as exc:
             raise MediaError(f"encoding failed ({_av_message(exc)})", target) from exc
     return target
+
+
+def _check_audio(audio, sr) -> np.ndarray:
+    """*audio* as float32 of shape (channels, n), clipped to [-1, 1]; *sr* checked."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    if audio.ndim != 2 or audio.shape[0] not in (1, 2) or audio.shape[1] == 0:
+        raise ParameterError(f"audio must have shape (n,) or (1|2, n) with n > 0, got {audio.shape}")
+    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"sr must be a positive integer, got {sr!r}")
+    return np.clip(np.nan_to_num(audio), -1.0, 1.0)
+
+
+class _AudioFeed:
+    """Hands an array of samples to an opened audio encoder, block by block, up to a given
+    time (so the caller keeps the streams interleaved), and flushes it at the end."""
+
+    def __init__(self, container, stream, audio: np.ndarray, sr: int, layout: str, rate_out: int):
+        import av
+
+        self.container, self.stream, self.audio, self.sr, self.layout = container, stream, audio, sr, layout
+        # hand the encoder frames of exactly its frame size, in its sample format
+        # (PyAV re-chunks other frames itself, several times slower)
+        self.resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=rate_out,
+                                           frame_size=stream.codec_context.frame_size or None)
+        self.pos = 0  # samples already sent to the encoder
+        self.block = max(1024, sr // 2)
+
+    def push(self, until_s: float | None) -> None:
+        """Encode the samples before *until_s* seconds; None: all that is left, then flush."""
+        import av
+
+        audio, sr = self.audio, self.sr
+        end = audio.shape[1] if until_s is None else min(audio.shape[1], int(until_s * sr))
+        while self.pos < end:
+            stop = min(end, self.pos + self.block)
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, self.pos:stop]), format="fltp",
+                                            layout=self.layout)
+            af.sample_rate, af.pts, af.time_base = sr, self.pos, Fraction(1, sr)
+            for rf in self.resampler.resample(af):
+                self.container.mux(self.stream.encode(rf))
+            self.pos = stop
+        if until_s is None:
+            for rf in self.resampler.resample(None):
+                self.container.mux(self.stream.encode(rf))
+            self.container.mux(self.stream.encode(None))
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -390,14 +402,7 @@ def remux_with_audio(
         raise ParameterError(f"unknown output extension {ext!r} for a video with new sound "
                              f"(known: {', '.join(REMUX_EXTENSIONS)})", target)
     fmt = CONTAINERS[ext][0]
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[None, :]
-    if audio.ndim != 2 or audio.shape[0] not in (1, 2) or audio.shape[1] == 0:
-        raise ParameterError(f"audio must have shape (n,) or (1|2, n) with n > 0, got {audio.shape}")
-    if not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise ParameterError(f"sr must be a positive integer, got {sr!r}")
-    audio = np.clip(np.nan_to_num(audio), -1.0, 1.0)
+    audio = _check_audio(audio, sr)
     layout = "mono" if audio.shape[0] == 1 else "stereo"
     src = check_media_file(video)
     with _open(src) as inp:
@@ -416,36 +421,17 @@ def remux_with_audio(
             except (ValueError, TypeError, av.error.FFmpegError) as exc:
                 msg = "unknown encoder" if isinstance(exc, av.codec.codec.UnknownCodecError) else _av_message(exc)
                 raise ParameterError(f"cannot set up the audio encoder {audio_codec!r} ({msg})", target) from exc
-            resampler = av.AudioResampler(format=aout.codec_context.format.name, layout=layout, rate=int(sr),
-                                          frame_size=aout.codec_context.frame_size or None)
-            pos = 0
-            block = max(1024, int(sr) // 2)
-
-            def push_audio(until_s: float | None) -> None:
-                nonlocal pos
-                end = audio.shape[1] if until_s is None else min(audio.shape[1], int(until_s * sr))
-                while pos < end:
-                    stop = min(end, pos + block)
-                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, pos:stop]), format="fltp",
-                                                    layout=layout)
-                    af.sample_rate, af.pts, af.time_base = int(sr), pos, Fraction(1, int(sr))
-                    for rf in resampler.resample(af):
-                        out.mux(aout.encode(rf))
-                    pos = stop
-                if until_s is None:
-                    for rf in resampler.resample(None):
-                        out.mux(aout.encode(rf))
-                    out.mux(aout.encode(None))
+            feed = _AudioFeed(out, aout, audio, int(sr), layout, int(sr))
 
             try:
                 for packet in inp.demux(vin):
                     if packet.dts is None:  # the demuxer's flush packet
                         continue
                     if packet.pts is not None and packet.time_base is not None:
-                        push_audio(float(packet.pts * packet.time_base) + 0.5)  # keep the streams interleaved
+                        feed.push(float(packet.pts * packet.time_base) + 0.5)  # keep the streams interleaved
                     packet.stream = vout
                     out.mux(packet)
-                push_audio(None)
+                feed.push(None)
             except av.error.FFmpegError as exc:
                 raise MediaError(f"writing failed ({_av_message(exc)})", target) from exc
     return target
