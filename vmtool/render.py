@@ -304,7 +304,7 @@ def mix_pieces(track: np.ndarray, sr: int, edits: list[tuple[float, float]], len
         plays on for half of it past its out point, the incoming one starts half of it
         before its in point, where the track has that much before it).
     fade_in, fade_out : float
-        Seconds of the fades at the start and the end of the output (raised sine); the
+        Seconds of the fades at the start and the end of the output (quarter-sine ramps); the
         fade out ends the music where the track ends earlier (padding).
 
     Returns
