@@ -101,8 +101,8 @@ def main() -> None:
                     "decoded, its beats found, mixed, encoded as AAC; the picture copied without\n"
                     "decoding) against what embedding the video for the best section, and finding its\n"
                     "shots for `--fit cuts`, add. The reference, one decoding pass over the video's\n"
-                    "frames, is measured in the same process, so the last column varies less with\n"
-                    "the machine's load than the seconds do.\n\n")
+                    "frames, is measured in the same process: that ratio and the CPU seconds vary less\n"
+                    "with the machine's load than the wall seconds do.\n\n")
 
 
 if __name__ == "__main__":
