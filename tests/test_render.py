@@ -239,3 +239,19 @@ def test_fit_cuts_edits_on_beats_at_the_shot_changes(bars_catalog, tmp_path):
         assert np.corrcoef(a, b)[0, 1] > 0.9
     assert video_packets(out) == video_packets(video.path)
     assert abs(stream_end(out, "audio") - stream_end(video.path, "video")) <= 1 / video.fps
+
+
+def test_an_edit_between_unrelated_tones_does_not_click():
+    """Without a crossfade, jumping between two tones of other phases is a step; with it the
+    largest sample-to-sample change stays within what the two tones' own slopes allow
+    (equal-power gains sum to at most sqrt(2), plus the ramps' own slope)."""
+    sr = 8000
+    n = np.arange(10 * sr)
+    track = np.concatenate([np.sin(2 * np.pi * 220 * n[:5 * sr] / sr), 0.8 * np.cos(2 * np.pi * 330 * n[5 * sr:] / sr)])
+    track = np.tile(track.astype(np.float32), (2, 1))
+    edits = [(0.0, 1.0001), (1.0, 7.0)]  # leaves the 220-Hz tone mid-cycle, enters the 330-Hz one at its peak
+    smooth = max(np.abs(np.diff(track[0, : 5 * sr])).max(), np.abs(np.diff(track[0, 5 * sr:])).max())
+    hard = mix_pieces(track, sr, edits, 2.0, crossfade=0.0, fade_in=0.0, fade_out=0.0)
+    soft = mix_pieces(track, sr, edits, 2.0, crossfade=0.04, fade_in=0.0, fade_out=0.0)
+    assert np.abs(np.diff(hard[0])).max() > 3 * smooth
+    assert np.abs(np.diff(soft[0])).max() <= 1.5 * smooth
