@@ -255,3 +255,17 @@ def test_an_edit_between_unrelated_tones_does_not_click():
     soft = mix_pieces(track, sr, edits, 2.0, crossfade=0.04, fade_in=0.0, fade_out=0.0)
     assert np.abs(np.diff(hard[0])).max() > 3 * smooth
     assert np.abs(np.diff(soft[0])).max() <= 1.5 * smooth
+
+
+def test_a_short_track_without_beats_is_padded_with_silence(tmp_path, music_video):
+    from vmtool.synth import write_media
+
+    hum = write_media(tmp_path / "hum.wav", audio=np.zeros(3 * 22050, dtype=np.float32), sr=22050)
+    out = tmp_path / "padded.mp4"
+    res = run("render", music_video, hum, "--start", "0", "-o", out, "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["looped"] is False and rep["padded"] == pytest.approx(17.0, abs=0.01) and rep["grid"] == "none"
+    assert f"Warning: {hum}: the track (3.00 s from 0.00 s) is shorter than the video (20.00 s) and has no beat " \
+           "grid to loop on: padded with 17.00 s of silence" in res.stderr
+    assert abs(stream_end(out, "audio") - stream_end(music_video, "video")) <= 1 / 25
