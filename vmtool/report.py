@@ -45,7 +45,7 @@ MEDIA_MODES = ("embed", "link")
 #: Outlook.com refuse attachments above 25 MB and 20 MB)
 MAIL_LIMIT = 20_000_000
 #: resolution of the alignment pictures (pixels per inch of matplotlib's figure)
-PICTURE_DPI = 60
+PICTURE_DPI = 72
 
 _MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
          ".mkv": "video/x-matroska", ".ogv": "video/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac",
@@ -421,8 +421,8 @@ h1 { font-size: 1.5rem; margin: 0 0 .5rem; } h2 { font-size: 1.25rem; margin: 2r
 h3 { font-size: 1.05rem; margin: 0 0 .4rem; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .1rem .8rem; margin: 0 0 .6rem; }
 dt { color: var(--muted); } dd { margin: 0; word-break: break-all; }
-.query-player video { width: 480px; max-width: 100%; max-height: 360px; }
-.query-player audio { width: 480px; max-width: 100%; }
+.query-player video { width: 400px; max-width: 100%; max-height: 360px; }
+.query-player audio { width: 400px; max-width: 100%; }
 .how, .note, figcaption { color: var(--muted); font-size: .9rem; }
 ol.results { list-style: none; padding: 0; }
 li.result { border-top: 1px solid var(--line); padding: 1rem 0; }
