@@ -323,17 +323,14 @@ BROWSER_CHECK = """() => {
 }"""
 
 
-@pytest.mark.slow
-def test_report_in_headless_chromium(media_cat, tmp_path, monkeypatch):
-    """The page as a user opens it: every player and picture loads, each result's player
-    sits at its section start, nothing is logged as an error, nothing fetched from outside."""
+def open_in_chromium(page_path: Path, screenshot: Path) -> tuple[dict, list[str], list[str]]:
+    """Open *page_path* in headless Chromium (system executable, driven by playwright), wait
+    for every player to load its metadata, keep a screenshot; return the page's state (each
+    media element, picture and section start), the console's lines and the URLs requested."""
     pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     exe = _chromium()
     if exe is None:
         pytest.skip("no chromium executable on PATH (Debian: apt install chromium; or set VMTOOL_CHROMIUM)")
-    monkeypatch.setitem(sys.modules, "vmtool.render", fake_renderer([]))
-    out = tmp_path / "r.html"
-    rank_with_report(media_cat, out, "--render-top", "1", "-q")
     logs, requests = [], []
     with pw.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
@@ -343,20 +340,50 @@ def test_report_in_headless_chromium(media_cat, tmp_path, monkeypatch):
             page.on("pageerror", lambda e: logs.append(f"pageerror: {e}"))
             page.on("requestfailed", lambda r: logs.append(f"requestfailed: {r.url[:80]}"))
             page.on("request", lambda r: requests.append(r.url))
-            page.goto(out.as_uri())
+            page.goto(page_path.as_uri())
             page.wait_for_function("[...document.querySelectorAll('audio, video')]"
-                                   ".every(e => e.readyState >= 1 || e.error)", timeout=60_000)
+                                   ".every(e => e.readyState >= 1 || e.error)", timeout=120_000)
             state = page.evaluate(BROWSER_CHECK)
-            page.screenshot(path=tmp_path / "report.png", full_page=True)
+            page.screenshot(path=screenshot, full_page=True)
         finally:
             browser.close()
-    assert len(state["media"]) == 1 + 4 + 1  # the query, four results, one preview
+    return state, logs, requests
+
+
+def assert_loaded(state, logs, requests, n_media: int, n_imgs: int) -> None:
+    assert len(state["media"]) == n_media
     for m in state["media"]:
         assert m["error"] is None and m["ready"] >= 1 and m["duration"] > 0, m
-        if m["id"] in state["sections"]:
+        if m["id"] in state["sections"]:  # a result's player sits at its section start
             assert m["time"] == pytest.approx(state["sections"][m["id"]], abs=0.05), m
-    assert any(t > 0 for t in state["sections"].values())
-    assert len(state["imgs"]) == 4 and all(i["complete"] and i["width"] > 100 for i in state["imgs"])
+    assert len(state["imgs"]) == n_imgs and all(i["complete"] and i["width"] > 100 for i in state["imgs"])
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
     assert [line for line in logs if not line.startswith(("log:", "info:", "debug:"))] == []
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(media_cat, tmp_path, monkeypatch):
+    """The page as a user opens it: every player and picture loads, each result's player
+    sits at its section start, nothing is logged as an error, nothing fetched from outside."""
+    monkeypatch.setitem(sys.modules, "vmtool.render", fake_renderer([]))
+    out = tmp_path / "r.html"
+    rank_with_report(media_cat, out, "--render-top", "1", "-q")
+    state, logs, requests = open_in_chromium(out, tmp_path / "report.png")
+    assert_loaded(state, logs, requests, n_media=1 + 4 + 1, n_imgs=4)  # the query, 4 results, 1 preview
+    assert any(t > 0 for t in state["sections"].values())
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_report_with_rendered_previews_in_headless_chromium(media_cat, tmp_path):
+    """The same with vmtool.render's real previews (skipped until it is installed): each
+    plays in the page and lasts the video's length."""
+    pytest.importorskip("vmtool.render", reason="vmtool.render (vmtool render) is not in this tree")
+    out = tmp_path / "r.html"
+    rank_with_report(media_cat, out, "--render-top", "2", "-q")
+    state, logs, requests = open_in_chromium(out, tmp_path / "report.png")
+    assert_loaded(state, logs, requests, n_media=1 + 4 + 2, n_imgs=4)
+    video = next(m for m in state["media"] if m["id"] == "q1-query")
+    previews = [m for m in state["media"] if m["id"].endswith("-preview")]
+    assert [m["id"] for m in previews] == ["q1-r1-preview", "q1-r2-preview"]
+    assert [m["duration"] for m in previews] == pytest.approx([video["duration"]] * 2, abs=0.25)

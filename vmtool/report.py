@@ -363,7 +363,7 @@ class _Builder:
             self.failed_previews.append(f"{label}: the video is not found ({video})")
             return f'<p class="note">No preview: the video is not found ({_e(str(video))}).</p>'
         self.progress.log(f"rendering the preview of {label}")
-        with tempfile.TemporaryDirectory(prefix=".vmtool-report-", dir=self.page_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix="vmtool-preview-") as tmp:
             out = (self.page_dir / f"{self.stem}.q{qi}-r{r.rank}.mp4") if self.media == "link" \
                 else Path(tmp) / "preview.mp4"
             try:
