@@ -260,7 +260,7 @@ class _Builder:
         rid = f"{anchor}-r{r.rank}"
         target = self._target_media(r)
         player = self._player(target, self.tmod, str(r.source), sec, f"{rid}-player")
-        picture = self._picture(rq, r)
+        picture = self._picture(rq, r, placed=sec is not None)
         attrs = (f' data-id="{_e(r.id)}" data-rank="{r.rank}" data-distance="{r.distance:.6g}"'
                  + ("" if sec is None else f' data-section-start="{sec.start:.3f}" data-section-end="{sec.end:.3f}"'))
         head = f'<span class="rank">{r.rank}</span> <span class="title">{_e(title)}</span>' \
@@ -310,7 +310,7 @@ class _Builder:
 
     # the alignment picture
 
-    def _picture(self, rq, r) -> str:
+    def _picture(self, rq, r, placed: bool) -> str:
         al = self._alignment(rq, r)
         if al is None:
             return '<p class="note">No alignment picture (no segment embeddings).</p>'
@@ -322,7 +322,8 @@ class _Builder:
         alt = f"distance matrix of {rq.item.ids[0]} and {r.id} with the {al.method.label} path"
         return (f'<figure><img src="{_data_uri(png, "image/png")}" width="{w}" height="{h}" alt="{_e(alt)}">'
                 f"<figcaption>Segments of the {'video' if self.qmod == 'video' else 'track'} (rows) against "
-                f"those of the result (columns); the path placed the best section.</figcaption></figure>")
+                f"those of the result (columns), and the {_e(al.method.label)} path"
+                f"{' that placed the best section' if placed else ''}.</figcaption></figure>")
 
     def _alignment(self, rq, r):
         """The result's own alignment, else btrace's best diagonal (as its section was placed)."""
