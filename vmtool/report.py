@@ -368,7 +368,8 @@ class _Builder:
             out = (self.page_dir / f"{self.stem}.q{qi}-r{r.rank}.mp4") if self.media == "link" \
                 else Path(tmp) / "preview.mp4"
             try:
-                got = render_preview(video, track, out, start=start, fit="section", catalog=self.catalog)
+                got = render_preview(video, track, out, start=start, fit="section", catalog=self.catalog,
+                                     progress=self.progress)
             except VmtoolError as exc:
                 self.failed_previews.append(f"{label}: {exc}")
                 return f'<p class="note">No preview: {_e(str(exc))}</p>'
