@@ -191,13 +191,12 @@ def build_report(
 
 class _Builder:
     def __init__(self, ranker, page_dir: Path, stem: str, media: str, progress: Progress):
-        from vmtool.ranking import parse_method, sides
+        from vmtool.ranking import sides
 
         self.ranker, self.page_dir, self.stem, self.media, self.progress = ranker, page_dir, stem, media, progress
         self.catalog = Path(ranker.catalog)
         self.direction = ranker.direction
         self.qmod, self.tmod = sides(self.direction)
-        self.method = parse_method(ranker.method)
         self.meta = ranker.meta
         self.missing: list[str] = []
         self.previews: list[Path] = []
@@ -234,10 +233,10 @@ class _Builder:
         for r, sec in zip(res.results, rq.sections or [None] * len(res.results)):
             preview = self._preview(qi, rq, qfile, r, sec) if r.rank <= render_top else None
             items.append(self._result(anchor, rq, r, sec, preview))
-        body = "\n".join(items) if items else "<p class=\"note\">No result.</p>"
+        listed = "\n".join(items)
+        body = f'<ol class="results">\n{listed}\n</ol>' if items else '<p class="note">No result.</p>'
         return (f'<section class="query" id="{anchor}">\n<h2>{_e(rq.query)}</h2>\n'
-                f'<div class="query-player">{player}</div>\n<p class="how">{_e(how)}</p>\n'
-                f'<ol class="results">\n{body}\n</ol>\n</section>')
+                f'<div class="query-player">{player}</div>\n<p class="how">{_e(how)}</p>\n{body}\n</section>')
 
     def _result(self, anchor: str, rq, r, sec, preview: str | None) -> str:
         fields = self.meta.item(r.index) if self.meta is not None else {}
