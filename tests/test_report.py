@@ -206,6 +206,18 @@ def test_missing_media_is_said_and_the_page_still_written(media_cat, tmp_path):
     assert "Media not found: " in out.read_text(encoding="utf-8")
 
 
+def test_matplotlib_is_imported_only_for_a_report(media_cat, tmp_path):
+    """Ranking without --report pays nothing for the page (matplotlib takes a second to import)."""
+    import subprocess
+
+    code = ("import sys; from typer.testing import CliRunner; from vmtool.cli import app; "
+            f"r = CliRunner().invoke(app, ['rank', '{media_cat}#item00002', '{media_cat}', '-q']); "
+            "print(r.exit_code, 'matplotlib' in sys.modules, 'vmtool.report' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout
+    assert out.split() == ["0", "False", "False"]
+
+
 # --- --render-top with a stand-in renderer (vmtool.render is built elsewhere) ---------------------------
 
 
