@@ -375,10 +375,13 @@ class _Builder:
             path = Path(got.path)
             self.previews.append(path)
             src = self._src(path)
-        what = f"{got.start:.2f}–{got.end:.2f} s of the track" + ("" if got.fit == "section" else f", fit {got.fit}") \
-            + (", looped" if getattr(got, "looped", False) else "")
+        padded = getattr(got, "padded", 0.0) or 0.0
+        what = f"the track from {got.start:.2f} s under the video ({got.duration:.1f} s)" \
+            + ("" if got.fit == "section" else ", its sections re-edited onto the shot changes") \
+            + (", looped where the track ends" if got.looped else "") \
+            + (f", {padded:.1f} s of silence at the end" if padded > 0 else "")
         return (f'<figure class="preview"><video id="q{qi}-r{r.rank}-preview" controls preload="metadata" '
-                f'src="{src}"></video><figcaption>Preview: {_e(what)} under the video.</figcaption></figure>')
+                f'src="{src}"></video><figcaption>Preview: {_e(what)}.</figcaption></figure>')
 
 
 _SNAP = {"bars": "a downbeat", "beats": "a beat", "measured-grid": "the measured beat grid"}
