@@ -235,6 +235,9 @@ _vmtool() {
                     '(--hubness)--hubness[CSLS\: correct each distance by the query'\''s and the track'\''s mean distance to their K nearest neighbours (the catalog'\''s own videos for the tracks), pushing down tracks near every video.]:none|csls[\:K]:(none csls)' \
                     '(--length)--length[Seconds of music needed (default\: the query'\''s length), for each result'\''s best section.]:SECONDS: ' \
                     '*--where[Keep only items matching FIELD \[OP\] VALUE (repeatable), e.g.]:FILTER: ' \
+                    '(--report)--report[Also write the rankings as one HTML page with players, best sections and alignment pictures.]:FILE.html:_files' \
+                    '(--report-media)--report-media[embed\: media inside the page (one file to send); link\: by path relative to the page.]:REPORT-MEDIA:(embed link)' \
+                    '(--render-top)--render-top[With --report\: render the track under the video for each query'\''s best N results.]:N: ' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \

@@ -224,6 +224,47 @@ def test_merge_into_an_input_that_is_not_a_collection(tmp_path):
     assert_untouched(fake)
 
 
+@pytest.mark.parametrize("which", ["catalog", "query file"])
+def test_rank_report_onto_an_input(tmp_path, which):
+    """``rank --report`` naming the catalog (or the file of a FILE.h5#ITEM-ID query) would
+    replace it by a web page: refused before any ranking, like ``-o`` of extract and merge."""
+    from vmtool.synth import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
+    other = synth_catalog(tmp_path / "other.h5", 4, seed=1, dim=16)
+    target = cat if which == "catalog" else other
+    before = target.read_bytes()
+    res = run("rank", f"{other}#item00000", cat, "--report", target)
+    assert res.exit_code == 1 and res.stdout == ""
+    assert one_error_line(res) == (f"Error: {target}: is also an input ({target}); writing it would destroy that "
+                                   "input: choose another output file")
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--report", "{out}", "-k", "3", "--render-top", "4"], "--render-top 4 is more than the 3 results of --top"),
+    (["--render-top", "1"], "--render-top needs --report"),
+])
+def test_rank_render_top_usage_exit_2(tmp_path, existing_output, args, message):
+    from vmtool.synth import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
+    res = run("rank", f"{cat}#item00000", cat, *[a.format(out=existing_output) for a in args])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert one_error_line(res) == f"Error: {message}"
+    assert_untouched(existing_output)
+
+
+def test_rank_report_into_a_missing_directory(tmp_path):
+    from vmtool.synth import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)
+    out = tmp_path / "nope" / "r.html"
+    res = run("rank", f"{cat}#item00000", cat, "--report", out)
+    assert res.exit_code == 1 and res.stdout == ""
+    assert one_error_line(res) == f"Error: {out}: output directory '{out.parent}' does not exist"
+
+
 # --- batches: --keep-going when every input fails ----------------------------------------------
 
 

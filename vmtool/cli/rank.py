@@ -32,6 +32,8 @@ Results show each track's title and artist when the catalog has them (vmtool ext
 
 Each result also gets its best section: where the track should start and end under the video (the video's length, or --length), placed by the alignment (or btrace's best diagonal for the non-aligning methods) and started on a beat (the catalog's bars or beats, else the beat grid measured at extract time; a '*' in the table marks a start not snapped, for want of beats).
 
+--report writes one HTML page a music supervisor can act on (docs/report.md): the query's player, each result with title, artist, distance, tempo and key, a player that starts at its best section, and the alignment picture; --render-top N adds the rendered previews of the best N. Media are embedded, so the page can be e-mailed or archived; --report-media link references them by path instead, for catalogs whose tracks make the page too large.
+
 Methods (see docs/methods-ranking.md): as Seg-VM-Net defines them clip, centroid, single, complete, trace, btrace, nw-dtw, sw-dtw; vmtool's normalised variants centroid-unit, trace-mean, btrace-mean (default); head ranks by the pair classifier of a BCE model (Prétet et al. 2021); the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
 
 \b
@@ -43,7 +45,13 @@ Examples:
   vmtool rank new/*.mp4 catalog.h5 -k 5 --format tsv > rankings.tsv
   vmtool rank clip.mp4 catalog.h5 --where 'bpm 90..120' --where 'key Am,C'
   vmtool rank cut.mp4 catalog.h5 --length 30 --hubness csls --format json
+  vmtool rank clip.mp4 catalog.h5 -k 5 --report clip.html --render-top 3
 """
+
+
+class ReportMedia(str, enum.Enum):
+    embed = "embed"
+    link = "link"
 
 
 class RankFormat(str, enum.Enum):
@@ -85,6 +93,15 @@ def rank_cmd(
     where: Annotated[Optional[list[str]], typer.Option(
         "--where", metavar="FILTER", show_default=False,
         help="Keep only items matching FIELD [OP] VALUE (repeatable), e.g. 'bpm 90..120', 'genre ~ rock'.")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        "--report", metavar="FILE.html", dir_okay=False, show_default=False,
+        help="Also write the rankings as one HTML page with players, best sections and alignment pictures.")] = None,
+    report_media: Annotated[ReportMedia, typer.Option(
+        "--report-media", help="embed: media inside the page (one file to send); link: by path relative to the "
+                               "page.")] = ReportMedia.embed,
+    render_top: Annotated[Optional[int], typer.Option(
+        "--render-top", metavar="N", min=1, show_default=False,
+        help="With --report: render the track under the video for each query's best N results.")] = None,
     fmt: Annotated[RankFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = RankFormat.table,
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
@@ -98,6 +115,13 @@ def rank_cmd(
     from vmtool.ranking.hubness import parse_hubness
 
     filters = [parse_filter(w) for w in where or []]  # a malformed filter fails before any work
+    if render_top is not None and (report is None or render_top > k):
+        raise UsageError("--render-top needs --report" if report is None else
+                         f"--render-top {render_top} is more than the {k} results of --top")
+    if report is not None:
+        from vmtool.report import check_report_path
+
+        check_report_path(report, [catalog, *queries])  # before any ranking
     try:
         hub = parse_hubness(hubness)
     except ParameterError as exc:
@@ -112,6 +136,7 @@ def rank_cmd(
     many = len(queries) > 1
     failures: list[str] = []
     outputs: list[dict] = []
+    done: list = []  # the ranked queries, for --report
     header = ("query\t" if many else "") + \
         "rank\tid\tdistance\tstart\tend\tsource\ttitle\tartist\tsection_start\tsection_end\n"
     for query in queries:
@@ -125,6 +150,8 @@ def rank_cmd(
             failures.append(query)
             continue
         res, secs = ranked.ranking, ranked.sections
+        if report is not None:
+            done.append(ranked)
         head = {"query": query, "query_source": ranked.item.sources[0], "catalog": str(catalog),
                 "direction": direction.value}
         if fmt is RankFormat.json:
@@ -154,9 +181,28 @@ def rank_cmd(
              quiet)
     if fmt is RankFormat.json:
         echo_json(outputs if many else outputs[0])
+    unrendered = _write_report(report, done, ranker, report_media.value, render_top or 0, quiet) \
+        if report is not None and done else []
     if failures:
         info(f"{len(failures)} of {len(queries)} queries failed", quiet=False)
         raise typer.Exit(1)
+    if unrendered:
+        raise typer.Exit(1)
+
+
+def _write_report(path, done, ranker, media, render_top, quiet) -> list[str]:
+    from vmtool.report import MAIL_LIMIT, write_report
+
+    with RichProgress(enabled=not quiet) as progress:
+        rep = write_report(path, done, ranker, media=media, render_top=render_top, progress=progress)
+    for failed in rep.failed_previews:
+        error(f"preview not rendered: {failed}")
+    info(f"wrote {rep.path} ({rep.size / 1e6:.1f} MB, {rep.results} results, media {rep.media}"
+         + (f", {len(rep.previews)} previews" if render_top else "") + ")", quiet)
+    if rep.media == "embed" and rep.size > MAIL_LIMIT:
+        info(f"{rep.path} is {rep.size / 1e6:.0f} MB, too large for most e-mail; --report-media link keeps the "
+             "media out of the page", quiet=False)
+    return rep.failed_previews
 
 
 def _table(res, meta=None, title: str | None = None, sections=None) -> None:

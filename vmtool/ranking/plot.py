@@ -14,7 +14,7 @@ from vmtool.atomic import atomic_output, check_output_path
 from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment
 
-__all__ = ["plot_alignment", "plot_evaluation", "check_plot_path"]
+__all__ = ["plot_alignment", "alignment_image", "plot_evaluation", "check_plot_path"]
 
 
 def check_plot_path(path: str | os.PathLike) -> tuple[Path, str]:
@@ -51,10 +51,7 @@ def _pyplot():
     return plt
 
 
-def plot_alignment(al: Alignment, path: str | os.PathLike, *, title: str | None = None,
-                   query_label: str = "query", target_label: str = "target") -> Path:
-    """Draw the Euclidean distance matrix of *al* with its optimal path; write *path* (PNG...)."""
-    plt = _pyplot()
+def _alignment_figure(plt, al: Alignment, title: str | None, query_label: str, target_label: str):
     kq, kc = al.distance_matrix.shape
     fig, ax = plt.subplots(figsize=(min(12, 2.5 + 0.35 * kc), min(10, 2.0 + 0.35 * kq)), dpi=100)
     try:
@@ -67,12 +64,39 @@ def plot_alignment(al: Alignment, path: str | os.PathLike, *, title: str | None 
         ax.set_ylabel(f"{query_label} segment")
         ax.set_title(title or f"{al.method.label}: distance {al.distance:.4g}", fontsize=10)
         fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def plot_alignment(al: Alignment, path: str | os.PathLike, *, title: str | None = None,
+                   query_label: str = "query", target_label: str = "target") -> Path:
+    """Draw the Euclidean distance matrix of *al* with its optimal path; write *path* (PNG...)."""
+    plt = _pyplot()
+    fig = _alignment_figure(plt, al, title, query_label, target_label)
+    try:
         out, fmt = check_plot_path(path)
         with atomic_output(out) as tmp:
             fig.savefig(tmp, format=fmt)  # the temporary name's extension says nothing
     finally:
         plt.close(fig)
     return out
+
+
+def alignment_image(al: Alignment, *, fmt: str = "png", dpi: float = 100, title: str | None = None,
+                    query_label: str = "query", target_label: str = "target") -> bytes:
+    """The picture of :func:`plot_alignment` as the bytes of a *fmt* file (for a page that embeds it)."""
+    import io
+
+    plt = _pyplot()
+    fig = _alignment_figure(plt, al, title, query_label, target_label)
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
 
 
 def plot_evaluation(ev, path: str | os.PathLike) -> Path:
