@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtool import __version__
-from vmtool.batch import Failure, record_failure
+from vmtool.batch import Checkpoint, Failure, record_failure
 from vmtool.errors import ParameterError, VmtoolError
 from vmtool.progress import Progress
 
@@ -266,6 +266,7 @@ class ClusterRunner:
     def __call__(self, tasks: Sequence[tuple[str, tuple]], func: Callable[..., Any], *,
                  keep_going: bool = False, progress: Progress | None = None,
                  initializer: Callable[..., None] | None = None, initargs: tuple = (),
+                 on_result: Callable[[int, Any], None] | None = None,
                  **_local_only: Any) -> Iterator[tuple[int, Any]]:
         """Like :func:`vmtool.batch.run_batch`: yield ``(index, result)`` in input order.
 
@@ -330,6 +331,8 @@ class ClusterRunner:
                                       labels[i])
                 if fut.status == "finished":
                     done[i] = fut.result()
+                    if on_result is not None:
+                        on_result(i, done[i])
                     progress.file_done(labels[i], True)
                 else:
                     done[i] = fail(i, fut.exception())
@@ -353,12 +356,17 @@ class ClusterRunner:
 
 def runner_for(scheduler: str | None, *, send_media: bool = False, progress: Progress | None = None,
                media: Callable[[tuple], str | None] | None = None,
-               relocate: Callable[[tuple, str], tuple] | None = None):
-    """:func:`vmtool.batch.run_batch` when *scheduler* is None or empty, else a connected :class:`ClusterRunner`."""
+               relocate: Callable[[tuple, str], tuple] | None = None,
+               checkpoint: Checkpoint | None = None):
+    """:func:`vmtool.batch.run_batch` when *scheduler* is None or empty, else a connected
+    :class:`ClusterRunner`; wrapped by *checkpoint* when given (the same mechanism for
+    both: a run stopped on a cluster can be resumed locally, and the other way round)."""
     if not scheduler:
         if send_media:
             raise ParameterError("--send-media needs --scheduler")
         from vmtool.batch import run_batch
 
-        return run_batch
-    return ClusterRunner(scheduler, send_media=send_media, progress=progress, media=media, relocate=relocate)
+        runner = run_batch
+    else:
+        runner = ClusterRunner(scheduler, send_media=send_media, progress=progress, media=media, relocate=relocate)
+    return checkpoint.wrap(runner) if checkpoint is not None else runner
