@@ -186,21 +186,57 @@ def connect(scheduler: str, progress: Progress | None = None):
     return client, cluster
 
 
-def _probe(address: str) -> None:
-    """Open and close one connection with Dask's handshake: fails fast and leaves no client behind.
+class _NoScheduler(Exception):
+    """The scheduler address cannot be used (the message says why, for one line)."""
 
-    (A :class:`distributed.Client` whose first connection fails still tries to close
-    itself when garbage-collected, which costs another timeout at exit.)
+
+def _probe(address: str) -> None:
+    """Open and close one connection with Dask's handshake, within :data:`CONNECT_TIMEOUT` in all.
+
+    A TCP connection first: a refused connection or an unknown host is reported at once
+    (Dask's own connect retries those until its timeout), and an address that accepts
+    the connection but fails Dask's handshake (a web server, the dashboard's port) is
+    told apart from one that cannot be reached. It also leaves no client behind (a
+    :class:`distributed.Client` whose first connection fails still tries to close
+    itself when garbage-collected, which costs another timeout at exit).
+
+    Raises
+    ------
+    _NoScheduler
     """
     import asyncio
+    import socket
 
     from distributed.comm import connect as comm_connect
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+    except ValueError as exc:
+        raise _NoScheduler(str(exc)) from None
+    if scheme in ("tcp", "tls"):
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+        except TimeoutError:
+            raise _NoScheduler(f"no answer within {CONNECT_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise _NoScheduler((exc.strerror or type(exc).__name__).lower()) from None
 
     async def once() -> None:
-        comm = await asyncio.wait_for(comm_connect(address, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT + 1)
+        left = max(0.5, deadline - time.monotonic())
+        comm = await asyncio.wait_for(comm_connect(address, timeout=left), left)
         await comm.close()
 
-    asyncio.run(once())
+    try:
+        asyncio.run(once())
+    except Exception as exc:  # noqa: BLE001 - garbage from a web server can fail anywhere in the handshake
+        if scheme in ("tcp", "tls"):
+            raise _NoScheduler("it accepts connections but does not answer as a Dask scheduler; is it the "
+                               "dashboard's port? a scheduler listens on 8786 by default") from None
+        raise _NoScheduler(" ".join(str(exc).split()) or type(exc).__name__) from None
 
 
 def check_versions(client) -> None:
