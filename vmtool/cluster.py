@@ -17,6 +17,9 @@ alone writes the output file, in input order, exactly as in a local run.
 - Workers read the media at the client's paths (shared storage); with ``send_media``
   the client sends each file's bytes with its task instead. A worker that cannot read a
   path fails that item with a message naming the file and the worker.
+- The client records every completed item in the output's checkpoint when the command
+  gives one (:class:`vmtool.batch.Checkpoint`, the same as for a local run), so a
+  stopped run continues with ``--resume``.
 - Every worker must run the client's vmtool version: the client asks every connected
   worker when it connects, and every task checks again on the worker that runs it
   (workers can join later), so a mixed cluster is refused with both versions named.

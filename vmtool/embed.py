@@ -255,7 +255,9 @@ def embed(
     resume : bool
         When *output* is a catalog made by the same model (same SHA-256), with the same
         segmentation parameters and storage type, keep its embeddings of every item with
-        the same id, SHA-256 and segment boundaries; embed only the others.
+        the same id, SHA-256 and segment boundaries; embed only the others. With
+        *scheduler*, also reuse the items a stopped run recorded in *output*'s
+        checkpoint (:class:`vmtool.batch.Checkpoint`).
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
     scheduler : str, optional

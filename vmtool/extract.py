@@ -423,7 +423,8 @@ def extract(
         Files processed in parallel (separate processes).
     resume : bool
         Keep the items already in *output* and skip inputs whose SHA-256 is there.
-        The stored configuration must match *config*.
+        The stored configuration must match *config*. Also reuse the items a stopped
+        run recorded in *output*'s checkpoint (:class:`vmtool.batch.Checkpoint`).
     keep_going : bool
         Record failed files and go on; the report lists them.
     command : str

@@ -315,7 +315,8 @@ def segment(
     resume : bool
         When *output* exists, keep its results for every method whose stored parameters
         equal this run's, for the items it holds with the same id and SHA-256; only the
-        other items are segmented. Without it every item is segmented again.
+        other items are segmented. Without it every item is segmented again. Also reuse
+        the items a stopped run recorded in *output*'s checkpoint (:class:`vmtool.batch.Checkpoint`).
     reference : path, optional
         An annotation file (one item) or a directory searched for ``<id>.jams``,
         ``<id>.txt`` or ``<id>.lab``; hit rates are reported per item and method.
