@@ -197,6 +197,17 @@ def test_embed_on_cluster_equals_local_run(tmp_path, scheduler):
         res = run("embed", tmp_path / "feats.h5", "--model", tmp_path / "m.pt", "-o", tmp_path / name, "-q", *extra)
         assert res.exit_code == 0, res.stderr
     same_content(tmp_path / "loc.h5", tmp_path / "clu.h5")
+    # a stopped run continues from its checkpoint
+    from vmtool.embed import embed
+
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        embed(tmp_path / "feats.h5", tmp_path / "m.pt", out, scheduler=scheduler, progress=StopAfter(5))
+    res = run("embed", tmp_path / "feats.h5", "--model", tmp_path / "m.pt", "-o", out, "--resume",
+              "--scheduler", scheduler)
+    assert res.exit_code == 0, res.stderr
+    assert f"continuing a stopped run: 5 item(s) read from {partial_path(out)}" in res.stderr
+    same_content(tmp_path / "loc.h5", out)
 
 
 def test_analyze_structure_on_cluster_equals_local_run(tmp_path, scheduler):
@@ -344,4 +355,13 @@ def test_a_stopped_cluster_run_continues_and_its_progress_follows_the_tasks(tmp_
     _extract(tracks, out, scheduler=scheduler, resume=True, progress=p)
     assert f"continuing a stopped run: 2 item(s) read from {partial_path(out)}" in p.logs
     assert sorted(p.done) == sorted(str(t) for t in tracks)  # the bar counts every item once
+    same_content(local_extract, out)
+
+
+@pytest.mark.slow
+def test_local_n_starts_a_cluster_for_the_run(tmp_path, tracks, local_extract):
+    out = tmp_path / "local2.h5"
+    res = run("extract", *tracks, *AUDIO, "-o", out, "--scheduler", "local:2")
+    assert res.exit_code == 0, res.stderr
+    assert "Dask scheduler tcp://127.0.0.1:" in res.stderr
     same_content(local_extract, out)
