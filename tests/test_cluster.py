@@ -294,6 +294,34 @@ def test_a_stopped_local_run_continues_from_its_checkpoint(tmp_path, tracks, loc
     assert not part.exists()  # deleted once the output is in place
 
 
+def test_a_checkpoint_that_cannot_be_written_never_fails_the_run(tmp_path, tracks, local_extract, monkeypatch):
+    import errno
+
+    from vmtool import batch
+
+    calls, write = [], batch._write_all
+
+    def full_at_the_second_item(fd, data):  # header; item 1 (2 writes); item 2: its head, then its data
+        calls.append(len(data))
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(fd, data)
+
+    monkeypatch.setattr(batch, "_write_all", full_at_the_second_item)
+    out = tmp_path / "out.h5"
+    p = StopAfter(3)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(tracks, out, progress=p)
+    part = partial_path(out)
+    assert p.logs == [f"{part}: cannot write the checkpoint (No space left on device); this run goes on without one"]
+    assert len(calls) == 5  # nothing written after the failure
+    monkeypatch.undo()
+    p = StopAfter()
+    _extract(tracks, out, resume=True, progress=p)  # the torn second item was cut off: the first is read back
+    assert p.logs == [f"continuing a stopped run: 1 item(s) read from {part}"]
+    same_content(local_extract, out)
+
+
 def test_a_run_without_resume_discards_the_checkpoint(tmp_path, tracks):
     from vmtool.segment import SegmentConfig, segment
 

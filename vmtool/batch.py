@@ -329,7 +329,8 @@ class Checkpoint:
         self.reused = 0
         self._index: dict[str, tuple[int, int]] = {}  # key -> (offset, length) of a recorded result
         self._run_id: str | None = None
-        self._end = 0  # the end of the last whole frame of the file being continued
+        self._end = 0  # the end of the last whole frame of the file
+        self._frames = 0  # whole frames in it
         self._fd: int | None = None
         self._synced = 0.0
         self._broken = False
@@ -485,11 +486,18 @@ class Checkpoint:
             frame = _FRAME.pack(b"ITEM", len(kb), len(data), zlib.crc32(data, zlib.crc32(kb)))
             _write_all(self._fd, frame + kb)
             _write_all(self._fd, data)
+            self._end += len(frame) + len(kb) + len(data)
+            self._frames += 1
             if time.monotonic() - self._synced > _SYNC_SECONDS:
                 os.fsync(self._fd)
                 self._synced = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - a checkpoint is a help, never a reason to fail the run
             self._broken = True
+            if self._fd is not None:  # keep the whole frames, give back the space of a torn one
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._end)
+                    if not self._frames:
+                        self.path.unlink()
             self._close()
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
             self._warn(f"cannot write the checkpoint ({reason}); this run goes on without one")
@@ -500,6 +508,7 @@ class Checkpoint:
             fd = os.open(self.path, os.O_WRONLY)
             os.ftruncate(fd, self._end)  # drop a torn last frame
             os.lseek(fd, 0, os.SEEK_END)
+            self._frames = len(self._index)
             return fd
         # a new file, moved into place whole (header included) over any older checkpoint
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
@@ -508,6 +517,7 @@ class Checkpoint:
             head = json.dumps({"vmtool": _version(), "run": self._run_id}).encode()
             _write_all(fd, _MAGIC + _HEAD.pack(len(head)) + head)
             os.replace(tmp, self.path)
+            self._end, self._frames = len(_MAGIC) + _HEAD.size + len(head), 0
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
