@@ -220,6 +220,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l device 
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -s j -l workers -x -d 'Files processed in parallel.'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l scheduler -x -d 'Run the items on a Dask cluster: a scheduler address (tcp://host:8786), a scheduler file, or local:N (N worker processes here).'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -s k -l keep-going -d 'Record failed clips, finish the rest, exit 1 at the end.'
+complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l resume -d 'Continue a stopped run: reuse the clips it left in OUT.vmtool-partial.'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l wait -x -d 'Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -s q -l quiet -d 'No progress bars or log lines on stderr.'
 complete -c vmtool -n '__fish_seen_subcommand_from analyze-structure' -l version -d 'Show the version and exit.'

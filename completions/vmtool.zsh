@@ -311,6 +311,7 @@ _vmtool() {
                     '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \
                     '(-k --keep-going)-k[Record failed clips, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed clips, finish the rest, exit 1 at the end.]' \
+                    '(--resume)--resume[Continue a stopped run\: reuse the clips it left in OUT.vmtool-partial.]' \
                     '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \

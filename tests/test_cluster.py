@@ -224,6 +224,17 @@ def test_analyze_structure_on_cluster_equals_local_run(tmp_path, scheduler):
         outs.append({k: v for k, v in json.loads(res.stdout).items() if k != "output"})
     assert outs[0] == outs[1]
     same_content(tmp_path / "loc.h5", tmp_path / "clu.h5")
+    # stopped after two clips here, continued on the cluster
+    from vmtool.structure import StructureConfig, analyze_structure
+
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        analyze_structure([col], out, StructureConfig(shuffles=50), device="auto", keep_going=True,
+                          progress=StopAfter(2))
+    res = run("analyze-structure", col, "-o", out, "--shuffles", 50, "-k", "--resume", "--scheduler", scheduler)
+    assert res.exit_code == 1, res.stderr
+    assert f"continuing a stopped run: 2 item(s) read from {partial_path(out)}" in res.stderr
+    same_content(tmp_path / "loc.h5", out)
 
 
 def test_a_worker_without_vmtool_is_refused():
@@ -292,6 +303,16 @@ def test_a_stopped_local_run_continues_from_its_checkpoint(tmp_path, tracks, loc
     assert p.started == [str(t) for t in tracks[1:]]  # the torn item and the third one ran again
     same_content(local_extract, out)
     assert not part.exists()  # deleted once the output is in place
+
+
+def test_an_item_is_known_by_its_values_not_by_which_objects_hold_them():
+    from vmtool.batch import _digest
+
+    one = "auto"
+    two = "".join(["au", "to"])  # what the command line hands over: an equal string, not the same one
+    assert two is not one
+    assert _digest(("cpu", one, one)) == _digest(("cpu", one, two))
+    assert _digest(("cpu", one, one)) != _digest(("cpu", one, "cpu"))
 
 
 def test_a_checkpoint_that_cannot_be_written_never_fails_the_run(tmp_path, tracks, local_extract, monkeypatch):

@@ -23,6 +23,7 @@ import signal
 import stat
 import struct
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -259,8 +260,23 @@ def partial_path(output: str | os.PathLike) -> Path:
     return real.parent / f"{real.name}{PARTIAL_SUFFIX}"
 
 
+class _Hasher:
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def write(self, data) -> None:
+        self.h.update(data)
+
+
 def _digest(obj: Any) -> str:
-    return hashlib.sha256(pickle.dumps(obj, protocol=5)).hexdigest()[:32]
+    """A digest of *obj*'s pickle, without the memo: equal values give equal digests whether
+    or not their parts are one object (``device="auto"`` and ``downbeats="auto"`` are one
+    string in a script and two on the command line, and the memo would tell them apart)."""
+    out = _Hasher()
+    p = pickle.Pickler(out, protocol=5)
+    p.fast = True  # no memo (the arguments are never self-referential)
+    p.dump(obj)
+    return out.h.hexdigest()[:32]
 
 
 def _qualname(f: Callable[..., Any] | None) -> str | None:
@@ -510,9 +526,12 @@ class Checkpoint:
             os.lseek(fd, 0, os.SEEK_END)
             self._frames = len(self._index)
             return fd
-        # a new file, moved into place whole (header included) over any older checkpoint
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # a new file, moved into place whole (header included) over any older checkpoint; its
+        # temporary name is one of the output's, so a run into it removes it if this process dies
+        from vmtool.atomic import TMP_PREFIX, TMP_SUFFIX
+
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{self.path.name[:-len(PARTIAL_SUFFIX)]}.{os.getpid()}.",
+                                   suffix=TMP_SUFFIX, dir=self.path.parent)
         try:
             head = json.dumps({"vmtool": _version(), "run": self._run_id}).encode()
             _write_all(fd, _MAGIC + _HEAD.pack(len(head)) + head)
