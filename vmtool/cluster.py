@@ -236,7 +236,7 @@ def _probe(address: str) -> None:
     try:
         asyncio.run(once())
     except Exception as exc:  # noqa: BLE001 - garbage from a web server can fail anywhere in the handshake
-        if scheme in ("tcp", "tls"):
+        if scheme == "tcp":  # (with tls the certificates' error says more)
             raise _NoScheduler("it accepts connections but does not answer as a Dask scheduler; is it the "
                                "dashboard's port? a scheduler listens on 8786 by default") from None
         raise _NoScheduler(" ".join(str(exc).split()) or type(exc).__name__) from None
