@@ -20,6 +20,10 @@ warm worker (task submission, sending the result back). The machine is shared: t
 load average is printed with the figures.
 
     python benchmarks/bench_cluster.py [--tracks 12] [--seconds 20] [--repeats 3]
+
+``--checkpoint-cost CLIP...`` instead measures what a run's checkpoint costs per item:
+the clips' ``extract_item`` results (``handcrafted`` audio; ``transnet`` + ``color``
+video) recorded with :class:`vmtool.batch.Checkpoint`, against their extraction time.
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=12)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--checkpoint-cost", nargs="+", metavar="CLIP", help="Media files (e.g. a demo's clips).")
     args = ap.parse_args()
+    if args.checkpoint_cost:
+        checkpoint_cost(args.checkpoint_cost)
+        return
 
     import distributed
 
@@ -110,6 +118,32 @@ def main() -> None:
     hi = (max(dask1) - min(local)) / args.tracks
     print(f"per-item overhead of the cluster path (median local:1 - median local) / N: {per_item * 1000:.0f} ms "
           f"(from the extremes: {lo * 1000:.0f} to {hi * 1000:.0f} ms)")
+
+
+def checkpoint_cost(clips: list[str]) -> None:
+    from vmtool.batch import Checkpoint, partial_path
+    from vmtool.extract import ExtractConfig, build_extractors, extract_item
+    from vmtool.store import sha256_file
+
+    for audio, video in ((("handcrafted",), ()), ((), ("transnet", "color"))):
+        cfg = ExtractConfig(audio_features=audio, video_features=video)
+        extractors = build_extractors(cfg, "cpu")
+        t0 = time.perf_counter()
+        results = [extract_item(c, extractors, cfg, item_id=Path(c).stem, sha256=sha256_file(c)) for c in clips]
+        t_extract = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory(prefix="bench-checkpoint-") as td:
+            ck = Checkpoint(Path(td) / "out.h5", resume=False)
+            t0 = time.perf_counter()
+            for i, r in enumerate(results):
+                ck._append(f"{i:032x}", r)
+            ck._close()  # (its final fsync included)
+            t_ck = time.perf_counter() - t0
+            size = partial_path(Path(td) / "out.h5").stat().st_size
+        n = len(clips)
+        print(f"{'+'.join(audio + video):18} extract {t_extract / n * 1000:8.0f} ms/item; checkpoint "
+              f"{t_ck / n * 1000:6.1f} ms/item ({t_ck / t_extract * 100:.2f} %), {size / n / 1024:.0f} KiB/item")
+    print(f"load average {tuple(round(x, 2) for x in os.getloadavg())}")
+
 
 if __name__ == "__main__":
     main()
