@@ -150,7 +150,7 @@ _vmtool() {
             esac
             ;;
         analyze-structure)
-            opts='-o --output --metadata --column --segments --downbeats --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers --scheduler -k --keep-going --wait -q --quiet --version -h --help'
+            opts='-o --output --metadata --column --segments --downbeats --threshold --bin-width --shuffles --seed --min-count --plot -f --format --per-clip --device -j --workers --scheduler -k --keep-going --resume --wait -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output|--metadata) _vmtool_files -f; return 0 ;;

@@ -48,7 +48,7 @@ _vmtool() {
                     '(-j --workers)--workers[Files processed in parallel.]:WORKERS: ' \
                     '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \
                     '(--send-media)--send-media[With --scheduler\: send each media file to its worker (no shared storage).]' \
-                    '(--resume)--resume[Keep OUT'\''s items; skip inputs already in it (same sha256).]' \
+                    '(--resume)--resume[Keep OUT'\''s items; skip inputs already in it (same sha256), and those a stopped run left in OUT.vmtool-partial.]' \
                     '(-k --keep-going)-k[Record failed inputs, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed inputs, finish the rest, exit 1 at the end.]' \
                     '(--metadata)--metadata[Track metadata sheet joined by its '\''id'\'' or '\''file'\'' column (title, artist, bpm, key...]:FILE.csv:_files' \
@@ -141,7 +141,7 @@ _vmtool() {
                     '(--send-media)--send-media[With --scheduler\: send each media file to its worker (no shared storage).]' \
                     '(-k --keep-going)-k[Record failures, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failures, finish the rest, exit 1 at the end.]' \
-                    '(--resume)--resume[Keep OUT'\''s results of unchanged items (same id and sha256) made with the same parameters; segment only the others.]' \
+                    '(--resume)--resume[Keep OUT'\''s results of unchanged items (same id and sha256) made with the same parameters, and a stopped run'\''s (OUT.vmtool-partial); segment only the others.]' \
                     '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
@@ -195,7 +195,7 @@ _vmtool() {
                     '(-o --output)--output[Output file (written atomically).]:OUTPUT:_files' \
                     '(--segments)--segments[Segmentation for segment embeddings (default\: the model'\''s).]:METHOD: ' \
                     '(--dtype)--dtype[Storage type of the embeddings.]:DTYPE:(float32 float16)' \
-                    '(--resume)--resume[Keep OUT'\''s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings; embed only the others.]' \
+                    '(--resume)--resume[Keep OUT'\''s embeddings of unchanged items (same id, sha256 and segments) when OUT was made by the same model with the same settings, and a stopped --scheduler run'\''s (OUT.vmtool-partial); embed only the others.]' \
                     '(--no-prototypes --prototypes)--no-prototypes[Models trained with --loss cosface\:class_label=COLUMN (VMCML)\: a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.]' \
                     '(--no-prototypes --prototypes)--prototypes[Models trained with --loss cosface\:class_label=COLUMN (VMCML)\: a track the model was trained on gets its class prototype as music embedding, as VMCML retrieves seen music.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
@@ -335,6 +335,7 @@ _vmtool() {
                     '(--scheduler)--scheduler[Run the items on a Dask cluster\: a scheduler address (tcp\://host\:8786), a scheduler file, or local\:N (N worker processes here).]:ADDRESS: ' \
                     '(-k --keep-going)-k[Record failed clips, finish the rest, exit 1 at the end.]' \
                     '(-k --keep-going)--keep-going[Record failed clips, finish the rest, exit 1 at the end.]' \
+                    '(--resume)--resume[Continue a stopped run\: reuse the clips it left in OUT.vmtool-partial.]' \
                     '(--wait)--wait[Wait up to SECONDS for another vmtool run writing the same output, then fail naming its pid.]:SECONDS: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \

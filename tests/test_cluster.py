@@ -1,7 +1,8 @@
 """Batch commands on a Dask cluster (``--scheduler``): same output as a local run.
 
 One 2-process :class:`distributed.LocalCluster` serves the module; the commands connect
-to it by address, as they would to a remote scheduler.
+to it by address, as they would to a remote scheduler. The checkpoint tests stop a run
+from its progress hook after a given number of completed items (never after a delay).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import textwrap
 
 import cloudpickle
 import h5py
@@ -20,6 +23,7 @@ from typer.testing import CliRunner
 distributed = pytest.importorskip("distributed")
 
 from vmtool import cluster as vcluster  # noqa: E402
+from vmtool.batch import partial_path  # noqa: E402
 from vmtool.cli import app  # noqa: E402
 from vmtool.errors import VmtoolError  # noqa: E402
 from vmtool.store import open_collection  # noqa: E402
@@ -86,7 +90,7 @@ def test_extract_on_cluster_equals_local_run(tmp_path, scheduler, tracks, local_
     out = tmp_path / "cluster.h5"
     res = run("extract", *tracks, *AUDIO, "-o", out, "--scheduler", scheduler)
     assert res.exit_code == 0, res.stderr
-    assert f"Dask scheduler {scheduler}" in res.stderr
+    assert f"Dask scheduler {scheduler}; dashboard http://" in res.stderr  # the link to watch the run
     same_content(local_extract, out)
     with open_collection(out) as col:
         assert list(col.column("source")) == [str(t) for t in tracks]  # input order
@@ -193,6 +197,17 @@ def test_embed_on_cluster_equals_local_run(tmp_path, scheduler):
         res = run("embed", tmp_path / "feats.h5", "--model", tmp_path / "m.pt", "-o", tmp_path / name, "-q", *extra)
         assert res.exit_code == 0, res.stderr
     same_content(tmp_path / "loc.h5", tmp_path / "clu.h5")
+    # a stopped run continues from its checkpoint
+    from vmtool.embed import embed
+
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        embed(tmp_path / "feats.h5", tmp_path / "m.pt", out, scheduler=scheduler, progress=StopAfter(5))
+    res = run("embed", tmp_path / "feats.h5", "--model", tmp_path / "m.pt", "-o", out, "--resume",
+              "--scheduler", scheduler)
+    assert res.exit_code == 0, res.stderr
+    assert f"continuing a stopped run: 5 item(s) read from {partial_path(out)}" in res.stderr
+    same_content(tmp_path / "loc.h5", out)
 
 
 def test_analyze_structure_on_cluster_equals_local_run(tmp_path, scheduler):
@@ -209,3 +224,193 @@ def test_analyze_structure_on_cluster_equals_local_run(tmp_path, scheduler):
         outs.append({k: v for k, v in json.loads(res.stdout).items() if k != "output"})
     assert outs[0] == outs[1]
     same_content(tmp_path / "loc.h5", tmp_path / "clu.h5")
+    # stopped after two clips here, continued on the cluster
+    from vmtool.structure import StructureConfig, analyze_structure
+
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        analyze_structure([col], out, StructureConfig(shuffles=50), device="auto", keep_going=True,
+                          progress=StopAfter(2))
+    res = run("analyze-structure", col, "-o", out, "--shuffles", 50, "-k", "--resume", "--scheduler", scheduler)
+    assert res.exit_code == 1, res.stderr
+    assert f"continuing a stopped run: 2 item(s) read from {partial_path(out)}" in res.stderr
+    same_content(tmp_path / "loc.h5", out)
+
+
+def test_a_worker_without_vmtool_is_refused():
+    import importlib.metadata
+
+    from vmtool import __version__
+
+    class Client:
+        def run(self, func, *args, on_error):
+            return {"tcp://10.0.0.7:40123": importlib.metadata.PackageNotFoundError("vmtool")}
+
+    with pytest.raises(VmtoolError, match=rf"^worker tcp://10\.0\.0\.7:40123 has no vmtool installed "
+                                          rf"\(the client runs vmtool {__version__}\); install the same"):
+        vcluster.check_versions(Client())
+
+
+# --- checkpoints: a stopped run continues with --resume ------------------------------------
+
+class StopAfter:
+    """A progress hook that stops the run (Ctrl-C) when *n* items are done; records the events."""
+
+    def __init__(self, n: int | None = None):
+        self.n, self.started, self.done, self.logs = n, [], [], []
+
+    def batch_start(self, total):
+        pass
+
+    def file_start(self, path, work):
+        self.started.append(path)
+
+    def file_advance(self, path, done):
+        pass
+
+    def file_done(self, path, ok, message=""):
+        self.done.append(path)
+        if self.n is not None and len(self.done) == self.n:
+            raise KeyboardInterrupt
+
+    def log(self, message):
+        self.logs.append(message)
+
+
+# what `vmtool extract -a handcrafted -v none` runs
+CONFIG = dict(audio_features=("handcrafted",), video_features=(), require_audio=True, metadata=True, measure=True)
+
+
+def _extract(tracks, out, **kw):
+    """``vmtool extract TRACKS -a handcrafted -v none -o OUT`` as a library call (a progress hook can be given)."""
+    from vmtool.extract import ExtractConfig, extract
+
+    return extract(tracks, out, ExtractConfig(**CONFIG), **kw)
+
+
+def test_a_stopped_local_run_continues_from_its_checkpoint(tmp_path, tracks, local_extract):
+    out = tmp_path / "out.h5"
+    with pytest.raises(KeyboardInterrupt):
+        _extract(tracks, out, progress=StopAfter(2))
+    assert not out.exists()  # nothing half-written...
+    part = partial_path(out)
+    assert part.exists()  # ...but the two completed items are kept beside it
+    with open(part, "r+b") as f:  # the client was killed while writing the second one
+        f.truncate(part.stat().st_size - 10)
+    p = StopAfter()
+    _extract(tracks, out, resume=True, progress=p)
+    assert p.logs == [f"continuing a stopped run: 1 item(s) read from {part}"]
+    assert p.started == [str(t) for t in tracks[1:]]  # the torn item and the third one ran again
+    same_content(local_extract, out)
+    assert not part.exists()  # deleted once the output is in place
+
+
+def test_an_item_is_known_by_its_values_not_by_which_objects_hold_them():
+    from vmtool.batch import _digest
+
+    one = "auto"
+    two = "".join(["au", "to"])  # what the command line hands over: an equal string, not the same one
+    assert two is not one
+    assert _digest(("cpu", one, one)) == _digest(("cpu", one, two))
+    assert _digest(("cpu", one, one)) != _digest(("cpu", one, "cpu"))
+
+
+def test_a_checkpoint_that_cannot_be_written_never_fails_the_run(tmp_path, tracks, local_extract, monkeypatch):
+    import errno
+
+    from vmtool import batch
+
+    calls, write = [], batch._write_all
+
+    def full_at_the_second_item(fd, data):  # header; item 1 (2 writes); item 2: its head, then its data
+        calls.append(len(data))
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(fd, data)
+
+    monkeypatch.setattr(batch, "_write_all", full_at_the_second_item)
+    out = tmp_path / "out.h5"
+    p = StopAfter(3)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(tracks, out, progress=p)
+    part = partial_path(out)
+    assert p.logs == [f"{part}: cannot write the checkpoint (No space left on device); this run goes on without one"]
+    assert len(calls) == 5  # nothing written after the failure
+    monkeypatch.undo()
+    p = StopAfter()
+    _extract(tracks, out, resume=True, progress=p)  # the torn second item was cut off: the first is read back
+    assert p.logs == [f"continuing a stopped run: 1 item(s) read from {part}"]
+    same_content(local_extract, out)
+
+
+def test_a_run_without_resume_discards_the_checkpoint(tmp_path, tracks):
+    from vmtool.segment import SegmentConfig, segment
+
+    src = tmp_path / "src.h5"
+    _extract(tracks, src)
+    out = tmp_path / "seg.h5"
+    with pytest.raises(KeyboardInterrupt):
+        segment([src], out, SegmentConfig(methods=("fixed",), window=2.0),
+                progress=StopAfter(2))
+    part = partial_path(out)
+    p = StopAfter()  # other settings: the recorded items are not theirs
+    segment([src], out, SegmentConfig(methods=("fixed",), window=3.0), resume=True,
+            progress=p)
+    assert p.logs == [f"{part}: ignoring the checkpoint of a run with other settings (or another vmtool version)"]
+    assert len(p.started) == 3 and not part.exists()
+    with pytest.raises(KeyboardInterrupt):
+        segment([src], out, SegmentConfig(methods=("fixed",), window=2.0),
+                progress=StopAfter(2))
+    p = StopAfter()
+    segment([src], out, SegmentConfig(methods=("fixed",), window=2.0), progress=p)
+    assert p.logs == [f"{part}: discarding the checkpoint of a stopped run: without --resume every item is "
+                      "computed again"]
+    assert len(p.started) == 3 and not part.exists()
+
+
+def test_a_killed_client_continues_on_the_cluster(tmp_path, scheduler, tracks, local_extract):
+    """The client process dies (no clean-up at all) after two items; --resume on the cluster ends the job."""
+    out = tmp_path / "out.h5"
+    script = textwrap.dedent(f"""
+        import os
+        from vmtool.extract import ExtractConfig, extract
+        from vmtool.progress import Progress
+
+        class Die(Progress):
+            n = 0
+            def file_done(self, path, ok, message=""):
+                self.n += 1
+                if self.n == 2:
+                    os._exit(9)
+
+        extract({[str(t) for t in tracks]!r}, {str(out)!r}, ExtractConfig(**{CONFIG!r}), progress=Die())
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 9
+    assert not out.exists() and partial_path(out).exists()
+    res = run("extract", *tracks, *AUDIO, "-o", out, "--resume", "--scheduler", scheduler)
+    assert res.exit_code == 0, res.stderr
+    assert f"continuing a stopped run: 2 item(s) read from {partial_path(out)}" in res.stderr
+    same_content(local_extract, out)
+    assert not partial_path(out).exists()
+
+
+def test_a_stopped_cluster_run_continues_and_its_progress_follows_the_tasks(tmp_path, scheduler, tracks,
+                                                                            local_extract):
+    out = tmp_path / "out.h5"
+    with pytest.raises(KeyboardInterrupt):
+        _extract(tracks, out, scheduler=scheduler, progress=StopAfter(2))
+    p = StopAfter()
+    _extract(tracks, out, scheduler=scheduler, resume=True, progress=p)
+    assert f"continuing a stopped run: 2 item(s) read from {partial_path(out)}" in p.logs
+    assert sorted(p.done) == sorted(str(t) for t in tracks)  # the bar counts every item once
+    same_content(local_extract, out)
+
+
+@pytest.mark.slow
+def test_local_n_starts_a_cluster_for_the_run(tmp_path, tracks, local_extract):
+    out = tmp_path / "local2.h5"
+    res = run("extract", *tracks, *AUDIO, "-o", out, "--scheduler", "local:2")
+    assert res.exit_code == 0, res.stderr
+    assert "Dask scheduler tcp://127.0.0.1:" in res.stderr
+    same_content(local_extract, out)

@@ -85,7 +85,8 @@ def test_a_full_disk_is_one_line_and_exit_1(full_dir, features, model, music_wav
     res = vmtool(*COMMANDS[command](features, model, music_wav, out))
     assert res.returncode == 1, (res.returncode, res.stderr)
     assert res.stderr == f"Error: no space left on device writing {out}\n"
-    assert sorted(os.listdir(full_dir)) == ["filler"]
+    # the whole items of the checkpoint may stay, for --resume once space is freed (docs/cluster.md)
+    assert sorted(os.listdir(full_dir)) in (["filler"], ["filler", "out.h5.vmtool-partial"])
 
 
 def test_an_existing_output_survives_a_full_disk(full_dir, features):

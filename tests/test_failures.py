@@ -470,11 +470,34 @@ def test_bad_hubness_and_against_exit_2(tmp_path, args, message):
 def test_cluster_options(tmp_path, music_wav, existing_output):
     pytest.importorskip("distributed")
     args = [music_wav, "-a", "handcrafted", "-v", "none", "-q", "-o", existing_output]
-    # nothing listens on the discard port: refused, retried by Dask for the 5 s connect timeout
+    # nothing listens on the discard port: refused (at once, not after Dask's connect retries)
     res = run("extract", *args, "--scheduler", "tcp://127.0.0.1:9")
     assert res.exit_code == 1
-    assert one_error_line(res) == ("Error: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' "
-                                   "(Timed out trying to connect to tcp://127.0.0.1:9 after 5 s)")
+    assert one_error_line(res) == "Error: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' (connection refused)"
+    # a web server (the dashboard's port given by mistake) answers, but not as a scheduler
+    import socket
+    import threading
+
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        def answer():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:  # closed: the test is over
+                    return
+                with conn:
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        t = threading.Thread(target=answer, daemon=True)
+        t.start()
+        web = f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+        res = run("extract", *args, "--scheduler", web)
+        srv.shutdown(socket.SHUT_RDWR)
+    t.join()
+    assert res.exit_code == 1
+    assert one_error_line(res) == (f"Error: cannot reach the Dask scheduler at '{web}' (it accepts connections but "
+                                   "does not answer as a Dask scheduler; is it the dashboard's port? a scheduler "
+                                   "listens on 8786 by default)")
     res = run("segment", *args[:1], "-m", "fixed", "--window", "2", *args[-2:], "--scheduler", "local:0")
     assert res.exit_code == 1
     assert one_error_line(res) == "Error: --scheduler local:N needs a number of worker processes N >= 1, got 'local:0'"

@@ -17,6 +17,9 @@ alone writes the output file, in input order, exactly as in a local run.
 - Workers read the media at the client's paths (shared storage); with ``send_media``
   the client sends each file's bytes with its task instead. A worker that cannot read a
   path fails that item with a message naming the file and the worker.
+- The client records every completed item in the output's checkpoint when the command
+  gives one (:class:`vmtool.batch.Checkpoint`, the same as for a local run), so a
+  stopped run continues with ``--resume``.
 - Every worker must run the client's vmtool version: the client asks every connected
   worker when it connects, and every task checks again on the worker that runs it
   (workers can join later), so a mixed cluster is refused with both versions named.
@@ -37,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtool import __version__
-from vmtool.batch import Failure, record_failure
+from vmtool.batch import Checkpoint, Failure, record_failure
 from vmtool.errors import ParameterError, VmtoolError
 from vmtool.progress import Progress
 
@@ -186,21 +189,57 @@ def connect(scheduler: str, progress: Progress | None = None):
     return client, cluster
 
 
-def _probe(address: str) -> None:
-    """Open and close one connection with Dask's handshake: fails fast and leaves no client behind.
+class _NoScheduler(Exception):
+    """The scheduler address cannot be used (the message says why, for one line)."""
 
-    (A :class:`distributed.Client` whose first connection fails still tries to close
-    itself when garbage-collected, which costs another timeout at exit.)
+
+def _probe(address: str) -> None:
+    """Open and close one connection with Dask's handshake, within :data:`CONNECT_TIMEOUT` in all.
+
+    A TCP connection first: a refused connection or an unknown host is reported at once
+    (Dask's own connect retries those until its timeout), and an address that accepts
+    the connection but fails Dask's handshake (a web server, the dashboard's port) is
+    told apart from one that cannot be reached. It also leaves no client behind (a
+    :class:`distributed.Client` whose first connection fails still tries to close
+    itself when garbage-collected, which costs another timeout at exit).
+
+    Raises
+    ------
+    _NoScheduler
     """
     import asyncio
+    import socket
 
     from distributed.comm import connect as comm_connect
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+    except ValueError as exc:
+        raise _NoScheduler(str(exc)) from None
+    if scheme in ("tcp", "tls"):
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+        except TimeoutError:
+            raise _NoScheduler(f"no answer within {CONNECT_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise _NoScheduler((exc.strerror or type(exc).__name__).lower()) from None
 
     async def once() -> None:
-        comm = await asyncio.wait_for(comm_connect(address, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT + 1)
+        left = max(0.5, deadline - time.monotonic())
+        comm = await asyncio.wait_for(comm_connect(address, timeout=left), left)
         await comm.close()
 
-    asyncio.run(once())
+    try:
+        asyncio.run(once())
+    except Exception as exc:  # noqa: BLE001 - garbage from a web server can fail anywhere in the handshake
+        if scheme == "tcp":  # (with tls the certificates' error says more)
+            raise _NoScheduler("it accepts connections but does not answer as a Dask scheduler; is it the "
+                               "dashboard's port? a scheduler listens on 8786 by default") from None
+        raise _NoScheduler(" ".join(str(exc).split()) or type(exc).__name__) from None
 
 
 def check_versions(client) -> None:
@@ -266,6 +305,7 @@ class ClusterRunner:
     def __call__(self, tasks: Sequence[tuple[str, tuple]], func: Callable[..., Any], *,
                  keep_going: bool = False, progress: Progress | None = None,
                  initializer: Callable[..., None] | None = None, initargs: tuple = (),
+                 on_result: Callable[[int, Any], None] | None = None,
                  **_local_only: Any) -> Iterator[tuple[int, Any]]:
         """Like :func:`vmtool.batch.run_batch`: yield ``(index, result)`` in input order.
 
@@ -330,6 +370,8 @@ class ClusterRunner:
                                       labels[i])
                 if fut.status == "finished":
                     done[i] = fut.result()
+                    if on_result is not None:
+                        on_result(i, done[i])
                     progress.file_done(labels[i], True)
                 else:
                     done[i] = fail(i, fut.exception())
@@ -353,12 +395,17 @@ class ClusterRunner:
 
 def runner_for(scheduler: str | None, *, send_media: bool = False, progress: Progress | None = None,
                media: Callable[[tuple], str | None] | None = None,
-               relocate: Callable[[tuple, str], tuple] | None = None):
-    """:func:`vmtool.batch.run_batch` when *scheduler* is None or empty, else a connected :class:`ClusterRunner`."""
+               relocate: Callable[[tuple, str], tuple] | None = None,
+               checkpoint: Checkpoint | None = None):
+    """:func:`vmtool.batch.run_batch` when *scheduler* is None or empty, else a connected
+    :class:`ClusterRunner`; wrapped by *checkpoint* when given (the same mechanism for
+    both: a run stopped on a cluster can be resumed locally, and the other way round)."""
     if not scheduler:
         if send_media:
             raise ParameterError("--send-media needs --scheduler")
         from vmtool.batch import run_batch
 
-        return run_batch
-    return ClusterRunner(scheduler, send_media=send_media, progress=progress, media=media, relocate=relocate)
+        runner = run_batch
+    else:
+        runner = ClusterRunner(scheduler, send_media=send_media, progress=progress, media=media, relocate=relocate)
+    return checkpoint.wrap(runner) if checkpoint is not None else runner

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output, same_file
+from vmtool.batch import Checkpoint
 from vmtool.errors import FormatError, ParameterError
 from vmtool.labels import copy_labels
 from vmtool.metadata import copy_metadata
@@ -181,10 +182,10 @@ class _ClusterTasks:
 
 
 def _on_cluster(emb: Embedder, model, todo: list[int], device: str, scheduler: str,
-                progress: Progress) -> dict[int, tuple]:
+                progress: Progress, checkpoint: Checkpoint) -> dict[int, tuple]:
     from vmtool.cluster import runner_for
 
-    runner = runner_for(scheduler, progress=progress)
+    runner = runner_for(scheduler, progress=progress, checkpoint=checkpoint)
     progress.batch_start(len(todo))
     tasks = _ClusterTasks(emb, todo)
     return {todo[j]: res for j, res in runner(tasks, _worker_run, progress=progress, initializer=_worker_init,
@@ -254,7 +255,9 @@ def embed(
     resume : bool
         When *output* is a catalog made by the same model (same SHA-256), with the same
         segmentation parameters and storage type, keep its embeddings of every item with
-        the same id, SHA-256 and segment boundaries; embed only the others.
+        the same id, SHA-256 and segment boundaries; embed only the others. With
+        *scheduler*, also reuse the items a stopped run recorded in *output*'s
+        checkpoint (:class:`vmtool.batch.Checkpoint`).
     wait : float
         Seconds to wait for another run writing *output* (see :func:`vmtool.atomic.output_lock`).
     scheduler : str, optional
@@ -295,8 +298,9 @@ def embed(
         np_dtype = np.float16 if dtype == "float16" else np.float32
         previous = _Previous.open(out, coll, model, seg_attr, np_dtype) if resume and out.exists() else None
         kept_all = [previous.item(i) if previous is not None else None for i in range(n)]
+        checkpoint = Checkpoint(out, resume=resume, progress=progress)  # a stopped cluster run's items
         computed = _on_cluster(emb, model, [i for i, k in enumerate(kept_all) if k is None], device, scheduler,
-                               progress) if scheduler else {}
+                               progress, checkpoint) if scheduler else {}
         progress.batch_start(n)
         for i in range(n):
             name = coll.ids[i]
@@ -357,6 +361,7 @@ def embed(
             except BaseException as exc:
                 w.abort(exc)
                 raise
+        checkpoint.finish()
         return report
     finally:
         if previous is not None:

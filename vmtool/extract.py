@@ -24,7 +24,7 @@ from typing import Any
 
 from vmtool import features as _features
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.batch import Failure, in_input_order
+from vmtool.batch import Checkpoint, Failure, in_input_order
 from vmtool.errors import BatchFailed, MediaError, ParameterError, VmtoolError
 from vmtool.features.base import ExtractorOutput, n_steps_for
 from vmtool.media import MEDIA_PATTERNS, check_media_file, find_media
@@ -423,7 +423,8 @@ def extract(
         Files processed in parallel (separate processes).
     resume : bool
         Keep the items already in *output* and skip inputs whose SHA-256 is there.
-        The stored configuration must match *config*.
+        The stored configuration must match *config*. Also reuse the items a stopped
+        run recorded in *output*'s checkpoint (:class:`vmtool.batch.Checkpoint`).
     keep_going : bool
         Record failed files and go on; the report lists them.
     command : str
@@ -474,8 +475,9 @@ def extract(
     cfg_json = stored_config(config, extractors)
     from vmtool.cluster import first_arg, replace_first_arg, runner_for
 
+    checkpoint = Checkpoint(out, resume=resume, progress=progress)  # a stopped run's items, for --resume
     runner = runner_for(scheduler, send_media=send_media, progress=progress, media=first_arg,
-                        relocate=replace_first_arg)
+                        relocate=replace_first_arg, checkpoint=checkpoint)
     command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
     existing_shas: set[str] = set()
@@ -548,4 +550,5 @@ def extract(
                 report.sheet_matched, report.sheet_unmatched = join_sheet(writer._f, sheet_data, col.ids,
                                                                            [str(x) for x in col.column("source")])
             report.written = True
+    checkpoint.finish()
     return report

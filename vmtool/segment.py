@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.atomic import DEFAULT_WAIT, atomic_output, check_output_path, locks_output
-from vmtool.batch import Failure, check_batch, in_input_order
+from vmtool.batch import Checkpoint, Failure, check_batch, in_input_order
 from vmtool.errors import BatchFailed, FormatError, MediaError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 from vmtool.segmentation import registry
@@ -315,7 +315,8 @@ def segment(
     resume : bool
         When *output* exists, keep its results for every method whose stored parameters
         equal this run's, for the items it holds with the same id and SHA-256; only the
-        other items are segmented. Without it every item is segmented again.
+        other items are segmented. Without it every item is segmented again. Also reuse
+        the items a stopped run recorded in *output*'s checkpoint (:class:`vmtool.batch.Checkpoint`).
     reference : path, optional
         An annotation file (one item) or a directory searched for ``<id>.jams``,
         ``<id>.txt`` or ``<id>.lab``; hit rates are reported per item and method.
@@ -343,8 +344,9 @@ def segment(
     report = SegmentReport(output=str(out))
     from vmtool.cluster import runner_for
 
+    checkpoint = Checkpoint(out, resume=resume, progress=progress)  # a stopped run's items, for --resume
     runner = runner_for(scheduler, send_media=send_media, progress=progress, media=_task_media,
-                        relocate=_task_relocate)
+                        relocate=_task_relocate, checkpoint=checkpoint)
     paths = [Path(p) for p in inputs]
     vm_inputs = [p for p in paths if p.exists() and is_hdf5(p)]
     seed: Path | None = None
@@ -459,6 +461,7 @@ def segment(
                     attrs={"modality": registry.get(m).modality, "extractor": m, "version": VERSION,
                            "config": config.params(m)},
                 )
+    checkpoint.finish()
     return report
 
 

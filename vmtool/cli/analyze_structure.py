@@ -104,6 +104,8 @@ def analyze_structure_cmd(
     workers: WorkersOpt = 1,
     scheduler: SchedulerOpt = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed clips, finish the rest, exit 1 at the end.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue a stopped run: reuse the clips it left in OUT.vmtool-partial.")] = False,
     wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
@@ -121,7 +123,7 @@ def analyze_structure_cmd(
     with RichProgress(enabled=not quiet) as progress:
         report = analyze_structure(inputs, output, config, metadata=metadata, columns=column,
                                    device=device, workers=workers, keep_going=keep_going, scheduler=scheduler,
-                                   plot_dir=plot, command=command_line(ctx), progress=progress, wait=wait)
+                                   resume=resume, plot_dir=plot, command=command_line(ctx), progress=progress, wait=wait)
     for _, msg in report.failures:
         error(msg)
     if not quiet:

@@ -58,7 +58,8 @@ def embed_cmd(
     dtype: Annotated[Dtype, typer.Option("--dtype", help="Storage type of the embeddings.")] = Dtype.float32,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Keep OUT's embeddings of unchanged items (same id, sha256 and segments) when OUT was "
-        "made by the same model with the same settings; embed only the others.")] = False,
+        "made by the same model with the same settings, and a stopped --scheduler run's (OUT.vmtool-partial); "
+        "embed only the others.")] = False,
     prototypes: Annotated[bool, typer.Option(
         "--prototypes/--no-prototypes",
         help="Models trained with --loss cosface:class_label=COLUMN (VMCML): a track the model was trained on gets its class "

@@ -71,7 +71,8 @@ def extract_cmd(
     workers: WorkersOpt = 1,
     scheduler: SchedulerOpt = None,
     send_media: SendMediaOpt = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Keep OUT's items; skip inputs already in it (same sha256).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep OUT's items; skip inputs already in it (same sha256), and those a stopped run "
+                                         "left in OUT.vmtool-partial.")] = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failed inputs, finish the rest, exit 1 at the end.")] = False,
     metadata: Annotated[Optional[Path], typer.Option(
         "--metadata", metavar="FILE.csv", dir_okay=False, show_default=False,

@@ -118,7 +118,7 @@ def segment_cmd(
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="Record failures, finish the rest, exit 1 at the end.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Keep OUT's results of unchanged items (same id and sha256) made with the same "
-        "parameters; segment only the others.")] = False,
+        "parameters, and a stopped run's (OUT.vmtool-partial); segment only the others.")] = False,
     wait: WaitOpt = DEFAULT_WAIT,
     quiet: QuietOpt = False,
     version: VersionOpt = False,

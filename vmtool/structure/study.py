@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vmtool.atomic import DEFAULT_WAIT, check_output_path, locks_output
-from vmtool.batch import Failure, check_batch, in_input_order
+from vmtool.batch import Checkpoint, Failure, check_batch, in_input_order
 from vmtool.errors import BatchFailed, FormatError, ParameterError
 from vmtool.progress import Progress
 from vmtool.store import is_hdf5, read_kind
@@ -106,6 +106,7 @@ def analyze_structure(
     command: str = "",
     progress: Progress | None = None,
     scheduler: str | None = None,
+    resume: bool = False,
 ) -> StructureReport:
     """Analyse how the cuts of music videos follow their music; write the output collection.
 
@@ -141,6 +142,9 @@ def analyze_structure(
     scheduler : str, optional
         Analyse the clips as tasks on a Dask cluster (see :mod:`vmtool.cluster`):
         ``local:N`` or a scheduler address; the workers read the sources at the same paths.
+    resume : bool
+        Reuse the clips a stopped run recorded in *output*'s checkpoint
+        (:class:`vmtool.batch.Checkpoint`); analyse only the others.
 
     Returns
     -------
@@ -179,7 +183,8 @@ def analyze_structure(
             raise FormatError(f"is a vmtool {kind!r} file, expected a 'collection' file (attribute 'vmtool_kind')", p)
     from vmtool.cluster import runner_for
 
-    runner = runner_for(scheduler, progress=progress, media=_task_media)
+    checkpoint = Checkpoint(out, resume=resume, progress=progress)  # a stopped run's clips, for --resume
+    runner = runner_for(scheduler, progress=progress, media=_task_media, checkpoint=checkpoint)
     tasks, seed, stored_attrs = _gather(paths, config, meta, keep_going, report)
     report.failures[:] = in_input_order(report.failures, paths)
     if not tasks:
@@ -227,6 +232,7 @@ def analyze_structure(
             plot_groups(Path(plot_dir) / f"summary.{by}.png", report.groups["all"] + report.groups[by], by)
 
     _write(out, seed, results, report, config, stored_attrs, command)
+    checkpoint.finish()
     return report
 
 
