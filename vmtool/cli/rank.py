@@ -75,10 +75,13 @@ def rank_cmd(
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
     hubness: Annotated[str, typer.Option(
-        "--hubness", metavar="none|csls[:K]",
+        "--hubness", metavar="auto|none|csls[:K]",
         help="CSLS: correct each distance by the query's and the track's mean distance to their K nearest "
-             "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video.")
-    ] = "none",
+             "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video. "
+             "auto: csls:10 for nw-dtw and sw-dtw, none for the other methods and with --prefilter "
+             "(measured: docs/performance.md). The tracks' terms are computed once per catalog and kept "
+             "in CATALOG.h5.csls.")
+    ] = "auto",
     length: Annotated[Optional[float], typer.Option(
         "--length", metavar="SECONDS", min=0.1, show_default=False,
         help="Seconds of music needed (default: the query's length), for each result's best section.")] = None,
@@ -106,6 +109,9 @@ def rank_cmd(
                            exclude_self=exclude_self, hubness=hub, length=length, filters=filters,
                            device=resolve_device(device), segments=query_segments)
     selection, meta, index = ranker.selection, ranker.meta, ranker.index
+    if ranker.terms_note is not None:
+        info(f"CSLS terms of the catalog's {'tracks' if ranker.target_modality == 'audio' else 'videos'}: "
+             f"{ranker.terms_note}", quiet)
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
         info(f"--where: {selection.excluded} of {len(selection.keep)} items excluded ({per})", quiet)
