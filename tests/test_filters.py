@@ -34,7 +34,7 @@ def run(*args):
     ("genre ~ rock", Filter("genre ~ rock", "genre", "~", ("rock",))),
     ("artist != The Sines", Filter("artist != The Sines", "artist", "!=", ("The Sines",))),
     ("tempo>=100", Filter("tempo>=100", "bpm", ">=", ("100.0",))),
-    ("Loudness < -12", Filter("Loudness < -12", "measured_loudness", "<", ("-12.0",))),
+    ("Loudness < -12", Filter("Loudness < -12", "measured_loudness_lufs", "<", ("-12.0",))),
 ])
 def test_parse_filter(text, want):
     assert parse_filter(text) == want
