@@ -48,9 +48,20 @@ def test_full_scale_997_hz_sine_reads_minus_3_01(sr, tol):
 ])
 def test_ebu_tech_3341_stereo_cases(parts, want):
     sr = 12000
-    y = np.concatenate([tone(db, s, sr, 1000.0) for db, s in parts])
-    # vmtool decodes the mono mix; a stereo source with equal channels counts it twice
-    assert md.loudness_lufs(y, sr, channels=2) == pytest.approx(want, abs=0.1)
+    # the decoder's mono mix of two equal channels: (L + R) / sqrt(2) (checked on a file below)
+    y = np.sqrt(2.0) * np.concatenate([tone(db, s, sr, 1000.0) for db, s in parts])
+    assert md.loudness_lufs(y, sr) == pytest.approx(want, abs=0.1)
+
+
+def test_a_stereo_file_decoded_as_extract_does_reads_its_loudness(tmp_path):
+    from vmtool.media import iter_audio
+    from vmtool.media.encode import write_media
+
+    wav = write_media(tmp_path / "case1.wav", audio=np.stack([tone(-23.0, 20.0, 48000, 1000.0)] * 2), sr=48000)
+    m = md.Measurer(12000)  # the handcrafted extractor's rate, on which extract measures
+    for block in iter_audio(wav, 12000):
+        m.push(block)
+    assert m.finish()["measured_loudness_lufs"] == pytest.approx(-23.0, abs=0.1)  # EBU Tech 3341 test 1
 
 
 def _bs1770_by_hand(y, sr):
@@ -89,14 +100,14 @@ def test_too_short_or_silent_is_nan():
 
 def test_measure_stores_lufs_beside_the_rms_level():
     sr = 12000
-    out = md.Measurer(sr, channels=2)
+    out = md.Measurer(sr)
     y = tone(-20.0, 4.0, sr).astype(np.float32)
     out.push(y[:10000])
     out.push(y[10000:])
     got = out.finish()
-    assert got["measured_loudness_lufs"] == pytest.approx(-20.0, abs=0.05)  # stereo, both channels -20 dBFS peak
-    assert got["measured_loudness"] == pytest.approx(-23.01, abs=0.01)  # the RMS of the mix, as before
-    assert md.format_fields(got, ("measured_loudness_lufs",)) == "-20.0 LUFS"
+    assert got["measured_loudness_lufs"] == pytest.approx(-23.01, abs=0.05)
+    assert got["measured_loudness"] == pytest.approx(-23.01, abs=0.01)  # the RMS level, as before
+    assert md.format_fields(got, ("measured_loudness_lufs",)) == "-23.0 LUFS"
 
 
 def test_rank_where_loudness_filters_on_lufs(tmp_path):

@@ -238,7 +238,7 @@ def extract_item(
             if config.measure and measurer is None:  # measured on the first decoded signal
                 from vmtool.metadata import Measurer
 
-                measurer = Measurer(sr, info.channels)
+                measurer = Measurer(sr)
                 accs.append(measurer)
             pos = 0
             for block in media.iter_audio(p, sr, info=info):

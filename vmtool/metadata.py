@@ -88,8 +88,8 @@ DESCRIPTIONS = {
     "measured_key_strength": "Pearson correlation of the mean chroma with the chosen key's profile (-1..1)",
     "measured_loudness": "RMS level of the whole mono mix, dBFS (a full-scale sine reads -3.01)",
     "measured_loudness_lufs": "integrated loudness, ITU-R BS.1770-4 / EBU R128 (K-weighting, 400 ms blocks, "
-                              "gates at -70 LUFS and -10 LU), LUFS; a stereo source is measured on its mono mix "
-                              "counted as both channels (exact when left and right are equal)",
+                              "gates at -70 LUFS and -10 LU) of the mono mix, LUFS; equals the stereo "
+                              "measurement when left and right are equal, lower for wide stereo (up to 3 dB)",
 }
 
 #: tag names (lower case) that give each field, first found wins: FFmpeg's generic
@@ -279,7 +279,7 @@ def k_weighting(sr: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndar
     return shelf, highpass
 
 
-def loudness_lufs(y: np.ndarray, sr: int, *, channels: int = 1) -> float:
+def loudness_lufs(y: np.ndarray, sr: int) -> float:
     """Integrated loudness of *y* (ITU-R BS.1770-4, EBU R128), LUFS; NaN if shorter than 400 ms or gated out.
 
     Parameters
@@ -287,11 +287,11 @@ def loudness_lufs(y: np.ndarray, sr: int, *, channels: int = 1) -> float:
     y : np.ndarray [shape=(n,)]
         The signal, full scale 1.0.
     sr : int
-    channels : int
-        Channels of the source *y* was mixed down from. BS.1770 sums the channels'
-        weighted powers, so a stereo source whose left and right are both *y* is 3.01 dB
-        louder than *y* alone: with ``channels >= 2``, *y* is counted as both front
-        channels (exact for equal channels; wide stereo reads up to 3 dB low).
+
+    *y* is measured as one channel. vmtool decodes stereo as FFmpeg mixes it to mono,
+    ``(L + R) / sqrt(2)``, whose power is BS.1770's sum over the two channels when they
+    are equal; the less they are correlated the lower it reads (3 dB for uncorrelated
+    channels; 0.5 dB on a pop music video whose channels correlate at 0.81).
 
     K-weighting (:func:`k_weighting`), mean square over 400 ms blocks every 100 ms,
     ``l = -0.691 + 10 log10(z)`` per block; blocks at or below -70 LUFS dropped, then
@@ -311,7 +311,7 @@ def loudness_lufs(y: np.ndarray, sr: int, *, channels: int = 1) -> float:
     # mean square of each block from a running sum of squares
     c = np.concatenate([[0.0], np.cumsum(x * x)])
     starts = np.arange(n_blocks) * step
-    z = (c[starts + block] - c[starts]) / block * (2.0 if channels >= 2 else 1.0)
+    z = (c[starts + block] - c[starts]) / block
     with np.errstate(divide="ignore"):
         lj = _LUFS_OFFSET + 10.0 * np.log10(z)
     kept = z[lj > ABSOLUTE_GATE]
@@ -322,30 +322,23 @@ def loudness_lufs(y: np.ndarray, sr: int, *, channels: int = 1) -> float:
     return _LUFS_OFFSET + 10.0 * math.log10(kept.mean()) if kept.size else math.nan
 
 
-def measure(y: np.ndarray, sr: int, *, channels: int = 1) -> dict[str, Any]:
-    """Tempo, key and loudness of a mono signal, as the ``measured_*`` fields.
-
-    *channels*: of the source *y* was mixed from (see :func:`loudness_lufs`).
-    """
+def measure(y: np.ndarray, sr: int) -> dict[str, Any]:
+    """Tempo, key and loudness of a mono signal, as the ``measured_*`` fields."""
     key, strength = estimate_key(y, sr)
     tempo, offset = estimate_beat_grid(y, sr)
     out: dict[str, Any] = {"measured_bpm": tempo, "measured_beat_offset": offset, "measured_key_strength": strength,
                            "measured_loudness": loudness_dbfs(y),
-                           "measured_loudness_lufs": loudness_lufs(y, sr, channels=channels)}
+                           "measured_loudness_lufs": loudness_lufs(y, sr)}
     if key is not None:
         out["measured_key"] = key
     return out
 
 
 class Measurer:
-    """Collects decoded mono blocks of one file, then :func:`measure` s them.
+    """Collects decoded mono blocks of one file, then :func:`measure` s them."""
 
-    *channels*: the file's audio channels (its loudness counts the mono mix as each of two).
-    """
-
-    def __init__(self, sr: int, channels: int = 1):
+    def __init__(self, sr: int):
         self.sr = int(sr)
-        self.channels = int(channels or 1)
         self._blocks: list[np.ndarray] = []
 
     def push(self, block: np.ndarray) -> None:
@@ -354,7 +347,7 @@ class Measurer:
     def finish(self) -> dict[str, Any]:
         y = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
         self._blocks = []
-        return measure(y, self.sr, channels=self.channels)
+        return measure(y, self.sr)
 
 
 MEASURE_CONFIG = {
@@ -365,7 +358,7 @@ MEASURE_CONFIG = {
            "Pearson correlation with the Krumhansl-Kessler (1982) major/minor profiles",
     "loudness": "10 log10 mean(y^2) of the mono mix, dBFS",
     "loudness_lufs": "ITU-R BS.1770-4 integrated loudness of the mono mix (K-weighting designed at its sample "
-                     "rate, 400 ms blocks every 100 ms, gates -70 LUFS and -10 LU), +3.01 dB for a stereo source",
+                     "rate, 400 ms blocks every 100 ms, gates -70 LUFS and -10 LU), LUFS",
     "audio": "the mono signal decoded for the first audio extractor (its sample rate)",
 }
 
