@@ -116,7 +116,8 @@ def test_auto_is_csls_only_for_the_measured_methods():
 
     assert resolve_hubness("auto", "nw-dtw") == Hubness("csls", 10)
     assert resolve_hubness("auto", "sw-dtw:0.2") == Hubness("csls", 10)
-    assert resolve_hubness("auto", "btrace-mean") == Hubness()
+    assert resolve_hubness("auto", "btrace-mean") == Hubness("csls", 10)
+    assert resolve_hubness("auto", "btrace") == Hubness()  # Seg-VM-Net's best trace loses with it
     assert resolve_hubness("auto", "nw-dtw", prefilter=50) == Hubness()  # large catalogs: none
     assert resolve_hubness("csls:3", "btrace", prefilter=50) == Hubness("csls", 3)  # asked for: kept
     # rank --help names the methods auto corrects
@@ -164,7 +165,7 @@ def test_rank_default_stores_the_terms_once_and_reads_them_back(tmp_path):
     assert [r["id"] for r in first["results"]] == [a.ids[i] for i in order]
     np.testing.assert_allclose([r["distance"] for r in first["results"]], row[order], rtol=1e-4, atol=1e-5)
     # methods auto leaves alone are not corrected, and need no terms
-    plain, err = _rank_json(cat, "btrace-mean")
+    plain, err = _rank_json(cat, "btrace")
     assert plain["hubness"] == "none" and "CSLS" not in err
 
 
@@ -209,3 +210,19 @@ def test_terms_that_cannot_be_stored_still_rank(tmp_path):
     out, err = _rank_json(cat, "nw-dtw")
     assert out["hubness"] == "csls:10" and "computed (not stored:" in err and "output path is a directory" in err
     assert len(out["results"]) == 12
+
+
+def test_a_catalog_rewritten_in_place_gets_new_terms(tmp_path):
+    from vmtool.ranking.hubness import terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 30, seed=6, dim=16)
+    _rank_json(cat, "nw-dtw")
+    keep = tmp_path / "keep.txt"
+    keep.write_text("".join(f"item{i:05d}\n" for i in range(20)))
+    res = run("merge", cat, "--ids", keep, "-o", cat, "-q")  # drops removed tracks, in place
+    assert res.exit_code == 0, res.stderr
+    out, err = _rank_json(cat, "nw-dtw")
+    assert f"computed, stored in {terms_path(cat)}" in err and len(out["results"]) == 20
+    v, a = load_catalog(cat, "video"), load_catalog(cat, "audio")
+    row = csls(distances(v, a, "nw-dtw").astype(np.float64), 10)[3]
+    np.testing.assert_allclose(sorted(r["distance"] for r in out["results"]), np.sort(row), rtol=1e-4, atol=1e-5)

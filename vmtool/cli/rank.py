@@ -78,9 +78,10 @@ def rank_cmd(
         "--hubness", metavar="auto|none|csls[:K]",
         help="CSLS: correct each distance by the query's and the track's mean distance to their K nearest "
              "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video. "
-             "auto: csls:10 for nw-dtw and sw-dtw, none for the other methods and with --prefilter "
-             "(measured: docs/performance.md). The tracks' terms are computed once per catalog and kept "
-             "in CATALOG.h5.csls.")
+             "auto: csls:10 for clip, centroid, centroid-unit, btrace-mean, nw-dtw and sw-dtw (they found the "
+             "right track more often with it on three demo catalogs), none for the other methods (btrace and "
+             "trace lose with it) and with --prefilter (docs/performance.md). The tracks' terms are computed "
+             "once per catalog and kept in CATALOG.h5.csls.")
     ] = "auto",
     length: Annotated[Optional[float], typer.Option(
         "--length", metavar="SECONDS", min=0.1, show_default=False,
