@@ -236,7 +236,8 @@ class CatalogRanker:
     target_modality : {"audio", "video"}
     hubness : the correction applied (``auto`` resolved).
     terms_note : str or None
-        With CSLS, whether the targets' terms were read from ``CATALOG.h5.csls`` or computed.
+        With CSLS, after the first query: whether the targets' terms were read from
+        ``CATALOG.h5.csls`` or computed (and stored there or not).
     """
 
     def __init__(self, catalog: str | os.PathLike, *, method: str = "btrace-mean", k: int = 10,
@@ -245,7 +246,7 @@ class CatalogRanker:
                  segments: str | None = None):
         from vmtool.filters import catalog_filter
         from vmtool.ranking import load_catalog, parse_method, sides
-        from vmtool.ranking.hubness import catalog_target_terms, resolve_hubness
+        from vmtool.ranking.hubness import resolve_hubness
 
         hub = resolve_hubness(hubness, method, prefilter=prefilter)
         self.catalog = catalog
@@ -267,12 +268,9 @@ class CatalogRanker:
             if self.index is None else None
         self.loader = QueryLoader(catalog, device=device, segments=segments)
         self.pair_scorer = self._pair_scorer() if parse_method(method).name == "head" else None
-        # the targets' CSLS terms: from the catalog's sidecar, or computed once and stored there
+        # the targets' CSLS terms, on the first query: from the catalog's sidecar, or computed once and stored there
         self.terms, self.terms_note = None, None
-        if hub.active:
-            self.terms, self.terms_note = catalog_target_terms(
-                catalog, self.targets, parse_method(method), hub.k, device=device, pair_scorer=self.pair_scorer,
-                load_reference=lambda: load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level))
+        self._load_reference = lambda: load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level)
         self.selection, self.meta = catalog_filter(catalog, list(filters),
                                                    ids=None if self.targets is None else self.targets.ids)
 
@@ -306,6 +304,13 @@ class CatalogRanker:
         if self.exclude_self:
             same = np.array([s == own for s in cat.sha256s], dtype=bool)
             exclude = same if exclude is None else exclude | same
+        if self.hubness.active and self.terms is None:
+            from vmtool.ranking.hubness import catalog_target_terms
+            from vmtool.ranking.methods import parse_method
+
+            self.terms, self.terms_note = catalog_target_terms(
+                self.catalog, cat, parse_method(self.method), self.hubness.k, device=self.device,
+                pair_scorer=self.pair_scorer, load_reference=self._load_reference)
         res = rank(q, cat, self.method, k=self.k, prefilter=self.prefilter, exclude=exclude, device=self.device,
                    hubness=self.hubness.label, terms=self.terms, pair_scorer=self.pair_scorer)
         return RankedQuery(query, q, res, sections(res, q, cat, self.catalog, self.length))

@@ -110,9 +110,6 @@ def rank_cmd(
                            exclude_self=exclude_self, hubness=hub, length=length, filters=filters,
                            device=resolve_device(device), segments=query_segments)
     selection, meta, index = ranker.selection, ranker.meta, ranker.index
-    if ranker.terms_note is not None:
-        info(f"CSLS terms of the catalog's {'tracks' if ranker.target_modality == 'audio' else 'videos'}: "
-             f"{ranker.terms_note}", quiet)
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
         info(f"--where: {selection.excluded} of {len(selection.keep)} items excluded ({per})", quiet)
@@ -132,6 +129,10 @@ def rank_cmd(
             failures.append(query)
             continue
         res, secs = ranked.ranking, ranked.sections
+        if ranker.terms_note is not None and ranker.terms_note.startswith("computed"):  # once: the slow first time
+            info(f"CSLS terms of the catalog's {'tracks' if ranker.target_modality == 'audio' else 'videos'}: "
+                 f"{ranker.terms_note}", quiet)
+            ranker.terms_note = None
         head = {"query": query, "query_source": ranked.item.sources[0], "catalog": str(catalog),
                 "direction": direction.value}
         if fmt is RankFormat.json:
