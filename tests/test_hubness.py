@@ -227,3 +227,14 @@ def test_a_catalog_rewritten_in_place_gets_new_terms(tmp_path):
     v, a = load_catalog(cat, "video"), load_catalog(cat, "audio")
     row = csls(distances(v, a, "nw-dtw").astype(np.float64), 10)[3]
     np.testing.assert_allclose(sorted(r["distance"] for r in out["results"]), np.sort(row), rtol=1e-4, atol=1e-5)
+
+
+def test_a_damaged_terms_file_is_computed_again_and_replaced(tmp_path):
+    from vmtool.ranking.hubness import terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 12, seed=1, dim=16)
+    terms_path(cat).write_bytes(b"not an HDF5 file")
+    out, err = _rank_json(cat, "nw-dtw")
+    assert f"computed, stored in {terms_path(cat)}" in err and len(out["results"]) == 12
+    again, err = _rank_json(cat, "nw-dtw")
+    assert "CSLS terms" not in err and again["results"] == out["results"]
