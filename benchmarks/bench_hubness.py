@@ -141,7 +141,8 @@ def table(rows: dict, load: float, seeds: dict, showcase: list[str]) -> str:
         lines += ["", "Per method, over the demos, whole catalog: on how many CSLS raised R@10 (= ties) and "
                   "lowered the mean rank; whether the rule holds (both directions: mean R@10 up, none down, "
                   "mean rank down); rank's default (`--hubness auto`).", "",
-                  "| method | V2M R@10 up (=) | V2M mean rank down | M2V R@10 up (=) | M2V mean rank down | rule | auto |",
+                  "| method | V2M R@10 up (=) | V2M mean rank down | M2V R@10 up (=) | M2V mean rank down "
+                  "| rule | auto |",
                   "|---|---:|---:|---:|---:|---|---|"]
         for method in order:
             cells, rule = [], True

@@ -74,7 +74,8 @@ class Hubness:
 #: traces) lose with it; single, complete and trace-mean gain on average but not on
 #: every catalog. Methods not listed (and ``head``, not measured): none.
 RANK_DEFAULTS: dict[str, Hubness] = {
-    name: Hubness("csls", DEFAULT_K) for name in ("clip", "centroid", "centroid-unit", "btrace-mean", "nw-dtw", "sw-dtw")
+    name: Hubness("csls", DEFAULT_K)
+    for name in ("clip", "centroid", "centroid-unit", "btrace-mean", "nw-dtw", "sw-dtw")
 }
 
 
