@@ -227,7 +227,7 @@ def run_demo(
     from vmtool.query import load_query
     from vmtool.ranking import align, load_catalog, parse_method, rank
     from vmtool.ranking.evaluate import evaluate
-    from vmtool.ranking.hubness import catalog_target_terms, parse_hubness, resolve_hubness
+    from vmtool.ranking.hubness import DEFAULT_K, catalog_target_terms, resolve_hubness
     from vmtool.ranking.plot import plot_alignment, plot_evaluation
     from vmtool.segment import SegmentConfig, segment
     from vmtool.training import DataConfig, TrainConfig, train
@@ -299,7 +299,7 @@ def run_demo(
     targets = load_catalog(files["catalog"], "audio", segments=True, clip=False)
     method = parse_method(cfg.method)
     hub = resolve_hubness(cfg.hubness, method)
-    csls_k = hub.k if hub.active else parse_hubness("csls").k
+    csls_k = hub.k if hub.active else DEFAULT_K
     terms, _ = catalog_target_terms(files["catalog"], targets, method, csls_k, device=device,
                                     load_reference=lambda: load_catalog(files["catalog"], "video", segments=True,
                                                                         clip=False))

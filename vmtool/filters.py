@@ -15,8 +15,8 @@ of keys, a maximum duration, a genre. A filter is one string ``FIELD [OP] VALUE`
 Fields: the item columns ``duration`` (seconds), ``id`` and ``source``, and every
 ``/metadata`` column. ``bpm`` and ``key`` use the tagged (or sheet) value where there
 is one and the measured value otherwise; ``tempo`` is another name for ``bpm`` and
-``loudness`` for ``measured_loudness_lufs`` (integrated loudness, LUFS). An item without a value for a filtered field
-is excluded by that filter (whatever the operator); fields not filtered on are never
+``loudness`` for ``measured_loudness_lufs`` (integrated loudness, LUFS). An item without
+a value for a filtered field is excluded by that filter (whatever the operator); fields not filtered on are never
 required. Several filters all apply (AND).
 """
 

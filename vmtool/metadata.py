@@ -311,7 +311,7 @@ def loudness_lufs(y: np.ndarray, sr: int) -> float:
     # mean square of each block from a running sum of squares
     c = np.concatenate([[0.0], np.cumsum(x * x)])
     starts = np.arange(n_blocks) * step
-    z = (c[starts + block] - c[starts]) / block
+    z = np.maximum(c[starts + block] - c[starts], 0.0) / block  # >= 0 despite rounding in digital silence
     with np.errstate(divide="ignore"):
         lj = _LUFS_OFFSET + 10.0 * np.log10(z)
     kept = z[lj > ABSOLUTE_GATE]
