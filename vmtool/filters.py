@@ -16,8 +16,8 @@ Fields: the item columns ``duration`` (seconds), ``id`` and ``source``, and ever
 ``/metadata`` column. ``bpm`` and ``key`` use the tagged (or sheet) value where there
 is one and the measured value otherwise; ``tempo`` is another name for ``bpm`` and
 ``loudness`` for ``measured_loudness_lufs`` (integrated loudness, LUFS). An item without
-a value for a filtered field is excluded by that filter (whatever the operator); fields not filtered on are never
-required. Several filters all apply (AND).
+a value for a filtered field is excluded by that filter (whatever the operator); fields
+not filtered on are never required. Several filters all apply (AND).
 """
 
 from __future__ import annotations
