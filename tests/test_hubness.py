@@ -238,3 +238,19 @@ def test_a_damaged_terms_file_is_computed_again_and_replaced(tmp_path):
     assert f"computed, stored in {terms_path(cat)}" in err and len(out["results"]) == 12
     again, err = _rank_json(cat, "nw-dtw")
     assert "CSLS terms" not in err and again["results"] == out["results"]
+
+
+def test_auto_is_none_for_a_catalog_without_the_query_modality(tmp_path):
+    import h5py
+
+    from vmtool.ranking.hubness import resolve_hubness, terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 12, seed=1, dim=16)
+    assert resolve_hubness("auto", "nw-dtw", catalog=cat, query_modality="video") == Hubness("csls", 10)
+    with h5py.File(cat, "r+") as f:  # no item has a video any more: a catalog of music alone
+        f["embeddings/video_segments/present"][...] = False
+    assert resolve_hubness("auto", "nw-dtw", catalog=cat, query_modality="video") == Hubness()
+    assert resolve_hubness("auto", "nw-dtw", catalog=cat, query_modality="audio") == Hubness("csls", 10)
+    res = run("rank", f"{cat}#item00003", cat, "-m", "nw-dtw", "--format", "json", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["hubness"] == "none" and not terms_path(cat).exists()

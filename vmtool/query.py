@@ -248,11 +248,11 @@ class CatalogRanker:
         from vmtool.ranking import load_catalog, parse_method, sides
         from vmtool.ranking.hubness import resolve_hubness
 
-        hub = resolve_hubness(hubness, method, prefilter=prefilter)
+        qmod, tmod = sides(direction)
+        hub = resolve_hubness(hubness, method, prefilter=prefilter, catalog=catalog, query_modality=qmod)
         self.catalog = catalog
         self.method, self.k, self.direction, self.prefilter = method, k, direction, prefilter
         self.exclude_self, self.length, self.device, self.hubness = exclude_self, length, device, hub
-        qmod, tmod = sides(direction)
         self.query_modality, self.target_modality = qmod, tmod
         clip_level = parse_method(method).level == "clip"
         # with --prefilter and an index next to the catalog, a query reads only its candidates

@@ -113,21 +113,43 @@ def parse_hubness(text: str | Hubness | None, *, allow_auto: bool = True) -> Hub
     return Hubness("csls", kk)
 
 
-def resolve_hubness(hub: str | Hubness | None, method, *, prefilter: int | None = None) -> Hubness:
+def resolve_hubness(hub: str | Hubness | None, method, *, prefilter: int | None = None,
+                    catalog: str | os.PathLike | None = None, query_modality: str | None = None) -> Hubness:
     """The correction ``auto`` stands for with *method*: :data:`RANK_DEFAULTS`, or none.
 
-    With a centroid prefilter (large catalogs) ``auto`` is none: the targets' terms of a
-    catalog cost one distance per pair of its items, once. Other values are returned as
-    parsed.
+    ``auto`` is none with a centroid prefilter (large catalogs: the targets' terms cost
+    one distance per pair of the catalog's items, once), and, given *catalog* and
+    *query_modality*, for a catalog without embeddings of that modality (a catalog of
+    music alone has no videos to take the tracks' terms against). Other values are
+    returned as parsed.
     """
     from vmtool.ranking.methods import parse_method
 
     h = parse_hubness(hub)
     if h.name != "auto":
         return h
+    m = parse_method(method)
     if prefilter is not None:
         return Hubness()
-    return RANK_DEFAULTS.get(parse_method(method).name, Hubness())
+    h = RANK_DEFAULTS.get(m.name, Hubness())
+    if h.active and catalog is not None and query_modality is not None \
+            and not _has_embeddings(catalog, query_modality, clip=m.level == "clip"):
+        return Hubness()
+    return h
+
+
+def _has_embeddings(catalog: str | os.PathLike, modality: str, *, clip: bool) -> bool:
+    """Whether any item of *catalog* has *modality* embeddings (clip or segments)."""
+    import h5py
+
+    name = f"embeddings/{modality}" + ("" if clip else "_segments")
+    with h5py.File(catalog, "r") as f:
+        if name not in f:
+            return False
+        g = f[name]
+        if "present" in g:
+            return bool(np.asarray(g["present"][()]).any())
+        return bool(np.diff(g["offsets"][()]).any()) if "offsets" in g else g["data"].shape[0] > 0
 
 
 def knn_mean(d: np.ndarray, k: int, axis: int = 1) -> np.ndarray:
