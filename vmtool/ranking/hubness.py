@@ -29,7 +29,6 @@ measurement (docs/performance.md, "Hubness correction (CSLS)").
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
