@@ -108,7 +108,7 @@ _vmtool() {
             case $prev in
                 -m|--method|-k|--top|--prefilter|--length|--where|--render-top|--query-segments) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v' -- "$cur"); return 0 ;;
-                --hubness) mapfile -t COMPREPLY < <(compgen -W 'none csls' -- "$cur"); return 0 ;;
+                --hubness) mapfile -t COMPREPLY < <(compgen -W 'auto none csls' -- "$cur"); return 0 ;;
                 --report) _vmtool_files -f; return 0 ;;
                 --report-media) mapfile -t COMPREPLY < <(compgen -W 'embed link' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json tsv' -- "$cur"); return 0 ;;

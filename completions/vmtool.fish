@@ -165,7 +165,7 @@ complete -c vmtool -n '__fish_seen_subcommand_from rank' -s k -l top -x -d 'Numb
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -s d -l direction -x -a 'v2m m2v' -d 'v2m: a video queries tracks; m2v: a track queries videos.'
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -l prefilter -x -d 'Rank by centroid first and re-rank only the best N with METHOD (large catalogs; see docs/methods-ranking.md for the speed/agreement trade-off).'
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -l exclude-self -d 'Leave out catalog items with the query\'s content (same file SHA-256).'
-complete -c vmtool -n '__fish_seen_subcommand_from rank' -l hubness -x -a 'none csls' -d 'CSLS: correct each distance by the query\'s and the track\'s mean distance to their K nearest neighbours (the catalog\'s own videos for the tracks), pushing down tracks near every video.'
+complete -c vmtool -n '__fish_seen_subcommand_from rank' -l hubness -x -a 'auto none csls' -d 'CSLS: correct each distance by the query\'s and the track\'s mean distance to their K nearest neighbours (the catalog\'s own videos for the tracks), pushing down tracks near every video.'
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -l length -x -d 'Seconds of music needed (default: the query\'s length), for each result\'s best section.'
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -l where -x -d 'Keep only items matching FIELD [OP] VALUE (repeatable), e.g.'
 complete -c vmtool -n '__fish_seen_subcommand_from rank' -l report -r -F -d 'Also write the rankings as one HTML page with players, best sections and alignment pictures.'

@@ -232,7 +232,7 @@ _vmtool() {
                     '(-d --direction)--direction[v2m\: a video queries tracks; m2v\: a track queries videos.]:DIRECTION:(v2m m2v)' \
                     '(--prefilter)--prefilter[Rank by centroid first and re-rank only the best N with METHOD (large catalogs; see docs/methods-ranking.md for the speed/agreement trade-off).]:N: ' \
                     '(--exclude-self)--exclude-self[Leave out catalog items with the query'\''s content (same file SHA-256).]' \
-                    '(--hubness)--hubness[CSLS\: correct each distance by the query'\''s and the track'\''s mean distance to their K nearest neighbours (the catalog'\''s own videos for the tracks), pushing down tracks near every video.]:none|csls[\:K]:(none csls)' \
+                    '(--hubness)--hubness[CSLS\: correct each distance by the query'\''s and the track'\''s mean distance to their K nearest neighbours (the catalog'\''s own videos for the tracks), pushing down tracks near every video.]:auto|none|csls[\:K]:(auto none csls)' \
                     '(--length)--length[Seconds of music needed (default\: the query'\''s length), for each result'\''s best section.]:SECONDS: ' \
                     '*--where[Keep only items matching FIELD \[OP\] VALUE (repeatable), e.g.]:FILTER: ' \
                     '(--report)--report[Also write the rankings as one HTML page with players, best sections and alignment pictures.]:FILE.html:_files' \

@@ -55,6 +55,9 @@ def test_whole_demo_small(tmp_path):
     out = r.stdout
     # the query's top results, the evaluation table, the alignment and the files
     assert "Top 5 tracks for the held-out video" in out and "clip_0004.mp4" in out
+    # the showcase: the first held-out video, ranked as vmtool rank does by default with nw-dtw
+    assert "(the first held-out video; nw-dtw with CSLS (csls:10), vmtool rank's default for nw-dtw)" in out
+    assert (d / "catalog.h5.csls").exists()
     assert "V2M, vanilla: 2 queries, 2 candidates" in out and "btrace" in out and "nw-dtw" in out
     # both views, each with and without CSLS: held-out among held-out, and among the whole catalog
     assert "V2M, vanilla: 2 queries, 6 candidates" in out and "btrace (csls:10)" in out
@@ -71,7 +74,10 @@ def test_whole_demo_small(tmp_path):
     res = json.loads((d / "results.json").read_text())
     assert res["query"]["id"] == "clip_0004"
     assert 1 <= res["query"]["own_track_rank"] <= 6
-    assert 1 <= res["query"]["own_track_rank_csls"] <= 6
+    assert 1 <= res["query"]["own_track_rank_csls"] <= 6 and 1 <= res["query"]["own_track_rank_none"] <= 6
+    assert res["query"]["own_track_rank"] == res["query"]["own_track_rank_csls"]  # nw-dtw: CSLS by default
+    assert res["query"]["ranking"]["hubness"] == "csls:10" and res["query"]["ranking"]["method"] == "nw-dtw"
+    assert f"its own music is number {res['query']['own_track_rank']} of 6" in out.replace("Its", "its")
     assert res["evaluation_whole_catalog"]["candidates"] == 6 and res["evaluation_whole_catalog"]["items"] == 2
     assert len(res["query"]["ranking"]["results"]) == 5
     assert res["alignment"]["target"] == res["query"]["ranking"]["results"][0]["id"]

@@ -34,7 +34,7 @@ def run(*args):
     ("genre ~ rock", Filter("genre ~ rock", "genre", "~", ("rock",))),
     ("artist != The Sines", Filter("artist != The Sines", "artist", "!=", ("The Sines",))),
     ("tempo>=100", Filter("tempo>=100", "bpm", ">=", ("100.0",))),
-    ("Loudness < -12", Filter("Loudness < -12", "measured_loudness", "<", ("-12.0",))),
+    ("Loudness < -12", Filter("Loudness < -12", "measured_loudness_lufs", "<", ("-12.0",))),
 ])
 def test_parse_filter(text, want):
     assert parse_filter(text) == want
@@ -144,14 +144,22 @@ def test_rank_where_keeps_only_matching_items(cat):
     assert all(r["title"].startswith("Song ") and r["artist"].startswith("Artist ") for r in out["results"])
 
 
-def test_rank_where_gives_the_same_distances_as_unfiltered(cat):
-    full = json.loads(run("rank", f"{cat}#item00000", cat, "-k", "40", "--format", "json", "-q").stdout)
-    res = run("rank", f"{cat}#item00000", cat, "-k", "40", "--format", "json", "-q", "--where", "key Am,C")
+@pytest.mark.parametrize("hubness", ["none", "auto"])
+def test_rank_where_gives_the_same_distances_as_unfiltered(cat, hubness):
+    args = ("-k", "40", "--format", "json", "-q", "--hubness", hubness)
+    full = json.loads(run("rank", f"{cat}#item00000", cat, *args).stdout)
+    res = run("rank", f"{cat}#item00000", cat, *args, "--where", "key Am,C")
     assert res.exit_code == 0, res.stderr
     part = json.loads(res.stdout)
     kept = {r["id"] for r in part["results"]}
-    assert [(r["id"], r["distance"]) for r in full["results"] if r["id"] in kept] == \
-        [(r["id"], r["distance"]) for r in part["results"]]
+    want = [(r["id"], r["distance"]) for r in full["results"] if r["id"] in kept]
+    got = [(r["id"], r["distance"]) for r in part["results"]]
+    if hubness == "none":
+        assert got == want
+    else:  # CSLS: the query's term is taken among the kept tracks, a constant shift: same order
+        assert full["hubness"] == "csls:10" and [i for i, _ in got] == [i for i, _ in want]
+        shift = np.array([d for _, d in got]) - np.array([d for _, d in want])
+        np.testing.assert_allclose(shift, shift[0], atol=1e-9)
 
 
 def test_rank_where_computes_no_distance_for_excluded_items(cat, monkeypatch):

@@ -108,3 +108,149 @@ def test_evaluate_cli_against_all_with_hubness(cat, tmp_path):
     assert out["results"][1]["mean_rank"] == pytest.approx(ev.score("btrace", hubness="csls:4").metrics["mean_rank"])
     table = run("evaluate", cat, "-m", "btrace", "--ids", ids, "--against", "all", "--hubness", "none,csls:4", "-q")
     assert "10 queries, 30 candidates" in table.stdout and "btrace (csls:4)" in table.stdout
+
+
+# --- rank's default and the catalog's stored terms -------------------------------------------
+def test_auto_is_csls_only_for_the_measured_methods():
+    from vmtool.ranking.hubness import RANK_DEFAULTS, resolve_hubness
+
+    assert resolve_hubness("auto", "nw-dtw") == Hubness("csls", 10)
+    assert resolve_hubness("auto", "sw-dtw:0.2") == Hubness("csls", 10)
+    assert resolve_hubness("auto", "btrace-mean") == Hubness("csls", 10)
+    assert resolve_hubness("auto", "btrace") == Hubness()  # Seg-VM-Net's best trace loses with it
+    assert resolve_hubness("auto", "nw-dtw", prefilter=50) == Hubness()  # large catalogs: none
+    assert resolve_hubness("csls:3", "btrace", prefilter=50) == Hubness("csls", 3)  # asked for: kept
+    # rank --help names the methods auto corrects
+    text = run("rank", "--help").stdout
+    for name in RANK_DEFAULTS:
+        assert name in text
+
+
+def test_parse_hubness_refuses_auto_for_evaluation():
+    with pytest.raises(ParameterError, match="use none, csls or csls:K"):
+        parse_hubness("auto", allow_auto=False)
+
+
+def test_blocked_terms_equal_the_whole_matrix(monkeypatch):
+    from vmtool.ranking import hubness
+    from vmtool.ranking.methods import parse_method
+
+    sets = synth_embeddings(25, seed=2, dim=16)
+    v, a = sets["video"], sets["audio"]
+    want = knn_mean(distances(v, a, "btrace").astype(np.float64), 4, axis=0)
+    monkeypatch.setattr(hubness, "TERMS_BLOCK_MB", 1e-5)  # one reference row... at least k = 4 per block
+    np.testing.assert_allclose(hubness.target_terms(v, a, parse_method("btrace"), 4), want, rtol=1e-6)
+
+
+def _rank_json(cat, method, *extra):
+    res = run("rank", f"{cat}#item00003", cat, "-m", method, "-k", "30", "--format", "json", *extra)
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout), res.stderr
+
+
+def test_rank_default_stores_the_terms_once_and_reads_them_back(tmp_path):
+    from vmtool.ranking.hubness import terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 30, seed=6, dim=16)
+    first, err = _rank_json(cat, "nw-dtw")
+    assert first["hubness"] == "csls:10"
+    assert f"CSLS terms of the catalog's tracks: computed, stored in {terms_path(cat)}" in err
+    stamp = terms_path(cat).stat().st_mtime_ns
+    again, err = _rank_json(cat, "nw-dtw")
+    assert "CSLS terms" not in err and terms_path(cat).stat().st_mtime_ns == stamp  # read back, said nothing
+    assert again["results"] == first["results"]
+    # the same ranking as CSLS over the whole matrix (the query's term taken from its own row)
+    v, a = load_catalog(cat, "video"), load_catalog(cat, "audio")
+    row = csls(distances(v, a, "nw-dtw").astype(np.float64), 10)[3]
+    order = np.lexsort((np.arange(30), row))
+    assert [r["id"] for r in first["results"]] == [a.ids[i] for i in order]
+    np.testing.assert_allclose([r["distance"] for r in first["results"]], row[order], rtol=1e-4, atol=1e-5)
+    # methods auto leaves alone are not corrected, and need no terms
+    plain, err = _rank_json(cat, "btrace")
+    assert plain["hubness"] == "none" and "CSLS" not in err
+
+
+def test_terms_of_another_catalog_are_never_served(tmp_path):
+    from vmtool.ranking.hubness import terms_path
+
+    a = synth_catalog(tmp_path / "a.h5", 30, seed=6, dim=16)
+    _rank_json(a, "sw-dtw")
+    # the catalog replaced by another (as a re-embedding or a merge does): its old sidecar is stale
+    b = synth_catalog(tmp_path / "b.h5", 30, seed=7, dim=16)
+    a.unlink()
+    b.rename(a)
+    out, err = _rank_json(a, "sw-dtw")
+    assert f"computed, stored in {terms_path(a)}" in err
+    v, t = load_catalog(a, "video"), load_catalog(a, "audio")
+    row = csls(distances(v, t, "sw-dtw").astype(np.float64), 10)[3]
+    np.testing.assert_allclose(sorted(r["distance"] for r in out["results"]), np.sort(row), rtol=1e-4, atol=1e-5)
+
+
+def test_terms_are_keyed_by_method_k_and_direction(tmp_path):
+    import h5py
+
+    from vmtool.ranking.hubness import terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 12, seed=1, dim=16)
+    _rank_json(cat, "nw-dtw")
+    _rank_json(cat, "btrace", "--hubness", "csls:3")
+    res = run("rank", f"{cat}#item00003", cat, "-m", "nw-dtw", "--direction", "m2v", "-q")
+    assert res.exit_code == 0, res.stderr
+    with h5py.File(terms_path(cat), "r") as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        assert f.attrs["vmtool_kind"] == "csls-terms"
+    assert sorted(names) == ["audio/btrace/k3", "audio/nw-dtw/k10", "video/nw-dtw/k10"]
+
+
+def test_terms_that_cannot_be_stored_still_rank(tmp_path):
+    from vmtool.ranking.hubness import terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 12, seed=1, dim=16)
+    terms_path(cat).mkdir()  # the sidecar's name is taken (a read-only directory fails the same way)
+    out, err = _rank_json(cat, "nw-dtw")
+    assert out["hubness"] == "csls:10" and "computed (not stored:" in err and "output path is a directory" in err
+    assert len(out["results"]) == 12
+
+
+def test_a_catalog_rewritten_in_place_gets_new_terms(tmp_path):
+    from vmtool.ranking.hubness import terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 30, seed=6, dim=16)
+    _rank_json(cat, "nw-dtw")
+    keep = tmp_path / "keep.txt"
+    keep.write_text("".join(f"item{i:05d}\n" for i in range(20)))
+    res = run("merge", cat, "--ids", keep, "-o", cat, "-q")  # drops removed tracks, in place
+    assert res.exit_code == 0, res.stderr
+    out, err = _rank_json(cat, "nw-dtw")
+    assert f"computed, stored in {terms_path(cat)}" in err and len(out["results"]) == 20
+    v, a = load_catalog(cat, "video"), load_catalog(cat, "audio")
+    row = csls(distances(v, a, "nw-dtw").astype(np.float64), 10)[3]
+    np.testing.assert_allclose(sorted(r["distance"] for r in out["results"]), np.sort(row), rtol=1e-4, atol=1e-5)
+
+
+def test_a_damaged_terms_file_is_computed_again_and_replaced(tmp_path):
+    from vmtool.ranking.hubness import terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 12, seed=1, dim=16)
+    terms_path(cat).write_bytes(b"not an HDF5 file")
+    out, err = _rank_json(cat, "nw-dtw")
+    assert f"computed, stored in {terms_path(cat)}" in err and len(out["results"]) == 12
+    again, err = _rank_json(cat, "nw-dtw")
+    assert "CSLS terms" not in err and again["results"] == out["results"]
+
+
+def test_auto_is_none_for_a_catalog_without_the_query_modality(tmp_path):
+    import h5py
+
+    from vmtool.ranking.hubness import resolve_hubness, terms_path
+
+    cat = synth_catalog(tmp_path / "cat.h5", 12, seed=1, dim=16)
+    assert resolve_hubness("auto", "nw-dtw", catalog=cat, query_modality="video") == Hubness("csls", 10)
+    with h5py.File(cat, "r+") as f:  # no item has a video any more: a catalog of music alone
+        f["embeddings/video_segments/present"][...] = False
+    assert resolve_hubness("auto", "nw-dtw", catalog=cat, query_modality="video") == Hubness()
+    assert resolve_hubness("auto", "nw-dtw", catalog=cat, query_modality="audio") == Hubness("csls", 10)
+    res = run("rank", f"{cat}#item00003", cat, "-m", "nw-dtw", "--format", "json", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["hubness"] == "none" and not terms_path(cat).exists()

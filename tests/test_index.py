@@ -57,7 +57,7 @@ def test_prefilter_through_the_index_equals_the_exact_ranking(tmp_path, cat, kin
         pytest.importorskip("faiss")
     c = tmp_path / "cat.h5"
     shutil.copy(cat, c)
-    exact, _ = ranking(c)
+    exact, _ = ranking(c, "--hubness", "none")  # --prefilter means no CSLS (auto)
     res = run("index", c, "--kind", kind, "-q")
     assert res.exit_code == 0, res.stderr
     assert index_path(c).exists()

@@ -169,6 +169,7 @@ def test_extract_stores_tags_sheet_and_measurements(extracted):
         for i in range(len(col)):  # measured on every item, under their own names
             it = m.item(i)
             assert it["measured_key"] == "Am" and -30 < it["measured_loudness"] < -10
+            assert -30 < it["measured_loudness_lufs"] < -5  # BS.1770 integrated loudness
         assert {m.origins[k] for k in md.MEASURED_FIELDS} == {"measured"}
         assert m.columns["year"].dtype == np.float64 and m.columns["label"].dtype == object
 

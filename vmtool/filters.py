@@ -15,9 +15,9 @@ of keys, a maximum duration, a genre. A filter is one string ``FIELD [OP] VALUE`
 Fields: the item columns ``duration`` (seconds), ``id`` and ``source``, and every
 ``/metadata`` column. ``bpm`` and ``key`` use the tagged (or sheet) value where there
 is one and the measured value otherwise; ``tempo`` is another name for ``bpm`` and
-``loudness`` for ``measured_loudness``. An item without a value for a filtered field
-is excluded by that filter (whatever the operator); fields not filtered on are never
-required. Several filters all apply (AND).
+``loudness`` for ``measured_loudness_lufs`` (integrated loudness, LUFS). An item without
+a value for a filtered field is excluded by that filter (whatever the operator); fields
+not filtered on are never required. Several filters all apply (AND).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from vmtool.metadata import Metadata, normalize_key
 __all__ = ["Filter", "parse_filter", "select", "Selection", "catalog_filter"]
 
 _ITEM_FIELDS = {"duration": "num", "id": "str", "source": "str"}
-_ALIASES = {"tempo": "bpm", "loudness": "measured_loudness"}
+_ALIASES = {"tempo": "bpm", "loudness": "measured_loudness_lufs"}
 _OPS = ("!=", "!~", "<=", ">=", "=", "~", "<", ">")
 _RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(!=|!~|<=|>=|=|~|<|>)?\s*(.*?)\s*$")
 

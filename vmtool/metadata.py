@@ -44,6 +44,8 @@ __all__ = [
     "estimate_tempo",
     "estimate_beat_grid",
     "loudness_dbfs",
+    "loudness_lufs",
+    "k_weighting",
     "measure",
     "append_rows",
     "read_metadata",
@@ -66,7 +68,7 @@ TAG_FIELDS: dict[str, type] = {
 #: the fields measured from the audio at extract time
 MEASURED_FIELDS: dict[str, type] = {
     "measured_bpm": float, "measured_beat_offset": float, "measured_key": str, "measured_key_strength": float,
-    "measured_loudness": float,
+    "measured_loudness": float, "measured_loudness_lufs": float,
 }
 
 DESCRIPTIONS = {
@@ -85,6 +87,9 @@ DESCRIPTIONS = {
                     "profiles of the 24 major and minor keys",
     "measured_key_strength": "Pearson correlation of the mean chroma with the chosen key's profile (-1..1)",
     "measured_loudness": "RMS level of the whole mono mix, dBFS (a full-scale sine reads -3.01)",
+    "measured_loudness_lufs": "integrated loudness, ITU-R BS.1770-4 / EBU R128 (K-weighting, 400 ms blocks, "
+                              "gates at -70 LUFS and -10 LU) of the mono mix, LUFS; equals the stereo "
+                              "measurement when left and right are equal, lower for wide stereo (up to 3 dB)",
 }
 
 #: tag names (lower case) that give each field, first found wins: FFmpeg's generic
@@ -241,12 +246,89 @@ def loudness_dbfs(y: np.ndarray) -> float:
     return 10.0 * math.log10(ms) if ms > 0 else math.nan
 
 
+# --- loudness as ITU-R BS.1770-4 defines it (EBU R128's integrated loudness) ----------------
+#: the K-weighting's two stages as analogue prototypes (centre frequency Hz, gain dB, Q): the
+#: published 48 kHz coefficients of BS.1770-4 (Table 1 and 2) come back from these through the
+#: bilinear transform (tests/test_loudness.py), and any other rate gets the same response
+_SHELF = (1681.974450955533, 3.999843853973347, 0.7071752369554196)
+_HIGHPASS = (38.13547087602444, 0.5003270373238773)
+_LUFS_OFFSET = -0.691  # BS.1770: makes a 997 Hz sine read its RMS level after the K-filter's gain
+BLOCK_S, STEP_S = 0.4, 0.1  # gating blocks of 400 ms, overlapping by 75 %
+ABSOLUTE_GATE, RELATIVE_GATE = -70.0, -10.0  # LUFS, LU below the absolutely gated loudness
+
+
+def k_weighting(sr: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The two biquads of BS.1770's K-weighting at sample rate *sr*: ``((b, a) shelf, (b, a) high-pass)``.
+
+    Stage 1 is a high shelf of +4 dB above about 1.7 kHz (the head's acoustic effect),
+    stage 2 the RLB high-pass (revised low-frequency B curve) below about 38 Hz. Both are
+    designed from their analogue prototypes with the bilinear transform at *sr*, so a
+    catalog decoded at 12, 22.05 or 48 kHz is weighted alike.
+    """
+    f0, gain_db, q = _SHELF
+    k = math.tan(math.pi * f0 / sr)
+    vh = 10.0 ** (gain_db / 20.0)
+    vb = vh ** 0.4996667741545416  # the shelf's mid-band gain, so that the 48 kHz design is the standard's
+    a0 = 1.0 + k / q + k * k
+    shelf = (np.array([vh + vb * k / q + k * k, 2.0 * (k * k - vh), vh - vb * k / q + k * k]) / a0,
+             np.array([1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]))
+    f0, q = _HIGHPASS
+    k = math.tan(math.pi * f0 / sr)
+    a0 = 1.0 + k / q + k * k
+    highpass = (np.array([1.0, -2.0, 1.0]), np.array([1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]))
+    return shelf, highpass
+
+
+def loudness_lufs(y: np.ndarray, sr: int) -> float:
+    """Integrated loudness of *y* (ITU-R BS.1770-4, EBU R128), LUFS; NaN if shorter than 400 ms or gated out.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        The signal, full scale 1.0.
+    sr : int
+
+    *y* is measured as one channel. vmtool decodes stereo as FFmpeg mixes it to mono,
+    ``(L + R) / sqrt(2)``, whose power is BS.1770's sum over the two channels when they
+    are equal; the less they are correlated the lower it reads (3 dB for uncorrelated
+    channels; 0.5 dB on a pop music video whose channels correlate at 0.81).
+
+    K-weighting (:func:`k_weighting`), mean square over 400 ms blocks every 100 ms,
+    ``l = -0.691 + 10 log10(z)`` per block; blocks at or below -70 LUFS dropped, then
+    those more than 10 LU below the loudness of the rest; the loudness of the mean
+    power of the blocks kept. A 997 Hz sine at 0 dBFS peak reads -3.01 LUFS as one
+    channel.
+    """
+    from scipy.signal import lfilter
+
+    x = np.asarray(y, dtype=np.float64).reshape(-1)
+    block, step = int(round(BLOCK_S * sr)), int(round(STEP_S * sr))
+    if x.size < block or block < 1:
+        return math.nan
+    for b, a in k_weighting(sr):
+        x = lfilter(b, a, x)
+    n_blocks = (x.size - block) // step + 1
+    # mean square of each block from a running sum of squares
+    c = np.concatenate([[0.0], np.cumsum(x * x)])
+    starts = np.arange(n_blocks) * step
+    z = np.maximum(c[starts + block] - c[starts], 0.0) / block  # >= 0 despite rounding in digital silence
+    with np.errstate(divide="ignore"):
+        lj = _LUFS_OFFSET + 10.0 * np.log10(z)
+    kept = z[lj > ABSOLUTE_GATE]
+    if kept.size == 0:
+        return math.nan
+    relative = _LUFS_OFFSET + 10.0 * math.log10(kept.mean()) + RELATIVE_GATE
+    kept = z[(lj > ABSOLUTE_GATE) & (lj > relative)]
+    return _LUFS_OFFSET + 10.0 * math.log10(kept.mean()) if kept.size else math.nan
+
+
 def measure(y: np.ndarray, sr: int) -> dict[str, Any]:
     """Tempo, key and loudness of a mono signal, as the ``measured_*`` fields."""
     key, strength = estimate_key(y, sr)
     tempo, offset = estimate_beat_grid(y, sr)
     out: dict[str, Any] = {"measured_bpm": tempo, "measured_beat_offset": offset, "measured_key_strength": strength,
-                           "measured_loudness": loudness_dbfs(y)}
+                           "measured_loudness": loudness_dbfs(y),
+                           "measured_loudness_lufs": loudness_lufs(y, sr)}
     if key is not None:
         out["measured_key"] = key
     return out
@@ -275,6 +357,8 @@ MEASURE_CONFIG = {
     "key": "librosa.feature.chroma_stft (n_fft 4096 at <= 16 kHz else 8192, tuning 0), mean over time, "
            "Pearson correlation with the Krumhansl-Kessler (1982) major/minor profiles",
     "loudness": "10 log10 mean(y^2) of the mono mix, dBFS",
+    "loudness_lufs": "ITU-R BS.1770-4 integrated loudness of the mono mix (K-weighting designed at its sample "
+                     "rate, 400 ms blocks every 100 ms, gates -70 LUFS and -10 LU), LUFS",
     "audio": "the mono signal decoded for the first audio extractor (its sample rate)",
 }
 
@@ -498,9 +582,9 @@ class Metadata:
         """The column *name*, with ``bpm`` and ``key`` falling back to the measured value.
 
         A tag or sheet value wins where present; ``tempo`` is another name for ``bpm``,
-        ``loudness`` for ``measured_loudness``.
+        ``loudness`` for ``measured_loudness_lufs``.
         """
-        name = {"tempo": "bpm", "loudness": "measured_loudness"}.get(name, name)
+        name = {"tempo": "bpm", "loudness": "measured_loudness_lufs"}.get(name, name)
         if name in ("bpm", "key"):
             given, measured = self.columns.get(name), self.columns.get(f"measured_{name}")
             if given is None or measured is None:
@@ -726,7 +810,7 @@ def join_sheet(f, sheet: Sheet, ids: Sequence[str], sources: Sequence[str]) -> t
 
 
 def format_fields(fields: Mapping[str, Any], names: Sequence[str]) -> str:
-    """A short display of some fields: ``"120 BPM, Am, -14.2 dBFS"`` (missing ones left out)."""
+    """A short display of some fields: ``"120 BPM, Am, -14.2 LUFS"`` (missing ones left out)."""
     parts = []
     for n in names:
         v = fields.get(n)
@@ -734,6 +818,8 @@ def format_fields(fields: Mapping[str, Any], names: Sequence[str]) -> str:
             continue
         if n.endswith("bpm"):
             parts.append(f"{v:.0f} BPM" if abs(v - round(v)) < 0.05 else f"{v:.1f} BPM")
+        elif n.endswith("loudness_lufs"):
+            parts.append(f"{v:.1f} LUFS")
         elif n.endswith("loudness"):
             parts.append(f"{v:.1f} dBFS")
         elif isinstance(v, float):

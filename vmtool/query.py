@@ -215,8 +215,9 @@ class CatalogRanker:
         index next to the catalog (``vmtool index``) only those candidates are read.
     exclude_self : bool
         Leave out catalog items with the query's content (same file SHA-256).
-    hubness : vmtool.ranking.hubness.Hubness, optional
-        Parsed ``--hubness`` (:func:`vmtool.ranking.hubness.parse_hubness`).
+    hubness : str or vmtool.ranking.hubness.Hubness, optional
+        ``--hubness``: ``none`` (default), ``auto`` (the method's default,
+        :func:`vmtool.ranking.hubness.resolve_hubness`), ``csls[:K]``.
     length : float, optional
         Seconds of music needed for each result's best section (default: the query's length).
     filters : sequence of vmtool.filters.Filter
@@ -233,6 +234,10 @@ class CatalogRanker:
     meta : the catalog's metadata (titles and artists of the results).
     index : the index read instead of the catalog, or None.
     target_modality : {"audio", "video"}
+    hubness : the correction applied (``auto`` resolved).
+    terms_note : str or None
+        With CSLS, after the first query: whether the targets' terms were read from
+        ``CATALOG.h5.csls`` or computed (and stored there or not).
     """
 
     def __init__(self, catalog: str | os.PathLike, *, method: str = "btrace-mean", k: int = 10,
@@ -241,13 +246,13 @@ class CatalogRanker:
                  segments: str | None = None):
         from vmtool.filters import catalog_filter
         from vmtool.ranking import load_catalog, parse_method, sides
-        from vmtool.ranking.hubness import parse_hubness
+        from vmtool.ranking.hubness import resolve_hubness
 
-        hub = parse_hubness(hubness)
+        qmod, tmod = sides(direction)
+        hub = resolve_hubness(hubness, method, prefilter=prefilter, catalog=catalog, query_modality=qmod)
         self.catalog = catalog
         self.method, self.k, self.direction, self.prefilter = method, k, direction, prefilter
         self.exclude_self, self.length, self.device, self.hubness = exclude_self, length, device, hub
-        qmod, tmod = sides(direction)
         self.query_modality, self.target_modality = qmod, tmod
         clip_level = parse_method(method).level == "clip"
         # with --prefilter and an index next to the catalog, a query reads only its candidates
@@ -263,8 +268,9 @@ class CatalogRanker:
             if self.index is None else None
         self.loader = QueryLoader(catalog, device=device, segments=segments)
         self.pair_scorer = self._pair_scorer() if parse_method(method).name == "head" else None
-        self.reference = load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level) \
-            if hub.active else None
+        # the targets' CSLS terms, on the first query: from the catalog's sidecar, or computed once and stored there
+        self.terms, self.terms_note = None, None
+        self._load_reference = lambda: load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level)
         self.selection, self.meta = catalog_filter(catalog, list(filters),
                                                    ids=None if self.targets is None else self.targets.ids)
 
@@ -298,8 +304,15 @@ class CatalogRanker:
         if self.exclude_self:
             same = np.array([s == own for s in cat.sha256s], dtype=bool)
             exclude = same if exclude is None else exclude | same
+        if self.hubness.active and self.terms is None:
+            from vmtool.ranking.hubness import catalog_target_terms
+            from vmtool.ranking.methods import parse_method
+
+            self.terms, self.terms_note = catalog_target_terms(
+                self.catalog, cat, parse_method(self.method), self.hubness.k, device=self.device,
+                pair_scorer=self.pair_scorer, load_reference=self._load_reference)
         res = rank(q, cat, self.method, k=self.k, prefilter=self.prefilter, exclude=exclude, device=self.device,
-                   hubness=self.hubness.label, reference=self.reference, pair_scorer=self.pair_scorer)
+                   hubness=self.hubness.label, terms=self.terms, pair_scorer=self.pair_scorer)
         return RankedQuery(query, q, res, sections(res, q, cat, self.catalog, self.length))
 
 

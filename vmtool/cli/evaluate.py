@@ -87,7 +87,7 @@ def evaluate_cmd(
     from vmtool.errors import ParameterError
 
     try:
-        hubs = [parse_hubness(h).label for h in hubness.split(",") if h.strip()]
+        hubs = [parse_hubness(h, allow_auto=False).label for h in hubness.split(",") if h.strip()]
     except ParameterError as exc:
         raise UsageError(f"--hubness: {exc.reason}") from None
     if against not in ("ids", "all"):

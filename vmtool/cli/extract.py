@@ -32,7 +32,7 @@ from vmtool.cli._common import (
 
 HELP = """Extract frame-level features of media files into OUT.h5.
 
-Each file's container tags (title, artist, album, genre, BPM, key, ISRC) are stored with it, and its tempo, key and loudness are measured from its audio (stored as measured_bpm, measured_key, measured_loudness, apart from the tags); --metadata joins a catalog's own CSV sheet by its 'id' or 'file' column (its values win over the tags).
+Each file's container tags (title, artist, album, genre, BPM, key, ISRC) are stored with it, and its tempo, key and loudness are measured from its audio (stored as measured_bpm, measured_key, measured_loudness_lufs (ITU-R BS.1770-4 integrated loudness) and measured_loudness (RMS dBFS), apart from the tags); --metadata joins a catalog's own CSV sheet by its 'id' or 'file' column (its values win over the tags).
 
 INPUT is a media file or a folder: a folder stands for the media files below it (recursively; --glob picks other names), and what was left out is listed on stderr. One row per output step (--rate, 1 Hz by default). Defaults: audio 'handcrafted' (VM-Net's librosa descriptors), video 'transnet' (TransNetV2 fc1 embedding, plus the shot-boundary likelihood at the native frame rate) and 'color'. An input lacking a modality simply gets no features of it (a song, with or without cover art, gets the audio features only), unless it lacks every modality whose features were asked for explicitly (give both -a and -v for a mixed folder). INPUT '-' reads paths from stdin, one per line.
 

@@ -168,8 +168,9 @@ def _table(d: dict) -> None:
             t.add_column(col)
         for it in d["items"]:
             m = it.get("metadata") or {}
+            loud = "measured_loudness_lufs" if "measured_loudness_lufs" in m else "measured_loudness"  # older files
             t.add_row(it["id"], f"{it['duration']:.2f}", it["modalities"],
                       "-" if it["fps"] is None else f"{it['fps']:g}",
                       *[format_fields(m, (name,)) or "-" for name in shown],
-                      format_fields(m, ("measured_bpm", "measured_key", "measured_loudness")) or "-", it["source"])
+                      format_fields(m, ("measured_bpm", "measured_key", loud)) or "-", it["source"])
         print_table(t)

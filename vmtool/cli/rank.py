@@ -83,10 +83,14 @@ def rank_cmd(
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
     hubness: Annotated[str, typer.Option(
-        "--hubness", metavar="none|csls[:K]",
+        "--hubness", metavar="auto|none|csls[:K]",
         help="CSLS: correct each distance by the query's and the track's mean distance to their K nearest "
-             "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video.")
-    ] = "none",
+             "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video. "
+             "auto: csls:10 for clip, centroid, centroid-unit, btrace-mean, nw-dtw and sw-dtw (they found the "
+             "right track more often with it on three demo catalogs), none for the other methods (btrace and "
+             "trace lose with it), with --prefilter and for a catalog without videos (docs/performance.md). "
+             "The tracks' terms are computed once per catalog and kept in CATALOG.h5.csls.")
+    ] = "auto",
     length: Annotated[Optional[float], typer.Option(
         "--length", metavar="SECONDS", min=0.1, show_default=False,
         help="Seconds of music needed (default: the query's length), for each result's best section.")] = None,
@@ -152,6 +156,10 @@ def rank_cmd(
         res, secs = ranked.ranking, ranked.sections
         if report is not None:
             done.append(ranked)
+        if ranker.terms_note is not None and ranker.terms_note.startswith("computed"):  # once: the slow first time
+            info(f"CSLS terms of the catalog's {'tracks' if ranker.target_modality == 'audio' else 'videos'}: "
+                 f"{ranker.terms_note}", quiet)
+            ranker.terms_note = None
         head = {"query": query, "query_source": ranked.item.sources[0], "catalog": str(catalog),
                 "direction": direction.value}
         if fmt is RankFormat.json:

@@ -270,7 +270,7 @@ def evaluate_sets(
     dirs = parse_directions(list(directions))
     if len(videos) != len(audios):
         raise ParameterError(f"{len(videos)} video items but {len(audios)} audio items")
-    hubs = [parse_hubness(h) for h in hubness] or [Hubness()]
+    hubs = [parse_hubness(h, allow_auto=False) for h in hubness] or [Hubness()]
     keep = _paired(videos, audios, ms)
     if len(keep) < 2:
         raise ParameterError(f"only {len(keep)} item(s) have both modalities; evaluation needs at least 2")

@@ -11,7 +11,7 @@ import numpy as np
 from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment, align
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
-from vmtool.ranking.hubness import csls, parse_hubness, target_terms
+from vmtool.ranking.hubness import csls, resolve_hubness, target_terms
 from vmtool.ranking.methods import DEFAULT_METHOD, Method, parse_method
 from vmtool.ranking.segments import SegmentSet
 
@@ -112,6 +112,7 @@ def rank(
     pair_scorer=None,
     hubness: str | None = None,
     reference: SegmentSet | None = None,
+    terms: np.ndarray | None = None,
 ) -> Ranking:
     """The *k* targets of *catalog* nearest to *query* (a one-item set).
 
@@ -135,9 +136,13 @@ def rank(
         :func:`~vmtool.ranking.batched.distances`).
     hubness : str, optional
         ``csls`` or ``csls:K``: rank by CSLS-corrected distances
-        (:mod:`vmtool.ranking.hubness`), the targets' terms taken against *reference*.
+        (:mod:`vmtool.ranking.hubness`), the targets' terms taken against *reference*;
+        ``auto``: the method's default (:func:`~vmtool.ranking.hubness.resolve_hubness`).
     reference : SegmentSet, optional
         The reference queries of CSLS (the catalog's own items of the query's modality).
+    terms : np.ndarray [shape=(len(catalog),)], optional
+        The targets' CSLS terms, computed beforehand
+        (:func:`~vmtool.ranking.hubness.catalog_target_terms`): *reference* is then not needed.
 
     Returns
     -------
@@ -183,11 +188,15 @@ def rank(
     else:
         d = distances(query, catalog, m, device=device, block_mb=block_mb, pair_scorer=pair_scorer)[0]
         d[~usable] = np.nan
-    hub = parse_hubness(hubness)
+    hub = resolve_hubness(hubness, m, prefilter=prefilter)
     if hub.active and len(candidates):
-        if reference is None:
+        if terms is not None:
+            mt = np.asarray(terms, dtype=np.float64)[candidates]
+        elif reference is None:
             raise ParameterError("CSLS needs reference queries (the catalog's items of the query's modality)")
-        mt = target_terms(reference, catalog.subset(candidates), m, hub.k, device=device, block_mb=block_mb)
+        else:
+            mt = target_terms(reference, catalog.subset(candidates), m, hub.k, device=device, block_mb=block_mb,
+                              pair_scorer=pair_scorer)
         d[candidates] = csls(d[candidates][None, :], hub.k, target_terms=mt)[0]
     best = top_k(d, k)
     results = []
