@@ -194,7 +194,7 @@ def median_filter(x: np.ndarray, size: int, axis: int, *, threads: int = 1) -> n
 
     Returns
     -------
-    np.ndarray [shape=(n, m)], x's dtype
+    np.ndarray [shape=(n, m)], x's dtype, C-ordered
         Equal to ``scipy.ndimage.median_filter(x, size=(size, 1) or (1, size),
         mode="reflect")`` (edges ``d c b a | a b c d | d c b a``).
     """
@@ -208,7 +208,9 @@ def median_filter(x: np.ndarray, size: int, axis: int, *, threads: int = 1) -> n
     if x.size == 0:
         return x.copy()
     if not x.flags.c_contiguous and x.flags.f_contiguous:  # filter the C-ordered transpose
-        return median_filter(x.T, size, 1 - axis, threads=threads).T
+        # C-ordered result whatever the input's layout: the numpy reductions callers run on
+        # it (handcrafted's spectral centroid...) then add in the same order as before
+        return np.ascontiguousarray(median_filter(x.T, size, 1 - axis, threads=threads).T)
     x = np.ascontiguousarray(x)
     out = np.empty(x.shape, dtype=x.dtype)
     _run(_median_jobs(x, size, axis, out, max(1, int(threads))), threads)
