@@ -13,9 +13,9 @@ spectrogram (magnitude and phase, two soft masks, two masked spectra), each acro
 Fortran-ordered layout; :func:`hpss` does them in one numba pass over the C-ordered
 transpose with the same float32 operations in the same order (bit-identical output),
 filters rows or column blocks in place of padded copies, and runs the filters and the
-two inverse STFTs in threads (:func:`default_threads`). On a 3-minute track that took
-msaf's features from 4.2 to 2.4-2.8 s per audio-minute with the machine under load
-(docs/performance.md, "Segmentation: MSAF music structure").
+two inverse STFTs in threads (:func:`default_threads`). That took msaf's features from
+0.95-0.98 to 0.67-0.71 CPU-seconds per audio-minute (docs/performance.md,
+"Segmentation: MSAF music structure").
 """
 
 from __future__ import annotations
