@@ -43,8 +43,8 @@ def test_median_filter_rejects_bad_arguments():
         median_filter(np.zeros(3), 3, 0)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_hpss_equals_librosa(threads):
+@pytest.mark.parametrize("threads, dtype", [(1, np.float32), (2, np.float32), (2, np.float64)])
+def test_hpss_equals_librosa(threads, dtype):
     import librosa
 
     rng = np.random.default_rng(1)
@@ -52,6 +52,7 @@ def test_hpss_equals_librosa(threads):
     t = np.arange(sr * 3) / sr
     y = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
     y[:: sr // 4] += 1.0  # clicks
+    y = y.astype(dtype)
     ref_h, ref_p = librosa.effects.hpss(y)
     h, p = hpss(y, threads=threads)
     np.testing.assert_array_equal(h, ref_h)

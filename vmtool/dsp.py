@@ -11,7 +11,7 @@ are selections, not sums, so the results are the same numbers.
 Around the medians, librosa's HPSS made about a dozen passes over the complex
 spectrogram (magnitude and phase, two soft masks, two masked spectra), each across its
 Fortran-ordered layout; :func:`hpss` does them in one numba pass over the C-ordered
-transpose with the same float32 operations in the same order (bit-identical output),
+transpose with the same operations in the same order and precision (bit-identical output),
 filters rows or column blocks in place of padded copies, and runs the filters and the
 two inverse STFTs in threads (:func:`default_threads`). That took msaf's features from
 0.95-0.98 to 0.67-0.71 CPU-seconds per audio-minute (docs/performance.md,
@@ -98,14 +98,11 @@ def _compile() -> dict[str, object]:
                     out[j, c0 + c] = b[h]
 
         @njit(cache=True, nogil=True)
-        def masked(stft, mag, harm, perc, out_h, out_p, r0, r1):  # pragma: no cover - compiled
+        def masked(stft, mag, harm, perc, out_h, out_p, r0, r1, tiny, one, half):  # pragma: no cover
             """librosa.decompose.hpss's last step for rows r0..r1 (all arrays C-ordered, one
-            layout), the same float32 operations in the same order: the phase ``D / |D|``
-            (magphase), the soft masks (util.softmask, power 2, zeros split) and
-            ``(|D| * mask) * phase``."""
-            tiny = np.finfo(np.float32).tiny
-            one = np.float32(1.0)
-            half = np.float32(0.5)
+            layout), the same operations in the same order and precision (*tiny*, *one* and
+            *half* of the magnitudes' dtype): the phase ``D / |D|`` (magphase), the soft
+            masks (util.softmask, power 2, zeros split) and ``(|D| * mask) * phase``."""
             for r in range(r0, r1):
                 for j in range(stft.shape[1]):
                     d = stft[r, j]
@@ -229,8 +226,8 @@ def hpss(
 
     Soft masks with power 2 and margin 1 (zeros split evenly), as librosa. The median
     filters are :func:`median_filter`'s; the phase, the two masks and the masked spectra
-    are computed in one pass (a numba loop doing librosa's float32 operations in its
-    order) instead of librosa's dozen array passes; the two inverse STFTs run side by
+    are computed in one pass (a numba loop doing librosa's operations in its
+    order and precision) instead of librosa's dozen array passes; the two inverse STFTs run side by
     side. The results are librosa's numbers, bit for bit (tests/test_dsp.py).
 
     Parameters
@@ -262,7 +259,9 @@ def hpss(
     spec_h = np.empty_like(d)
     spec_p = np.empty_like(d)
     masked = _compile()["masked"]
-    _run([lambda r0=r0, r1=r1: masked(d, mag, harm, perc, spec_h, spec_p, r0, r1)
+    real = mag.dtype.type
+    consts = (real(np.finfo(mag.dtype).tiny), real(1.0), real(0.5))  # softmask's, in the spectrum's precision
+    _run([lambda r0=r0, r1=r1: masked(d, mag, harm, perc, spec_h, spec_p, r0, r1, *consts)
           for r0, r1 in _row_blocks(d.shape[0], threads)], threads)
     del stft, d, mag, harm, perc
     spec_h, spec_p = spec_h.T, spec_p.T
