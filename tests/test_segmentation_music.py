@@ -149,6 +149,35 @@ def test_foote_and_olda_find_each_boundary_within_3_s(track60, method):
     assert len(r.boundaries) <= 2 * len(track60.truth.boundaries)
 
 
+def _features_and_boundaries(seg: MsafSegmenter) -> dict[str, np.ndarray]:
+    out = {f"{f}{n}": a for f in ("pcp", "mfcc") for n, a in zip(("", "_starts"), seg.features(f))}
+    out.update({m: seg.segment(m, min_duration=0.0).boundaries for m in MUSIC_METHODS})
+    return out
+
+
+def _with_librosa_hpss(y: np.ndarray, monkeypatch) -> dict[str, np.ndarray]:
+    """Features and boundaries with msaf's own HPSS (``librosa.effects.hpss``) instead of vmtool's."""
+    import librosa
+
+    import vmtool.dsp
+
+    with monkeypatch.context() as m:
+        m.setattr(vmtool.dsp, "hpss", lambda audio: librosa.effects.hpss(audio))
+        with MsafSegmenter(y, SR) as seg:
+            return _features_and_boundaries(seg)
+
+
+def test_fast_hpss_gives_msaf_features_and_boundaries(track60, monkeypatch):
+    """vmtool's HPSS (fused masks, threads) leaves msaf's PCP, MFCC and the three methods'
+    boundaries unchanged: the arrays are equal, not merely close."""
+    ours = _features_and_boundaries(track60.seg)
+    ref = _with_librosa_hpss(track60.y, monkeypatch)
+    assert set(ours) == set(ref)
+    for key in ref:
+        np.testing.assert_array_equal(ours[key], ref[key], err_msg=key)
+    assert all(len(ref[m]) >= 1 for m in MUSIC_METHODS)  # each method finds boundaries here
+
+
 def test_sf_is_valid_and_finds_some_boundaries(track60):
     r = track60.results["sf"]
     _check_valid(r)
@@ -446,6 +475,20 @@ def test_real_music_video_all_methods(real_music_video, tmp_path, monkeypatch):
     assert results["sf"].timings["features"] == 0.0
     assert list(tmp_path.iterdir()) == []
     assert _listing(real_music_video.parent) == before
+
+
+@pytest.mark.slow
+def test_real_music_video_fast_hpss_same_as_msaf_hpss(real_music_video, monkeypatch):
+    """On the real music video, vmtool's HPSS gives the features and boundaries of msaf's own."""
+    from vmtool import media
+
+    y = media.load_audio(real_music_video, SR, resampler="librosa")
+    with MsafSegmenter(y, SR) as seg:
+        ours = _features_and_boundaries(seg)
+    ref = _with_librosa_hpss(y, monkeypatch)
+    for key in ref:
+        np.testing.assert_array_equal(ours[key], ref[key], err_msg=key)
+    assert all(len(ref[m]) >= 5 for m in MUSIC_METHODS)
 
 
 # --- msaf's own pipeline on a file: the same boundaries ----------------------------------

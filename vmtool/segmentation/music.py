@@ -425,7 +425,8 @@ class MsafSegmenter:
         """HPSS and beats, computed once with msaf's own methods."""
         if self._shared is None:
             # msaf's compute_HPSS is librosa.effects.hpss(audio): vmtool.dsp.hpss gives the same
-            # numbers with a faster median filter (two thirds of the features' time before)
+            # numbers with faster median filters and one pass for the masks (HPSS was about
+            # two thirds of the features' time before)
             from vmtool.dsp import hpss
 
             harmonic, percussive = hpss(obj._audio)
