@@ -3,13 +3,13 @@
 ``torch.save`` writes a zip archive: ``<prefix>/data.pkl`` (a pickle of the saved dict)
 and one record ``<prefix>/data/<key>`` per tensor storage (raw little-endian bytes). A
 vmtool model file (:mod:`vmtool.models.checkpoint`) holds only dicts, lists, strings,
-numbers and tensors, so its pickle names four kinds of global: ``collections.OrderedDict``
-(a state dict), ``torch._utils._rebuild_tensor_v2`` (a tensor view of a storage), the
-storage types (``torch.FloatStorage``...) and nothing else.
+numbers and tensors, so its pickle names three kinds of global: ``collections.OrderedDict``
+(a state dict), ``torch._utils._rebuild_tensor_v2`` (a tensor view of a storage) and the
+storage types (``torch.FloatStorage``...).
 
 :func:`read_checkpoint` unpickles with exactly those globals, mapped to numpy (a tensor
-becomes a C-contiguous copy of its view, bounds checked against its storage): it
-executes nothing a file names, as ``torch.load(..., weights_only=True)`` does not, and
+becomes a C-contiguous copy of its view, bounds checked against its storage). Like
+``torch.load(..., weights_only=True)``, it calls nothing else a file names; unlike it,
 it needs no ``import torch`` (about 1 s of a one-file command's start-up,
 docs/performance.md). Anything else (another global, a bfloat16 storage, a big-endian
 archive, a damaged file) raises :class:`Unsupported`: the caller then reads the file
