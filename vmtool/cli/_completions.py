@@ -70,7 +70,7 @@ def _option(p, ctx) -> Opt:
     names = sorted(p.opts + p.secondary_opts, key=lambda n: (n.startswith("--"), n))
     if p.is_flag or p.count:
         return Opt(names, _short(p.help))
-    if getattr(p, "_custom_shell_complete", None) is not None:  # typer.Option(shell_complete=...): its words
+    if getattr(p, "_custom_shell_complete", None) is not None:  # typer.Option(autocompletion=...): its words
         kind, choices = "choice", [str(getattr(c, "value", c)) for c in p.shell_complete(ctx, "")]
     else:
         kind, choices = _value_kind(p)

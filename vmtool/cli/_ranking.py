@@ -70,7 +70,7 @@ def query_segments_callback(value: Optional[str]) -> Optional[str]:
     return _as_usage_error(check, value)
 
 
-def segmentation_methods(ctx, param, incomplete: str) -> list[str]:
+def segmentation_methods(incomplete: str) -> list[str]:
     """Completions of ``--query-segments``: the registered segmentation methods."""
     from vmtool.segmentation import registry
 
@@ -79,7 +79,7 @@ def segmentation_methods(ctx, param, incomplete: str) -> list[str]:
 
 QuerySegmentsOpt = Annotated[Optional[str], typer.Option(
     "--query-segments", metavar="METHOD[:KEY=VALUE,...]", callback=query_segments_callback,
-    shell_complete=segmentation_methods,
+    autocompletion=segmentation_methods,
     help="Segment a media query with this method instead of the catalog's (e.g. transnet for a video without "
          "sound; fixed:window=5 for 5-s windows; transnet:threshold=0.3).")]
 
