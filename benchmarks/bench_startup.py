@@ -67,18 +67,23 @@ PHASES = [
 ]
 
 
-def run_timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds (user + system) of one child process."""
+def run_timed(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one child process.
+
+    *cwd* must hold no ``vmtool`` package: ``python -m`` puts the working directory first
+    on ``sys.path``, ahead of ``PYTHONPATH``, so run from a source tree every child would
+    import that tree (both sides of ``--before`` were this tree until 2026-12-05).
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(args, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def time_command(name: str, args: list[str], repeats: int, env: dict[str, str],
-                 before: dict[str, str] | None = None) -> dict:
+                 before: dict[str, str] | None = None, *, cwd: Path) -> dict:
     """Median and minimum wall time, median CPU time of *repeats* runs (after an untimed one).
 
     With *before* (the environment of the tree to compare with), its runs alternate with
@@ -87,10 +92,10 @@ def time_command(name: str, args: list[str], repeats: int, env: dict[str, str],
     envs = {"after": env, **({"before": before} if before else {})}
     runs: dict[str, list[tuple[float, float]]] = {k: [] for k in envs}
     for e in envs.values():
-        run_timed(args, e)  # one run first: the files in the page cache, compiled kernels in numba's cache
+        run_timed(args, e, cwd)  # one run first: the files in the page cache, compiled kernels in numba's cache
     for _ in range(repeats):
         for k, e in envs.items():
-            runs[k].append(run_timed(args, e))
+            runs[k].append(run_timed(args, e, cwd))
     res: dict = {"command": name, "load": os.getloadavg()[0]}
     for k, r in runs.items():
         walls = [w for w, _ in r]
@@ -136,6 +141,7 @@ def import_costs(loaded: list[str], env: dict[str, str]) -> list[tuple[str, floa
     """
     steps = [(name, stmt) for name, stmt in IMPORTS if name in loaded]
     proc = subprocess.run([sys.executable, "-c", _IMPORT_TIMER, json.dumps(steps)], env=env, check=True,
+                          cwd=Path(__file__).parent,  # not a source tree: see run_timed
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     return [tuple(x) for x in json.loads(proc.stdout.strip().splitlines()[-1])]
 
@@ -193,7 +199,7 @@ def small_demo(where: Path, env: dict[str, str]) -> Path:
     return out
 
 
-def report(times: list[dict], bd: dict, catalog_note: str, loads: tuple[str, str]) -> str:
+def report(times: list[dict], bd: dict, catalog_note: str, loads: tuple[str, str], bd_before: dict | None = None) -> str:
     lines = [f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores ({platform.machine()}), "
              f"{catalog_note}; load average {loads[0]} at the start, {loads[1]} at the end (1, 5, 15 min).", "",
              "| command | wall, median | wall, min | CPU (user + sys), median | load (1 min) |",
@@ -223,6 +229,10 @@ def report(times: list[dict], bd: dict, catalog_note: str, loads: tuple[str, str
     lines += ["", f"The heavy packages that command imports, imported one after the other in a new process "
               f"(each with those before it loaded, as vmtool imports them): "
               f"{sum(sec for _, sec in bd['imports']):.2f} s in all; {top}."]
+    if bd_before is not None:
+        top = ", ".join(f"{name} {sec:.2f}" for name, sec in bd_before["imports"])
+        lines[-1] += (f" The tree before (`--before`), the same way, load {bd_before['load']:.1f}: "
+                      f"{sum(sec for _, sec in bd_before['imports']):.2f} s in all; {top}.")
     return "\n".join(lines)
 
 
@@ -249,10 +259,10 @@ def main() -> None:
             demo = small_demo(Path(tmp), env)
             note = "a small generated catalog (`vmtool demo --clips 6 --held-out 2 --epochs 2`)"
         else:
-            demo = args.catalog
+            demo = args.catalog.resolve()
             note = f"the catalog of `vmtool demo` in {demo.name}/"
         catalog = demo / "catalog.h5"
-        query = args.query or demo / "media" / "clip_0000.mp4"
+        query = (args.query or demo / "media" / "clip_0000.mp4").resolve()
         stored = sorted(p.stem for p in (demo / "media").glob("clip_*.mp4"))[-1]
         note += f", query {query.name} ({probe(query).duration:.0f} s)"
         commands = [
@@ -262,10 +272,11 @@ def main() -> None:
             (f"vmtool rank catalog.h5#{stored} catalog.h5 -k 5",
              [*VMTOOL, "rank", f"{catalog}#{stored}", str(catalog), "-k", "5", "-q"]),
         ]
-        times = [time_command(name, cmd, args.repeats, env, before) for name, cmd in commands]
+        times = [time_command(name, cmd, args.repeats, env, before, cwd=Path(tmp)) for name, cmd in commands]
         bd = breakdown(commands[2][1], env)
+        bd_before = breakdown(commands[2][1], before) if before is not None else None
     loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
-    text = report(times, bd, note, (loads[0], loads[1]))
+    text = report(times, bd, note, (loads[0], loads[1]), bd_before)
     print(text)
     if args.write_docs:
         write_block("bench_startup", text,

@@ -106,24 +106,26 @@ _vmtool() {
             opts='-m --method -k --top -d --direction --prefilter --exclude-self --hubness --length --where --report --report-media --render-top -f --format --device --query-segments -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|-k|--top|--prefilter|--length|--where|--render-top|--query-segments) :; return 0 ;;
+                -m|--method|-k|--top|--prefilter|--length|--where|--render-top) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v' -- "$cur"); return 0 ;;
                 --hubness) mapfile -t COMPREPLY < <(compgen -W 'auto none csls' -- "$cur"); return 0 ;;
                 --report) _vmtool_files -f; return 0 ;;
                 --report-media) mapfile -t COMPREPLY < <(compgen -W 'embed link' -- "$cur"); return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json tsv' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
+                --query-segments) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;
             esac
             ;;
         align)
             opts='-m --method -d --direction --catalog --plot -f --format --device --query-segments -q --quiet --version -h --help'
             args=files
             case $prev in
-                -m|--method|--query-segments) :; return 0 ;;
+                -m|--method) :; return 0 ;;
                 -d|--direction) mapfile -t COMPREPLY < <(compgen -W 'v2m m2v' -- "$cur"); return 0 ;;
                 --catalog|--plot) _vmtool_files -f; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
                 --device) mapfile -t COMPREPLY < <(compgen -W 'auto cpu cuda' -- "$cur"); return 0 ;;
+                --query-segments) mapfile -t COMPREPLY < <(compgen -W 'foote sf olda transnet beats bars fixed' -- "$cur"); return 0 ;;
             esac
             ;;
         render)

@@ -241,7 +241,7 @@ _vmtool() {
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
-                    '(--query-segments)--query-segments[Segment a media query with this method instead of the catalog'\''s (e.g.]:METHOD[\:KEY=VALUE,...]: ' \
+                    '(--query-segments)--query-segments[Segment a media query with this method instead of the catalog'\''s (e.g.]:METHOD[\:KEY=VALUE,...]:(foote sf olda transnet beats bars fixed)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \
@@ -260,7 +260,7 @@ _vmtool() {
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
-                    '(--query-segments)--query-segments[Segment a media query with this method instead of the catalog'\''s (e.g.]:METHOD[\:KEY=VALUE,...]: ' \
+                    '(--query-segments)--query-segments[Segment a media query with this method instead of the catalog'\''s (e.g.]:METHOD[\:KEY=VALUE,...]:(foote sf olda transnet beats bars fixed)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
                     '(- *)--version[Show the version and exit.]' \

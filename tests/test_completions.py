@@ -12,6 +12,7 @@ import typer
 
 from vmtool.cli import _completions, app
 from vmtool.models import loss_registry
+from vmtool.segmentation import registry as seg_registry
 from vmtool.training import presets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +109,10 @@ def test_bash_completes_choices():
     assert complete_bash("vmtool train --loss ") == list(loss_registry.names())
     assert complete_bash("vmtool train --preset ") == presets.preset_names()
     assert complete_bash("vmtool segment -m ") == _choices("segment", "--method")
+    # --query-segments METHOD[:KEY=VALUE,...] completes the registered methods (its shell_complete)
+    for cmd in ("rank", "align"):
+        assert complete_bash(f"vmtool {cmd} --query-segments ") == list(seg_registry.names())
+    assert complete_bash("vmtool rank --query-segments f") == [n for n in seg_registry.names() if n.startswith("f")]
     # --opt=value: bash splits it into '--format' '=' 'value'
     assert complete_bash("vmtool rank --format = j") == ["json"]
     assert complete_bash("vmtool rank --format =") == _choices("rank", "--format")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import h5py
 import pytest
@@ -156,6 +157,26 @@ def test_usage_errors_exit_2(args, text):
     res = run(*args)
     assert res.exit_code == 2
     assert text in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["rank", "q.mp4", "c.h5", "--query-segments", "fixed:window=0"],
+         "Invalid value for '--query-segments': 'fixed:window=0': method 'fixed' needs window SECONDS > 0"),
+        (["align", "q.mp4", "t.mp4", "--query-segments", "fixed:window=x"],
+         "Invalid value for '--query-segments': 'fixed:window=x': window must be a number, got 'x'"),
+        (["rank", "q.mp4", "c.h5", "--query-segments", "transnet:threshold=2"],
+         "Invalid value for '--query-segments': 'transnet:threshold=2': threshold must be between 0 and 1, got 2"),
+    ],
+)
+def test_query_segments_values_are_named_as_written(args, text):
+    # segment's checks name its options (--window); a --query-segments value names its key
+    res = run(*args)
+    assert res.exit_code == 2
+    flat = " ".join(re.sub("[│╭╮╰╯─]", " ", res.stderr).split())  # the usage box, unwrapped
+    assert text in flat
+    assert "--window" not in flat and "--threshold" not in flat
 
 
 def test_bad_parameter_values_exit_1(tmp_path, music_wav):

@@ -89,3 +89,22 @@ with _global_state_preserved(torch, False):
 assert 'torch._dynamo' not in sys.modules and 'sympy' not in sys.modules
 """
     assert "torch" in heavy_after(code)
+
+
+CATALOG = DATA / "catalog-1.1.h5"  # a segment-level VM-Net model stored in the catalog
+
+
+def test_ranking_with_a_catalogs_mlp_model_does_not_import_torch(tmp_path, music_video):
+    # the stored model runs in numpy on the CPU (vmtool.models.inference): a media query,
+    # and the pair classifier, never import torch
+    code = f"""
+from vmtool.embed import load_catalog_model
+from vmtool.store import open_collection
+from vmtool.models.inference import NumpyModel
+assert isinstance(load_catalog_model({str(CATALOG)!r}), NumpyModel)
+invoke('rank', {str(music_video)!r}, {str(CATALOG)!r}, '-k', '2', '-q')
+with open_collection({str(CATALOG)!r}) as c:
+    item = c.ids[0]
+invoke('rank', {str(CATALOG)!r} + '#' + item, {str(CATALOG)!r}, '-k', '2', '-q')
+"""
+    assert "torch" not in heavy_after(code)

@@ -445,10 +445,15 @@ def seen_prototypes(model, coll) -> dict[int, np.ndarray]:
     return {i: w[at[v]] for i, v in enumerate(values) if v in at}
 
 
-def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):
-    """The model stored in a catalog (``/model``), ready for inference."""
+def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu", *, backend: str = "auto"):
+    """The model stored in a catalog (``/model``), ready for inference.
+
+    *backend*: ``auto`` runs it in numpy on the CPU when :mod:`vmtool.models.inference`
+    computes its network (every network vmtool trains; a query then never imports torch),
+    else in torch; ``torch`` or ``numpy`` forces one (``numpy`` raises
+    :class:`vmtool.models.torchzip.Unsupported` for a network it does not compute).
+    """
     import h5py
-    import torch
 
     from vmtool.models.checkpoint import MODEL_FORMAT, LoadedModel
 
@@ -459,16 +464,40 @@ def load_catalog_model(catalog: str | os.PathLike, device: str = "cpu"):
             raise FormatError("holds no model (dataset '/model'); it is not a catalog written by vmtool embed", p)
         blob = f["model"][()].tobytes()
         attr = f.attrs.get("model")
-    try:
-        data = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
-    except Exception as exc:
-        raise FormatError(f"dataset '/model' is not a readable model: {type(exc).__name__}", p) from exc
+    data = None
+    numpy_read = backend == "numpy" or (backend == "auto" and device == "cpu")
+    if numpy_read:
+        from vmtool.models.torchzip import Unsupported, read_checkpoint
+
+        try:
+            data = read_checkpoint(blob)
+        except Unsupported:
+            if backend == "numpy":
+                raise
+            numpy_read = False
+    if data is None:
+        import torch
+
+        try:
+            data = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+        except Exception as exc:
+            raise FormatError(f"dataset '/model' is not a readable model: {type(exc).__name__}", p) from exc
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise FormatError("dataset '/model' is not a vmtool model", p)
     try:
         sha = json.loads(attr)["sha256"] if attr is not None else ""
     except (TypeError, ValueError, KeyError) as exc:
         raise FormatError("root attribute 'model' is not the JSON vmtool embed writes", p) from exc
+    if numpy_read:
+        from vmtool.models.inference import numpy_model
+        from vmtool.models.torchzip import Unsupported
+
+        try:
+            return numpy_model(data, p, str(sha))
+        except Unsupported:
+            if backend == "numpy":
+                raise
+        return load_catalog_model(catalog, device, backend="torch")  # tensors for torch's network
     return LoadedModel(p, data, device, sha256=str(sha))
 
 

@@ -21,7 +21,8 @@ Example::
         q.segments["video"]  # (k, D) segment embeddings; q.spans: their (k, 2) seconds
 
 The model and the extractors (TransNetV2's and VGGish's networks) are built on first
-use and kept by the recipe, per device. This module sits above :mod:`vmtool.ranking`,
+use and kept by the recipe, per device; on the CPU the model runs in numpy, without
+importing torch (:mod:`vmtool.models.inference`). This module sits above :mod:`vmtool.ranking`,
 which never reaches into models or extractors; ``vmtool rank``, ``vmtool align`` and
 the demo reach it through :mod:`vmtool.query`.
 """
@@ -152,7 +153,10 @@ class Recipe:
         return {name: d for name, d in digests.items() if d}
 
     def model(self, device: str = "cpu"):
-        """The catalog's model on *device* (a :class:`vmtool.models.checkpoint.LoadedModel`), loaded once."""
+        """The catalog's model on *device*, loaded once: on the CPU a
+        :class:`vmtool.models.inference.NumpyModel` (no torch) when it computes the network,
+        else a :class:`vmtool.models.checkpoint.LoadedModel` (see
+        :func:`vmtool.embed.load_catalog_model`)."""
         key = ("model", device)
         if key not in self._built:
             from vmtool.embed import load_catalog_model

@@ -66,11 +66,14 @@ def _value_kind(p) -> tuple[str, list[str]]:
     return ("choice", choices) if choices else ("any", [])
 
 
-def _option(p) -> Opt:
+def _option(p, ctx) -> Opt:
     names = sorted(p.opts + p.secondary_opts, key=lambda n: (n.startswith("--"), n))
     if p.is_flag or p.count:
         return Opt(names, _short(p.help))
-    kind, choices = _value_kind(p)
+    if getattr(p, "_custom_shell_complete", None) is not None:  # typer.Option(autocompletion=...): its words
+        kind, choices = "choice", [str(getattr(c, "value", c)) for c in p.shell_complete(ctx, "")]
+    else:
+        kind, choices = _value_kind(p)
     metavar = p.metavar or names[-1].lstrip("-").upper()
     return Opt(names, _short(p.help), kind, choices, metavar, p.multiple)
 
@@ -84,7 +87,7 @@ def _params(command, ctx) -> tuple[list[Opt], list[tuple[str, str, bool]]]:
             kind = "dir" if p.type_descriptor.is_path and p.type_descriptor.path_type == "dir" else "file"
             args.append(((p.metavar or p.name.upper()).rstrip("."), kind, p.nargs == -1))
         else:
-            opts.append(_option(p))
+            opts.append(_option(p, ctx))
     return opts, args
 
 

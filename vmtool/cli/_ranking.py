@@ -70,8 +70,16 @@ def query_segments_callback(value: Optional[str]) -> Optional[str]:
     return _as_usage_error(check, value)
 
 
+def segmentation_methods(incomplete: str) -> list[str]:
+    """Completions of ``--query-segments``: the registered segmentation methods."""
+    from vmtool.segmentation import registry
+
+    return [name for name in registry.names() if name.startswith(incomplete)]
+
+
 QuerySegmentsOpt = Annotated[Optional[str], typer.Option(
     "--query-segments", metavar="METHOD[:KEY=VALUE,...]", callback=query_segments_callback,
+    autocompletion=segmentation_methods,
     help="Segment a media query with this method instead of the catalog's (e.g. transnet for a video without "
          "sound; fixed:window=5 for 5-s windows; transnet:threshold=0.3).")]
 

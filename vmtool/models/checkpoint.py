@@ -145,7 +145,7 @@ class LoadedModel:
     @property
     def has_head(self) -> bool:
         """Whether the model has the pair classifier of the BCE loss."""
-        return self.net.head is not None
+        return getattr(self.net, "head", None) is not None  # DPVM has none
 
     def pair_logits(self, video, music, *, batch: int = 1 << 20):
         """The pair classifier's logit for every (video, music) pair of two embedding sets.
@@ -156,7 +156,7 @@ class LoadedModel:
         import numpy as np
         import torch
 
-        if self.net.head is None:
+        if not self.has_head:
             raise ParameterError("the model has no pair classifier (it was not trained with --loss bce)", self.path)
         v = torch.as_tensor(np.asarray(video, dtype=np.float32), device=self.device)
         m = torch.as_tensor(np.asarray(music, dtype=np.float32), device=self.device)

@@ -42,7 +42,7 @@ Where the paper leaves a detail open, the choice made here (docs/methods.md says
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -50,6 +50,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vmtool.models import loss_registry
+from vmtool.models.config import DPVMConfig
 
 __all__ = ["DPVM_PAPER_DEFAULTS", "FUSIONS", "METRICS", "DPVMConfig", "DPVMLossConfig", "DPVMNet",
            "cosine_distance", "reconstruction_loss", "contrastive_loss", "discrimination_loss",
@@ -70,63 +71,6 @@ DPVM_PAPER_DEFAULTS: dict[str, Any] = {
 
 FUSIONS = ("interactive", "splicing", "content", "emotion")
 METRICS = loss_registry.get_loss("dpvm").param("metric").choices  # eq. 2; eqs. 10-12
-
-
-@dataclass
-class DPVMConfig:
-    """Shape of a DPVM network (stored in the model file; the network is rebuilt from it).
-
-    Attributes
-    ----------
-    audio_dim, video_dim : int
-        Input widths (statistics vectors).
-    common : int
-        Width every modality is brought to before the shared encoder.
-    content_layers : list of int
-        Shared encoder widths; the last is the content embedding size. The decoder mirrors them.
-    emotion_layers : list of int
-        Emotion space widths (first: the per-modality input layer; the rest shared); the
-        last is the emotion embedding size.
-    n_emotions : int
-        Emotion classes (0: no emotion path).
-    emotion_classes : list of str
-        Their names, in class-index order.
-    fusion : {"interactive", "splicing", "content", "emotion"}
-        What the final embedding is: the interactive fusion (DPVM_In), the splice
-        (DPVM_Sp), the content path alone (DPVM_C) or the emotion path alone (DPVM_E).
-    fusion_dim : int
-        Output width of the interactive fusion layer.
-    dropout : float
-    """
-
-    audio_dim: int
-    video_dim: int
-    common: int = 512
-    content_layers: list[int] = field(default_factory=lambda: [256, 128])
-    emotion_layers: list[int] = field(default_factory=lambda: [128, 64])
-    n_emotions: int = 0
-    emotion_classes: list[str] = field(default_factory=list)
-    fusion: str = "interactive"
-    fusion_dim: int = 128
-    dropout: float = 0.2
-    family: str = "dpvm"
-
-    @property
-    def dim(self) -> int:
-        return {"interactive": self.fusion_dim, "content": self.content_layers[-1],
-                "emotion": self.emotion_layers[-1]}.get(self.fusion,
-                                                        self.content_layers[-1] + self.emotion_layers[-1])
-
-    @property
-    def has_emotion(self) -> bool:
-        return self.fusion != "content"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DPVMConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass

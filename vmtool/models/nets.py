@@ -13,68 +13,15 @@ checkpoint stores that configuration and the ``state_dict``, never pickled class
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vmtool.models.config import ModelConfig
+
 __all__ = ["ModelConfig", "Attention", "AutoPool", "Branch", "FusionHead", "VMNet", "AGGREGATIONS"]
 
 AGGREGATIONS = ("stats", "attention", "autopool")
-
-
-@dataclass
-class ModelConfig:
-    """Shape of a two-branch model.
-
-    Attributes
-    ----------
-    audio_dim, video_dim : int
-        Input width of each branch (per frame for learned aggregations; of the
-        statistics vector for ``stats``).
-    audio_layers, video_layers : list of int
-        Widths of the fully connected layers; the last is the embedding size and the
-        two must agree. VM-Net: music 2048-1024-512, video 2048-512.
-    dropout : float
-        Dropout after each hidden ReLU.
-    aggregation : {"stats", "attention", "autopool"}
-        ``stats``: inputs are precomputed statistics vectors; otherwise inputs are
-        ``(T, dim)`` sequences pooled by a learned layer.
-    fusion_head : bool
-        Add the pair scorer used by the ``bce`` loss.
-    head_layers : list of int
-        Hidden widths of the pair scorer before its 1-unit output: Prétet et al. 2021
-        stack 1024, 128 and 1 units on the two embeddings (000, Experiment 2). Model
-        files written before this setting existed had one hidden layer of 128.
-    prototypes : int
-        Number of shared class prototypes (``cosface`` loss), 0 for none.
-    """
-
-    audio_dim: int
-    video_dim: int
-    audio_layers: list[int] = field(default_factory=lambda: [2048, 1024, 512])
-    video_layers: list[int] = field(default_factory=lambda: [2048, 512])
-    dropout: float = 0.2
-    aggregation: str = "stats"
-    fusion_head: bool = False
-    prototypes: int = 0
-    head_layers: list[int] = field(default_factory=lambda: [1024, 128])
-
-    @property
-    def dim(self) -> int:
-        return int(self.audio_layers[-1])
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        if "head_layers" not in known:  # files from before the setting: a 128-unit head
-            known["head_layers"] = [128]
-        return cls(**known)
 
 
 class Attention(nn.Module):

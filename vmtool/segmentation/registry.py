@@ -94,15 +94,18 @@ class Param:
         Its value when not given. A *fixed* parameter always has this value (it records
         how the method ran: the backend, the decoding rate).
     check : callable, optional
-        ``check(value, chosen)`` returns an error message or None; *chosen* lists the
-        configured methods that record this parameter (empty when none does).
+        ``check(value, chosen[, option])`` returns an error message or None; *chosen*
+        lists the configured methods that record this parameter (empty when none does);
+        *option*, when the check takes it, is how the user wrote the parameter, for the
+        message (default: the ``vmtool segment`` option, ``--window``; ``window`` in
+        ``rank --query-segments fixed:window=5``).
     fixed : bool
         Not settable: recorded only.
     """
 
     name: str
     default: Any = None
-    check: Callable[[Any, tuple[str, ...]], str | None] | None = None
+    check: Callable[..., str | None] | None = None
     fixed: bool = False
 
 
@@ -110,40 +113,40 @@ def _finite_positive(v) -> bool:
     return v is not None and v > 0 and math.isfinite(v)
 
 
-def _check_window(v, chosen):
-    return f"method {chosen[0]!r} needs --window SECONDS > 0" if chosen and not _finite_positive(v) else None
+def _check_window(v, chosen, option="--window"):
+    return f"method {chosen[0]!r} needs {option} SECONDS > 0" if chosen and not _finite_positive(v) else None
 
 
-def _check_threshold(v, chosen):
-    return None if 0.0 < v < 1.0 else f"--threshold must be between 0 and 1, got {v!r}"
+def _check_threshold(v, chosen, option="--threshold"):
+    return None if 0.0 < v < 1.0 else f"{option} must be between 0 and 1, got {v!r}"
 
 
-def _check_beats_per_bar(v, chosen):
-    return None if v is None or 1 <= v <= 16 else f"--beats-per-bar must be between 1 and 16, got {v!r}"
+def _check_beats_per_bar(v, chosen, option="--beats-per-bar"):
+    return None if v is None or 1 <= v <= 16 else f"{option} must be between 1 and 16, got {v!r}"
 
 
-def _check_labels(v, chosen):
+def _check_labels(v, chosen, option="--labels"):
     if v is None:
         return None
     if v not in LABEL_METHODS:
         return f"unknown labelling {v!r}; use {', '.join(LABEL_METHODS)}"
     if not chosen:
         *head, last = users("labels")
-        return f"--labels needs a music method ({', '.join(head)} or {last})" if head else \
-            f"--labels needs the method {last}"
+        return f"{option} needs a music method ({', '.join(head)} or {last})" if head else \
+            f"{option} needs the method {last}"
     return None
 
 
-def _check_min_duration(v, chosen):
-    return None if v is None or (v >= 0 and math.isfinite(v)) else f"--min-duration must be >= 0, got {v!r}"
+def _check_min_duration(v, chosen, option="--min-duration"):
+    return None if v is None or (v >= 0 and math.isfinite(v)) else f"{option} must be >= 0, got {v!r}"
 
 
-def _check_downbeats(v, chosen):
+def _check_downbeats(v, chosen, option="--downbeats"):
     return None if v in DOWNBEATS else f"unknown downbeat tracker {v!r}; use {', '.join(DOWNBEATS)}"
 
 
-def _check_boundary_times(v, chosen):
-    return None if v in BOUNDARY_TIMES else f"unknown --boundary-times {v!r}; use {', '.join(BOUNDARY_TIMES)}"
+def _check_boundary_times(v, chosen, option="--boundary-times"):
+    return None if v in BOUNDARY_TIMES else f"unknown {option} {v!r}; use {', '.join(BOUNDARY_TIMES)}"
 
 
 # in the order SegmentConfig.validate checks them
@@ -473,10 +476,24 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
             raise ParameterError(f"{spec!r}: {key!r} is given twice")
         values[key] = _value(text.strip())
         check = _PARAMS[key].check
-        msg = check(values[key], (method.name,)) if check is not None else None
+        try:  # the message names the key as written here, not segment's option
+            msg = _run_check(check, values[key], (method.name,), key) if check is not None else None
+        except TypeError:  # a comparison with text: the value is not a number
+            msg = f"{key} must be a number, got {text.strip()!r}"
         if msg:
-            raise ParameterError(msg)
+            raise ParameterError(f"{spec!r}: {msg}")
     return method.name, values
+
+
+def _run_check(check: Callable[..., str | None], value: Any, chosen: tuple[str, ...], option: str) -> str | None:
+    """``check(value, chosen, option)``; a check registered with two arguments names its own option."""
+    import inspect
+
+    try:
+        inspect.signature(check).bind(value, chosen, option)
+    except (TypeError, ValueError):
+        return check(value, chosen)
+    return check(value, chosen, option)
 
 
 def _value(text: str) -> Any:
