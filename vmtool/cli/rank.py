@@ -86,6 +86,11 @@ def rank_cmd(
         "--where", metavar="FILTER", show_default=False,
         help="Keep only items matching FIELD [OP] VALUE (repeatable), e.g. 'bpm 90..120', 'genre ~ rock'.")] = None,
     fmt: Annotated[RankFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = RankFormat.table,
+    stream: Annotated[Optional[bool], typer.Option(
+        "--stream/--in-memory", show_default=False,
+        help="Read the catalog's segment embeddings from disk in chunks for each query (exact, bounded memory; "
+             "no --hubness, no sections), or load them. Default: stream when they would take more than half "
+             "the available memory.")] = None,
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
     quiet: QuietOpt = False,
@@ -104,7 +109,7 @@ def rank_cmd(
         raise UsageError(f"--hubness: {exc.reason}") from None
     ranker = CatalogRanker(catalog, method=method, k=k, direction=direction.value, prefilter=prefilter,
                            exclude_self=exclude_self, hubness=hub, length=length, filters=filters,
-                           device=resolve_device(device), segments=query_segments)
+                           device=resolve_device(device), segments=query_segments, stream=stream)
     selection, meta, index = ranker.selection, ranker.meta, ranker.index
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
@@ -147,6 +152,7 @@ def rank_cmd(
             _table(res, meta, title=query if many else None, sections=secs)
         how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
             + (f" ({index.kind} index {index.path.name})" if index is not None else "") \
+            + (" streamed from disk" if ranker.streamed else "") \
             + (f", corrected by {res.hubness}" if res.hubness != "none" else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} "
              f"{'tracks' if ranker.target_modality == 'audio' else 'videos'} "
