@@ -213,6 +213,8 @@ _vmtool() {
                     '(--kind)--kind[ivf\: faiss inverted lists (approximate, fast); flat\: every centroid (exact, numpy).]:KIND:(ivf flat)' \
                     '(--nlist)--nlist[ivf\: number of lists (default 4 sqrt(N)).]:NLIST: ' \
                     '(--nprobe)--nprobe[ivf\: lists scanned per query (default nlist/64).]:NPROBE: ' \
+                    '(--sketch-dim)--sketch-dim[Principal directions of the sketch rows (0\: no sketch; every candidate is read in full).]:SKETCH-DIM: ' \
+                    '(--rerank)--rerank[Candidates ranked again on their full rows after the sketch ranking.]:RERANK: ' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
@@ -236,6 +238,8 @@ _vmtool() {
                     '*--where[Keep only items matching FIELD \[OP\] VALUE (repeatable), e.g.]:FILTER: ' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json tsv)' \
+                    '(--in-memory --stream)--in-memory[Read the catalog'\''s segment embeddings from disk in chunks for each query (exact, bounded memory; no --hubness, no sections), or load them.]' \
+                    '(--in-memory --stream)--stream[Read the catalog'\''s segment embeddings from disk in chunks for each query (exact, bounded memory; no --hubness, no sections), or load them.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(--query-segments)--query-segments[Segment a media query with this method instead of the catalog'\''s (e.g.]:METHOD[\:KEY=VALUE,...]: ' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
@@ -281,6 +285,8 @@ _vmtool() {
                     '(--label)--label[Label column of label-match@K (default\: the emotion, if any).]:COLUMN: ' \
                     '(--against)--against[Candidates of the --ids queries\: the listed items, or every item.]:ids|all:(ids all)' \
                     '(--hubness)--hubness[Hubness corrections, comma-separated\: none, csls, csls\:K.]:LIST: ' \
+                    '(--in-memory --stream)--in-memory[Read the targets'\'' segment embeddings from disk in chunks (bounded memory; segment methods, no --hubness), or load them.]' \
+                    '(--in-memory --stream)--stream[Read the targets'\'' segment embeddings from disk in chunks (bounded memory; segment methods, no --hubness), or load them.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \
