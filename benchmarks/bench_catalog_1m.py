@@ -352,6 +352,7 @@ def main() -> None:
     ap.add_argument("--nlist", type=int, default=None, help="lists of the IVF index (default: vmtool index's)")
     ap.add_argument("--usearch", action="store_true", help="also build a usearch HNSW index (slow on 2 cores)")
     ap.add_argument("--stages", default="centroids,choice,index,exact,prefilter,btrace")
+    ap.add_argument("--keep", action="store_true", help="report the stages of the last run not run again")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -359,7 +360,9 @@ def main() -> None:
         print(json.dumps(STAGES[args.stage](args.dir, args)))
         return
     generate(args.dir, args.items, args.queries, args.seed)
-    results = {}
+    # stages run before (e.g. the index, which takes long) keep their figures in the report
+    earlier = sorted(args.dir.glob("results-*.json"), key=lambda x: x.stat().st_mtime)
+    results = json.loads(earlier[-1].read_text()) if earlier and args.keep else {}
     for st in args.stages.split(","):
         log(f"stage {st}")
         cmd = [sys.executable, str(HERE), "--dir", str(args.dir), "--items", str(args.items), "--queries",

@@ -250,3 +250,29 @@ def test_the_sketch_ranking_keeps_the_exact_top_k_on_a_planted_catalog(tmp_path)
     # rows outside the subspace: the sketch error bound covers them
     sk = h5py.File(index_path(c), "r")["audio/sketch_error"][()]
     assert sk.shape == (300, 2) and (sk[:, 0] < 1e-3).all()
+
+
+def test_embed_resume_onto_an_indexed_catalog_says_the_index_is_stale_and_rank_refuses_it(tmp_path):
+    from vmtool.synth import synth_features
+    from vmtool.training import DataConfig, TrainConfig, train
+
+    a, b, cat = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "cat.h5"
+    synth_features(a, 12, seed=3)
+    synth_features(b, 16, seed=3)  # a's 12 items and 4 new ones
+    model = train(a, tmp_path / "m.pt", data=DataConfig(level="segment", segments="fixed"),
+                  model_layers={"audio": [16], "video": [16]},
+                  config=TrainConfig(batch_size=12, epochs=1, val_fraction=0.2, seed=1)).path
+    assert run("embed", a, "--model", model, "-o", cat, "-q").exit_code == 0
+    assert run("index", cat, "--kind", "flat", "--sketch-dim", "4", "-q").exit_code == 0
+    res = run("embed", b, "--model", model, "-o", cat, "--resume", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.strip() == (f"Warning: {cat}.index: the prefilter index is now stale (built for a catalog "
+                                  f"of 12 items, this one has 16 (items added or removed since: embed --resume, "
+                                  f"merge)); rebuild it with: vmtool index {cat}")
+    res = run("rank", f"{cat}#item-00014", cat, "-m", "nw-dtw", "--prefilter", 5, "-q")
+    assert res.exit_code == 1 and "is stale" in res.stderr
+    # rebuilt: the new items are found through it
+    assert run("index", cat, "--kind", "flat", "--sketch-dim", "4", "-q").exit_code == 0
+    res = run("rank", f"{cat}#item-00014", cat, "-m", "nw-dtw", "--prefilter", 16, "--format", "json", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["targets"] == 16
