@@ -315,7 +315,7 @@ def build_index(catalog: str | os.PathLike, output: str | os.PathLike | None = N
             cents = np.zeros((fp["items"], fp["dim"]), dtype=np.float16)
             valid = np.zeros(fp["items"], dtype=bool)
             row, errs = 0, []
-            for a, chunk in iter_chunks(cat, mod):  # one pass: centroids and sketch rows
+            for a, chunk in iter_chunks(cat, mod, chunk_rows=CHUNK_ROWS // 4):  # one pass: centroids, sketch rows
                 c = chunk.centroids
                 valid[a:a + len(c)] = np.isfinite(c).all(axis=1)
                 cents[a:a + len(c)][valid[a:a + len(c)]] = c[valid[a:a + len(c)]]
@@ -385,7 +385,7 @@ def _project(rows: np.ndarray, proj: np.ndarray, errors: np.ndarray | None = Non
     y16 = y.astype(np.float16)
     if errors is None:
         return y16
-    perp = np.sqrt(np.maximum((x * x).sum(1) - (y * y).sum(1), 0))
+    perp = np.sqrt(np.maximum(np.einsum("ij,ij->i", x, x) - np.einsum("ij,ij->i", y, y), 0))
     rnd = np.linalg.norm(y - y16.astype(np.float32), axis=1)
     starts = np.asarray(errors[:-1], dtype=np.int64)
     err = np.zeros((len(starts), 2), dtype=np.float32)
