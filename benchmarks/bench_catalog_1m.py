@@ -388,7 +388,8 @@ def report(res: dict, args) -> str:
     """The figures of this run, as the Markdown block of docs/performance.md."""
     lines = [f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.items:,} tracks, "
              f"{args.queries} queries (`python benchmarks/bench_catalog_1m.py --dir DIR --stages "
-             f"{args.stages}`); every stage in its own process; load average at each figure."]
+             f"{args.stages} --prefilter {args.prefilter}{' --keep' if args.keep else ''}`; `--keep` reports "
+             "the stages of an earlier run too); every stage in its own process; load average at each figure."]
     if "index" in res:
         r = res["index"]
         m = r["report"]["modalities"]["audio"]
@@ -414,8 +415,9 @@ def report(res: dict, args) -> str:
         lines += ["", f"Exact `btrace` streamed from disk: **{r['seconds']:.1f} s**, peak RSS "
                   f"{r['peak_rss_mb']:,.0f} MB (load {r['load']:.1f}). Where it goes: reading the "
                   f"{r['bytes'] / 1e9:.1f} GB of rows alone (O_DIRECT) {r['raw_read_s']:.1f} s "
-                  f"({r['raw_read_gb_s']:.2f} GB/s); float16 -> float32 {r['convert_s']:.1f} s and the "
-                  f"ranking {r['rank_in_memory_s']:.1f} s (one chunk in memory, scaled to the catalog). "
+                  f"({r['raw_read_gb_s']:.2f} GB/s); the ranking of one chunk held in memory, scaled to the "
+                  f"catalog, {r['rank_in_memory_s']:.1f} s, of which the float16 -> float32 conversion "
+                  f"{r['convert_s']:.1f} s. "
                   "Reading and ranking overlap (a thread reads the next chunk)."]
     return "\n".join(lines)
 
