@@ -580,9 +580,7 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *
         dim = g["data"].shape[1]
         rows = _gather(catalog, g["data"], lo, hi)
         spans = _gather(catalog, g["spans"], lo, hi) if "spans" in g else None
-        uniq, inv = np.unique(srt, return_inverse=True)  # h5py selections must be increasing
-        cols = {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
-                for k in meta}
+        cols = _columns(f, srt, meta)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     rows = [rows[j] for j in back]
@@ -596,6 +594,13 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *
                       ids=[str(cols["id"][j]) for j in back] if "id" in cols else None,
                       sources=[str(cols["source"][j]) for j in back] if "source" in cols else None,
                       sha256s=[str(cols["sha256"][j]) for j in back] if "sha256" in cols else None, modality=modality)
+
+
+def _columns(f, indices: np.ndarray, names) -> dict[str, np.ndarray]:
+    """Item columns *names* (strings) of the open catalog *f* at sorted *indices*."""
+    uniq, inv = np.unique(indices, return_inverse=True)  # h5py selections must be increasing
+    return {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
+            for k in names}
 
 
 def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
@@ -643,9 +648,16 @@ def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: Prefil
         exclude = np.array([s == exclude_sha256 for s in sub.sha256s], dtype=bool)
     res = rank(query, sub, method, k=k, exclude=exclude, device=device)
     if res.results:
-        named = read_items(catalog, index.modality, cands[[r.index for r in res.results]], meta=("id", "source"))
+        import h5py
+
+        best = cands[[r.index for r in res.results]]
+        order = np.argsort(best, kind="stable")
+        with h5py.File(catalog, "r") as f:  # the results' ids and sources only, not their rows again
+            named = _columns(f, best[order], ("id", "source"))
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
         for j, r in enumerate(res.results):
-            r.index, r.id, r.source = int(cands[r.index]), named.ids[j], named.sources[j]
+            r.index, r.id, r.source = int(best[j]), str(named["id"][back[j]]), str(named["source"][back[j]])
     res.n_targets, res.n_candidates, res.prefilter = index.n_items, index.n_indexed, int(prefilter)
     res.seconds = time.perf_counter() - t0
     return res
