@@ -187,12 +187,14 @@ def too_large(catalog: str | os.PathLike, modality: str, *, fraction: float = 0.
     """
     import h5py
 
-    with h5py.File(catalog, "r") as f:
-        name = f"embeddings/{_segments_name(modality)}/data"
-        if name not in f:
-            return False
-        ds = f[name]
-        need = int(np.prod(ds.shape)) * 4
+    try:
+        with h5py.File(catalog, "r") as f:
+            name = f"embeddings/{_segments_name(modality)}/data"
+            if name not in f:
+                return False
+            need = int(np.prod(f[name].shape)) * 4
+    except (OSError, KeyError, TypeError):  # not a readable catalog: the loader reports it as it always has
+        return False
     return need > fraction * available_memory()
 
 
