@@ -93,17 +93,17 @@ _vmtool() {
             esac
             ;;
         index)
-            opts='-o --output --kind --nlist --nprobe -f --format -q --quiet --version -h --help'
+            opts='-o --output --kind --nlist --nprobe --sketch-dim --rerank -f --format -q --quiet --version -h --help'
             args=files
             case $prev in
                 -o|--output) _vmtool_files -f; return 0 ;;
                 --kind) mapfile -t COMPREPLY < <(compgen -W 'ivf flat' -- "$cur"); return 0 ;;
-                --nlist|--nprobe) :; return 0 ;;
+                --nlist|--nprobe|--sketch-dim|--rerank) :; return 0 ;;
                 -f|--format) mapfile -t COMPREPLY < <(compgen -W 'table json' -- "$cur"); return 0 ;;
             esac
             ;;
         rank)
-            opts='-m --method -k --top -d --direction --prefilter --exclude-self --hubness --length --where --report --report-media --render-top -f --format --device --query-segments -q --quiet --version -h --help'
+            opts='-m --method -k --top -d --direction --prefilter --exclude-self --hubness --length --where --report --report-media --render-top -f --format --in-memory --stream --device --query-segments -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method|-k|--top|--prefilter|--length|--where|--render-top) :; return 0 ;;
@@ -140,7 +140,7 @@ _vmtool() {
             esac
             ;;
         evaluate)
-            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --label --against --hubness --device -q --quiet --version -h --help'
+            opts='-m --method --methods -s --scenario -d --direction -f --format --plot --ranks --ids --label --against --hubness --in-memory --stream --device -q --quiet --version -h --help'
             args=files
             case $prev in
                 -m|--method|--methods|-s|--scenario|--label|--hubness) :; return 0 ;;

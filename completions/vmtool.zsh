@@ -214,6 +214,8 @@ _vmtool() {
                     '(--kind)--kind[ivf\: faiss inverted lists (approximate, fast); flat\: every centroid (exact, numpy).]:KIND:(ivf flat)' \
                     '(--nlist)--nlist[ivf\: number of lists (default 4 sqrt(N)).]:NLIST: ' \
                     '(--nprobe)--nprobe[ivf\: lists scanned per query (default nlist/64).]:NPROBE: ' \
+                    '(--sketch-dim)--sketch-dim[Principal directions of the sketch rows (0\: no sketch; every candidate is read in full).]:SKETCH-DIM: ' \
+                    '(--rerank)--rerank[Candidates ranked again on their full rows after the sketch ranking.]:RERANK: ' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
@@ -240,6 +242,8 @@ _vmtool() {
                     '(--render-top)--render-top[With --report\: render the track under the video for each query'\''s best N results.]:N: ' \
                     '(-f --format)-f[Output format on stdout.]:FORMAT:(table json tsv)' \
                     '(-f --format)--format[Output format on stdout.]:FORMAT:(table json tsv)' \
+                    '(--in-memory --stream)--in-memory[Read the catalog'\''s segment embeddings from disk in chunks for each query (exact, bounded memory; no --hubness, no sections), or load them.]' \
+                    '(--in-memory --stream)--stream[Read the catalog'\''s segment embeddings from disk in chunks for each query (exact, bounded memory; no --hubness, no sections), or load them.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(--query-segments)--query-segments[Segment a media query with this method instead of the catalog'\''s (e.g.]:METHOD[\:KEY=VALUE,...]:(foote sf olda transnet beats bars fixed)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
@@ -305,6 +309,8 @@ _vmtool() {
                     '(--label)--label[Label column of label-match@K (default\: the emotion, if any).]:COLUMN: ' \
                     '(--against)--against[Candidates of the --ids queries\: the listed items, or every item.]:ids|all:(ids all)' \
                     '(--hubness)--hubness[Hubness corrections, comma-separated\: none, csls, csls\:K.]:LIST: ' \
+                    '(--in-memory --stream)--in-memory[Read the targets'\'' segment embeddings from disk in chunks (bounded memory; segment methods, no --hubness), or load them.]' \
+                    '(--in-memory --stream)--stream[Read the targets'\'' segment embeddings from disk in chunks (bounded memory; segment methods, no --hubness), or load them.]' \
                     '(--device)--device[Torch device\: auto, cpu, cuda or cuda\:N.]:auto|cpu|cuda[\:N]:(auto cpu cuda)' \
                     '(-q --quiet)-q[No progress bars or log lines on stderr.]' \
                     '(-q --quiet)--quiet[No progress bars or log lines on stderr.]' \

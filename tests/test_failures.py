@@ -623,3 +623,19 @@ def test_render_usage_errors_exit_2(tmp_path, music_video, music_wav, args):
     res = run("render", music_video, music_wav, *args, "-o", tmp_path / "p.mp4")
     assert res.exit_code == 2
     assert not (tmp_path / "p.mp4").exists()
+@pytest.mark.parametrize("args, code, message", [
+    (("rank", "{c}#item00001", "{c}", "--stream", "--hubness", "csls"), 1,
+     "Error: --hubness needs the catalog in memory; it cannot be streamed from disk (--in-memory)"),
+    (("evaluate", "{c}", "--stream", "--hubness", "csls", "-m", "btrace"), 2,
+     "Error: --hubness needs the catalog in memory; it cannot be streamed from disk (--in-memory)"),
+    (("evaluate", "{c}", "--stream", "-m", "clip,btrace"), 1,
+     "Error: a catalog streamed from disk is evaluated with segment methods only, not clip "
+     "(choose them with -m, or --in-memory)"),
+])
+def test_streamed_catalog_refuses_what_needs_it_in_memory(tmp_path, args, code, message):
+    from vmtool.synth import synth_catalog
+
+    c = synth_catalog(tmp_path / "cat.h5", 20, seed=1, dim=16)
+    res = run(*(a.format(c=c) for a in args))
+    assert res.exit_code == code
+    assert one_error_line(res) == message

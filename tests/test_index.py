@@ -152,3 +152,139 @@ def test_streamed_exact_ranking_equals_the_in_memory_one(cat):
     assert [(r.index, r.id, r.distance, r.span) for r in streamed.results] == \
         [(r.index, r.id, r.distance, r.span) for r in whole.results]
     assert streamed.n_targets == 200
+
+
+def _contiguous(src, dst):
+    """A copy of catalog *src* whose segment rows are one contiguous dataset (as bench_catalog_1m writes)."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        for mod in ("audio", "video"):
+            g = f[f"embeddings/{mod}_segments"]
+            data = g["data"][()]
+            del g["data"]
+            g.create_dataset("data", data=data)  # no chunks, no compression
+            assert g["data"].chunks is None
+    return dst
+
+
+@pytest.mark.parametrize("layout", ["chunked", "contiguous"])
+def test_streamed_rank_through_the_cli_equals_the_in_memory_one(tmp_path, cat, layout):
+    c = cat if layout == "chunked" else _contiguous(cat, tmp_path / "c.h5")
+    extra = ("-m", "nw-dtw", "--exclude-self", "--where", "id != item00011")
+    mem, out_mem = ranking(c, *extra, "--in-memory")
+    streamed, out = ranking(c, *extra, "--stream")
+    assert streamed == mem
+    assert (out["targets"], out["candidates"], out["excluded"]) == \
+        (out_mem["targets"], out_mem["candidates"], out_mem["excluded"]) == (200, 198, 2)
+    res = run("rank", f"{c}#item00007", c, "--stream", "--hubness", "csls", "-q")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == ("Error: --hubness needs the catalog in memory; it cannot be streamed from disk "
+                                  "(--in-memory)")
+
+
+def test_prefetched_chunks_equal_the_stored_rows(tmp_path, cat):
+    from vmtool.ranking.index import iter_chunks
+
+    c = _contiguous(cat, tmp_path / "c.h5")
+    whole = load_catalog(c, "audio")
+    got = list(iter_chunks(c, "audio", chunk_rows=101))
+    assert len(got) > 10
+    assert np.array_equal(np.concatenate([s.data for _, s in got]), whole.data)
+    assert [a for a, _ in got] == list(np.cumsum([0] + [len(s) for _, s in got[:-1]]))
+
+
+@pytest.mark.parametrize("args", [(), ("--against", "all"), ("--against", "ids")])
+def test_streamed_evaluation_equals_the_in_memory_one(tmp_path, cat, args):
+    c = _contiguous(cat, tmp_path / "c.h5")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(f"item{i:05d}" for i in range(0, 200, 7)) + "\n")
+    sel = ("--ids", ids, *args) if args else ()
+    base = ("evaluate", c, "-m", "btrace,nw-dtw", "-s", "vanilla,crop-stretch", "-d", "both", "--format", "json",
+            "--ranks", "-q", *sel)
+    mem = run(*base, "--in-memory")
+    streamed = run(*base, "--stream")
+    assert mem.exit_code == 0, mem.stderr
+    assert streamed.exit_code == 0, streamed.stderr
+    a, b = json.loads(mem.stdout), json.loads(streamed.stdout)
+    for x in (a, b):
+        for r in x["results"]:
+            r.pop("seconds", None)
+    assert a == b
+
+
+def test_streamed_evaluation_over_many_chunks(cat):
+    from vmtool.ranking.evaluate import evaluate
+    from vmtool.ranking.index import evaluate_streamed
+
+    whole = evaluate(str(cat), "btrace-mean,sw-dtw", directions=["v2m", "m2v"])
+    streamed = evaluate_streamed(str(cat), "btrace-mean,sw-dtw", directions=["v2m", "m2v"], chunk_rows=53)
+    for s, w in zip(streamed.scores, whole.scores):
+        assert (s.method, s.direction) == (w.method, w.direction)
+        assert np.array_equal(s.ranks, w.ranks)
+        assert s.metrics == w.metrics
+    res = run("evaluate", cat, "-m", "clip,nw-dtw", "--stream")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == ("Error: a catalog streamed from disk is evaluated with segment methods only, "
+                                  "not clip (choose them with -m, or --in-memory)")
+
+
+def test_the_sketch_ranking_keeps_the_exact_top_k_on_a_planted_catalog(tmp_path):
+    """Rows in a 4-d subspace of 16-d: a 4-d sketch keeps every dot product, so ranking the
+    candidates on it and only the best k on their full rows gives the exact top-k."""
+    from vmtool.ranking import rank
+    from vmtool.ranking.catalog import load_item
+    from vmtool.ranking.index import rank_with_index
+
+    c = synth_catalog(tmp_path / "planted.h5", 300, seed=9, dim=16, intrinsic_dim=4)
+    rep = build_index(c, kind="flat", sketch_dim=4, rerank=5)
+    assert rep.modalities["audio"]["sketch_dim"] == 4
+    idx = open_index(c, "audio")
+    assert idx.sketch.shape == (idx.offsets[-1], 4)
+    whole = load_catalog(c, "audio")
+    for item in ("item00003", "item00120", "item00299"):
+        q = load_item(c, item, "video")
+        exact = rank(q, whole, "nw-dtw", k=5)
+        got = rank_with_index(q, c, idx, "nw-dtw", k=5, prefilter=300)  # the sketch ranks all 300, 5 re-ranked
+        assert [(r.index, r.id) for r in got.results] == [(r.index, r.id) for r in exact.results]
+        np.testing.assert_allclose([r.distance for r in got.results], [r.distance for r in exact.results])
+    # rows outside the subspace: the sketch error bound covers them
+    sk = h5py.File(index_path(c), "r")["audio/sketch_error"][()]
+    assert sk.shape == (300, 2) and (sk[:, 0] < 1e-3).all()
+
+
+def test_embed_resume_onto_an_indexed_catalog_says_the_index_is_stale_and_rank_refuses_it(tmp_path):
+    from vmtool.synth import synth_features
+    from vmtool.training import DataConfig, TrainConfig, train
+
+    a, b, cat = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "cat.h5"
+    synth_features(a, 12, seed=3)
+    synth_features(b, 16, seed=3)  # a's 12 items and 4 new ones
+    model = train(a, tmp_path / "m.pt", data=DataConfig(level="segment", segments="fixed"),
+                  model_layers={"audio": [16], "video": [16]},
+                  config=TrainConfig(batch_size=12, epochs=1, val_fraction=0.2, seed=1)).path
+    assert run("embed", a, "--model", model, "-o", cat, "-q").exit_code == 0
+    assert run("index", cat, "--kind", "flat", "--sketch-dim", "4", "-q").exit_code == 0
+    res = run("embed", b, "--model", model, "-o", cat, "--resume", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.strip() == (f"Warning: {cat}.index: the prefilter index is now stale (built for a catalog "
+                                  f"of 12 items, this one has 16 (items added or removed since: embed --resume, "
+                                  f"merge)); rebuild it with: vmtool index {cat}")
+    res = run("rank", f"{cat}#item-00014", cat, "-m", "nw-dtw", "--prefilter", 5, "-q")
+    assert res.exit_code == 1 and "is stale" in res.stderr
+    # rebuilt: the new items are found through it
+    assert run("index", cat, "--kind", "flat", "--sketch-dim", "4", "-q").exit_code == 0
+    res = run("rank", f"{cat}#item-00014", cat, "-m", "nw-dtw", "--prefilter", 16, "--format", "json", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["targets"] == 16
+
+
+def test_streamed_catalog_ranks_without_the_default_hubness_correction(tmp_path):
+    """rank's default (--hubness auto) needs the catalog in memory for CSLS: streamed, it is none, not an error."""
+    from vmtool.synth import synth_catalog
+
+    c = synth_catalog(tmp_path / "cat.h5", 20, seed=1, dim=16)
+    streamed = run("rank", f"{c}#item00001", c, "--stream", "-m", "nw-dtw", "--format", "tsv")
+    plain = run("rank", f"{c}#item00001", c, "--in-memory", "-m", "nw-dtw", "--hubness", "none", "--format", "tsv")
+    assert streamed.exit_code == 0, streamed.output
+    cols = lambda out: [line.split("\t")[:3] for line in out.splitlines()]  # rank, id, distance (no sections streamed)
+    assert cols(streamed.stdout) == cols(plain.stdout)

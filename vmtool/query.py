@@ -226,6 +226,11 @@ class CatalogRanker:
         A resolved torch device.
     segments : str, optional
         Segmentation of media queries instead of the catalog's.
+    stream : bool, optional
+        Read the targets' segment embeddings from disk chunk by chunk for every query
+        instead of loading them (exact; bounded memory). Default: when they would take
+        more than half the available memory (:func:`vmtool.ranking.index.too_large`).
+        Not with an index (``--prefilter``), which reads only the candidates.
 
     Attributes
     ----------
@@ -233,6 +238,8 @@ class CatalogRanker:
         What the filters kept (None without filters).
     meta : the catalog's metadata (titles and artists of the results).
     index : the index read instead of the catalog, or None.
+    streamed : bool
+        The targets are streamed from disk for each query.
     target_modality : {"audio", "video"}
     hubness : the correction applied (``auto`` resolved).
     terms_note : str or None
@@ -243,10 +250,10 @@ class CatalogRanker:
     def __init__(self, catalog: str | os.PathLike, *, method: str = "btrace-mean", k: int = 10,
                  direction: str = "v2m", prefilter: int | None = None, exclude_self: bool = False,
                  hubness=None, length: float | None = None, filters: Sequence = (), device: str = "cpu",
-                 segments: str | None = None):
+                 segments: str | None = None, stream: bool | None = None):
         from vmtool.filters import catalog_filter
         from vmtool.ranking import load_catalog, parse_method, sides
-        from vmtool.ranking.hubness import resolve_hubness
+        from vmtool.ranking.hubness import Hubness, parse_hubness, resolve_hubness
 
         qmod, tmod = sides(direction)
         hub = resolve_hubness(hubness, method, prefilter=prefilter, catalog=catalog, query_modality=qmod)
@@ -264,8 +271,19 @@ class CatalogRanker:
 
             if index_path(catalog).exists():
                 self.index = open_index(catalog, tmod)
+        self.streamed = False
+        if self.index is None and not clip_level and stream is not False:
+            from vmtool.ranking.index import too_large
+
+            self.streamed = bool(stream) or too_large(catalog, tmod)
+            if self.streamed and hub.active and parse_hubness(hubness).name == "auto":
+                # the method's default correction needs the catalog in memory: a streamed catalog goes without
+                hub = self.hubness = Hubness()
+            if self.streamed and (hub.active or parse_method(method).name == "head"):
+                raise ParameterError(f"{'--hubness' if hub.active else 'method head'} needs the catalog in memory; "
+                                     "it cannot be streamed from disk (--in-memory)")
         self.targets = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) \
-            if self.index is None else None
+            if self.index is None and not self.streamed else None
         self.loader = QueryLoader(catalog, device=device, segments=segments)
         self.pair_scorer = self._pair_scorer() if parse_method(method).name == "head" else None
         # the targets' CSLS terms, on the first query: from the catalog's sidecar, or computed once and stored there
@@ -297,6 +315,12 @@ class CatalogRanker:
 
             res = rank_with_index(q, self.catalog, self.index, self.method, k=self.k, prefilter=self.prefilter,
                                   device=self.device, exclude_sha256=own)
+            return RankedQuery(query, q, res, [None] * len(res.results))
+        if self.streamed:
+            from vmtool.ranking.index import rank_streamed
+
+            res = rank_streamed(q, self.catalog, self.target_modality, self.method, k=self.k, exclude_sha256=own,
+                                exclude=None if self.selection is None else ~self.selection.keep, device=self.device)
             return RankedQuery(query, q, res, [None] * len(res.results))
         cat = self.targets
         check_compatible(q, cat, self.catalog)

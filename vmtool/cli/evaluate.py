@@ -70,6 +70,11 @@ def evaluate_cmd(
                        ] = "ids",
     hubness: Annotated[str, typer.Option("--hubness", metavar="LIST",
                                          help="Hubness corrections, comma-separated: none, csls, csls:K.")] = "none",
+    stream: Annotated[Optional[bool], typer.Option(
+        "--stream/--in-memory", show_default=False,
+        help="Read the targets' segment embeddings from disk in chunks (bounded memory; segment methods, no "
+             "--hubness), or load them. Default: stream when they would take more than half the available "
+             "memory.")] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     version: VersionOpt = False,
@@ -99,9 +104,21 @@ def evaluate_cmd(
     dev = resolve_device(device)
     t0 = time.perf_counter()
     scorer = pair_scorer_for(catalog, methods, dev)
+    if stream is None:
+        from vmtool.ranking.index import too_large
+
+        stream = too_large(catalog, "audio") or too_large(catalog, "video")
+    if stream and hubs != ["none"]:
+        raise UsageError("--hubness needs the catalog in memory; it cannot be streamed from disk (--in-memory)")
     with RichProgress(enabled=not quiet) as progress:
-        ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
-                      ids=read_ids(ids_file), pair_scorer=scorer, label=label, hubness=hubs, against=against)
+        if stream:
+            from vmtool.ranking.index import evaluate_streamed
+
+            ev = evaluate_streamed(str(catalog), methods, scenarios=scens, directions=dirs, device=dev,
+                                   progress=progress, ids=read_ids(ids_file), label=label, against=against)
+        else:
+            ev = evaluate(str(catalog), methods, scenarios=scens, directions=dirs, device=dev, progress=progress,
+                          ids=read_ids(ids_file), pair_scorer=scorer, label=label, hubness=hubs, against=against)
     if plot is not None:
         from vmtool.ranking.plot import plot_evaluation
 

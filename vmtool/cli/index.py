@@ -12,12 +12,13 @@ from vmtool.cli._common import Format, FormatOpt, QuietOpt, VersionOpt, echo_jso
 
 HELP = """Build the prefilter index of a catalog: CATALOG.h5.index.
 
-The centroid of every item's segment embeddings, computed once by reading the catalog in chunks, in a faiss inverted-file index (ivf, the default) or as a plain float16 matrix (flat). 'vmtool rank --prefilter N' then reads the index and only the N candidates' rows of the catalog, so a catalog larger than memory can be queried. The index records the catalog and model it was built for; after the catalog changes (embed --resume, merge) it is refused until rebuilt.
+The centroid of every item's segment embeddings, computed once by reading the catalog in chunks, in a faiss inverted-file index (ivf, the default) or as a plain float16 matrix (flat), and a sketch of every segment row (its projection on the rows' --sketch-dim leading principal directions, float16). 'vmtool rank --prefilter N' then takes the N items nearest by centroid, ranks them with the method on their sketch rows, and reads only the best --rerank of them from the catalog to rank them on their full rows: a catalog larger than memory can be queried, with many candidates at a small cost. The index records the catalog and model it was built for; after the catalog changes (embed --resume, merge) it is refused until rebuilt.
 
 \b
 Examples:
   vmtool index catalog.h5
   vmtool index catalog.h5 --kind flat
+  vmtool index catalog.h5 --sketch-dim 64 --rerank 1000
   vmtool rank clip.mp4 catalog.h5 -m nw-dtw --prefilter 5000
 """
 
@@ -43,16 +44,22 @@ def index_cmd(
                                                  "(default 4 sqrt(N)).")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", min=1, help="ivf: lists scanned per query "
                                                   "(default nlist/64).")] = None,
+    sketch_dim: Annotated[int, typer.Option("--sketch-dim", min=0, help="Principal directions of the sketch rows "
+                                            "(0: no sketch; every candidate is read in full).")] = 32,
+    rerank: Annotated[int, typer.Option("--rerank", min=1, help="Candidates ranked again on their full rows after "
+                                        "the sketch ranking.")] = 500,
     fmt: FormatOpt = Format.table,
     quiet: QuietOpt = False,
     version: VersionOpt = False,
 ) -> None:
     from vmtool.ranking.index import build_index
 
-    rep = build_index(catalog, output, kind=kind.value, nlist=nlist, nprobe=nprobe)
+    rep = build_index(catalog, output, kind=kind.value, nlist=nlist, nprobe=nprobe, sketch_dim=sketch_dim,
+                      rerank=rerank)
     if fmt is Format.json:
         echo_json(rep.to_dict())
     for mod, m in rep.modalities.items():
         extra = f", {m['nlist']} lists, nprobe {m['nprobe']}" if m["kind"] == "ivf" else ""
+        extra += f", sketch of {m['sketch_dim']} directions, re-rank {m['rerank']}" if m["sketch_dim"] else ""
         info(f"{rep.path}: {mod}: {m['kind']} index of {m['indexed']} of {m['items']} items{extra}, "
              f"{m['bytes'] / 1e6:.1f} MB, {m['seconds']:.1f} s", quiet)

@@ -79,7 +79,8 @@ def rank_cmd(
         "--prefilter", metavar="N", min=1,
         help="Rank by centroid first and re-rank only the best N with METHOD (large catalogs; "
              "see docs/methods-ranking.md for the speed/agreement trade-off). With CATALOG.h5.index "
-             "(vmtool index) only the N candidates are read from the catalog.")] = None,
+             "(vmtool index) the N candidates are ranked on the index's sketch rows and only the best of "
+             "them are read from the catalog.")] = None,
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
     hubness: Annotated[str, typer.Option(
@@ -107,6 +108,11 @@ def rank_cmd(
         "--render-top", metavar="N", min=1, show_default=False,
         help="With --report: render the track under the video for each query's best N results.")] = None,
     fmt: Annotated[RankFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = RankFormat.table,
+    stream: Annotated[Optional[bool], typer.Option(
+        "--stream/--in-memory", show_default=False,
+        help="Read the catalog's segment embeddings from disk in chunks for each query (exact, bounded memory; "
+             "no --hubness, no sections), or load them. Default: stream when they would take more than half "
+             "the available memory.")] = None,
     device: DeviceOpt = "auto",
     query_segments: QuerySegmentsOpt = None,
     quiet: QuietOpt = False,
@@ -132,7 +138,7 @@ def rank_cmd(
         raise UsageError(f"--hubness: {exc.reason}") from None
     ranker = CatalogRanker(catalog, method=method, k=k, direction=direction.value, prefilter=prefilter,
                            exclude_self=exclude_self, hubness=hub, length=length, filters=filters,
-                           device=resolve_device(device), segments=query_segments)
+                           device=resolve_device(device), segments=query_segments, stream=stream)
     selection, meta, index = ranker.selection, ranker.meta, ranker.index
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())
@@ -182,6 +188,7 @@ def rank_cmd(
             _table(res, meta, title=query if many else None, sections=secs)
         how = f"{res.method.label}" + (f" after a centroid prefilter of {res.prefilter}" if res.prefilter else "") \
             + (f" ({index.kind} index {index.path.name})" if index is not None else "") \
+            + (" streamed from disk" if ranker.streamed else "") \
             + (f", corrected by {res.hubness}" if res.hubness != "none" else "")
         info((f"{query}: " if many else "") + f"{res.n_candidates} "
              f"{'tracks' if ranker.target_modality == 'audio' else 'videos'} "

@@ -202,13 +202,19 @@ def _blas_single_thread():
     if _threads() == 1:
         yield
         return
+    global _BLAS
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    if _BLAS is None:  # listing the loaded libraries takes 10-30 ms: once per process, not per ranking
+        _BLAS = ThreadpoolController()
+    with _BLAS.limit(limits=1, user_api="blas"):
         yield
+
+
+_BLAS = None
 
 
 # --- matrix products -----------------------------------------------------------------------

@@ -8,6 +8,15 @@ CATALOG.h5`` computes them once — reading the segment embeddings in chunks of 
 memory stays bounded — and stores them in the sidecar file ``CATALOG.h5.index``. A query
 then searches the index for its N candidates and reads only their rows from the catalog.
 
+A centroid keeps too little of what an alignment rewards for N to stay small: on a
+million synthetic tracks the exact ``nw-dtw`` top-10 lies within the 5,000 nearest
+centroids for only 40 % of queries (docs/performance.md). The index therefore also
+stores a *sketch* of every segment row: its projection on the ``sketch_dim`` leading
+principal directions (uncentred, so dot products are kept) as float16, 32 values instead
+of 512. A query ranks its N candidates with the method itself on their sketch rows — a
+sixteenth of the bytes of the full rows — and re-ranks only the best ``rerank`` of them
+on the full rows: many candidates at the cost of few.
+
 Two kinds of index (``docs/format.md``, "Prefilter index"):
 
 - ``flat``: the unit centroids as float16; a query is one matrix-vector product over all
@@ -40,13 +49,17 @@ from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["INDEX_SUFFIX", "KINDS", "index_path", "build_index", "open_index", "PrefilterIndex", "IndexReport",
            "fingerprint", "stale_reason", "stale_sidecar", "read_items", "rank_with_index",
-           "rank_streamed", "iter_chunks", "stream_centroids"]
+           "rank_streamed", "iter_chunks", "stream_centroids", "too_large", "available_memory",
+           "principal_directions", "evaluate_streamed"]
 
 INDEX_SUFFIX = ".index"
 KIND_INDEX = "index"
-INDEX_SCHEMA = "1.0"
+INDEX_SCHEMA = "1.1"
 KINDS = ("flat", "ivf")
 CHUNK_ROWS = 1 << 18  # segment rows read at a time (256 MB of 512-d float16; peak RSS about 4x that)
+SKETCH_DIM = 32  # principal directions of the sketch rows (0: no sketch)
+RERANK = 500  # candidates re-ranked on their full rows after the sketch ranking
+SKETCH_SAMPLE = 16384  # items whose rows estimate the principal directions
 
 
 def index_path(catalog: str | os.PathLike) -> Path:
@@ -84,11 +97,13 @@ def fingerprint(catalog: str | os.PathLike, modality: str) -> dict[str, Any]:
                 "dim": int(f[f"{name}/data"].shape[1]), "dtype": str(f[f"{name}/data"].dtype)}
 
 
-def iter_chunks(catalog: str | os.PathLike, modality: str, *, chunk_rows: int = CHUNK_ROWS):
+def iter_chunks(catalog: str | os.PathLike, modality: str, *, chunk_rows: int = CHUNK_ROWS, prefetch: bool = True):
     """Yield ``(first_item, SegmentSet)`` over a catalog's segment embeddings, whole items at a time.
 
-    About *chunk_rows* rows per chunk (at least one item): memory stays bounded by one
-    chunk whatever the catalog's size. The sets carry segments only (no ids, spans).
+    About *chunk_rows* rows per chunk (at least one item): memory stays bounded by two
+    chunks whatever the catalog's size. The sets carry segments only (no ids, spans).
+    A contiguous uncompressed dataset is read with *prefetch*: the next chunk is read by
+    a thread while the caller works on this one.
     """
     import h5py
 
@@ -96,13 +111,50 @@ def iter_chunks(catalog: str | os.PathLike, modality: str, *, chunk_rows: int = 
         g = f[f"embeddings/{_segments_name(modality)}"]
         data, offsets = g["data"], g["offsets"][()].astype(np.int64)
         n = len(offsets) - 1
-        a = 0
+        bounds, a = [], 0
         while a < n:
             b = int(np.searchsorted(offsets, offsets[a] + chunk_rows, side="right")) - 1
             b = min(max(b, a + 1), n)
-            r0, r1 = int(offsets[a]), int(offsets[b])
-            yield a, SegmentSet(data[r0:r1], offsets[a:b + 1] - r0, modality=modality)
+            bounds.append((a, b))
             a = b
+        start = data.id.get_offset()
+        if data.chunks is None and data.compression is None and start is not None and prefetch:
+            # contiguous: the next chunk is read by a thread (os.preadv releases the GIL) while
+            # this one is ranked, so a pass costs the larger of the reading and the ranking
+            reads = _prefetched(catalog, start, data.dtype, data.shape[1], offsets, bounds)
+        else:
+            reads = (data[int(offsets[a]):int(offsets[b])] for a, b in bounds)
+        for (a, b), rows in zip(bounds, reads):
+            yield a, SegmentSet(rows, offsets[a:b + 1] - offsets[a], modality=modality)
+
+
+def _prefetched(path, start: int, dtype, width: int, offsets: np.ndarray, bounds: list[tuple[int, int]]):
+    """The rows of each ``(a, b)`` item range of a contiguous dataset at byte *start*, read one range ahead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    row_bytes = np.dtype(dtype).itemsize * width
+
+    def read(ab):
+        r0, r1 = int(offsets[ab[0]]), int(offsets[ab[1]])
+        out = np.empty((r1 - r0, width), dtype=dtype)
+        view, done = memoryview(out).cast("B"), 0
+        while done < len(view):
+            got = os.preadv(fd, [view[done:]], start + r0 * row_bytes + done)
+            if got <= 0:
+                raise FormatError(f"ends before its segment rows {r0}-{r1}", Path(path))
+            done += got
+        return out
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            nxt = pool.submit(read, bounds[0]) if bounds else None
+            for j in range(len(bounds)):
+                rows = nxt.result()
+                nxt = pool.submit(read, bounds[j + 1]) if j + 1 < len(bounds) else None
+                yield rows
+    finally:
+        os.close(fd)
 
 
 def stream_centroids(catalog: str | os.PathLike, modality: str, *, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
@@ -115,12 +167,46 @@ def stream_centroids(catalog: str | os.PathLike, modality: str, *, chunk_rows: i
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (``MemAvailable``; the free pages elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def too_large(catalog: str | os.PathLike, modality: str, *, fraction: float = 0.5) -> bool:
+    """Whether *catalog*'s *modality* segment embeddings take more than *fraction* of the available memory.
+
+    Ranking them in memory needs them as float32 (twice float16 storage): such a catalog
+    is streamed from disk instead (:func:`rank_streamed`, :func:`evaluate_streamed`).
+    """
+    import h5py
+
+    try:
+        with h5py.File(catalog, "r") as f:
+            name = f"embeddings/{_segments_name(modality)}/data"
+            if name not in f:
+                return False
+            need = int(np.prod(f[name].shape)) * 4
+    except (OSError, KeyError, TypeError):  # not a readable catalog: the loader reports it as it always has
+        return False
+    return need > fraction * available_memory()
+
+
 def rank_streamed(query: SegmentSet, catalog: str | os.PathLike, modality: str, method, *, k: int,
-                  exclude_sha256: str | None = None, device: str = "cpu", chunk_rows: int = CHUNK_ROWS):
+                  exclude_sha256: str | None = None, exclude: np.ndarray | None = None, device: str = "cpu",
+                  chunk_rows: int = CHUNK_ROWS):
     """The exact ranking of the whole catalog, its segments read from disk chunk by chunk.
 
     Same answer as :func:`vmtool.ranking.rank.rank` without a prefilter; memory holds one
     chunk and one distance per item. *modality* is the targets' (``audio`` for v2m).
+    Reading and ranking overlap (:func:`iter_chunks`): a pass costs about the larger of
+    the two. *exclude*: items never to return (bool per item, e.g. those ``--where`` leaves out).
     """
     import h5py
 
@@ -136,15 +222,20 @@ def rank_streamed(query: SegmentSet, catalog: str | os.PathLike, modality: str, 
         d[chunk.lengths == 0] = np.nan
         parts.append(d)
     d = np.concatenate(parts)
+    usable = int(np.isfinite(d).sum())
+    excluded = np.zeros(len(d), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool).copy()
     if exclude_sha256 is not None:
         with h5py.File(catalog, "r") as f:
-            d[f["items/sha256"].asstr()[()] == exclude_sha256] = np.nan
+            excluded |= f["items/sha256"].asstr()[()] == exclude_sha256
+    excluded &= np.isfinite(d)
+    d[excluded] = np.nan
     best = top_k(d, k)
     sub = read_items(catalog, modality, best)
     res = rank(query, sub, m, k=k, device=device)
     for r in res.results:
         r.index = int(best[r.index])
-    res.n_targets, res.n_candidates = len(d), int(np.isfinite(d).sum())
+    res.n_targets, res.excluded = len(d), int(excluded.sum())
+    res.n_candidates = usable - res.excluded
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -159,7 +250,8 @@ class IndexReport:
 
 
 def build_index(catalog: str | os.PathLike, output: str | os.PathLike | None = None, *, kind: str = "ivf",
-                nlist: int | None = None, nprobe: int | None = None, seed: int = 0) -> IndexReport:
+                nlist: int | None = None, nprobe: int | None = None, sketch_dim: int = SKETCH_DIM,
+                rerank: int = RERANK, seed: int = 0) -> IndexReport:
     """Build the prefilter index of every modality with segment embeddings; write it atomically.
 
     Parameters
@@ -176,6 +268,12 @@ def build_index(catalog: str | os.PathLike, output: str | os.PathLike | None = N
         tracks, 4,000 lists: 98 % of the 100 nearest centroids among 5,000 candidates, at a
         quarter of the time of nlist/16; docs/performance.md). A query scans more lists when
         it asks for more candidates than they hold.
+    sketch_dim : int
+        Principal directions kept in the sketch rows (0: no sketch; the candidates are
+        then ranked on their full rows). At most the embedding width.
+    rerank : int
+        With a sketch: how many of the candidates, best by the sketch ranking, are
+        ranked again on their full rows (the index's default for ``rank``).
     """
     import h5py
 
@@ -193,6 +291,8 @@ def build_index(catalog: str | os.PathLike, output: str | os.PathLike | None = N
     if not mods:
         raise FormatError("has no segment embeddings (embeddings/audio_segments or video_segments): "
                           "nothing to index; run vmtool embed with a segmentation", cat)
+    if sketch_dim < 0 or rerank < 1:
+        raise ParameterError(f"--sketch-dim must be >= 0 and --rerank >= 1, got {sketch_dim} and {rerank}")
     faiss = _import_faiss() if kind == "ivf" else None
     out = Path(output) if output is not None else index_path(cat)
     report = IndexReport(out, {})
@@ -203,18 +303,38 @@ def build_index(catalog: str | os.PathLike, output: str | os.PathLike | None = N
         for mod in mods:
             t0 = time.perf_counter()
             fp = fingerprint(cat, mod)
-            cents = stream_centroids(cat, mod)
-            valid = np.isfinite(cents).all(axis=1)
             g = fo.create_group(mod)
+            r = min(int(sketch_dim), fp["dim"])
+            if r:
+                proj = principal_directions(cat, mod, r, seed=seed)
+                offsets = _offsets(cat, mod)
+                g.create_dataset("projection", data=proj)
+                g.create_dataset("offsets", data=offsets)
+                sk = g.create_dataset("sketch", shape=(int(offsets[-1]), r), dtype=np.float16)  # contiguous
+                g.attrs["rerank"] = int(rerank)
+            # float16 centroids filled in place: a million 512-d float32 rows and their copies
+            # took 8.3 GB of peak RSS; the index stores them as float16 anyway
+            cents = np.zeros((fp["items"], fp["dim"]), dtype=np.float16)
+            valid = np.zeros(fp["items"], dtype=bool)
+            row, errs = 0, []
+            for a, chunk in iter_chunks(cat, mod, chunk_rows=CHUNK_ROWS // 4):  # one pass: centroids, sketch rows
+                c = chunk.centroids
+                valid[a:a + len(c)] = np.isfinite(c).all(axis=1)
+                cents[a:a + len(c)][valid[a:a + len(c)]] = c[valid[a:a + len(c)]]
+                if r:
+                    block, err = _project(chunk.data, proj, errors=chunk.offsets)
+                    sk[row:row + len(block)] = block
+                    errs.append(err)
+                    row += len(block)
+            if r:
+                g.create_dataset("sketch_error", data=np.concatenate(errs) if errs else np.zeros((0, 2), np.float32))
             g.attrs["kind"] = kind
             g.attrs["fingerprint"] = json.dumps(fp)
             ids = np.flatnonzero(valid).astype(np.int64)
             if kind == "flat":
-                c16 = np.zeros(cents.shape, dtype=np.float16)
-                c16[valid] = cents[valid]
-                g.create_dataset("centroids", data=c16, chunks=(min(len(c16), 65536) or 1, c16.shape[1]))
+                g.create_dataset("centroids", data=cents, chunks=(min(len(cents), 65536) or 1, cents.shape[1]))
                 g.create_dataset("valid", data=valid)
-                size = c16.nbytes
+                size = cents.nbytes
             else:
                 n_valid = len(ids)
                 nl = int(nlist) if nlist else max(1, min(int(4 * np.sqrt(max(n_valid, 1))), n_valid // 39 or 1))
@@ -224,20 +344,78 @@ def build_index(catalog: str | os.PathLike, output: str | os.PathLike | None = N
                 ivf = faiss.IndexIVFScalarQuantizer(quant, cents.shape[1], nl, faiss.ScalarQuantizer.QT_fp16,
                                                     faiss.METRIC_INNER_PRODUCT)
                 rng = np.random.default_rng(seed)
-                train = cents[ids[rng.permutation(n_valid)[: max(nl * 64, min(n_valid, 100_000))]]]
+                train = cents[np.sort(ids[rng.permutation(n_valid)[: max(nl * 64, min(n_valid, 100_000))]])]
                 ivf.cp.seed = seed
-                ivf.train(np.ascontiguousarray(train))
-                ivf.add_with_ids(np.ascontiguousarray(cents[ids]), ids)
+                ivf.train(train.astype(np.float32))
+                del train
+                for b in range(0, n_valid, 65536):  # float32 copies of 65,536 centroids at a time
+                    ivf.add_with_ids(cents[ids[b:b + 65536]].astype(np.float32), ids[b:b + 65536])
                 blob = faiss.serialize_index(ivf)
                 g.create_dataset("faiss", data=blob)
                 g.attrs["nlist"] = nl
                 g.attrs["nprobe"] = int(nprobe) if nprobe else max(1, nl // 64)
                 size = blob.nbytes
+            if r:
+                size += int(np.prod(sk.shape)) * 2
             report.modalities[mod] = {"kind": kind, "items": fp["items"], "indexed": int(valid.sum()),
-                                      "seconds": round(time.perf_counter() - t0, 3), "bytes": int(size)}
+                                      "seconds": round(time.perf_counter() - t0, 3), "bytes": int(size),
+                                      "sketch_dim": r, "rerank": int(rerank) if r else None}
             if kind == "ivf":
                 report.modalities[mod].update(nlist=int(g.attrs["nlist"]), nprobe=int(g.attrs["nprobe"]))
     return report
+
+
+def _offsets(catalog, modality: str) -> np.ndarray:
+    import h5py
+
+    with h5py.File(catalog, "r") as f:
+        return f[f"embeddings/{_segments_name(modality)}/offsets"][()].astype(np.int64)
+
+
+def _project(rows: np.ndarray, proj: np.ndarray, errors: np.ndarray | None = None):
+    """Sketch rows: *rows* ``(n, d)`` times the projection ``(d, r)``, as float16.
+
+    With *errors* (item offsets into *rows*) also, per item, the largest norm of a row's
+    part outside the subspace and of its sketch's float16 rounding, ``(items, 2)``: a
+    query row ``q`` and a target row ``t`` then have ``|q.t - sketch(q).sketch(t)| <=
+    |q_perp| |t_perp| + |sketch(q)| |rounding(t)|`` (bounds for a certified ranking).
+    """
+    from vmtool.ranking._kernels import half_to_float32
+
+    x = half_to_float32(rows) if rows.dtype == np.float16 else np.asarray(rows, dtype=np.float32)
+    y = x @ proj
+    y16 = y.astype(np.float16)
+    if errors is None:
+        return y16
+    perp = np.sqrt(np.maximum(np.einsum("ij,ij->i", x, x) - np.einsum("ij,ij->i", y, y), 0))
+    rnd = np.linalg.norm(y - y16.astype(np.float32), axis=1)
+    starts = np.asarray(errors[:-1], dtype=np.int64)
+    err = np.zeros((len(starts), 2), dtype=np.float32)
+    has = np.diff(errors) > 0
+    if has.any():
+        err[has, 0] = np.maximum.reduceat(perp, starts[has])
+        err[has, 1] = np.maximum.reduceat(rnd, starts[has])
+    return y16, err
+
+
+def principal_directions(catalog: str | os.PathLike, modality: str, r: int, *, sample: int = SKETCH_SAMPLE,
+                         seed: int = 0) -> np.ndarray:
+    """The *r* leading eigenvectors ``(d, r)`` float32 of the segment rows' second moment.
+
+    Estimated on the rows of *sample* items drawn at random (all of them in a smaller
+    catalog). Uncentred, so a sketch keeps dot products: ``(x W) . (y W)`` is the
+    product of the projections of *x* and *y* on the subspace that holds most of the
+    rows' energy.
+    """
+    offsets = _offsets(catalog, modality)
+    n = len(offsets) - 1
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(n, size=min(n, sample), replace=False))
+    x = read_items(catalog, modality, pick, meta=()).data.astype(np.float64)
+    if not len(x):
+        raise ParameterError("no segment rows to estimate the sketch's directions from", Path(catalog))
+    w, v = np.linalg.eigh(x.T @ x)
+    return np.ascontiguousarray(v[:, ::-1][:, :r], dtype=np.float32)
 
 
 def _import_faiss():
@@ -266,11 +444,24 @@ class PrefilterIndex:
     """An open, checked prefilter index of one modality of a catalog."""
 
     def __init__(self, path: Path, modality: str, kind: str, fingerprint: dict[str, Any], *, centroids=None,
-                 valid=None, ivf=None, nprobe: int = 1):
+                 valid=None, ivf=None, nprobe: int = 1, sketch=None, projection=None, offsets=None,
+                 rerank: int = RERANK):
         self.path, self.modality, self.kind = path, modality, kind
         self.n_items = int(fingerprint["items"])
         self.n_indexed = int(valid.sum()) if valid is not None else int(ivf.ntotal)
         self.centroids, self.valid, self.ivf, self.nprobe = centroids, valid, ivf, nprobe
+        # sketch rows (memory-mapped), their projection (d, r) and the segment offsets; None without a sketch
+        self.sketch, self.projection, self.offsets, self.rerank = sketch, projection, offsets, int(rerank)
+
+    def sketched(self, query: SegmentSet, candidates: np.ndarray) -> tuple[SegmentSet, SegmentSet]:
+        """The query and the *candidates* (item indices) as sketch rows, for a first ranking."""
+        q = SegmentSet(np.asarray(query.data, dtype=np.float32) @ self.projection, query.offsets,
+                       modality=query.modality)
+        lo, hi = self.offsets[candidates], self.offsets[candidates + 1]
+        lens = hi - lo
+        rows = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
+        return q, SegmentSet(np.asarray(self.sketch[rows]), np.concatenate([[0], np.cumsum(lens)]),
+                             modality=self.modality)
 
     def search(self, query_centroid: np.ndarray, n: int, *, nprobe: int | None = None) -> np.ndarray:
         """Item indices of the *n* centroids nearest the query's (by direction), best first."""
@@ -353,12 +544,20 @@ def open_index(catalog: str | os.PathLike, modality: str, path: str | os.PathLik
         if why is not None:
             raise VmtoolError(f"is stale: {why}; rebuild it with: vmtool index {catalog}", p)
         kind = str(g.attrs["kind"])
+        sk = {}
+        if "sketch" in g:  # index 1.1
+            ds = g["sketch"]
+            sk = {"sketch": np.memmap(p, dtype=ds.dtype, mode="r", offset=ds.id.get_offset(), shape=ds.shape)
+                  if ds.shape[0] else np.zeros(ds.shape, dtype=ds.dtype),
+                  "projection": g["projection"][()], "offsets": g["offsets"][()].astype(np.int64),
+                  "rerank": int(g.attrs["rerank"])}
         if kind == "flat":
-            return PrefilterIndex(p, modality, kind, stored, centroids=g["centroids"][()], valid=g["valid"][()])
+            return PrefilterIndex(p, modality, kind, stored, centroids=g["centroids"][()], valid=g["valid"][()],
+                                  **sk)
         if kind == "ivf":
             faiss = _import_faiss()
             ivf = faiss.deserialize_index(np.asarray(g["faiss"][()], dtype=np.uint8))
-            return PrefilterIndex(p, modality, kind, stored, ivf=ivf, nprobe=int(g.attrs["nprobe"]))
+            return PrefilterIndex(p, modality, kind, stored, ivf=ivf, nprobe=int(g.attrs["nprobe"]), **sk)
         raise FormatError(f"unknown index kind {kind!r} (group '{modality}', attribute 'kind')", p)
 
 
@@ -383,9 +582,7 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *
         dim = g["data"].shape[1]
         rows = _gather(catalog, g["data"], lo, hi)
         spans = _gather(catalog, g["spans"], lo, hi) if "spans" in g else None
-        uniq, inv = np.unique(srt, return_inverse=True)  # h5py selections must be increasing
-        cols = {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
-                for k in meta}
+        cols = _columns(f, srt, meta)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     rows = [rows[j] for j in back]
@@ -399,6 +596,13 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *
                       ids=[str(cols["id"][j]) for j in back] if "id" in cols else None,
                       sources=[str(cols["source"][j]) for j in back] if "source" in cols else None,
                       sha256s=[str(cols["sha256"][j]) for j in back] if "sha256" in cols else None, modality=modality)
+
+
+def _columns(f, indices: np.ndarray, names) -> dict[str, np.ndarray]:
+    """Item columns *names* (strings) of the open catalog *f* at sorted *indices*."""
+    uniq, inv = np.unique(indices, return_inverse=True)  # h5py selections must be increasing
+    return {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
+            for k in names}
 
 
 def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
@@ -416,19 +620,29 @@ def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
 
 def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: PrefilterIndex, method, *, k: int,
                     prefilter: int, exclude_sha256: str | None = None, device: str = "cpu",
-                    nprobe: int | None = None):
+                    nprobe: int | None = None, rerank: int | None = None):
     """:func:`vmtool.ranking.rank.rank` with ``--prefilter``, reading only the candidates.
 
-    The index gives the *prefilter* items whose centroids are nearest the query's; only
-    their segment rows are read from *catalog* and ranked with *method*. Result indices
-    are the items' indices in the catalog.
+    The index gives the *prefilter* items whose centroids are nearest the query's. With a
+    sketch, *method* ranks them on their sketch rows first and only the best *rerank*
+    (default: the index's) are read from *catalog*; without, all of them are. Those are
+    ranked with *method* on their full rows. Result indices are the items' indices in
+    the catalog.
     """
-    from vmtool.ranking.rank import rank
+    from vmtool.ranking.batched import distances
+    from vmtool.ranking.methods import parse_method
+    from vmtool.ranking.rank import rank, top_k
 
     if prefilter < 1:
         raise ParameterError(f"--prefilter must be >= 1, got {prefilter}")
     t0 = time.perf_counter()
     cands = index.search(query.centroids[0], prefilter, nprobe=nprobe)
+    keep = max(int(rerank or index.rerank), k + (exclude_sha256 is not None))
+    if index.sketch is not None and len(cands) > keep:
+        qs, ts = index.sketched(query, cands)
+        d = distances(qs, ts, parse_method(method), device=device)[0]
+        d[ts.lengths == 0] = np.nan
+        cands = cands[top_k(d, keep)]
     # the candidates' rows (and content hashes to exclude the query's); ids and sources of the results only
     sub = read_items(catalog, index.modality, cands, meta=("sha256",) if exclude_sha256 is not None else ())
     exclude = None
@@ -436,9 +650,140 @@ def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: Prefil
         exclude = np.array([s == exclude_sha256 for s in sub.sha256s], dtype=bool)
     res = rank(query, sub, method, k=k, exclude=exclude, device=device)
     if res.results:
-        named = read_items(catalog, index.modality, cands[[r.index for r in res.results]], meta=("id", "source"))
+        import h5py
+
+        best = cands[[r.index for r in res.results]]
+        order = np.argsort(best, kind="stable")
+        with h5py.File(catalog, "r") as f:  # the results' ids and sources only, not their rows again
+            named = _columns(f, best[order], ("id", "source"))
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
         for j, r in enumerate(res.results):
-            r.index, r.id, r.source = int(cands[r.index]), named.ids[j], named.sources[j]
+            r.index, r.id, r.source = int(best[j]), str(named["id"][back[j]]), str(named["source"][back[j]])
     res.n_targets, res.n_candidates, res.prefilter = index.n_items, index.n_indexed, int(prefilter)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def evaluate_streamed(catalog: str | os.PathLike, methods="btrace-mean", *, scenarios=("vanilla",),
+                      directions=("v2m",), device: str = "cpu", progress=None, ids=None, label: str | None = None,
+                      against: str = "ids", sample: int = 20000, seed: int = 0, chunk_rows: int = CHUNK_ROWS):
+    """:func:`vmtool.ranking.evaluate.evaluate` on a catalog too large for memory.
+
+    The queries (every item, or those of *ids*) are read into memory; the targets are
+    read from disk in chunks, and each query keeps only the number of targets closer
+    than its own, the nearest 25 (label-match@K) and a sample of distances (plots).
+    Same figures as the in-memory evaluation (segment methods, no hubness correction).
+    With *ids* and *against* ``ids`` only those items are read, and evaluated in memory.
+    """
+    import h5py
+
+    from vmtool.progress import Progress
+    from vmtool.ranking.batched import distance_matrices
+    from vmtool.ranking.evaluate import (RECALL_AT, Evaluation, Score, apply_scenario, catalog_labels,
+                                         evaluate_sets, parse_directions, parse_scenarios, rank_metrics)
+    from vmtool.ranking.methods import parse_methods
+
+    progress = progress or Progress()
+    ms = parse_methods(methods)
+    flat = [m.name for m in ms if m.level != "segment"]
+    if flat:
+        raise ParameterError(f"a catalog streamed from disk is evaluated with segment methods only, not "
+                             f"{', '.join(flat)} (choose them with -m, or --in-memory)")
+    scens, dirs = parse_scenarios(list(scenarios)), parse_directions(list(directions))
+    if against not in ("ids", "all"):
+        raise ParameterError(f"unknown candidate set {against!r}; use ids or all")
+    with h5py.File(catalog, "r") as f:
+        all_ids = list(f["items/id"].asstr()[()])
+    lengths = {m: np.diff(_offsets(catalog, m)) for m in MODALITIES}
+    paired = np.flatnonzero((lengths["video"] > 0) & (lengths["audio"] > 0))
+    labels = catalog_labels(catalog, label)
+    if ids is not None:
+        pos = {item: i for i, item in enumerate(all_ids)}
+        missing = [item for item in ids if item not in pos]
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ParameterError(f"{len(missing)} id(s) not in the catalog: {', '.join(missing[:5])}{more}", catalog)
+        chosen = np.array(sorted({pos[item] for item in ids}), dtype=np.int64)
+        if against == "ids":  # a few items: read them and evaluate in memory
+            sets = [read_items(catalog, m, chosen, meta=("id",)) for m in ("video", "audio")]
+            ev = evaluate_sets(*sets, ms, scenarios=scens, directions=dirs, device=device, progress=progress,
+                               labels=None if labels is None else (labels[0][chosen], labels[1][chosen]),
+                               sample=sample, seed=seed)
+            ev.path, ev.label = str(catalog), None if labels is None else labels[2]
+            return ev
+        queries = np.intersect1d(chosen, paired)
+    else:
+        queries = paired
+    if len(paired) < 2 or len(queries) < 1:
+        raise ParameterError(f"only {len(paired)} item(s) have both modalities; evaluation needs at least 2")
+    n, nq, top = len(paired), len(queries), max(RECALL_AT)
+    rng = np.random.default_rng(seed)
+    scores = []
+    steps = [(d, s) for d in dirs for s in scens]
+    progress.batch_start(len(steps))
+    for direction in dirs:
+        qmod, tmod = ("video", "audio") if direction == "v2m" else ("audio", "video")
+        qset = read_items(catalog, qmod, queries, meta=())
+        own = read_items(catalog, tmod, queries, meta=())
+        for scenario in scens:
+            progress.file_start(f"{direction} {scenario}", 1.0)
+            q, own_t = apply_scenario(qset, own, scenario)
+            gt = {m.label: np.diagonal(d).copy() for m, d in
+                  zip(ms, distance_matrices(q, own_t, ms, device=device).values())}
+            closer = {m.label: np.zeros(nq, dtype=np.int64) for m in ms}
+            best = {m.label: (np.full((nq, 0), np.inf), np.zeros((nq, 0), dtype=np.int64)) for m in ms}
+            others = {m.label: [] for m in ms}
+            secs = {m.label: 0.0 for m in ms}
+            for a, chunk in iter_chunks(catalog, tmod, chunk_rows=chunk_rows):
+                sel = paired[(paired >= a) & (paired < a + len(chunk))]
+                if not len(sel):
+                    continue
+                t = apply_scenario(qset, chunk.subset(sel - a), scenario)[1]
+                timings: dict[str, float] = {}
+                dd = distance_matrices(q, t, ms, device=device, timings=timings)
+                is_own = sel[None, :] == queries[:, None]
+                for m in ms:
+                    x = np.where(np.isnan(dd[m.label]), np.inf, dd[m.label])
+                    x[is_own] = gt[m.label][np.flatnonzero(is_own.any(axis=1))]  # the one value ranked against
+                    secs[m.label] += timings[m.label]
+                    closer[m.label] += ((x < gt[m.label][:, None]) & ~is_own).sum(axis=1)
+                    bd, bi = best[m.label]
+                    alld = np.concatenate([bd, x], axis=1)
+                    alli = np.concatenate([bi, np.broadcast_to(sel, x.shape)], axis=1)
+                    keep = np.argsort(alld, axis=1, kind="stable")[:, :top]  # ties: the earlier item first
+                    best[m.label] = np.take_along_axis(alld, keep, 1), np.take_along_axis(alli, keep, 1)
+                    off = x[~is_own]
+                    want = int(np.ceil(sample * len(sel) / n))
+                    others[m.label].append(off[rng.choice(len(off), min(want, len(off)), replace=False)])
+            for m in ms:
+                g = gt[m.label]
+                ranks = 1 + closer[m.label]
+                ranks[~np.isfinite(g)] = n
+                metrics = rank_metrics(ranks)
+                if labels is not None:
+                    ql, tl = (labels[0], labels[1]) if direction == "v2m" else (labels[1], labels[0])
+                    metrics.update(_label_match_top(best[m.label][1], ql[queries], tl, tl[paired]))
+                oth = np.concatenate(others[m.label]) if others[m.label] else np.zeros(0)
+                scores.append(Score(m.label, direction, scenario, nq, metrics, secs[m.label], ranks.astype(np.int64),
+                                    np.where(np.isfinite(g), g, np.nan), oth[:sample], n_candidates=n))
+            progress.file_done(f"{direction} {scenario}", True)
+    ev = Evaluation(scores, nq, ms, scens, dirs, ids=[all_ids[i] for i in queries], hubness=["none"],
+                    n_candidates=n if nq < n else None)
+    ev.path, ev.label = str(catalog), None if labels is None else labels[2]
+    return ev
+
+
+def _label_match_top(nearest: np.ndarray, query_labels, target_labels, candidate_labels) -> dict[str, float]:
+    """:func:`vmtool.ranking.evaluate.label_match` from each query's nearest targets (item indices)."""
+    from vmtool.ranking.evaluate import RECALL_AT
+
+    ql, tl = np.asarray(query_labels, dtype=object), np.asarray(target_labels, dtype=object)
+    has = ql != ""
+    if not has.any():
+        return {**{f"label_match{k}": float("nan") for k in RECALL_AT}, "label_chance": float("nan")}
+    same = tl[nearest[has]] == ql[has][:, None]
+    out = {f"label_match{k}": float(100.0 * same[:, :min(k, same.shape[1])].mean()) for k in RECALL_AT}
+    cl = np.asarray(candidate_labels, dtype=object)
+    out["label_chance"] = float(100.0 * np.mean([np.mean(cl == q) for q in ql[has]]))
+    return out
