@@ -12,7 +12,8 @@ from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment, align
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
 from vmtool.ranking.hubness import csls, parse_hubness, target_terms
-from vmtool.ranking.methods import DEFAULT_METHOD, Method, parse_method
+from vmtool.ranking.methods import DEFAULT_METHOD, RHYTHM, Method, parse_method
+from vmtool.ranking.rhythm import combine
 from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["Ranked", "Ranking", "rank", "top_k", "prefilter_candidates"]
@@ -112,6 +113,7 @@ def rank(
     pair_scorer=None,
     hubness: str | None = None,
     reference: SegmentSet | None = None,
+    rhythm: np.ndarray | None = None,
 ) -> Ranking:
     """The *k* targets of *catalog* nearest to *query* (a one-item set).
 
@@ -138,6 +140,10 @@ def rank(
         (:mod:`vmtool.ranking.hubness`), the targets' terms taken against *reference*.
     reference : SegmentSet, optional
         The reference queries of CSLS (the catalog's own items of the query's modality).
+    rhythm : np.ndarray [shape=(len(catalog),)], optional
+        A ``name+rhythm:W`` method: each target's rhythm-fit distance
+        (:func:`vmtool.structure.rhythm_fit.rhythm_distances`; NaN leaves a target out),
+        added to the learned distance by :func:`vmtool.ranking.rhythm.combine`.
 
     Returns
     -------
@@ -145,6 +151,11 @@ def rank(
         With, for alignment methods, each result's matched span in the target.
     """
     m = parse_method(method)
+    if m.name == RHYTHM:
+        raise ParameterError("method 'rhythm' compares no embeddings: rank with vmtool.ranking.rhythm.rank_rhythm")
+    if m.rhythm is not None and (rhythm is None or len(rhythm) != len(catalog)):
+        raise ParameterError(f"method {m.label!r} needs one rhythm-fit distance per target")
+    full, m = m, m.learned
     if len(query) != 1:
         raise ParameterError(f"rank takes one query, got {len(query)}")
     if k < 1:
@@ -189,6 +200,8 @@ def rank(
             raise ParameterError("CSLS needs reference queries (the catalog's items of the query's modality)")
         mt = target_terms(reference, catalog.subset(candidates), m, hub.k, device=device, block_mb=block_mb)
         d[candidates] = csls(d[candidates][None, :], hub.k, target_terms=mt)[0]
+    if full.rhythm is not None:
+        d = combine(d, rhythm, full.rhythm)
     best = top_k(d, k)
     results = []
     for r, idx in enumerate(best, start=1):
@@ -202,4 +215,4 @@ def rank(
             item.span = al.target_span
             item.segments = al.target_segments
         results.append(item)
-    return Ranking(m, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
+    return Ranking(full, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
