@@ -301,7 +301,10 @@ class CatalogRanker:
         t0 = time.perf_counter()
         video = query_rhythm(query, device=self.device)
         ids, grids = self.grids
-        d = rhythm_distances(video, grids)
+        try:
+            d = rhythm_distances(video, grids)
+        except ParameterError as exc:
+            raise ParameterError(exc.reason, query) from None
         exclude = None if self.selection is None else ~self.selection.keep
         ref = parse_item_ref(query)
         if ref is not None:
@@ -326,7 +329,10 @@ class CatalogRanker:
         from vmtool.structure.rhythm_fit import query_rhythm, rhythm_distances
 
         ids, grids = self.grids
-        d = dict(zip(ids, rhythm_distances(query_rhythm(query, device=self.device), grids)))
+        try:
+            d = dict(zip(ids, rhythm_distances(query_rhythm(query, device=self.device), grids)))
+        except ParameterError as exc:
+            raise ParameterError(exc.reason, query) from None
         return np.array([d.get(i, np.nan) for i in cat.ids], dtype=np.float64)
 
     def _pair_scorer(self):
