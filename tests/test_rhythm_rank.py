@@ -220,3 +220,15 @@ def test_rank_rhythm_without_beats_says_which_command_adds_them(tmp_path):
     assert res.stderr.strip() == (f"Error: {col}: no track has beat times, which method rhythm needs: add them with "
                                   f"'vmtool segment {col} -m bars -o {col}' (or re-extract: extract measures a "
                                   "beat grid)")
+
+
+@pytest.mark.slow
+def test_rank_rhythm_on_a_media_query(tmp_path):
+    """The real path: TransNetV2 on a generated clip cut on every bar at 120 BPM."""
+    from vmtool.synth import make_clip
+
+    clip = make_clip(tmp_path / "bars.mp4", duration=12.0, seed=3, tempo=120.0, cut_every_bars=1, size=(64, 36))
+    col = _collection(tmp_path / "tracks.h5", [100.0, 120.0, 140.0, 90.0, 132.0], clip.cut_times)
+    res = run("rank", clip.path, col, "-m", "rhythm", "--device", "cpu", "--format", "json", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["results"][0]["id"] == "bpm120"
