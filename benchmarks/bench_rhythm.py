@@ -238,13 +238,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--duration", type=float, default=12.0)
     ap.add_argument("--generated", type=int, default=20)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--skip", nargs="*", default=[], choices=["corpus", "demo", "real"])
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     a.dir.mkdir(parents=True, exist_ok=True)
     parts: dict = {"corpus": []}
     if "corpus" not in a.skip:
-        for s in SEEDS:
+        for s in a.seeds:
             parts["corpus"].append(corpus(a.dir, s, a.n, a.duration))
             print(json.dumps({k: v for k, v in parts["corpus"][-1].items() if k != "ranks"}), flush=True)
     if "demo" not in a.skip and (DEMO / "catalog.h5").exists():
