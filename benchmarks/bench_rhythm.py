@@ -242,13 +242,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--skip", nargs="*", default=[], choices=["corpus", "demo", "real"])
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--cached", action="store_true", help="report only the parts already measured in DIR")
     a = ap.parse_args()
     a.dir.mkdir(parents=True, exist_ok=True)
     parts: dict = {"corpus": []}
     if "corpus" not in a.skip:
         for s in a.seeds:
+            if a.cached and not (a.dir / f"corpus-{s}.json").exists():
+                continue
             parts["corpus"].append(corpus(a.dir, s, a.n, a.duration))
             print(json.dumps({k: v for k, v in parts["corpus"][-1].items() if k != "ranks"}), flush=True)
+    if a.cached:
+        a.skip += [p for p in ("demo", "real") if not (a.dir / f"{p}.json").exists()]
     if "demo" not in a.skip and (DEMO / "catalog.h5").exists():
         parts["demo"] = demo(a.dir)
         print(json.dumps({k: (v if k == "load" else {x: y for x, y in v.items() if x != "ranks"})
