@@ -193,15 +193,16 @@ def report(parts: dict) -> str:
                   f"{', '.join(str(s['seed']) for s in seeds)}): each video against all {n} tracks, "
                   "`rank -m rhythm` on `segment -m transnet -m bars`. Chance: R@1 "
                   f"{1 / n:.0%}, R@10 {min(1, 10 / n):.0%}, mean rank {(n + 1) / 2:g}.", "",
-                  "| seed | R@1 | R@10 | mean rank | load |", "|---|---|---|---|---|"]
+                  "| seed | videos ranked | R@1 | R@10 | mean rank | load |", "|---|---|---|---|---|---|"]
         for s in seeds:
-            lines.append(f"| {s['seed']} | {s['r1']:.0%} | {s['r10']:.0%} | {s['mean_rank']:.2f} | {s['load']} |"
-                         + (f" ({len(s['no_cut'])} videos without a cut left out)" if s["no_cut"] else ""))
+            left = f" ({len(s['no_cut'])} without a cut)" if s["no_cut"] else ""
+            lines.append(f"| {s['seed']} | {s['n']}{left} | {s['r1']:.0%} | {s['r10']:.0%} | {s['mean_rank']:.2f} "
+                         f"| {s['load']} |")
         for key, fmt in (("r1", "{:.0%}"), ("r10", "{:.0%}"), ("mean_rank", "{:.2f}")):
             v = np.array([s[key] for s in seeds])
             lines.append(f"- {key}: mean {fmt.format(v.mean())}, min {fmt.format(v.min())}, max {fmt.format(v.max())}")
         timed = [s["segment_s"] for s in seeds if s["segment_s"] > 0]  # 0: the segmentation was cached
-        lines.append((f"- segmentation (TransNetV2 + bars, generation included) {np.mean(timed):.0f} s per corpus; "
+        lines.append((f"- segmentation (TransNetV2 + bars, generation included) {np.mean(timed):.0f} s wall-clock per corpus; "
                       if timed else "- ") + f"ranking {np.mean([s['rank_s_per_query'] for s in seeds]) * 1000:.0f} ms "
                      f"per query ({n} tracks; wall-clock under the load shown)")
         lines.append("")
