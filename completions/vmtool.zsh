@@ -226,8 +226,8 @@ _vmtool() {
                     ':CATALOG.h5:_files' && ret=0 ;;
                 rank)
                     _arguments -s -S \
-                    '(-m --method)-m[Ranking method.]:METHOD[\:INDEL]: ' \
-                    '(-m --method)--method[Ranking method.]:METHOD[\:INDEL]: ' \
+                    '(-m --method)-m[Ranking method.]:METHOD[\:INDEL][+rhythm\:W]: ' \
+                    '(-m --method)--method[Ranking method.]:METHOD[\:INDEL][+rhythm\:W]: ' \
                     '(-k --top)-k[Number of results.]:TOP: ' \
                     '(-k --top)--top[Number of results.]:TOP: ' \
                     '(-d --direction)-d[v2m\: a video queries tracks; m2v\: a track queries videos.]:DIRECTION:(v2m m2v)' \

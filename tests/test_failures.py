@@ -144,6 +144,9 @@ def test_newer_schema_major(tmp_path):
         (["evaluate", "c.h5", "--direction", "sideways"], "sideways"),
         (["rank", "q.mp4", "c.h5", "--query-segments", "bogus"], "unknown segmentation method 'bogus'"),
         (["align", "q.mp4", "t.mp4", "--query-segments", "shots"], "unknown segmentation method 'shots'"),
+        (["rank", "q.mp4", "c.h5", "-m", "btrace+tempo"], "invalid method 'btrace+tempo'"),
+        (["rank", "q.mp4", "c.h5", "-m", "btrace+rhythm:-1"], "btrace+rhythm: the weight"),
+        (["evaluate", "c.h5", "-m", "trace,rhythm"], "method 'rhythm' ranks"),
         (["segment", "x.wav", "-m", "olda", "-o", "x.h5", "--boundary-times", "end"],
          "--boundary-times"),
         (["train", "f.h5", "-o", "m.pt", "--cos-scale", "20"],
@@ -639,3 +642,11 @@ def test_streamed_catalog_refuses_what_needs_it_in_memory(tmp_path, args, code, 
     res = run(*(a.format(c=c) for a in args))
     assert res.exit_code == code
     assert one_error_line(res) == message
+def test_rank_rhythm_without_beats_exits_1(tmp_path):
+    from vmtool.synth import synth_catalog
+
+    cat = synth_catalog(tmp_path / "cat.h5", 4, seed=0, dim=16)  # embeddings, no beats
+    res = run("rank", f"{cat}#item00000", cat, "-m", "btrace+rhythm:0.3")
+    assert res.exit_code == 1 and res.stdout == ""
+    assert one_error_line(res) == (f"Error: {cat}: no track has beat times, which method rhythm needs: add them with "
+                                   f"'vmtool segment {cat} -m bars -o {cat}' (or re-extract: extract measures a beat grid)")

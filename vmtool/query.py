@@ -261,6 +261,12 @@ class CatalogRanker:
         self.method, self.k, self.direction, self.prefilter = method, k, direction, prefilter
         self.exclude_self, self.length, self.device, self.hubness = exclude_self, length, device, hub
         self.query_modality, self.target_modality = qmod, tmod
+        self.grids = self._rhythm_grids(parse_method(method))
+        if parse_method(method).name == "rhythm":  # no embeddings, no model: the tracks' beats only
+            self.index = self.targets = self.reference = self.pair_scorer = None
+            self.loader = QueryLoader(catalog, device=device, segments=segments)
+            self.selection, self.meta = catalog_filter(catalog, list(filters), ids=self.grids[0])
+            return
         clip_level = parse_method(method).level == "clip"
         # with --prefilter and an index next to the catalog, a query reads only its candidates
         # (filters, hubness correction and the pair classifier need the whole catalog in memory)
@@ -292,6 +298,67 @@ class CatalogRanker:
         self.selection, self.meta = catalog_filter(catalog, list(filters),
                                                    ids=None if self.targets is None else self.targets.ids)
 
+    def _rhythm_grids(self, m):
+        """The catalog's ids and beat grids when *m* uses the rhythm fit (else None)."""
+        if not m.uses_rhythm:
+            return None
+        from vmtool.ranking.rhythm import require_grids, track_grids
+
+        if self.direction != "v2m":
+            raise ParameterError(f"method {m.label!r} ranks tracks for a video: use --direction v2m")
+        if self.prefilter is not None:
+            raise ParameterError(f"method {m.label!r} takes no --prefilter (it reads no embeddings index)")
+        if m.name == "rhythm" and self.hubness.active:
+            raise ParameterError("method 'rhythm' takes no hubness correction (it compares no embeddings)")
+        ids, grids = track_grids(self.catalog)
+        require_grids(grids, self.catalog)
+        return ids, grids
+
+    def _rank_rhythm(self, query: str) -> RankedQuery:
+        """Method ``rhythm``: the query's cuts against every track's beats, no embeddings."""
+        import time
+
+        from vmtool.ranking.rhythm import rank_rhythm
+        from vmtool.store import open_collection, sha256_file
+        from vmtool.structure.rhythm_fit import query_rhythm, rhythm_distances
+
+        t0 = time.perf_counter()
+        video = query_rhythm(query, device=self.device)
+        ids, grids = self.grids
+        try:
+            d = rhythm_distances(video, grids)
+        except ParameterError as exc:
+            raise ParameterError(exc.reason, query) from None
+        exclude = None if self.selection is None else ~self.selection.keep
+        ref = parse_item_ref(query)
+        if ref is not None:
+            with open_collection(ref[0]) as col:
+                sha, source = col.item(col.index(ref[1])).sha256, col.item(col.index(ref[1])).source
+            name = ref[1]
+        else:
+            sha, source, name = (sha256_file(query) if self.exclude_self else ""), str(query), Path(query).stem
+        with open_collection(self.catalog) as col:
+            items = col.items()
+        if self.exclude_self:
+            same = np.array([it.sha256 == sha for it in items], dtype=bool)
+            exclude = same if exclude is None else exclude | same
+        res = rank_rhythm(d, ids, [it.source for it in items], k=self.k, exclude=exclude,
+                          seconds=time.perf_counter() - t0)
+        item = SegmentSet(np.zeros((0, 1), dtype=np.float32), np.array([0, 0]), ids=[name], sources=[source],
+                          sha256s=[sha], modality=self.query_modality)
+        return RankedQuery(query, item, res, [None] * len(res.results))
+
+    def _rhythm_of(self, query: str, cat: SegmentSet) -> np.ndarray:
+        """``name+rhythm``: the rhythm distance of each target of *cat* (NaN without beats)."""
+        from vmtool.structure.rhythm_fit import query_rhythm, rhythm_distances
+
+        ids, grids = self.grids
+        try:
+            d = dict(zip(ids, rhythm_distances(query_rhythm(query, device=self.device), grids)))
+        except ParameterError as exc:
+            raise ParameterError(exc.reason, query) from None
+        return np.array([d.get(i, np.nan) for i in cat.ids], dtype=np.float64)
+
     def _pair_scorer(self):
         from vmtool.embed import pair_scorer
 
@@ -308,6 +375,8 @@ class CatalogRanker:
         from vmtool.ranking import rank
         from vmtool.ranking.section import sections
 
+        if self.targets is None and self.index is None:
+            return self._rank_rhythm(query)
         q = self.loader.load(query, self.query_modality, progress=progress)
         own = q.sha256s[0] if self.exclude_self else None
         if self.index is not None:
@@ -336,7 +405,8 @@ class CatalogRanker:
                 self.catalog, cat, parse_method(self.method), self.hubness.k, device=self.device,
                 pair_scorer=self.pair_scorer, load_reference=self._load_reference)
         res = rank(q, cat, self.method, k=self.k, prefilter=self.prefilter, exclude=exclude, device=self.device,
-                   hubness=self.hubness.label, terms=self.terms, pair_scorer=self.pair_scorer)
+                   hubness=self.hubness.label, terms=self.terms, pair_scorer=self.pair_scorer,
+                   rhythm=None if self.grids is None else self._rhythm_of(query, cat))
         return RankedQuery(query, q, res, sections(res, q, cat, self.catalog, self.length))
 
 
@@ -404,6 +474,8 @@ def align_pair(
 
         check_plot_path(plot)  # before embedding the query and the target
     m = parse_method(method)
+    if m.uses_rhythm:
+        raise ParameterError(f"method {m.label!r}: the rhythm fit ranks (vmtool rank), it does not align")
     if not m.aligns:
         raise ParameterError(f"method {m.name!r} does not align sequences; use one of {', '.join(ALIGNMENT_METHODS)}")
     qmod, tmod = sides(direction)

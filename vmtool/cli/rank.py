@@ -36,6 +36,8 @@ Each result also gets its best section: where the track should start and end und
 
 Methods (see docs/methods-ranking.md): as Seg-VM-Net defines them clip, centroid, single, complete, trace, btrace, nw-dtw, sw-dtw; vmtool's normalised variants centroid-unit, trace-mean, btrace-mean (default); head ranks by the pair classifier of a BCE model (Prétet et al. 2021); the DP methods take an indel penalty as nw-dtw:0.1. Alignment methods also print the matched span of each result.
 
+rhythm needs no model: it ranks tracks by how well their tempo and metre fit the video's cutting rhythm (its dominant shot duration against each track's beat and bar periods, and its cuts against the track's beats at their best offset). CATALOG.h5 may then be any vmtool file whose tracks have beats (vmtool segment -m bars or -m beats, or the beat grid vmtool extract measures); the video's cuts come from TransNetV2 (its stored shot likelihood, or run on the media). NAME+rhythm:W adds the rhythm fit to a learned distance, both z-scored over the candidates (btrace+rhythm:0.3).
+
 \b
 Examples:
   vmtool rank clip.mp4 catalog.h5
@@ -46,6 +48,8 @@ Examples:
   vmtool rank clip.mp4 catalog.h5 --where 'bpm 90..120' --where 'key Am,C'
   vmtool rank cut.mp4 catalog.h5 --length 30 --hubness csls --format json
   vmtool rank clip.mp4 catalog.h5 -k 5 --report clip.html --render-top 3
+  vmtool rank clip.mp4 tracks-with-bars.h5 -m rhythm
+  vmtool rank clip.mp4 catalog.h5 -m btrace+rhythm:0.3
 """
 
 
@@ -68,10 +72,11 @@ def register(app: typer.Typer) -> None:
 def rank_cmd(
     queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="Media files, or FILE.h5#ITEM-ID.",
                                                  show_default=False)],
-    catalog: Annotated[Path, typer.Argument(metavar="CATALOG.h5", help="A catalog written by vmtool embed.",
+    catalog: Annotated[Path, typer.Argument(metavar="CATALOG.h5", help="A catalog written by vmtool embed "
+                                            "(-m rhythm: any vmtool file whose tracks have beats).",
                                             show_default=False)],
-    method: Annotated[str, typer.Option("--method", "-m", metavar="METHOD[:INDEL]", callback=method_callback,
-                                        help="Ranking method.")] = "btrace-mean",
+    method: Annotated[str, typer.Option("--method", "-m", metavar="METHOD[:INDEL][+rhythm:W]",
+                                        callback=method_callback, help="Ranking method.")] = "btrace-mean",
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
     direction: Annotated[Direction, typer.Option("--direction", "-d", help="v2m: a video queries tracks; "
                                                  "m2v: a track queries videos.")] = Direction.v2m,

@@ -23,12 +23,18 @@ btrace         segment   the smallest such sum over the diagonals that keep the 
 nw-dtw         segment   minus the global alignment score, Algorithm 1, indel 0.05
 sw-dtw         segment   minus the local alignment score, Algorithm 2, indel 0.01
 head           clip      BCE models: minus the logit of the model's pair classifier
+rhythm         -         vmtool: tempo and metre fit of a track to the video's cutting
+                         rhythm (no embeddings; ``vmtool.structure.rhythm_fit``)
 centroid-unit  segment   vmtool: Euclidean distance between the L2-normalised means
 trace-mean     segment   vmtool: minus the mean similarity along the main diagonal
 btrace-mean    segment   vmtool: minus the best such mean over the diagonals
 =============  ========  ==========================================================
 
 Similarities are dot products (cosines of unit vectors).
+
+A learned method takes the rhythm fit as a second term with ``name+rhythm:WEIGHT``
+(``btrace+rhythm:0.3``): the two distances, z-scored over the candidates, are added
+with the weight on the rhythm term (:func:`vmtool.ranking.rhythm.combine`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ __all__ = [
     "DIAGONAL_METHODS",
     "DEFAULT_INDEL",
     "DEFAULT_METHOD",
+    "RHYTHM",
+    "DEFAULT_RHYTHM_WEIGHT",
     "Method",
     "parse_method",
     "parse_methods",
@@ -62,6 +70,13 @@ VMTOOL_METHODS: tuple[str, ...] = ("centroid-unit", "trace-mean", "btrace-mean")
 #: methods that need the catalog's model: ``head`` ranks by the pair classifier of a
 #: model trained with the BCE loss (Prétet et al. 2021, section IV-B: "the sigmoid value")
 MODEL_METHODS: tuple[str, ...] = ("head",)
+
+#: the rhythm fit: ranks tracks by their tempo and metre against the video's cuts, with no
+#: model (alone, or as the ``+rhythm:WEIGHT`` term of a learned method)
+RHYTHM = "rhythm"
+
+#: weight of the rhythm term in ``name+rhythm`` when none is given
+DEFAULT_RHYTHM_WEIGHT = 0.3
 
 #: every method (``all`` means the embedding methods: PAPER_METHODS + VMTOOL_METHODS)
 METHODS: tuple[str, ...] = PAPER_METHODS + VMTOOL_METHODS + MODEL_METHODS
@@ -95,6 +110,7 @@ DESCRIPTIONS: dict[str, str] = {
     "trace-mean": "vmtool: mean similarity along the main diagonal (negated)",
     "btrace-mean": "vmtool: best mean similarity over the diagonal offsets (negated)",
     "head": "BCE models: the pair classifier's logit (negated)",
+    "rhythm": "vmtool: tempo/metre fit to the video's cuts, no model (name+rhythm:W adds it to a learned one)",
 }
 
 
@@ -108,14 +124,24 @@ class Method:
         One of :data:`METHODS`.
     indel : float or None
         Insertion/deletion penalty (``nw-dtw`` and ``sw-dtw`` only; None elsewhere).
+    rhythm : float or None
+        Weight of the rhythm-fit term added to a learned method (``btrace+rhythm:0.3``);
+        None: no rhythm term. The method ``rhythm`` alone has None.
     """
 
     name: str
     indel: float | None = None
+    rhythm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in METHODS:
-            raise ParameterError(f"unknown method {self.name!r}; methods: {', '.join(METHODS)}")
+        if self.name not in METHODS and self.name != RHYTHM:
+            raise ParameterError(f"unknown method {self.name!r}; methods: {', '.join(METHODS + (RHYTHM,))}")
+        if self.rhythm is not None:
+            if self.name in (RHYTHM, "head"):
+                raise ParameterError(f"method {self.name!r} takes no rhythm term (a learned distance does: "
+                                     f"btrace+rhythm:0.3)")
+            if not (math.isfinite(self.rhythm) and self.rhythm >= 0):
+                raise ParameterError(f"{self.name}+rhythm: the weight must be a number >= 0, got {self.rhythm!r}")
         if self.name in DEFAULT_INDEL:
             if self.indel is None:
                 object.__setattr__(self, "indel", DEFAULT_INDEL[self.name])
@@ -126,15 +152,26 @@ class Method:
 
     @property
     def label(self) -> str:
-        """The name, with ``:indel`` when the penalty is not the default."""
+        """The name, with ``:indel`` when the penalty is not the default and ``+rhythm:W``."""
+        out = self.name
         if self.name in DEFAULT_INDEL and self.indel != DEFAULT_INDEL[self.name]:
-            return f"{self.name}:{self.indel:g}"
-        return self.name
+            out = f"{self.name}:{self.indel:g}"
+        return out if self.rhythm is None else f"{out}+rhythm:{self.rhythm:g}"
+
+    @property
+    def learned(self) -> Method:
+        """The method without its rhythm term (what compares the embeddings)."""
+        return self if self.rhythm is None else Method(self.name, self.indel)
+
+    @property
+    def uses_rhythm(self) -> bool:
+        """Whether ranking needs the rhythm fit (``rhythm`` alone or a ``+rhythm`` term)."""
+        return self.name == RHYTHM or self.rhythm is not None
 
     @property
     def level(self) -> str:
-        """``clip`` or ``segment``: which embeddings the method compares."""
-        return "clip" if self.name in ("clip", "head") else "segment"
+        """``clip``, ``segment``, or ``none`` (``rhythm``): which embeddings the method compares."""
+        return "none" if self.name == RHYTHM else "clip" if self.name in ("clip", "head") else "segment"
 
     @property
     def aligns(self) -> bool:
@@ -146,16 +183,29 @@ class Method:
 
 
 def parse_method(spec: str | Method) -> Method:
-    """A :class:`Method` from ``name`` or ``name:indel`` (e.g. ``nw-dtw:0.1``).
+    """A :class:`Method` from ``name``, ``name:indel`` (e.g. ``nw-dtw:0.1``) or
+    ``name[:indel]+rhythm[:weight]`` (e.g. ``btrace+rhythm:0.3``; the weight defaults to
+    :data:`DEFAULT_RHYTHM_WEIGHT`).
 
     Raises
     ------
     ParameterError
-        Unknown name, or an indel penalty that is not a number >= 0 or not allowed.
+        Unknown name, an indel penalty or rhythm weight that is not a number >= 0 or
+        not allowed, or a second term other than ``rhythm``.
     """
     if isinstance(spec, Method):
         return spec
     text = str(spec).strip().lower()
+    text, plus, extra = text.partition("+")
+    weight = None
+    if plus:
+        term, sep, value = extra.strip().partition(":")
+        if term.strip() != RHYTHM or "+" in value:
+            raise ParameterError(f"invalid method {spec!r}: only a rhythm term can be added (name+rhythm:WEIGHT)")
+        try:
+            weight = float(value) if sep else DEFAULT_RHYTHM_WEIGHT
+        except ValueError:
+            raise ParameterError(f"invalid method {spec!r}: the rhythm weight {value!r} is not a number") from None
     name, sep, value = text.partition(":")
     indel = None
     if sep:
@@ -163,7 +213,7 @@ def parse_method(spec: str | Method) -> Method:
             indel = float(value)
         except ValueError:
             raise ParameterError(f"invalid method {spec!r}: the indel penalty {value!r} is not a number") from None
-    return Method(name.strip(), indel)
+    return Method(name.strip(), indel, weight)
 
 
 def parse_methods(specs: str | Iterable[str] | Sequence[Method]) -> list[Method]:
@@ -183,6 +233,9 @@ def parse_methods(specs: str | Iterable[str] | Sequence[Method]) -> list[Method]
             else:
                 ms = [parse_method(p)]
             for m in ms:
+                if m.uses_rhythm:
+                    raise ParameterError(f"method {m.label!r} ranks with vmtool rank only: it needs a video's shot "
+                                         "cuts and the tracks' beats, not embeddings")
                 if m not in out:
                     out.append(m)
     if not out:

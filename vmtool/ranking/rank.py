@@ -12,7 +12,8 @@ from vmtool.errors import ParameterError
 from vmtool.ranking.align import Alignment, align
 from vmtool.ranking.batched import DEFAULT_BLOCK_MB, distances
 from vmtool.ranking.hubness import csls, resolve_hubness, target_terms
-from vmtool.ranking.methods import DEFAULT_METHOD, Method, parse_method
+from vmtool.ranking.methods import DEFAULT_METHOD, RHYTHM, Method, parse_method
+from vmtool.ranking.rhythm import combine
 from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["Ranked", "Ranking", "rank", "top_k", "prefilter_candidates"]
@@ -113,6 +114,7 @@ def rank(
     hubness: str | None = None,
     reference: SegmentSet | None = None,
     terms: np.ndarray | None = None,
+    rhythm: np.ndarray | None = None,
 ) -> Ranking:
     """The *k* targets of *catalog* nearest to *query* (a one-item set).
 
@@ -143,6 +145,10 @@ def rank(
     terms : np.ndarray [shape=(len(catalog),)], optional
         The targets' CSLS terms, computed beforehand
         (:func:`~vmtool.ranking.hubness.catalog_target_terms`): *reference* is then not needed.
+    rhythm : np.ndarray [shape=(len(catalog),)], optional
+        A ``name+rhythm:W`` method: each target's rhythm-fit distance
+        (:func:`vmtool.structure.rhythm_fit.rhythm_distances`; NaN leaves a target out),
+        added to the learned distance by :func:`vmtool.ranking.rhythm.combine`.
 
     Returns
     -------
@@ -150,6 +156,11 @@ def rank(
         With, for alignment methods, each result's matched span in the target.
     """
     m = parse_method(method)
+    if m.name == RHYTHM:
+        raise ParameterError("method 'rhythm' compares no embeddings: rank with vmtool.ranking.rhythm.rank_rhythm")
+    if m.rhythm is not None and (rhythm is None or len(rhythm) != len(catalog)):
+        raise ParameterError(f"method {m.label!r} needs one rhythm-fit distance per target")
+    full, m = m, m.learned
     if len(query) != 1:
         raise ParameterError(f"rank takes one query, got {len(query)}")
     if k < 1:
@@ -198,6 +209,8 @@ def rank(
             mt = target_terms(reference, catalog.subset(candidates), m, hub.k, device=device, block_mb=block_mb,
                               pair_scorer=pair_scorer)
         d[candidates] = csls(d[candidates][None, :], hub.k, target_terms=mt)[0]
+    if full.rhythm is not None:
+        d = combine(d, rhythm, full.rhythm)
     best = top_k(d, k)
     results = []
     for r, idx in enumerate(best, start=1):
@@ -211,4 +224,4 @@ def rank(
             item.span = al.target_span
             item.segments = al.target_segments
         results.append(item)
-    return Ranking(m, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
+    return Ranking(full, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
