@@ -262,8 +262,10 @@ class CatalogRanker:
         self.exclude_self, self.length, self.device, self.hubness = exclude_self, length, device, hub
         self.query_modality, self.target_modality = qmod, tmod
         self.grids = self._rhythm_grids(parse_method(method))
-        if parse_method(method).name == "rhythm":  # no embeddings, no model: the tracks' beats only
-            self.index = self.targets = self.reference = self.pair_scorer = None
+        self.rhythm_only = parse_method(method).name == "rhythm"
+        if self.rhythm_only:  # no embeddings, no model: the tracks' beats only
+            self.index = self.targets = self.pair_scorer = self.terms = self.terms_note = None
+            self.streamed = False
             self.loader = QueryLoader(catalog, device=device, segments=segments)
             self.selection, self.meta = catalog_filter(catalog, list(filters), ids=self.grids[0])
             return
@@ -285,9 +287,9 @@ class CatalogRanker:
             if self.streamed and hub.active and parse_hubness(hubness).name == "auto":
                 # the method's default correction needs the catalog in memory: a streamed catalog goes without
                 hub = self.hubness = Hubness()
-            if self.streamed and (hub.active or parse_method(method).name == "head"):
-                raise ParameterError(f"{'--hubness' if hub.active else 'method head'} needs the catalog in memory; "
-                                     "it cannot be streamed from disk (--in-memory)")
+            if self.streamed and (hub.active or parse_method(method).name == "head" or self.grids is not None):
+                what = "--hubness" if hub.active else f"method {parse_method(method).label}"
+                raise ParameterError(f"{what} needs the catalog in memory; it cannot be streamed from disk (--in-memory)")
         self.targets = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) \
             if self.index is None and not self.streamed else None
         self.loader = QueryLoader(catalog, device=device, segments=segments)
@@ -375,7 +377,7 @@ class CatalogRanker:
         from vmtool.ranking import rank
         from vmtool.ranking.section import sections
 
-        if self.targets is None and self.index is None:
+        if self.rhythm_only:
             return self._rank_rhythm(query)
         q = self.loader.load(query, self.query_modality, progress=progress)
         own = q.sha256s[0] if self.exclude_self else None
