@@ -57,3 +57,21 @@ def test_hpss_equals_librosa(threads, dtype):
     h, p = hpss(y, threads=threads)
     np.testing.assert_array_equal(h, ref_h)
     np.testing.assert_array_equal(p, ref_p)
+
+
+def test_kernels_are_loaded_from_numbas_cache_by_a_second_process(tmp_path):
+    """A one-file command (a media query) must not compile the median kernels again: the
+    second process finds every kernel in numba's on-disk cache (nothing new saved)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from vmtool import dsp; x = np.random.rand(40, 60).astype(np.float32); "
+            "dsp.median_filter(x, 5, 0); dsp.median_filter(x, 5, 1); "
+            "dsp.median_filter(np.asfortranarray(x), 5, 1, threads=2)")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    assert "data saved" in runs[0].stdout + runs[0].stderr
+    saved = [line for line in (runs[1].stdout + runs[1].stderr).splitlines() if "data saved" in line and "dsp" in line]
+    assert saved == []
