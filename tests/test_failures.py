@@ -650,3 +650,15 @@ def test_rank_rhythm_without_beats_exits_1(tmp_path):
     assert res.exit_code == 1 and res.stdout == ""
     assert one_error_line(res) == (f"Error: {cat}: no track has beat times, which method rhythm needs: add them with "
                                    f"'vmtool segment {cat} -m bars -o {cat}' (or re-extract: extract measures a beat grid)")
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda d: d / "missing.h5", "no such file"),
+    (lambda d: (d / "adir").mkdir() or d / "adir", "is a directory, expected a vmtool file"),
+])
+def test_rank_with_a_catalog_that_is_not_there(tmp_path, make, reason):
+    """rank's default hubness correction looks into the catalog first; a missing one is still named plainly."""
+    cat = make(tmp_path)
+    res = run("rank", f"{cat}#a", cat)
+    assert res.exit_code == 1
+    assert one_error_line(res) == f"Error: {cat}: {reason}"

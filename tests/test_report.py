@@ -238,7 +238,7 @@ def fake_renderer(calls: list, fail: str | None = None) -> types.ModuleType:
     from vmtool.media import write_media
 
     def render_preview(video, track, out, *, start=None, fit="section", keep_audio=0.0, catalog=None,
-                       progress=None):
+                       progress=None, device="auto"):
         calls.append({"video": Path(video), "track": track, "out": Path(out), "start": start, "fit": fit,
                       "catalog": catalog})
         if fail:

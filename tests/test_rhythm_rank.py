@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,24 @@ def test_rank_rhythm_on_a_media_query(tmp_path):
     res = run("rank", clip.path, col, "-m", "rhythm", "--device", "cpu", "--format", "json", "-q")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["results"][0]["id"] == "bpm120"
+
+
+def test_a_rhythm_term_on_a_method_corrected_by_default_ranks(tmp_path, monkeypatch):
+    """btrace-mean (rank's default, CSLS by default) + rhythm: the CSLS terms are the learned
+    method's; the rhythm term is added after the correction."""
+    import shutil
+
+    from vmtool.query import CatalogRanker
+    from vmtool.store import open_collection
+
+    cat = shutil.copy(Path(__file__).parent / "data" / "catalog-1.1.h5", tmp_path / "cat.h5")
+    with open_collection(cat) as col:
+        ids = col.ids
+    monkeypatch.setattr(CatalogRanker, "_rhythm_of", lambda self, query, targets: np.zeros(len(targets)))
+    plain = CatalogRanker(cat, method="btrace-mean", k=3, hubness="auto").rank(f"{cat}#{ids[0]}").ranking
+    ranker = CatalogRanker(cat, method="btrace-mean+rhythm:0.3", k=3, hubness="auto")
+    assert ranker.hubness.active  # the learned method's default correction
+    got = ranker.rank(f"{cat}#{ids[0]}").ranking
+    assert got.method.label == "btrace-mean+rhythm:0.3"
+    # a constant rhythm term changes no order
+    assert [r.id for r in got.results] == [r.id for r in plain.results]

@@ -96,7 +96,10 @@ CATALOG = DATA / "catalog-1.1.h5"  # a segment-level VM-Net model stored in the 
 
 def test_ranking_with_a_catalogs_mlp_model_does_not_import_torch(tmp_path, music_video):
     # the stored model runs in numpy on the CPU (vmtool.models.inference): a media query,
-    # and the pair classifier, never import torch
+    # and the pair classifier, never import torch; a copy, as rank keeps CSLS terms beside its catalog
+    import shutil
+
+    CATALOG = shutil.copy(DATA / "catalog-1.1.h5", tmp_path / "catalog-1.1.h5")
     code = f"""
 from vmtool.embed import load_catalog_model
 from vmtool.store import open_collection

@@ -404,7 +404,7 @@ class CatalogRanker:
             from vmtool.ranking.methods import parse_method
 
             self.terms, self.terms_note = catalog_target_terms(
-                self.catalog, cat, parse_method(self.method), self.hubness.k, device=self.device,
+                self.catalog, cat, parse_method(self.method).learned, self.hubness.k, device=self.device,
                 pair_scorer=self.pair_scorer, load_reference=self._load_reference)
         res = rank(q, cat, self.method, k=self.k, prefilter=self.prefilter, exclude=exclude, device=self.device,
                    hubness=self.hubness.label, terms=self.terms, pair_scorer=self.pair_scorer,

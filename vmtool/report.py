@@ -356,6 +356,8 @@ class _Builder:
         if self.direction == "v2m":
             video, track = qfile, f"{self.catalog}#{r.id}"
             start = None if sec is None else sec.start
+            if start is None and getattr(self.ranker, "rhythm_only", False):
+                start = 0.0  # method rhythm places no section (and its file may hold no model to place one)
         else:  # a track queried videos: the result is the picture, the query the music
             video, track = self._target_media(r), rq.query
             start = None
@@ -368,7 +370,7 @@ class _Builder:
                 else Path(tmp) / "preview.mp4"
             try:
                 got = render_preview(video, track, out, start=start, fit="section", catalog=self.catalog,
-                                     progress=self.progress)
+                                     progress=self.progress, device=getattr(self.ranker, "device", "auto"))
             except VmtoolError as exc:
                 self.failed_previews.append(f"{label}: {exc}")
                 return f'<p class="note">No preview: {_e(str(exc))}</p>'
@@ -455,7 +457,8 @@ def _page(title: str, header: str, sections: Sequence[str]) -> str:
 <h1>{_e(title)}</h1>
 {header}
 <p class="note">Each player starts at the result's best section (the part of the track placed under the
-video by the alignment, started on a beat) and stops at its end; press play again to hear on.</p>
+video by the alignment, started on a beat) and stops at its end; press play again to hear on. Results
+without a section (method rhythm, a streamed catalog, an index) play from the start.</p>
 </header>
 <main>
 {body}

@@ -107,7 +107,11 @@ def evaluate_cmd(
     if stream is None:
         from vmtool.ranking.index import too_large
 
-        stream = too_large(catalog, "audio") or too_large(catalog, "video")
+        from vmtool.ranking.methods import parse_methods
+
+        # clip-level methods need the catalog in memory: only segment methods are streamed unasked
+        stream = all(m.level == "segment" for m in parse_methods(methods)) and \
+            (too_large(catalog, "audio") or too_large(catalog, "video"))
     if stream and hubs != ["none"]:
         raise UsageError("--hubness needs the catalog in memory; it cannot be streamed from disk (--in-memory)")
     with RichProgress(enabled=not quiet) as progress:

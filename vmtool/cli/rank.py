@@ -94,7 +94,8 @@ def rank_cmd(
              "neighbours (the catalog's own videos for the tracks), pushing down tracks near every video. "
              "auto: csls:10 for clip, centroid, centroid-unit, btrace-mean, nw-dtw and sw-dtw (they found the "
              "right track more often with it on three demo catalogs), none for the other methods (btrace and "
-             "trace lose with it), with --prefilter and for a catalog without videos (docs/performance.md). "
+             "trace lose with it), with --prefilter, for a streamed catalog and for a catalog without videos "
+             "(docs/performance.md). "
              "The tracks' terms are computed once per catalog and kept in CATALOG.h5.csls.")
     ] = "auto",
     length: Annotated[Optional[float], typer.Option(

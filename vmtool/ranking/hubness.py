@@ -142,13 +142,16 @@ def _has_embeddings(catalog: str | os.PathLike, modality: str, *, clip: bool) ->
     import h5py
 
     name = f"embeddings/{modality}" + ("" if clip else "_segments")
-    with h5py.File(catalog, "r") as f:
-        if name not in f:
-            return False
-        g = f[name]
-        if "present" in g:
-            return bool(np.asarray(g["present"][()]).any())
-        return bool(np.diff(g["offsets"][()]).any()) if "offsets" in g else g["data"].shape[0] > 0
+    try:
+        with h5py.File(catalog, "r") as f:
+            if name not in f:
+                return False
+            g = f[name]
+            if "present" in g:
+                return bool(np.asarray(g["present"][()]).any())
+            return bool(np.diff(g["offsets"][()]).any()) if "offsets" in g else g["data"].shape[0] > 0
+    except (OSError, KeyError, TypeError, ValueError):  # missing, not HDF5, damaged: the loader names it
+        return True
 
 
 def knn_mean(d: np.ndarray, k: int, axis: int = 1) -> np.ndarray:
