@@ -253,10 +253,11 @@ class CatalogRanker:
                  segments: str | None = None, stream: bool | None = None):
         from vmtool.filters import catalog_filter
         from vmtool.ranking import load_catalog, parse_method, sides
-        from vmtool.ranking.hubness import Hubness, parse_hubness, resolve_hubness
+        from vmtool.ranking.hubness import parse_hubness, resolve_hubness
 
         qmod, tmod = sides(direction)
         hub = resolve_hubness(hubness, method, prefilter=prefilter, catalog=catalog, query_modality=qmod)
+        explicit = parse_hubness(hubness).active  # csls asked for, not auto's choice
         self.catalog = catalog
         self.method, self.k, self.direction, self.prefilter = method, k, direction, prefilter
         self.exclude_self, self.length, self.device, self.hubness = exclude_self, length, device, hub
@@ -274,7 +275,7 @@ class CatalogRanker:
         # (filters, hubness correction and the pair classifier need the whole catalog in memory)
         self.index = None
         if prefilter is not None and parse_method(method).name not in ("centroid", "clip", "head") \
-                and not filters and not hub.active:
+                and not filters and not explicit:
             from vmtool.ranking.index import index_path, open_index
 
             if index_path(catalog).exists():
@@ -284,12 +285,11 @@ class CatalogRanker:
             from vmtool.ranking.index import too_large
 
             self.streamed = bool(stream) or too_large(catalog, tmod)
-            if self.streamed and hub.active and parse_hubness(hubness).name == "auto":
-                # the method's default correction needs the catalog in memory: a streamed catalog goes without
-                hub = self.hubness = Hubness()
-            if self.streamed and (hub.active or parse_method(method).name == "head" or self.grids is not None):
-                what = "--hubness" if hub.active else f"method {parse_method(method).label}"
+            if self.streamed and (explicit or parse_method(method).name == "head" or self.grids is not None):
+                what = "--hubness" if explicit else f"method {parse_method(method).label}"
                 raise ParameterError(f"{what} needs the catalog in memory; it cannot be streamed from disk (--in-memory)")
+            if self.streamed:
+                self.hubness = resolve_hubness(hubness, method, streamed=True)
         self.targets = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) \
             if self.index is None and not self.streamed else None
         self.loader = QueryLoader(catalog, device=device, segments=segments)

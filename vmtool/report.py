@@ -356,7 +356,7 @@ class _Builder:
         if self.direction == "v2m":
             video, track = qfile, f"{self.catalog}#{r.id}"
             start = None if sec is None else sec.start
-            if start is None and getattr(self.ranker, "rhythm_only", False):
+            if start is None and self.ranker.rhythm_only:
                 start = 0.0  # method rhythm places no section (and its file may hold no model to place one)
         else:  # a track queried videos: the result is the picture, the query the music
             video, track = self._target_media(r), rq.query
@@ -370,7 +370,7 @@ class _Builder:
                 else Path(tmp) / "preview.mp4"
             try:
                 got = render_preview(video, track, out, start=start, fit="section", catalog=self.catalog,
-                                     progress=self.progress, device=getattr(self.ranker, "device", "auto"))
+                                     progress=self.progress, device=self.ranker.device)
             except VmtoolError as exc:
                 self.failed_previews.append(f"{label}: {exc}")
                 return f'<p class="note">No preview: {_e(str(exc))}</p>'

@@ -113,11 +113,13 @@ def parse_hubness(text: str | Hubness | None, *, allow_auto: bool = True) -> Hub
 
 
 def resolve_hubness(hub: str | Hubness | None, method, *, prefilter: int | None = None,
-                    catalog: str | os.PathLike | None = None, query_modality: str | None = None) -> Hubness:
+                    catalog: str | os.PathLike | None = None, query_modality: str | None = None,
+                    streamed: bool = False) -> Hubness:
     """The correction ``auto`` stands for with *method*: :data:`RANK_DEFAULTS`, or none.
 
     ``auto`` is none with a centroid prefilter (large catalogs: the targets' terms cost
-    one distance per pair of the catalog's items, once), and, given *catalog* and
+    one distance per pair of the catalog's items, once), for a catalog *streamed* from
+    disk (the terms need it in memory), and, given *catalog* and
     *query_modality*, for a catalog without embeddings of that modality (a catalog of
     music alone has no videos to take the tracks' terms against). Other values are
     returned as parsed.
@@ -128,7 +130,7 @@ def resolve_hubness(hub: str | Hubness | None, method, *, prefilter: int | None 
     if h.name != "auto":
         return h
     m = parse_method(method)
-    if prefilter is not None:
+    if prefilter is not None or streamed:
         return Hubness()
     h = RANK_DEFAULTS.get(m.name, Hubness())
     if h.active and catalog is not None and query_modality is not None \
