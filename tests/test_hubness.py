@@ -254,3 +254,30 @@ def test_auto_is_none_for_a_catalog_without_the_query_modality(tmp_path):
     res = run("rank", f"{cat}#item00003", cat, "-m", "nw-dtw", "--format", "json", "-q")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["hubness"] == "none" and not terms_path(cat).exists()
+
+
+def test_two_ranks_storing_terms_at_once_keep_both(tmp_path, monkeypatch):
+    """A rank that computes its terms while another stores its own (another method) adds
+    to the sidecar: neither entry is lost, whatever the order they finish in."""
+    import h5py
+
+    from vmtool.ranking import hubness
+    from vmtool.ranking.methods import parse_method
+
+    cat = synth_catalog(tmp_path / "cat.h5", 12, seed=1, dim=16)
+    v, a = load_catalog(cat, "video"), load_catalog(cat, "audio")
+    real = hubness.target_terms
+    other = []
+
+    def meanwhile(*args, **kwargs):  # the other run stores its entry while this one computes
+        if not other:
+            other.append(None)
+            other[0] = hubness.catalog_target_terms(cat, a, parse_method("btrace"), 3, load_reference=lambda: v)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hubness, "target_terms", meanwhile)
+    terms, how = hubness.catalog_target_terms(cat, a, parse_method("nw-dtw"), 10, load_reference=lambda: v)
+    assert how.startswith("computed, stored") and other[0][1].startswith("computed, stored")
+    with h5py.File(hubness.terms_path(cat), "r") as f:
+        np.testing.assert_array_equal(f["audio/nw-dtw/k10"][()], terms)
+        np.testing.assert_array_equal(f["audio/btrace/k3"][()], other[0][0])

@@ -270,6 +270,23 @@ def _catalog_key(catalog: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _stored_terms(path: Path, key: str) -> dict[str, np.ndarray]:
+    """The terms stored in sidecar *path* for the catalog state *key* (empty when the file
+    is absent, damaged, or was written for another state of the catalog)."""
+    import h5py
+
+    kept: dict[str, np.ndarray] = {}
+    if not path.is_file():
+        return kept
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("vmtool_kind") == KIND_TERMS and f.attrs.get("catalog_key") == key:
+                f.visititems(lambda n, o: kept.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    except OSError:  # damaged or unreadable: computed again and replaced
+        return {}
+    return kept
+
+
 def catalog_target_terms(catalog: str | os.PathLike, targets, method, k: int, *, load_reference,
                          device: str = "cpu", block_mb: float | None = None, pair_scorer=None
                          ) -> tuple[np.ndarray, str]:
@@ -299,32 +316,28 @@ def catalog_target_terms(catalog: str | os.PathLike, targets, method, k: int, *,
     path = terms_path(catalog)
     key = _catalog_key(catalog)
     name = f"{targets.modality}/{method.label}/k{int(k)}"
-    kept: dict[str, np.ndarray] = {}
-    if path.is_file():
-        try:
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("vmtool_kind") == KIND_TERMS and f.attrs.get("catalog_key") == key:
-                    f.visititems(lambda n, o: kept.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        except OSError:  # damaged or unreadable: computed again and replaced
-            kept = {}
-        got = kept.get(name)
-        if got is not None and got.shape == (len(targets),):
-            return got.astype(np.float64), f"read from {path}"
+    got = _stored_terms(path, key).get(name)
+    if got is not None and got.shape == (len(targets),):
+        return got.astype(np.float64), f"read from {path}"
     terms = target_terms(load_reference(), targets, method, k, device=device, block_mb=block_mb,
                          pair_scorer=pair_scorer)
-    kept[name] = terms
     try:
-        from vmtool.atomic import atomic_output
+        from vmtool.atomic import atomic_output, output_lock
 
-        with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-            f.attrs["vmtool_kind"] = KIND_TERMS
-            f.attrs["vmtool_schema"] = TERMS_SCHEMA
-            f.attrs["catalog"] = Path(catalog).name
-            f.attrs["catalog_key"] = key
-            for n, v in kept.items():
-                ds = f.create_dataset(n, data=np.asarray(v, dtype=np.float64))
-                ds.attrs["description"] = ("CSLS target term: mean distance of each item to its k nearest "
-                                           "items of the other modality")
+        # read again under the sidecar's lock: another rank may have stored its own terms
+        # (another method or k) while these were computed, and they are kept
+        with output_lock(path):
+            kept = _stored_terms(path, key)
+            kept[name] = terms
+            with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+                f.attrs["vmtool_kind"] = KIND_TERMS
+                f.attrs["vmtool_schema"] = TERMS_SCHEMA
+                f.attrs["catalog"] = Path(catalog).name
+                f.attrs["catalog_key"] = key
+                for n, v in kept.items():
+                    ds = f.create_dataset(n, data=np.asarray(v, dtype=np.float64))
+                    ds.attrs["description"] = ("CSLS target term: mean distance of each item to its k nearest "
+                                               "items of the other modality")
     except (VmtoolError, OSError) as exc:
         return terms, f"computed (not stored: {exc})"
     return terms, f"computed, stored in {path}"
