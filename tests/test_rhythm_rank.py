@@ -169,6 +169,11 @@ def test_rank_adds_the_rhythm_term_to_the_learned_distance():
     assert heavy.results[0].index == learned.results[-1].index and heavy.method.label == "centroid+rhythm:10"
     with pytest.raises(ParameterError, match="one rhythm-fit distance per target"):
         rank(q, cat, "centroid+rhythm:1", k=6)
+    # a track without beats is never returned, nor counted among the candidates
+    beatless = best_rhythm.copy()
+    beatless[[1, 4]] = np.nan
+    some = rank(q, cat, "centroid+rhythm:1", k=6, rhythm=beatless)
+    assert some.n_candidates == 4 and sorted(r.index for r in some.results) == [0, 2, 3, 5]
 
 
 # --- the command, on a collection with no model -------------------------------------------
@@ -254,3 +259,12 @@ def test_a_rhythm_term_on_a_method_corrected_by_default_ranks(tmp_path, monkeypa
     assert got.method.label == "btrace-mean+rhythm:0.3"
     # a constant rhythm term changes no order
     assert [r.id for r in got.results] == [r.id for r in plain.results]
+
+
+@pytest.mark.parametrize("option", [["--length", "10"], ["--query-segments", "transnet"]])
+def test_rank_rhythm_refuses_the_options_it_cannot_use(tmp_path, option):
+    col = _collection(tmp_path / "clips.h5", [100.0, 120.0], [2.0, 4.0])
+    res = run("rank", f"{col}#video", col, "-m", "rhythm", *option)
+    assert res.exit_code == 1 and res.stdout == ""
+    assert res.stderr.strip() == (f"Error: method 'rhythm' takes no {option[0]} (it reads the video's shot cuts "
+                                  "and places no best section)")

@@ -265,6 +265,11 @@ class CatalogRanker:
         self.grids = self._rhythm_grids(parse_method(method))
         self.rhythm_only = parse_method(method).name == "rhythm"
         if self.rhythm_only:  # no embeddings, no model: the tracks' beats only
+            # the fit reads the video's shot cuts (TransNetV2) and places no section
+            for given, option in ((length, "--length"), (segments, "--query-segments")):
+                if given is not None:
+                    raise ParameterError(f"method 'rhythm' takes no {option} (it reads the video's shot cuts "
+                                         "and places no best section)")
             self.index = self.targets = self.pair_scorer = self.terms = self.terms_note = None
             self.streamed = False
             self.loader = QueryLoader(catalog, device=device, segments=segments)

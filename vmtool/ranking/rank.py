@@ -209,8 +209,10 @@ def rank(
             mt = target_terms(reference, catalog.subset(candidates), m, hub.k, device=device, block_mb=block_mb,
                               pair_scorer=pair_scorer)
         d[candidates] = csls(d[candidates][None, :], hub.k, target_terms=mt)[0]
+    ranked = usable
     if full.rhythm is not None:
         d = combine(d, rhythm, full.rhythm)
+        ranked = usable & np.isfinite(np.asarray(rhythm, dtype=np.float64))  # a track without beats is left out
     best = top_k(d, k)
     results = []
     for r, idx in enumerate(best, start=1):
@@ -224,4 +226,4 @@ def rank(
             item.span = al.target_span
             item.segments = al.target_segments
         results.append(item)
-    return Ranking(full, results, n, int(usable.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
+    return Ranking(full, results, n, int(ranked.sum()), pre, excluded, time.perf_counter() - t0, hub.label)
