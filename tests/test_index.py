@@ -288,3 +288,26 @@ def test_streamed_catalog_ranks_without_the_default_hubness_correction(tmp_path)
     assert streamed.exit_code == 0, streamed.output
     cols = lambda out: [line.split("\t")[:3] for line in out.splitlines()]  # rank, id, distance (no sections streamed)
     assert cols(streamed.stdout) == cols(plain.stdout)
+
+
+def test_a_catalog_whose_two_sides_do_not_fit_is_streamed_when_csls_needs_both(tmp_path, monkeypatch):
+    """CSLS's terms hold the catalog's other side as well: the memory check counts it (and
+    only then), so the default correction never loads twice what memory can hold."""
+    import h5py
+
+    from vmtool.query import CatalogRanker
+    from vmtool.ranking import index
+    from vmtool.synth import synth_catalog
+
+    c = synth_catalog(tmp_path / "cat.h5", 20, seed=1, dim=16)
+    with h5py.File(c, "r") as f:
+        one_side = int(np.prod(f["embeddings/audio_segments/data"].shape)) * 4
+    # room for one side (below half the memory), not for both
+    monkeypatch.setattr(index, "available_memory", lambda: int(3.2 * one_side))
+    csls_default = CatalogRanker(c, method="nw-dtw", k=3, hubness="auto")
+    assert csls_default.streamed and csls_default.hubness.label == "none"
+    plain = CatalogRanker(c, method="btrace", k=3, hubness="auto")  # auto is none for btrace: one side only
+    assert not plain.streamed and plain.targets is not None
+    monkeypatch.setattr(index, "available_memory", lambda: int(5 * one_side))
+    both_fit = CatalogRanker(c, method="nw-dtw", k=3, hubness="auto")
+    assert not both_fit.streamed and both_fit.hubness.label == "csls:10"

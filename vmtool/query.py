@@ -229,8 +229,9 @@ class CatalogRanker:
     stream : bool, optional
         Read the targets' segment embeddings from disk chunk by chunk for every query
         instead of loading them (exact; bounded memory). Default: when they would take
-        more than half the available memory (:func:`vmtool.ranking.index.too_large`).
-        Not with an index (``--prefilter``), which reads only the candidates.
+        more than half the available memory (:func:`vmtool.ranking.index.too_large`;
+        both sides of the catalog with a CSLS correction, whose terms take the other
+        side as reference). Not with an index (``--prefilter``), which reads only the candidates.
 
     Attributes
     ----------
@@ -289,7 +290,9 @@ class CatalogRanker:
         if self.index is None and not clip_level and stream is not False:
             from vmtool.ranking.index import too_large
 
-            self.streamed = bool(stream) or too_large(catalog, tmod)
+            # CSLS computes the targets' terms against the catalog's other side, held at the same time
+            held = (tmod, qmod) if self.hubness.active else tmod
+            self.streamed = bool(stream) or too_large(catalog, held)
             if self.streamed and (explicit or parse_method(method).name == "head" or self.grids is not None):
                 what = "--hubness" if explicit else f"method {parse_method(method).label}"
                 raise ParameterError(f"{what} needs the catalog in memory; it cannot be streamed from disk (--in-memory)")

@@ -111,7 +111,7 @@ def evaluate_cmd(
 
         # clip-level methods need the catalog in memory: only segment methods are streamed unasked
         stream = all(m.level == "segment" for m in parse_methods(methods)) and \
-            (too_large(catalog, "audio") or too_large(catalog, "video"))
+            too_large(catalog, ("audio", "video"))  # both sides are held at once
     if stream and hubs != ["none"]:
         raise UsageError("--hubness needs the catalog in memory; it cannot be streamed from disk (--in-memory)")
     with RichProgress(enabled=not quiet) as progress:

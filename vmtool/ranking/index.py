@@ -179,20 +179,22 @@ def available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def too_large(catalog: str | os.PathLike, modality: str, *, fraction: float = 0.5) -> bool:
-    """Whether *catalog*'s *modality* segment embeddings take more than *fraction* of the available memory.
+def too_large(catalog: str | os.PathLike, modality: str | tuple[str, ...], *, fraction: float = 0.5) -> bool:
+    """Whether *catalog*'s segment embeddings of *modality* (one, or several held at once)
+    take more than *fraction* of the available memory.
 
     Ranking them in memory needs them as float32 (twice float16 storage): such a catalog
     is streamed from disk instead (:func:`rank_streamed`, :func:`evaluate_streamed`).
     """
     import h5py
 
+    need = 0
     try:
         with h5py.File(catalog, "r") as f:
-            name = f"embeddings/{_segments_name(modality)}/data"
-            if name not in f:
-                return False
-            need = int(np.prod(f[name].shape)) * 4
+            for mod in [modality] if isinstance(modality, str) else modality:
+                name = f"embeddings/{_segments_name(mod)}/data"
+                if name in f:
+                    need += int(np.prod(f[name].shape)) * 4
     except (OSError, KeyError, TypeError):  # not a readable catalog: the loader reports it as it always has
         return False
     return need > fraction * available_memory()
