@@ -484,7 +484,8 @@ class Collection:
                 raise FormatError(f"dataset 'items/{name}' is missing", self.path)
             ds = g[name]
             if ds.dtype.kind in "OS":
-                arr = np.array([_decode(v) for v in ds.asstr()[()]], dtype=object) if len(ds) else np.array([], dtype=object)
+                # asstr() decodes to str objects already: no per-item pass (a million ids: 0.2 s each column)
+                arr = np.asarray(ds.asstr()[()], dtype=object) if len(ds) else np.array([], dtype=object)
             else:
                 arr = ds[()]
             if n is None:
