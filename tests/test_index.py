@@ -311,3 +311,21 @@ def test_a_catalog_whose_two_sides_do_not_fit_is_streamed_when_csls_needs_both(t
     monkeypatch.setattr(index, "available_memory", lambda: int(5 * one_side))
     both_fit = CatalogRanker(c, method="nw-dtw", k=3, hubness="auto")
     assert not both_fit.streamed and both_fit.hubness.label == "csls:10"
+
+
+def test_a_streamed_rank_shows_the_tracks_tags(tmp_path):
+    """Streamed, the catalog's metadata is read without its item table: the titles and
+    artists printed are the in-memory rank's."""
+    from vmtool.metadata import set_values
+    from vmtool.synth import synth_catalog
+
+    c = synth_catalog(tmp_path / "cat.h5", 20, seed=1, dim=16)
+    with h5py.File(c, "a") as f:
+        set_values(f, {i: {"title": f"Song {i}", "artist": f"Band {i % 3}"} for i in range(0, 20, 2)}, 20,
+                   origin="tag")
+    args = (f"{c}#item00001", c, "-m", "btrace", "--hubness", "none", "--format", "tsv")
+    streamed, plain = run("rank", *args, "--stream"), run("rank", *args, "--in-memory")
+    assert streamed.exit_code == 0 and plain.exit_code == 0, streamed.output + plain.output
+    cols = lambda out: [(line.split("\t")[1], *line.split("\t")[6:8]) for line in out.splitlines()[1:]]
+    assert cols(streamed.stdout) == cols(plain.stdout)
+    assert sum(bool(t) for _, t, _ in cols(plain.stdout)) >= 3  # some results carry tags

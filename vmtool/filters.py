@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -194,6 +195,16 @@ def catalog_filter(path, filters: Sequence[Filter | str],
     """
     from vmtool.store import open_collection
 
+    if not filters and ids is None:  # the metadata alone: no item table (a million items: 2 s)
+        import h5py
+
+        from vmtool.metadata import read_metadata
+        from vmtool.store import read_kind
+
+        read_kind(path)  # existence, HDF5, vmtool attributes, as opening the collection checks
+        with h5py.File(path, "r") as f:
+            if isinstance(f.get("items/id"), h5py.Dataset):  # else opening it says what is wrong
+                return None, read_metadata(f, f["items/id"].shape[0], Path(path))
     with open_collection(path) as col:
         meta = col.metadata()
         items = {"duration": np.asarray(col.column("duration"), dtype=np.float64),
