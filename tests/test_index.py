@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from vmtool.cli import app
 from vmtool.ranking import load_catalog
+from vmtool.ranking.segments import SegmentSet
 from vmtool.ranking.index import build_index, index_path, open_index, read_items, stream_centroids
 from vmtool.synth import synth_catalog
 
@@ -180,6 +181,26 @@ def test_streamed_rank_through_the_cli_equals_the_in_memory_one(tmp_path, cat, l
     assert res.exit_code == 1
     assert res.stderr.strip() == ("Error: --hubness needs the catalog in memory; it cannot be streamed from disk "
                                   "(--in-memory)")
+
+
+@pytest.mark.parametrize("method", ["btrace", "trace", "btrace-mean", "centroid"])
+def test_streamed_ranking_equals_the_in_memory_one(tmp_path, cat, method):
+    """The fused float16 kernel over memory-mapped chunks (a few items each) gives the
+    in-memory ranking: the same top-k, the same distances within float32 rounding of the
+    float32 similarity-block path."""
+    from vmtool.ranking import rank
+    from vmtool.ranking.catalog import load_item
+    from vmtool.ranking.index import rank_streamed
+
+    c = _contiguous(cat, tmp_path / "c.h5")
+    q = load_item(c, "item00007", "video")
+    whole = load_catalog(c, "audio")  # float16, as stored
+    as32 = SegmentSet(whole.data.astype(np.float32), whole.offsets, spans=whole.spans, ids=whole.ids)
+    streamed = rank_streamed(q, c, "audio", method, k=10, chunk_rows=37)
+    for ref in (rank(q, whole, method, k=10), rank(q, as32, method, k=10)):
+        assert [r.id for r in streamed.results] == [r.id for r in ref.results]
+        np.testing.assert_allclose([r.distance for r in streamed.results], [r.distance for r in ref.results],
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_prefetched_chunks_equal_the_stored_rows(tmp_path, cat):

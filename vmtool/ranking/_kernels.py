@@ -291,22 +291,20 @@ def half_diagonals(bits, to, q, qo, qn2, best, squared, out, b_start, b_stop, sc
 
 
 @njit(cache=True, nogil=True)
-def _half_lut(bits, lut, out):
-    flat = bits.ravel()
-    res = out.ravel()
-    for i in range(flat.size):
-        res[i] = lut[flat[i]]
-
-
-_LUT = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+def _half_blocks(h, u):
+    # _half_bits a few thousand values at a time: its three passes stay in the cache
+    step = 4096
+    for a in range(0, h.shape[0], step):
+        b = min(a + step, h.shape[0])
+        _half_bits(h[a:b], u[a:b])
 
 
 def half_to_float32(x: np.ndarray) -> np.ndarray:
-    """float16 -> float32 by table look-up, exact (about 4x faster than numpy's cast here)."""
+    """float16 -> float32, exact, by the bit operations of :func:`_half_bits` (about 6x numpy's cast here)."""
     x = np.ascontiguousarray(x)
     out = np.empty(x.shape, dtype=np.float32)
     if x.size:
-        _half_lut(x.view(np.uint16), _LUT, out)
+        _half_blocks(x.view(np.uint16).reshape(-1), out.view(np.uint32).reshape(-1))
     return out
 
 
@@ -327,17 +325,20 @@ def _means(data, offsets, out):
 
 
 @njit(cache=True, nogil=True)
-def _means_half(bits, lut, offsets, out):
-    d = bits.shape[1]
+def _means_half(bits, d, offsets, out):
+    # bits: the rows' float16 bits, flattened; each row converted exactly in a small buffer
     acc = np.empty(d)
+    row = np.empty(d, dtype=np.uint32)
+    f = row.view(np.float32)
     for i in range(offsets.shape[0] - 1):
         r0, r1 = offsets[i], offsets[i + 1]
         if r1 == r0:
             continue
         acc[:] = 0.0
         for r in range(r0, r1):
+            _half_bits(bits[r * d:(r + 1) * d], row)
             for k in range(d):
-                acc[k] += lut[bits[r, k]]
+                acc[k] += f[k]
         for k in range(d):
             out[i, k] = acc[k] / (r1 - r0)
 
@@ -349,7 +350,7 @@ def item_means(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     data = np.ascontiguousarray(data)
     if data.dtype == np.float16:
-        _means_half(data.view(np.uint16), _LUT, offsets, out)
+        _means_half(data.view(np.uint16).reshape(-1), data.shape[1], offsets, out)
     else:
         _means(data, offsets, out)
     return out
@@ -381,7 +382,7 @@ def warmup(dtype=np.float32) -> None:
     if not _WARM:  # the other kernels, once
         item_means(np.zeros((1, 1), dtype=np.float32), o)
         item_means(np.zeros((1, 1), dtype=np.float16), o)
-        _half_lut(np.zeros((1, 1), dtype=np.uint16), _LUT, np.empty((1, 1), dtype=np.float32))
+        half_to_float32(np.zeros(1, dtype=np.float16))
         half_diagonals(np.zeros(1, dtype=np.uint16), o, np.zeros((1, 1), dtype=np.float32), o, np.zeros(1), True,
                        True, np.empty((1, 1)), 0, 1, np.empty(1, dtype=np.uint32))
     _WARM.add(key)
