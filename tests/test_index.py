@@ -214,6 +214,23 @@ def test_prefetched_chunks_equal_the_stored_rows(tmp_path, cat):
     assert [a for a, _ in got] == list(np.cumsum([0] + [len(s) for _, s in got[:-1]]))
 
 
+@pytest.mark.parametrize("cached", [True, False])
+def test_chunks_from_the_page_cache_or_around_it_equal_the_stored_rows(tmp_path, cat, monkeypatch, cached):
+    """reuse=True (one pass): ranges in the page cache are mapped, the others read with
+    O_DIRECT into two buffers used in turn; each chunk holds its rows until the next."""
+    from vmtool.ranking import index as index_module
+    from vmtool.ranking.index import iter_chunks
+
+    c = _contiguous(cat, tmp_path / "c.h5")
+    monkeypatch.setattr(index_module, "_resident", lambda address, length: 1.0 if cached else 0.0)
+    whole = load_catalog(c, "audio")
+    firsts = []
+    for a, s in iter_chunks(c, "audio", chunk_rows=101, reuse=True):
+        assert np.array_equal(s.data, whole.data[whole.offsets[a]:whole.offsets[a + len(s)]])
+        firsts.append(a)
+    assert len(firsts) > 10 and firsts[0] == 0
+
+
 @pytest.mark.parametrize("args", [(), ("--against", "all"), ("--against", "ids")])
 def test_streamed_evaluation_equals_the_in_memory_one(tmp_path, cat, args):
     c = _contiguous(cat, tmp_path / "c.h5")
