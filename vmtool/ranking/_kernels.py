@@ -349,10 +349,21 @@ def item_means(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     out = np.full((n, data.shape[1]), np.nan, dtype=np.float32)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     data = np.ascontiguousarray(data)
-    if data.dtype == np.float16:
-        _means_half(data.view(np.uint16).reshape(-1), data.shape[1], offsets, out)
-    else:
-        _means(data, offsets, out)
+    bits = data.view(np.uint16).reshape(-1) if data.dtype == np.float16 else None
+
+    def part(ab) -> None:  # items a:b (their offsets index the whole data)
+        a, b = ab
+        if bits is not None:
+            _means_half(bits, data.shape[1], offsets[a:b + 1], out[a:b])
+        else:
+            _means(data, offsets[a:b + 1], out[a:b])
+
+    if len(data) < 65536:
+        part((0, n))
+    else:  # a streamed catalog's chunk: the threads share it (the kernels release the GIL)
+        from vmtool.ranking.batched import _map, _parts
+
+        _map(part, _parts(offsets, 0, n, threads()))
     return out
 
 
