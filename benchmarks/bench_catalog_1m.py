@@ -288,28 +288,27 @@ def stage_prefilter(d: Path, args) -> dict:
 
 def _cached_fraction(path: Path, start: int, nbytes: int) -> float:
     """Share of the bytes ``start:start + nbytes`` of *path* in the page cache (``mincore``)."""
-    import ctypes
     import mmap
+
+    from vmtool.ranking.index import _resident
 
     base = start - start % mmap.ALLOCATIONGRANULARITY
     with open(path, "rb") as fh:
         m = mmap.mmap(fh.fileno(), start + nbytes - base, offset=base, access=mmap.ACCESS_READ)
     view = np.frombuffer(m, dtype=np.uint8)
-    vec = np.zeros((len(view) + mmap.PAGESIZE - 1) // mmap.PAGESIZE, dtype=np.uint8)
-    ok = ctypes.CDLL(None).mincore(ctypes.c_void_p(view.ctypes.data), ctypes.c_size_t(len(view)),
-                                   vec.ctypes.data_as(ctypes.c_void_p))
+    share = _resident(view.ctypes.data, len(view))
     del view
     m.close()
-    return float(np.mean(vec & 1)) if ok == 0 else float("nan")
+    return share
 
 
 def stage_btrace(d: Path, args) -> dict:
     """Exact btrace of one query streamed from disk: from a cold page cache (--cold: the file's
     pages are evicted first, posix_fadvise DONTNEED) and from a warm one, peak RSS; the
     other streamed diagonal methods and centroid (warm); where the time goes (the raw read
-    of the rows with O_DIRECT, so the page cache does not flatter it; the ranking of one
-    chunk held in memory, scaled); and the exactness check against the float32
-    similarity-block path (the kernel used before the fused one) on every track."""
+    of the rows with O_DIRECT, so the page cache does not flatter it; the kernels on the
+    chunks held in memory); and the exactness check against the float32 similarity-block
+    path (the kernel used before the fused one) on every track."""
     import mmap
 
     import h5py

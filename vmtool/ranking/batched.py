@@ -5,7 +5,10 @@ between the segments of a chunk of queries and those of a chunk of targets (a
 matrix product, on the CPU or a torch device), which compiled kernels then reduce to
 one distance per pair (:mod:`vmtool.ranking._kernels`). Chunks are cut at item
 boundaries so that a block stays under ``block_mb`` megabytes; float16 storage is
-converted to the compute type one chunk at a time (by table look-up, exact).
+converted to the compute type one chunk at a time (exact, by integer operations on the
+bits) — except for the diagonal methods of a few queries, whose fused kernel converts
+each target's rows in the cache and takes only the pair's diagonals
+(:func:`vmtool.ranking._kernels.half_diagonals`).
 
 The diagonal methods (``trace``, ``btrace`` and their ``-mean`` variants) need only a
 few diagonals of each pair's matrix. With many
