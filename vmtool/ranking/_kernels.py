@@ -392,8 +392,11 @@ def warmup(dtype=np.float32) -> None:
     block_distances(S, o, o, np.zeros(1), np.zeros(1), 4, 0.0, np.empty((1, 1)), 0, 1)
     if not _WARM:  # the other kernels, once
         item_means(np.zeros((1, 1), dtype=np.float32), o)
-        item_means(np.zeros((1, 1), dtype=np.float16), o)
-        half_to_float32(np.zeros(1, dtype=np.float16))
-        half_diagonals(np.zeros(1, dtype=np.uint16), o, np.zeros((1, 1), dtype=np.float32), o, np.zeros(1), True,
-                       True, np.empty((1, 1)), 0, 1, np.empty(1, dtype=np.uint32))
+        for writeable in (True, False):  # a streamed chunk is a read-only memory map (numba compiles both)
+            h = np.zeros(1, dtype=np.float16)
+            h.setflags(write=writeable)
+            half_to_float32(h)
+            item_means(h.reshape(1, 1), o)
+            half_diagonals(h.view(np.uint16), o, np.zeros((1, 1), dtype=np.float32), o, np.zeros(1), True, True,
+                           np.empty((1, 1)), 0, 1, np.empty(1, dtype=np.uint32))
     _WARM.add(key)
