@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from vmtool.cli import app
 from vmtool.ranking import load_catalog
+from vmtool.ranking.segments import SegmentSet
 from vmtool.ranking.index import build_index, index_path, open_index, read_items, stream_centroids
 from vmtool.synth import synth_catalog
 
@@ -182,6 +183,26 @@ def test_streamed_rank_through_the_cli_equals_the_in_memory_one(tmp_path, cat, l
                                   "(--in-memory)")
 
 
+@pytest.mark.parametrize("method", ["btrace", "trace", "btrace-mean", "centroid"])
+def test_streamed_ranking_equals_the_in_memory_one(tmp_path, cat, method):
+    """The fused float16 kernel over memory-mapped chunks (a few items each) gives the
+    in-memory ranking: the same top-k, the same distances within float32 rounding of the
+    float32 similarity-block path."""
+    from vmtool.ranking import rank
+    from vmtool.ranking.catalog import load_item
+    from vmtool.ranking.index import rank_streamed
+
+    c = _contiguous(cat, tmp_path / "c.h5")
+    q = load_item(c, "item00007", "video")
+    whole = load_catalog(c, "audio")  # float16, as stored
+    as32 = SegmentSet(whole.data.astype(np.float32), whole.offsets, spans=whole.spans, ids=whole.ids)
+    streamed = rank_streamed(q, c, "audio", method, k=10, chunk_rows=37)
+    for ref in (rank(q, whole, method, k=10), rank(q, as32, method, k=10)):
+        assert [r.id for r in streamed.results] == [r.id for r in ref.results]
+        np.testing.assert_allclose([r.distance for r in streamed.results], [r.distance for r in ref.results],
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_prefetched_chunks_equal_the_stored_rows(tmp_path, cat):
     from vmtool.ranking.index import iter_chunks
 
@@ -191,6 +212,23 @@ def test_prefetched_chunks_equal_the_stored_rows(tmp_path, cat):
     assert len(got) > 10
     assert np.array_equal(np.concatenate([s.data for _, s in got]), whole.data)
     assert [a for a, _ in got] == list(np.cumsum([0] + [len(s) for _, s in got[:-1]]))
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_chunks_from_the_page_cache_or_around_it_equal_the_stored_rows(tmp_path, cat, monkeypatch, cached):
+    """reuse=True (one pass): ranges in the page cache are mapped, the others read with
+    O_DIRECT into two buffers used in turn; each chunk holds its rows until the next."""
+    from vmtool.ranking import index as index_module
+    from vmtool.ranking.index import iter_chunks
+
+    c = _contiguous(cat, tmp_path / "c.h5")
+    monkeypatch.setattr(index_module, "_resident", lambda address, length: 1.0 if cached else 0.0)
+    whole = load_catalog(c, "audio")
+    firsts = []
+    for a, s in iter_chunks(c, "audio", chunk_rows=101, reuse=True):
+        assert np.array_equal(s.data, whole.data[whole.offsets[a]:whole.offsets[a + len(s)]])
+        firsts.append(a)
+    assert len(firsts) > 10 and firsts[0] == 0
 
 
 @pytest.mark.parametrize("args", [(), ("--against", "all"), ("--against", "ids")])

@@ -289,6 +289,52 @@ def test_float32_compute_and_float16_storage_are_close():
         assert np.allclose(f16[k], ref[k], atol=1e-2), k
 
 
+def test_float16_converts_to_float32_bit_for_bit():
+    """Every float16 value — zeros of both signs, subnormals, normals, infinities, NaN
+    payloads — converts exactly (the compiled bit operations, not a table)."""
+    from vmtool.ranking._kernels import half_to_float32, item_means
+
+    every = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(128, 512)
+    want = every.astype(np.float32)
+    assert np.array_equal(half_to_float32(every).view(np.uint32), want.view(np.uint32))
+    offsets = np.array([0, 1, 1, 40, 128])  # an item without rows too
+    assert np.array_equal(item_means(every, offsets), item_means(want, offsets), equal_nan=True)
+
+
+def float16_with_edge_values(s: SegmentSet, inf_item: int) -> SegmentSet:
+    """*s* stored as float16, with a zero row, subnormals, negative zeros, and an infinity
+    in the first row of item *inf_item*."""
+    data = s.data.astype(np.float16)
+    data[0] = 0.0
+    data[1, ::3] = np.float16(6e-8)  # subnormal (the smallest float16 is 5.96e-8)
+    data[2, 1::4] = -np.float16(3e-6)
+    data[3, ::5] = -0.0
+    data[s.offsets[inf_item], 1] = np.inf
+    assert np.any((data != 0) & (np.abs(data) < np.float16(6.1e-5)))
+    return SegmentSet(data, s.offsets)
+
+
+@pytest.mark.parametrize("nq", [1, 3])
+def test_fused_float16_diagonals_equal_the_similarity_block_path(nq):
+    """trace / btrace (and -mean) of a few queries with float16 targets — the fused kernel a
+    streamed catalog uses — equal the similarity-block path on the same values as float32,
+    within float32 rounding; empty sequences give NaN, an infinite value what it gives there."""
+    rng = np.random.default_rng(5)
+    Q = random_set(rng, nq, (0, 9), 40, unit=False)
+    T = random_set(rng, 60, (0, 12), 40, unit=False)
+    b_inf = int(np.flatnonzero(T.lengths > 0)[-1])
+    T16 = float16_with_edge_values(T, b_inf)
+    T32 = SegmentSet(T16.data.astype(np.float32), T16.offsets)
+    assert distances_module._fused(T16, distances_module._MatMul("cpu", np.dtype(np.float32)))
+    methods = ["trace", "btrace", "trace-mean", "btrace-mean"]
+    got = distance_matrices(Q, T16, methods)
+    want = distance_matrices(Q, T32, methods)  # float32 targets: the block path
+    for m in methods:
+        assert np.isnan(got[m][:, T16.lengths == 0]).all() and np.isnan(got[m][Q.lengths == 0]).all()
+        np.testing.assert_allclose(got[m], want[m], rtol=1e-5, atol=1e-5, err_msg=m)
+    assert np.isinf(got["trace-mean"][Q.lengths > 0, b_inf]).all()  # the infinity is read, not lost
+
+
 def test_empty_sequences_give_nan():
     rng = np.random.default_rng(2)
     Q = SegmentSet.from_sequences([unit_rows(rng, 3, 4), np.zeros((0, 4))], dim=4)

@@ -5,7 +5,10 @@ between the segments of a chunk of queries and those of a chunk of targets (a
 matrix product, on the CPU or a torch device), which compiled kernels then reduce to
 one distance per pair (:mod:`vmtool.ranking._kernels`). Chunks are cut at item
 boundaries so that a block stays under ``block_mb`` megabytes; float16 storage is
-converted to the compute type one chunk at a time (by table look-up, exact).
+converted to the compute type one chunk at a time (exact, by integer operations on the
+bits) — except for the diagonal methods of a few queries, whose fused kernel converts
+each target's rows in the cache and takes only the pair's diagonals
+(:func:`vmtool.ranking._kernels.half_diagonals`).
 
 The diagonal methods (``trace``, ``btrace`` and their ``-mean`` variants) need only a
 few diagonals of each pair's matrix. With many
@@ -141,6 +144,9 @@ def _compute(queries: SegmentSet, targets: SegmentSet, ms: Sequence[Method], mm:
         elif m.name in DIAGONAL_METHODS and nq >= DIAG_MIN_QUERIES:
             best, squared = DIAGONAL_METHODS[m.name]
             out[m.label] = _diagonals(queries, targets, best, squared, mm, budget)
+        elif m.name in DIAGONAL_METHODS and _fused(targets, mm):
+            best, squared = DIAGONAL_METHODS[m.name]
+            out[m.label] = _half_diagonals(queries, targets, best, squared, mm)
         else:
             block.append(m)
             continue
@@ -343,6 +349,41 @@ def _block_methods(queries: SegmentSet, targets: SegmentSet, methods: Sequence[M
                 own[m.label] += time.perf_counter() - t
             del blocks
     return res, sim, own
+
+
+# --- trace and btrace of a few queries against float16 rows, fused -----------------------------
+#
+# A catalog streamed from disk is float16. Converting a chunk to float32 and taking the
+# whole similarity block costs two passes over memory and a product per (query row,
+# target row), where the diagonal methods need only the few diagonals of each pair: the
+# fused kernel converts each target's rows exactly, in the cache, and takes only those.
+
+
+def _fused(targets: SegmentSet, mm: _MatMul) -> bool:
+    """Whether the fused float16 kernel serves these targets (float32 on the CPU)."""
+    return targets.data.dtype == np.float16 and mm.device == "cpu" and mm.dtype == np.float32
+
+
+def _half_diagonals(queries: SegmentSet, targets: SegmentSet, best: bool, squared: bool,
+                    mm: _MatMul) -> np.ndarray:
+    """trace-like distances of a few queries with float16 targets (:func:`~vmtool.ranking._kernels.half_diagonals`)."""
+    from vmtool.ranking._kernels import half_diagonals
+
+    nq, nt, d = len(queries), len(targets), targets.dim
+    out = np.empty((nq, nt))
+    if nt == 0 or nq == 0:
+        return out
+    q = np.ascontiguousarray(mm.cast(queries.data))
+    qn2 = np.einsum("ij,ij->i", q, q, dtype=np.float64)
+    bits = np.ascontiguousarray(targets.data).view(np.uint16).reshape(-1)
+    room = max(1, int(targets.lengths.max())) * d
+
+    def run(part) -> None:  # disjoint columns: no two parts write the same cell
+        half_diagonals(bits, targets.offsets, q, queries.offsets, qn2, best, squared, out, part[0], part[1],
+                       np.empty(room, dtype=np.uint32))
+
+    _map(run, _parts(targets.offsets, 0, nt, 2 * _threads()))
+    return out
 
 
 # --- trace and btrace by grouped diagonal products ---------------------------------------------
