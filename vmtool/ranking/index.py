@@ -88,9 +88,10 @@ def fingerprint(catalog: str | os.PathLike, modality: str) -> dict[str, Any]:
             raise FormatError(f"has no segment embeddings '{name}'", p)
         h = hashlib.sha256()
         for col in ("items/id", "items/sha256"):
-            for s in f[col].asstr()[()]:
-                h.update(s.encode())
-                h.update(b"\0")
+            # each value then a NUL, hashed in one call (a call per value took seconds at a million items)
+            values = f[col].asstr()[()]
+            if len(values):
+                h.update(("\0".join(values.tolist()) + "\0").encode())
         offsets = f[f"{name}/offsets"][()].astype("<i8")
         h.update(offsets.tobytes())
         return {"items": int(len(offsets) - 1), "digest": h.hexdigest(), "model_sha256": str(model),
@@ -448,10 +449,67 @@ class PrefilterIndex:
                  rerank: int = RERANK):
         self.path, self.modality, self.kind = path, modality, kind
         self.n_items = int(fingerprint["items"])
-        self.n_indexed = int(valid.sum()) if valid is not None else int(ivf.ntotal)
-        self.centroids, self.valid, self.ivf, self.nprobe = centroids, valid, ivf, nprobe
+        # ivf: the faiss index, or a function that loads it (deserialising a million centroids takes
+        # seconds and a GB, and a query with a sketch does not search it)
+        self._ivf = ivf
+        if valid is not None:
+            self.n_indexed = int(valid.sum())
+        elif offsets is not None:  # the items with segments: those the build indexed
+            self.n_indexed = int((np.diff(offsets) > 0).sum())
+        else:
+            self.n_indexed = int(self.ivf.ntotal)
+        self.centroids, self.valid, self.nprobe = centroids, valid, nprobe
         # sketch rows (memory-mapped), their projection (d, r) and the segment offsets; None without a sketch
         self.sketch, self.projection, self.offsets, self.rerank = sketch, projection, offsets, int(rerank)
+        self._sketch_centroids = None
+
+    @property
+    def ivf(self):
+        """The faiss index (``ivf`` kind), loaded on first use."""
+        if callable(self._ivf):
+            self._ivf = self._ivf()
+        return self._ivf
+
+    @property
+    def sketch_centroids(self) -> np.ndarray:
+        """Unit means ``(N, r)`` float32 of every item's sketch rows (NaN rows for items without rows).
+
+        The mean of the sketch rows is the sketch of the mean (up to float16 rounding): these
+        are the items' centroids seen in the sketch's subspace. Computed on first use, from
+        the memory-mapped sketch (about a second for 12 million rows).
+        """
+        if self._sketch_centroids is None:
+            from vmtool.ranking._kernels import item_means
+
+            c = item_means(self.sketch, self.offsets)
+            norm = np.linalg.norm(c, axis=1, keepdims=True)
+            self._sketch_centroids = np.divide(c, norm, out=c, where=norm > 0)
+        return self._sketch_centroids
+
+    def sketch_candidates(self, query_rows: np.ndarray, n: int) -> np.ndarray:
+        """Item indices of the *n* items whose sketch centroids are nearest the query's, in catalog order.
+
+        *query_rows*: the query's segment rows projected on the sketch (``(m, r)``). The
+        catalog order (not best first) lets a ranking walk the sketch rows forwards.
+        """
+        from vmtool.ranking.batched import _blas_single_thread, _map
+
+        c = self.sketch_centroids
+        q = np.asarray(query_rows, dtype=np.float32).mean(axis=0)
+        norm = float(np.linalg.norm(q))
+        if norm > 0:
+            q = q / norm
+        score = np.empty(len(c), dtype=np.float32)
+        step = -(-len(c) // 2) or 1
+
+        def part(a):
+            score[a:a + step] = c[a:a + step] @ q
+
+        with _blas_single_thread():  # two halves in two threads: a million rows in about 10 ms
+            _map(part, list(range(0, len(c), step)))
+        score[~np.isfinite(score)] = -np.inf
+        return np.sort(_largest(score, int(n)))
+
 
     def sketched(self, query: SegmentSet, candidates: np.ndarray) -> tuple[SegmentSet, SegmentSet]:
         """The query and the *candidates* (item indices) as sketch rows, for a first ranking."""
@@ -462,6 +520,29 @@ class PrefilterIndex:
         rows = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
         return q, SegmentSet(np.asarray(self.sketch[rows]), np.concatenate([[0], np.cumsum(lens)]),
                              modality=self.modality)
+
+    def sketch_distances(self, query: SegmentSet, candidates: np.ndarray, method, *, device: str = "cpu") -> np.ndarray:
+        """*method*'s distances of *query* to *candidates* (item indices) on their sketch rows.
+
+        The segment methods read the rows in place (:mod:`vmtool.ranking._sketch_kernels`);
+        others go through :meth:`sketched` and :func:`~vmtool.ranking.batched.distances`.
+        NaN for a candidate without rows.
+        """
+        from vmtool.ranking._kernels import CODES
+        from vmtool.ranking.methods import parse_method
+
+        m = parse_method(method)
+        if m.name in CODES:
+            from vmtool.ranking._sketch_kernels import sketch_distances
+
+            qrows = np.asarray(query.data, dtype=np.float32) @ self.projection
+            return sketch_distances(qrows, self.sketch, self.offsets, candidates, m)
+        from vmtool.ranking.batched import distances
+
+        qs, ts = self.sketched(query, candidates)
+        d = distances(qs, ts, m, device=device)[0]
+        d[ts.lengths == 0] = np.nan
+        return d
 
     def search(self, query_centroid: np.ndarray, n: int, *, nprobe: int | None = None) -> np.ndarray:
         """Item indices of the *n* centroids nearest the query's (by direction), best first."""
@@ -487,6 +568,28 @@ class PrefilterIndex:
         _, idx = self.ivf.search(q[None, :], int(n))
         idx = idx[0]
         return idx[idx >= 0].astype(np.int64)
+
+
+def _largest(score: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the *n* largest finite values of *score* (in no order).
+
+    ``argpartition`` over a million values took 15-50 ms; a threshold from a sample of
+    them (a quantile with room to spare) leaves a few more than *n* to partition.
+    """
+    finite = np.isfinite(score)
+    n = min(n, int(finite.sum()))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n < len(score) // 8:
+        stride = max(1, len(score) // 16384)
+        sample = score[::stride]
+        j = int(len(sample) * (1.0 - 1.25 * n / len(score)))
+        if 0 < j < len(sample):
+            above = np.flatnonzero(score >= np.partition(sample, j)[j])
+            if len(above) >= n:
+                return above[np.argpartition(-score[above], n - 1)[:n]]
+    pick = np.flatnonzero(finite)
+    return pick[np.argpartition(-score[pick], n - 1)[:n]] if n < len(pick) else pick
 
 
 def stale_sidecar(catalog: str | os.PathLike) -> str | None:
@@ -556,16 +659,28 @@ def open_index(catalog: str | os.PathLike, modality: str, path: str | os.PathLik
                                   **sk)
         if kind == "ivf":
             faiss = _import_faiss()
-            ivf = faiss.deserialize_index(np.asarray(g["faiss"][()], dtype=np.uint8))
+            ds = g["faiss"]
+            where = (ds.id.get_offset(), ds.shape) if ds.chunks is None and ds.compression is None else None
+
+            def load(p=p, name=ds.name, where=where):
+                if where is not None and where[0] is not None:  # contiguous: no copy of the blob in memory
+                    return faiss.deserialize_index(np.memmap(p, dtype=np.uint8, mode="r", offset=where[0],
+                                                             shape=where[1]))
+                with h5py.File(p, "r") as f:
+                    return faiss.deserialize_index(np.asarray(f[name][()], dtype=np.uint8))
+
+            ivf = load if sk else load()
             return PrefilterIndex(p, modality, kind, stored, ivf=ivf, nprobe=int(g.attrs["nprobe"]), **sk)
         raise FormatError(f"unknown index kind {kind!r} (group '{modality}', attribute 'kind')", p)
 
 
 def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *,
-               meta: tuple[str, ...] = ("id", "source", "sha256")) -> SegmentSet:
+               meta: tuple[str, ...] = ("id", "source", "sha256"), offsets: np.ndarray | None = None) -> SegmentSet:
     """The items *indices* of a catalog (in that order), reading only their rows.
 
     *meta*: the item columns to read as well (``ids``, ``sources``, ``sha256s`` of the set).
+    *offsets*: the catalog's segment offsets when the caller holds them already (an
+    index does): at a million items reading them again costs more than the rows.
 
     An uncompressed contiguous dataset is memory-mapped; a chunked one is read item
     by item through a chunk cache.
@@ -577,7 +692,8 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *
     srt = idx[order]
     with h5py.File(catalog, "r", rdcc_nbytes=64 << 20) as f:
         g = f[f"embeddings/{_segments_name(modality)}"]
-        offsets = g["offsets"][()]
+        if offsets is None:
+            offsets = g["offsets"][()]
         lo, hi = offsets[srt].astype(np.int64), offsets[srt + 1].astype(np.int64)
         dim = g["data"].shape[1]
         rows = _gather(catalog, g["data"], lo, hi)
@@ -612,6 +728,16 @@ def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
         # contiguous: memory-map the file and gather every row at once (only those pages are read)
         mm = np.memmap(catalog, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
         lens = hi - lo
+        if len(lens) > 1 and hasattr(os, "posix_fadvise"):
+            # ask for every range at once: the page faults of the gather below would read them one
+            # after the other (a query's 500 items are scattered over a 12 GB file, mostly not cached)
+            row_bytes = mm.itemsize * int(np.prod(ds.shape[1:]))
+            fd = os.open(catalog, os.O_RDONLY)
+            try:
+                for a, n in zip((offset + lo * row_bytes).tolist(), (lens * row_bytes).tolist()):
+                    os.posix_fadvise(fd, a, n, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
         rows = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
         block = np.asarray(mm[rows])
         return np.split(block, np.cumsum(lens)[:-1]) if len(lens) else []
@@ -620,31 +746,51 @@ def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
 
 def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: PrefilterIndex, method, *, k: int,
                     prefilter: int, exclude_sha256: str | None = None, device: str = "cpu",
-                    nprobe: int | None = None, rerank: int | None = None):
+                    nprobe: int | None = None, rerank: int | None = None, candidates: str = "sketch",
+                    timings: dict[str, float] | None = None):
     """:func:`vmtool.ranking.rank.rank` with ``--prefilter``, reading only the candidates.
 
-    The index gives the *prefilter* items whose centroids are nearest the query's. With a
-    sketch, *method* ranks them on their sketch rows first and only the best *rerank*
-    (default: the index's) are read from *catalog*; without, all of them are. Those are
-    ranked with *method* on their full rows. Result indices are the items' indices in
-    the catalog.
+    The *prefilter* candidates are the items whose centroids are nearest the query's:
+    with a sketch (*candidates* ``sketch``), the centroids in the sketch's subspace, all
+    of them compared in memory (``N x r`` values: 128 MB at a million items and r = 32,
+    a few milliseconds, where the faiss lists a large *prefilter* needs took tens);
+    without a sketch, or with *candidates* ``centroid``, the index's own search (flat or
+    faiss) of the full centroids. With a sketch, *method* ranks the candidates on their
+    sketch rows, read in place (:mod:`vmtool.ranking._sketch_kernels`), and only the best
+    *rerank* (default: the index's) are read from *catalog*; without, all of them are.
+    Those are ranked with *method* on their full rows. Result indices are the items'
+    indices in the catalog. *timings*, when given, receives the seconds of each step
+    (``candidates``, ``sketch``, ``read``, ``rank``).
     """
-    from vmtool.ranking.batched import distances
     from vmtool.ranking.methods import parse_method
     from vmtool.ranking.rank import rank, top_k
 
     if prefilter < 1:
         raise ParameterError(f"--prefilter must be >= 1, got {prefilter}")
+    if candidates not in ("sketch", "centroid"):
+        raise ParameterError(f"unknown candidate score {candidates!r}; use sketch or centroid")
     t0 = time.perf_counter()
-    cands = index.search(query.centroids[0], prefilter, nprobe=nprobe)
+    m = parse_method(method)
     keep = max(int(rerank or index.rerank), k + (exclude_sha256 is not None))
+    steps = {}
+
+    def step(name, since):
+        now = time.perf_counter()
+        steps[name] = now - since
+        return now
+
+    if index.sketch is not None and candidates == "sketch":
+        cands = index.sketch_candidates(np.asarray(query.data, dtype=np.float32) @ index.projection, prefilter)
+    else:
+        cands = index.search(query.centroids[0], prefilter, nprobe=nprobe)
+    t = step("candidates", t0)
     if index.sketch is not None and len(cands) > keep:
-        qs, ts = index.sketched(query, cands)
-        d = distances(qs, ts, parse_method(method), device=device)[0]
-        d[ts.lengths == 0] = np.nan
-        cands = cands[top_k(d, keep)]
+        cands = cands[top_k(index.sketch_distances(query, cands, m, device=device), keep)]
+    t = step("sketch", t)
     # the candidates' rows (and content hashes to exclude the query's); ids and sources of the results only
-    sub = read_items(catalog, index.modality, cands, meta=("sha256",) if exclude_sha256 is not None else ())
+    sub = read_items(catalog, index.modality, cands, meta=("sha256",) if exclude_sha256 is not None else (),
+                     offsets=index.offsets)
+    t = step("read", t)
     exclude = None
     if exclude_sha256 is not None:
         exclude = np.array([s == exclude_sha256 for s in sub.sha256s], dtype=bool)
@@ -661,7 +807,10 @@ def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: Prefil
         for j, r in enumerate(res.results):
             r.index, r.id, r.source = int(best[j]), str(named["id"][back[j]]), str(named["source"][back[j]])
     res.n_targets, res.n_candidates, res.prefilter = index.n_items, index.n_indexed, int(prefilter)
+    step("rank", t)
     res.seconds = time.perf_counter() - t0
+    if timings is not None:
+        timings.update(steps)
     return res
 
 
