@@ -114,3 +114,25 @@ def test_the_fingerprint_digest_is_unchanged(cat):
                 h.update(s.encode() + b"\0")
         h.update(f["embeddings/audio_segments/offsets"][()].astype("<i8").tobytes())
     assert fingerprint(cat, "audio")["digest"] == h.hexdigest()
+
+
+def test_read_items_from_a_contiguous_catalog_in_any_order(tmp_path, cat):
+    from vmtool.ranking.index import read_items
+
+    c = tmp_path / "c.h5"
+    shutil.copy(cat, c)
+    with h5py.File(c, "a") as f:
+        g = f["embeddings/audio_segments"]
+        for name in ("data", "spans"):
+            x = g[name][()]
+            del g[name]
+            g.create_dataset(name, data=x)  # contiguous: read through a memory map
+            assert g[name].chunks is None
+    whole = load_catalog(cat, "audio")
+    idx = np.array([150, 3, 77, 3, 199, 0])
+    for offsets in (None, whole.offsets):
+        sub = read_items(c, "audio", idx, offsets=offsets)
+        assert sub.ids == [whole.ids[i] for i in idx] and sub.sha256s == [whole.sha256s[i] for i in idx]
+        for j, i in enumerate(idx):
+            assert np.array_equal(sub.segments(j), whole.segments(i))
+            assert np.array_equal(sub.spans_of(j), whole.spans_of(i))

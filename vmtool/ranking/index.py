@@ -688,46 +688,37 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *
     import h5py
 
     idx = np.asarray(indices, dtype=np.int64)
-    order = np.argsort(idx, kind="stable")
-    srt = idx[order]
     with h5py.File(catalog, "r", rdcc_nbytes=64 << 20) as f:
         g = f[f"embeddings/{_segments_name(modality)}"]
         if offsets is None:
             offsets = g["offsets"][()]
-        lo, hi = offsets[srt].astype(np.int64), offsets[srt + 1].astype(np.int64)
-        dim = g["data"].shape[1]
-        rows = _gather(catalog, g["data"], lo, hi)
-        spans = _gather(catalog, g["spans"], lo, hi) if "spans" in g else None
-        cols = _columns(f, srt, meta)
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    rows = [rows[j] for j in back]
-    lens = np.array([len(r) for r in rows], dtype=np.int64)
-    data_arr = np.concatenate(rows) if rows else np.zeros((0, dim), dtype=np.float32)
-    if spans is not None:
-        sp = np.concatenate([spans[j] for j in back]).astype(np.float64) if len(back) else np.zeros((0, 2))
-    else:
+        offsets = np.asarray(offsets, dtype=np.int64)
+        lo, lens = offsets[idx], offsets[idx + 1] - offsets[idx]
+        data_arr = _gather(catalog, g["data"], lo, lens)
+        sp = _gather(catalog, g["spans"], lo, lens).astype(np.float64) if "spans" in g else None
+        cols = _columns(f, idx, meta)
+    if sp is None:
         sp = np.concatenate([np.stack([np.arange(n), np.arange(n) + 1.0], axis=1) for n in lens] or [np.zeros((0, 2))])
     return SegmentSet(data_arr, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), spans=sp,
-                      ids=[str(cols["id"][j]) for j in back] if "id" in cols else None,
-                      sources=[str(cols["source"][j]) for j in back] if "source" in cols else None,
-                      sha256s=[str(cols["sha256"][j]) for j in back] if "sha256" in cols else None, modality=modality)
+                      ids=[str(x) for x in cols["id"]] if "id" in cols else None,
+                      sources=[str(x) for x in cols["source"]] if "source" in cols else None,
+                      sha256s=[str(x) for x in cols["sha256"]] if "sha256" in cols else None, modality=modality)
 
 
 def _columns(f, indices: np.ndarray, names) -> dict[str, np.ndarray]:
-    """Item columns *names* (strings) of the open catalog *f* at sorted *indices*."""
+    """Item columns *names* (strings) of the open catalog *f* at *indices* (any order, repeats allowed)."""
     uniq, inv = np.unique(indices, return_inverse=True)  # h5py selections must be increasing
     return {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
             for k in names}
 
 
-def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
-    """Rows ``lo[j]:hi[j]`` of dataset *ds*, for every j (ranges sorted by start)."""
+def _gather(catalog, ds, lo: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Rows ``lo[j]:lo[j] + lens[j]`` of dataset *ds* for every j, one after the other (any order)."""
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
     offset = ds.id.get_offset()
     if ds.chunks is None and ds.compression is None and offset is not None:
         # contiguous: memory-map the file and gather every row at once (only those pages are read)
         mm = np.memmap(catalog, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
-        lens = hi - lo
         if len(lens) > 1 and hasattr(os, "posix_fadvise"):
             # ask for every range at once: the page faults of the gather below would read them one
             # after the other (a query's 500 items are scattered over a 12 GB file, mostly not cached)
@@ -738,10 +729,12 @@ def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
                     os.posix_fadvise(fd, a, n, os.POSIX_FADV_WILLNEED)
             finally:
                 os.close(fd)
-        rows = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
-        block = np.asarray(mm[rows])
-        return np.split(block, np.cumsum(lens)[:-1]) if len(lens) else []
-    return [ds[a:b] for a, b in zip(lo, hi)]
+        return np.asarray(mm[starts])
+    order = np.argsort(lo, kind="stable")  # a chunked dataset: item by item, in file order
+    parts = [None] * len(lo)
+    for j in order:
+        parts[j] = ds[int(lo[j]):int(lo[j] + lens[j])]
+    return np.concatenate(parts) if parts else np.zeros((0,) + ds.shape[1:], dtype=ds.dtype)
 
 
 def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: PrefilterIndex, method, *, k: int,
