@@ -102,7 +102,7 @@ def sketch_distances(query_rows: np.ndarray, sketch: np.ndarray, offsets: np.nda
     offs = np.ascontiguousarray(offsets, dtype=np.int64)
     qn2 = (q.astype(np.float64) ** 2).sum(axis=1)
     code, indel = CODES[m.name], float(m.indel or 0.0)
-    n = threads()
+    n = 4 * threads()  # pieces: a thread slowed by another process's work leaves less behind
     step = max(GROUP, -(-len(cands) // n))
     with _blas_single_thread():  # one BLAS thread in each of ours
         _map(lambda a: _sketch_block(q, qn2, bits, _LUT, offs, cands, code, indel, out, a,

@@ -714,22 +714,28 @@ def _columns(f, indices: np.ndarray, names) -> dict[str, np.ndarray]:
 
 def _gather(catalog, ds, lo: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Rows ``lo[j]:lo[j] + lens[j]`` of dataset *ds* for every j, one after the other (any order)."""
-    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
     offset = ds.id.get_offset()
     if ds.chunks is None and ds.compression is None and offset is not None:
-        # contiguous: memory-map the file and gather every row at once (only those pages are read)
-        mm = np.memmap(catalog, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
-        if len(lens) > 1 and hasattr(os, "posix_fadvise"):
-            # ask for every range at once: the page faults of the gather below would read them one
-            # after the other (a query's 500 items are scattered over a 12 GB file, mostly not cached)
-            row_bytes = mm.itemsize * int(np.prod(ds.shape[1:]))
-            fd = os.open(catalog, os.O_RDONLY)
-            try:
-                for a, n in zip((offset + lo * row_bytes).tolist(), (lens * row_bytes).tolist()):
-                    os.posix_fadvise(fd, a, n, os.POSIX_FADV_WILLNEED)
-            finally:
-                os.close(fd)
-        return np.asarray(mm[starts])
+        # contiguous: one positioned read per item straight into the result (500 items of a
+        # million, in the page cache: 4 ms, against 6 ms through a memory map's page faults;
+        # reading them from 4 threads took 11 ms, the threads contending for the GIL)
+        row_bytes = np.dtype(ds.dtype).itemsize * int(np.prod(ds.shape[1:]))
+        out = np.empty((int(lens.sum()),) + ds.shape[1:], dtype=ds.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        fd = os.open(catalog, os.O_RDONLY)
+        try:
+            pos = 0
+            for a, n in zip((offset + lo * row_bytes).tolist(), (lens * row_bytes).tolist()):
+                done = 0
+                while done < n:
+                    got = os.preadv(fd, [view[pos + done:pos + n]], a + done)
+                    if got <= 0:
+                        raise FormatError(f"ends before the rows of dataset {ds.name}", Path(catalog))
+                    done += got
+                pos += n
+        finally:
+            os.close(fd)
+        return out
     order = np.argsort(lo, kind="stable")  # a chunked dataset: item by item, in file order
     parts = [None] * len(lo)
     for j in order:
