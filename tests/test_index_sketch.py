@@ -136,3 +136,19 @@ def test_read_items_from_a_contiguous_catalog_in_any_order(tmp_path, cat):
         for j, i in enumerate(idx):
             assert np.array_equal(sub.segments(j), whole.segments(i))
             assert np.array_equal(sub.spans_of(j), whole.spans_of(i))
+
+
+def test_the_fingerprint_reads_the_model_from_the_root_attribute(tmp_path, cat):
+    import json
+
+    from vmtool.errors import FormatError
+
+    c = tmp_path / "c.h5"
+    shutil.copy(cat, c)
+    with h5py.File(c, "r") as f:
+        model = json.loads(f.attrs["model"])
+    assert fingerprint(c, "audio")["model_sha256"] == model["sha256"]
+    with h5py.File(c, "a") as f:
+        f.attrs["model"] = "{not json"
+    with pytest.raises(FormatError, match=r"root attribute 'model' is not valid JSON"):
+        fingerprint(c, "audio")
