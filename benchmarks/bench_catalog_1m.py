@@ -190,7 +190,7 @@ def stage_index(d: Path, args) -> dict:
     t0 = time.perf_counter()
     rep = build_index(d / "catalog.h5", kind="ivf", nlist=args.nlist)
     return {"seconds": time.perf_counter() - t0, "bytes": index_path(d / "catalog.h5").stat().st_size,
-            "report": rep.to_dict(), "peak_rss_mb": peak_rss_mb()}
+            "report": rep.to_dict(), "peak_rss_mb": peak_rss_mb(), "load": os.getloadavg()[0]}
 
 
 def stage_exact(d: Path, args) -> dict:
@@ -409,7 +409,8 @@ def report(res: dict, args) -> str:
         r = res["index"]
         m = r["report"]["modalities"]["audio"]
         lines += ["", f"`vmtool index` (ivf, {m['nlist']} lists, sketch of {m['sketch_dim']} directions): "
-                  f"{r['seconds']:.0f} s, {r['bytes'] / 1e6:,.0f} MB, peak RSS {r['peak_rss_mb']:,.0f} MB."]
+                  f"{r['seconds']:.0f} s, {r['bytes'] / 1e6:,.0f} MB, peak RSS {r['peak_rss_mb']:,.0f} MB"
+                  + (f" (load {r['load']:.1f} at the end)." if "load" in r else ".")]
     if "exact" in res:
         r = res["exact"]
         lines += ["", f"Reference (exact nw-dtw top-10 of each query, certified through the sketch): "
