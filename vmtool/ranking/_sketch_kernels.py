@@ -22,8 +22,7 @@ from vmtool.ranking._kernels import _LUT, CODES, block_distances, threads
 
 __all__ = ["sketch_distances"]
 
-GROUP = 64  # candidates per similarity block (about 800 rows: the block and its products stay in L2;
-# 256 ran 3x slower on this machine)
+GROUP = 64  # candidates per similarity block (about 800 rows; 256 ran 3x slower on the 2-core test machine)
 
 
 @njit(cache=True, nogil=True)
@@ -40,7 +39,7 @@ def _sketch_block(q, qn2, bits, lut, offsets, cands, code, indel, out, c_start, 
         kmax = max(kmax, offsets[i + 1] - offsets[i])
     cap = GROUP * max(kmax, 1)
     T = np.zeros((cap, r), dtype=np.float32)
-    STbuf = np.empty((cap, m), dtype=np.float32)  # allocated once: a block per group went through mmap
+    STbuf = np.empty((cap, m), dtype=np.float32)  # the products, allocated once per call
     tn2 = np.empty(cap)
     to = np.empty(GROUP + 1, dtype=np.int64)
     res = np.empty((1, GROUP))

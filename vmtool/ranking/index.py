@@ -14,8 +14,11 @@ centroids for only 40 % of queries (docs/performance.md). The index therefore al
 stores a *sketch* of every segment row: its projection on the ``sketch_dim`` leading
 principal directions (uncentred, so dot products are kept) as float16, 32 values instead
 of 512. A query ranks its N candidates with the method itself on their sketch rows — a
-sixteenth of the bytes of the full rows — and re-ranks only the best ``rerank`` of them
-on the full rows: many candidates at the cost of few.
+sixteenth of the bytes of the full rows, read in place by a compiled kernel — and
+re-ranks only the best ``rerank`` of them on the full rows: many candidates at the cost
+of few. With a sketch, the N candidates are the items nearest by centroid in the
+sketch's subspace (every item compared, in memory: at a million tracks faster than the
+faiss lists a large N needs); the centroid index below serves an index without a sketch.
 
 Two kinds of index (``docs/format.md``, "Prefilter index"):
 
@@ -520,7 +523,6 @@ class PrefilterIndex:
         score[~np.isfinite(score)] = -np.inf
         return np.sort(_largest(score, int(n)))
 
-
     def sketched(self, query: SegmentSet, candidates: np.ndarray) -> tuple[SegmentSet, SegmentSet]:
         """The query and the *candidates* (item indices) as sketch rows, for a first ranking."""
         q = SegmentSet(np.asarray(query.data, dtype=np.float32) @ self.projection, query.offsets,
@@ -692,8 +694,8 @@ def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *
     *offsets*: the catalog's segment offsets when the caller holds them already (an
     index does): at a million items reading them again costs more than the rows.
 
-    An uncompressed contiguous dataset is memory-mapped; a chunked one is read item
-    by item through a chunk cache.
+    An uncompressed contiguous dataset is read with one positioned read per item; a
+    chunked one item by item through a chunk cache.
     """
     import h5py
 
