@@ -152,3 +152,21 @@ def test_the_fingerprint_reads_the_model_from_the_root_attribute(tmp_path, cat):
         f.attrs["model"] = "{not json"
     with pytest.raises(FormatError, match=r"root attribute 'model' is not valid JSON"):
         fingerprint(c, "audio")
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_an_index_without_a_sketch_gives_its_centroid_candidates(tmp_path, cat, kind):
+    from vmtool.ranking import rank
+    from vmtool.ranking.catalog import load_item
+
+    if kind == "ivf":
+        pytest.importorskip("faiss")
+    c = tmp_path / "cat.h5"
+    shutil.copy(cat, c)
+    build_index(c, kind=kind, nlist=4 if kind == "ivf" else None, sketch_dim=0)
+    idx = open_index(c, "audio")
+    assert idx.sketch is None and not callable(idx._ivf) and idx.n_indexed == 200
+    q = load_item(c, "item00042", "video")
+    exact = rank(q, load_catalog(c, "audio"), "nw-dtw", k=5)
+    got = rank_with_index(q, c, idx, "nw-dtw", k=5, prefilter=200)  # every item a candidate, read in full
+    assert [(r.index, r.id) for r in got.results] == [(r.index, r.id) for r in exact.results]
