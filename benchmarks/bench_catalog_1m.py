@@ -190,7 +190,7 @@ def stage_index(d: Path, args) -> dict:
     t0 = time.perf_counter()
     rep = build_index(d / "catalog.h5", kind="ivf", nlist=args.nlist)
     return {"seconds": time.perf_counter() - t0, "bytes": index_path(d / "catalog.h5").stat().st_size,
-            "report": rep.to_dict(), "peak_rss_mb": peak_rss_mb()}
+            "report": rep.to_dict(), "peak_rss_mb": peak_rss_mb(), "load": os.getloadavg()[0]}
 
 
 def stage_exact(d: Path, args) -> dict:
@@ -255,35 +255,50 @@ def stage_exact(d: Path, args) -> dict:
 
 
 def stage_prefilter(d: Path, args) -> dict:
-    """--prefilter P + nw-dtw through the index, for each P: latency and exact top-10 found."""
+    """--prefilter P + nw-dtw through the index, for each P: latency, where it goes, exact top-10 found.
+
+    Candidates by the sketch's centroids (what ``rank --prefilter`` does with a sketch) for
+    every P; for the first P also the index's faiss search of the full centroids, then the
+    sketch (the path before), and, for P <= 10,000, every candidate on its full rows (no
+    sketch stage).
+    """
     from vmtool.ranking.catalog import load_item
     from vmtool.ranking.index import open_index, rank_with_index
 
     t0 = time.perf_counter()
     idx = open_index(d / "catalog.h5", "audio")
     open_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idx.sketch_centroids  # computed once per process, on the first query
+    centroids_s = time.perf_counter() - t0
     exact = np.load(d / "exact_top10.npy")
     qs = [load_item(d / "queries.h5", f"item{i:07d}", "video") for i in range(args.queries)]
-    rank_with_index(qs[0], d / "catalog.h5", idx, "nw-dtw", k=10, prefilter=1000)  # warm (numba)
+    for how in ("sketch", "centroid"):
+        rank_with_index(qs[0], d / "catalog.h5", idx, "nw-dtw", k=10, prefilter=1000, candidates=how)  # warm
     runs = []
-    settings = [(int(p), None) for p in args.prefilter.split(",")] + [(int(args.prefilter.split(",")[0]), "full")]
-    for P, mode in settings:
-        rerank = P if mode == "full" else None  # "full": every candidate on its full rows (no sketch stage)
-        times, hits, overlap = [], 0, []
+    first = int(args.prefilter.split(",")[0])
+    settings = [(int(p), "sketch", None) for p in args.prefilter.split(",")] + [(first, "centroid", None)]
+    if first <= 10000:  # every candidate read in full: seconds per query beyond that
+        settings.append((first, "centroid", first))
+    for P, how, rerank in settings:  # rerank = P: every candidate on its full rows (no sketch stage)
+        times, hits, overlap, steps = [], 0, [], {}
         for i, q in enumerate(qs):
-            t = time.perf_counter()
-            res = rank_with_index(q, d / "catalog.h5", idx, "nw-dtw", k=10, prefilter=P, rerank=rerank)
+            t, tim = time.perf_counter(), {}
+            res = rank_with_index(q, d / "catalog.h5", idx, "nw-dtw", k=10, prefilter=P, rerank=rerank,
+                                  candidates=how, timings=tim)
             times.append(time.perf_counter() - t)
+            for k, v in tim.items():
+                steps[k] = steps.get(k, 0.0) + v * 1000 / len(qs)
             got = [r.index for r in res.results]
             hits += set(got) == set(exact[i])
             overlap.append(len(set(got) & set(exact[i])))
         t = np.array(times) * 1000
-        runs.append({"prefilter": P, "rerank": rerank or idx.rerank, "sketch": mode != "full",
+        runs.append({"prefilter": P, "candidates": how, "rerank": rerank or idx.rerank, "sketch": rerank is None,
                      "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99)),
                      "exact_top10_found": hits / len(qs), "mean_overlap": float(np.mean(overlap)),
-                     "load": os.getloadavg()[0]})
+                     "steps_ms": {k: round(v, 1) for k, v in steps.items()}, "load": os.getloadavg()[0]})
         log(f"  {runs[-1]}")
-    return {"open_index_s": open_s, "runs": runs, "peak_rss_mb": peak_rss_mb()}
+    return {"open_index_s": open_s, "sketch_centroids_s": centroids_s, "runs": runs, "peak_rss_mb": peak_rss_mb()}
 
 
 def _cached_fraction(path: Path, start: int, nbytes: int) -> float:
@@ -467,7 +482,8 @@ def report(res: dict, args) -> str:
         r = res["index"]
         m = r["report"]["modalities"]["audio"]
         lines += ["", f"`vmtool index` (ivf, {m['nlist']} lists, sketch of {m['sketch_dim']} directions): "
-                  f"{r['seconds']:.0f} s, {r['bytes'] / 1e6:,.0f} MB, peak RSS {r['peak_rss_mb']:,.0f} MB."]
+                  f"{r['seconds']:.0f} s, {r['bytes'] / 1e6:,.0f} MB, peak RSS {r['peak_rss_mb']:,.0f} MB"
+                  + (f" (load {r['load']:.1f} at the end)." if "load" in r else ".")]
     if "exact" in res:
         r = res["exact"]
         lines += ["", f"Reference (exact nw-dtw top-10 of each query, certified through the sketch): "
@@ -475,16 +491,22 @@ def report(res: dict, args) -> str:
                   f"{r['certified']:.0%} of queries (largest bound {r['max_bound']:.2g}); R@1 {r['r_at_1']:.2f}."]
     if "prefilter" in res:
         r = res["prefilter"]
-        lines += ["", f"`--prefilter P` + `nw-dtw` through the index (opened in {r['open_index_s']:.1f} s; "
-                  f"peak RSS {r['peak_rss_mb']:,.0f} MB):", "",
-                  "| P | stages | p50 | p99 | exact top-10 found | mean overlap | load |",
-                  "|---:|---|---:|---:|---:|---:|---:|"]
+        lines += ["", f"`--prefilter P` + `nw-dtw` through the index (opened in {r['open_index_s']:.1f} s, "
+                  f"the sketch's centroids computed in {r.get('sketch_centroids_s', 0):.1f} s on the first query; "
+                  f"peak RSS {r['peak_rss_mb']:,.0f} MB). Steps: mean ms per query to choose the P candidates, "
+                  "rank them on the sketch, read the best from the catalog, rank those:", "",
+                  "| P | candidates by | stages | p50 | p99 | exact top-10 found | mean overlap | "
+                  "steps (choose / sketch / read / rank) | load |",
+                  "|---:|---|---|---:|---:|---:|---:|---|---:|"]
         for x in r["runs"]:
             how = f"sketch, best {x['rerank']} on full rows" if x["sketch"] else "all on full rows"
-            lines.append(f"| {x['prefilter']:,} | {how} | {x['p50_ms']:.0f} ms | {x['p99_ms']:.0f} ms | "
-                         f"{x['exact_top10_found']:.0%} | {x['mean_overlap']:.1f} | {x['load']:.1f} |")
+            by = {"sketch": "sketch centroids (all)", "centroid": "faiss, full centroids"}[x.get("candidates",
+                                                                                              "centroid")]
+            st = x.get("steps_ms", {})
+            steps = " / ".join(f"{st[k]:.0f}" for k in ("candidates", "sketch", "read", "rank")) if st else ""
+            lines.append(f"| {x['prefilter']:,} | {by} | {how} | {x['p50_ms']:.0f} ms | {x['p99_ms']:.0f} ms | "
+                         f"{x['exact_top10_found']:.0%} | {x['mean_overlap']:.1f} | {steps} | {x['load']:.1f} |")
     return "\n".join(lines)
-
 
 
 def report_btrace(r: dict, args) -> str:

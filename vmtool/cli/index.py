@@ -12,7 +12,7 @@ from vmtool.cli._common import Format, FormatOpt, QuietOpt, VersionOpt, echo_jso
 
 HELP = """Build the prefilter index of a catalog: CATALOG.h5.index.
 
-The centroid of every item's segment embeddings, computed once by reading the catalog in chunks, in a faiss inverted-file index (ivf, the default) or as a plain float16 matrix (flat), and a sketch of every segment row (its projection on the rows' --sketch-dim leading principal directions, float16). 'vmtool rank --prefilter N' then takes the N items nearest by centroid, ranks them with the method on their sketch rows, and reads only the best --rerank of them from the catalog to rank them on their full rows: a catalog larger than memory can be queried, with many candidates at a small cost. The index records the catalog and model it was built for; after the catalog changes (embed --resume, merge) it is refused until rebuilt.
+The centroid of every item's segment embeddings, computed once by reading the catalog in chunks, in a faiss inverted-file index (ivf, the default) or as a plain float16 matrix (flat), and a sketch of every segment row (its projection on the rows' --sketch-dim leading principal directions, float16). 'vmtool rank --prefilter N' then takes the N items nearest by centroid in the sketch's subspace (all items compared, in memory), ranks them with the method on their sketch rows, and reads only the best --rerank of them from the catalog to rank them on their full rows: a catalog larger than memory can be queried, with many candidates at a small cost (the centroid index serves an index built with --sketch-dim 0). The index records the catalog and model it was built for; after the catalog changes (embed --resume, merge) it is refused until rebuilt.
 
 \b
 Examples:

@@ -84,8 +84,8 @@ def rank_cmd(
         "--prefilter", metavar="N", min=1,
         help="Rank by centroid first and re-rank only the best N with METHOD (large catalogs; "
              "see docs/methods-ranking.md for the speed/agreement trade-off). With CATALOG.h5.index "
-             "(vmtool index) the N candidates are ranked on the index's sketch rows and only the best of "
-             "them are read from the catalog.")] = None,
+             "(vmtool index) the N candidates are the items nearest by centroid in the index's sketch, ranked "
+             "on their sketch rows; only the best of them are read from the catalog.")] = None,
     exclude_self: Annotated[bool, typer.Option(
         "--exclude-self", help="Leave out catalog items with the query's content (same file SHA-256).")] = False,
     hubness: Annotated[str, typer.Option(

@@ -14,8 +14,11 @@ centroids for only 40 % of queries (docs/performance.md). The index therefore al
 stores a *sketch* of every segment row: its projection on the ``sketch_dim`` leading
 principal directions (uncentred, so dot products are kept) as float16, 32 values instead
 of 512. A query ranks its N candidates with the method itself on their sketch rows — a
-sixteenth of the bytes of the full rows — and re-ranks only the best ``rerank`` of them
-on the full rows: many candidates at the cost of few.
+sixteenth of the bytes of the full rows, read in place by a compiled kernel — and
+re-ranks only the best ``rerank`` of them on the full rows: many candidates at the cost
+of few. With a sketch, the N candidates are the items nearest by centroid in the
+sketch's subspace (every item compared, in memory: at a million tracks faster than the
+faiss lists a large N needs); the centroid index below serves an index without a sketch.
 
 Two kinds of index (``docs/format.md``, "Prefilter index"):
 
@@ -44,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.errors import FormatError, ParameterError, VmtoolError
-from vmtool.ranking.catalog import MODALITIES, catalog_model
+from vmtool.ranking.catalog import MODALITIES
 from vmtool.ranking.segments import SegmentSet
 
 __all__ = ["INDEX_SUFFIX", "KINDS", "index_path", "build_index", "open_index", "PrefilterIndex", "IndexReport",
@@ -80,17 +83,28 @@ def fingerprint(catalog: str | os.PathLike, modality: str) -> dict[str, Any]:
     """
     import h5py
 
+    from vmtool.store import KIND_COLLECTION, _check_root, _decode, read_kind
+
     p = Path(catalog)
-    model = (catalog_model(p) or {}).get("sha256", "")
+    read_kind(p)  # existence, HDF5, vmtool attributes
     with h5py.File(p, "r") as f:
+        # the model's hash from the root attribute alone: catalog_model opens the collection,
+        # which reads every item's columns (5 s of the 7 s an index took to open at a million)
+        _check_root(f, p, KIND_COLLECTION)
+        raw = _decode(f.attrs.get("model", "{}"))
+        try:
+            model = (json.loads(raw) if isinstance(raw, str) else dict(raw)).get("sha256", "")
+        except json.JSONDecodeError as exc:
+            raise FormatError("root attribute 'model' is not valid JSON", p) from exc
         name = f"embeddings/{_segments_name(modality)}"
         if name not in f:
             raise FormatError(f"has no segment embeddings '{name}'", p)
         h = hashlib.sha256()
         for col in ("items/id", "items/sha256"):
-            for s in f[col].asstr()[()]:
-                h.update(s.encode())
-                h.update(b"\0")
+            # each value then a NUL, hashed in one call (a call per value took seconds at a million items)
+            values = f[col].asstr()[()]
+            if len(values):
+                h.update(("\0".join(values.tolist()) + "\0").encode())
         offsets = f[f"{name}/offsets"][()].astype("<i8")
         h.update(offsets.tobytes())
         return {"items": int(len(offsets) - 1), "digest": h.hexdigest(), "model_sha256": str(model),
@@ -569,10 +583,66 @@ class PrefilterIndex:
                  rerank: int = RERANK):
         self.path, self.modality, self.kind = path, modality, kind
         self.n_items = int(fingerprint["items"])
-        self.n_indexed = int(valid.sum()) if valid is not None else int(ivf.ntotal)
-        self.centroids, self.valid, self.ivf, self.nprobe = centroids, valid, ivf, nprobe
+        # ivf: the faiss index, or a function that loads it (deserialising a million centroids takes
+        # seconds and a GB, and a query with a sketch does not search it)
+        self._ivf = ivf
+        if valid is not None:
+            self.n_indexed = int(valid.sum())
+        elif offsets is not None:  # the items with segments: those the build indexed
+            self.n_indexed = int((np.diff(offsets) > 0).sum())
+        else:
+            self.n_indexed = int(self.ivf.ntotal)
+        self.centroids, self.valid, self.nprobe = centroids, valid, nprobe
         # sketch rows (memory-mapped), their projection (d, r) and the segment offsets; None without a sketch
         self.sketch, self.projection, self.offsets, self.rerank = sketch, projection, offsets, int(rerank)
+        self._sketch_centroids = None
+
+    @property
+    def ivf(self):
+        """The faiss index (``ivf`` kind), loaded on first use."""
+        if callable(self._ivf):
+            self._ivf = self._ivf()
+        return self._ivf
+
+    @property
+    def sketch_centroids(self) -> np.ndarray:
+        """Unit means ``(N, r)`` float32 of every item's sketch rows (NaN rows for items without rows).
+
+        The mean of the sketch rows is the sketch of the mean (up to float16 rounding): these
+        are the items' centroids seen in the sketch's subspace. Computed on first use, from
+        the memory-mapped sketch (about a second for 12 million rows).
+        """
+        if self._sketch_centroids is None:
+            from vmtool.ranking._kernels import item_means
+
+            c = item_means(self.sketch, self.offsets)
+            norm = np.linalg.norm(c, axis=1, keepdims=True)
+            self._sketch_centroids = np.divide(c, norm, out=c, where=norm > 0)
+        return self._sketch_centroids
+
+    def sketch_candidates(self, query_rows: np.ndarray, n: int) -> np.ndarray:
+        """Item indices of the *n* items whose sketch centroids are nearest the query's, in catalog order.
+
+        *query_rows*: the query's segment rows projected on the sketch (``(m, r)``). The
+        catalog order (not best first) lets a ranking walk the sketch rows forwards.
+        """
+        from vmtool.ranking.batched import _blas_single_thread, _map
+
+        c = self.sketch_centroids
+        q = np.asarray(query_rows, dtype=np.float32).mean(axis=0)
+        norm = float(np.linalg.norm(q))
+        if norm > 0:
+            q = q / norm
+        score = np.empty(len(c), dtype=np.float32)
+        step = -(-len(c) // 2) or 1
+
+        def part(a):
+            score[a:a + step] = c[a:a + step] @ q
+
+        with _blas_single_thread():  # two halves in two threads: a million rows in about 10 ms
+            _map(part, list(range(0, len(c), step)))
+        score[~np.isfinite(score)] = -np.inf
+        return np.sort(_largest(score, int(n)))
 
     def sketched(self, query: SegmentSet, candidates: np.ndarray) -> tuple[SegmentSet, SegmentSet]:
         """The query and the *candidates* (item indices) as sketch rows, for a first ranking."""
@@ -583,6 +653,29 @@ class PrefilterIndex:
         rows = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
         return q, SegmentSet(np.asarray(self.sketch[rows]), np.concatenate([[0], np.cumsum(lens)]),
                              modality=self.modality)
+
+    def sketch_distances(self, query: SegmentSet, candidates: np.ndarray, method, *, device: str = "cpu") -> np.ndarray:
+        """*method*'s distances of *query* to *candidates* (item indices) on their sketch rows.
+
+        The segment methods read the rows in place (:mod:`vmtool.ranking._sketch_kernels`);
+        others go through :meth:`sketched` and :func:`~vmtool.ranking.batched.distances`.
+        NaN for a candidate without rows.
+        """
+        from vmtool.ranking._kernels import CODES
+        from vmtool.ranking.methods import parse_method
+
+        m = parse_method(method)
+        if m.name in CODES:
+            from vmtool.ranking._sketch_kernels import sketch_distances
+
+            qrows = np.asarray(query.data, dtype=np.float32) @ self.projection
+            return sketch_distances(qrows, self.sketch, self.offsets, candidates, m)
+        from vmtool.ranking.batched import distances
+
+        qs, ts = self.sketched(query, candidates)
+        d = distances(qs, ts, m, device=device)[0]
+        d[ts.lengths == 0] = np.nan
+        return d
 
     def search(self, query_centroid: np.ndarray, n: int, *, nprobe: int | None = None) -> np.ndarray:
         """Item indices of the *n* centroids nearest the query's (by direction), best first."""
@@ -608,6 +701,28 @@ class PrefilterIndex:
         _, idx = self.ivf.search(q[None, :], int(n))
         idx = idx[0]
         return idx[idx >= 0].astype(np.int64)
+
+
+def _largest(score: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the *n* largest finite values of *score* (in no order).
+
+    ``argpartition`` over a million values took 15-50 ms; a threshold from a sample of
+    them (a quantile with room to spare) leaves a few more than *n* to partition.
+    """
+    finite = np.isfinite(score)
+    n = min(n, int(finite.sum()))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n < len(score) // 8:
+        stride = max(1, len(score) // 16384)
+        sample = score[::stride]
+        j = int(len(sample) * (1.0 - 1.25 * n / len(score)))
+        if 0 < j < len(sample):
+            above = np.flatnonzero(score >= np.partition(sample, j)[j])
+            if len(above) >= n:
+                return above[np.argpartition(-score[above], n - 1)[:n]]
+    pick = np.flatnonzero(finite)
+    return pick[np.argpartition(-score[pick], n - 1)[:n]] if n < len(pick) else pick
 
 
 def stale_sidecar(catalog: str | os.PathLike) -> str | None:
@@ -677,95 +792,137 @@ def open_index(catalog: str | os.PathLike, modality: str, path: str | os.PathLik
                                   **sk)
         if kind == "ivf":
             faiss = _import_faiss()
-            ivf = faiss.deserialize_index(np.asarray(g["faiss"][()], dtype=np.uint8))
+            ds = g["faiss"]
+            where = (ds.id.get_offset(), ds.shape) if ds.chunks is None and ds.compression is None else None
+
+            def load(p=p, name=ds.name, where=where):
+                if where is not None and where[0] is not None:  # contiguous: no copy of the blob in memory
+                    return faiss.deserialize_index(np.memmap(p, dtype=np.uint8, mode="r", offset=where[0],
+                                                             shape=where[1]))
+                with h5py.File(p, "r") as f:
+                    return faiss.deserialize_index(np.asarray(f[name][()], dtype=np.uint8))
+
+            ivf = load if sk else load()
             return PrefilterIndex(p, modality, kind, stored, ivf=ivf, nprobe=int(g.attrs["nprobe"]), **sk)
         raise FormatError(f"unknown index kind {kind!r} (group '{modality}', attribute 'kind')", p)
 
 
 def read_items(catalog: str | os.PathLike, modality: str, indices: np.ndarray, *,
-               meta: tuple[str, ...] = ("id", "source", "sha256")) -> SegmentSet:
+               meta: tuple[str, ...] = ("id", "source", "sha256"), offsets: np.ndarray | None = None) -> SegmentSet:
     """The items *indices* of a catalog (in that order), reading only their rows.
 
     *meta*: the item columns to read as well (``ids``, ``sources``, ``sha256s`` of the set).
+    *offsets*: the catalog's segment offsets when the caller holds them already (an
+    index does): at a million items reading them again costs more than the rows.
 
-    An uncompressed contiguous dataset is memory-mapped; a chunked one is read item
-    by item through a chunk cache.
+    An uncompressed contiguous dataset is read with one positioned read per item; a
+    chunked one item by item through a chunk cache.
     """
     import h5py
 
     idx = np.asarray(indices, dtype=np.int64)
-    order = np.argsort(idx, kind="stable")
-    srt = idx[order]
     with h5py.File(catalog, "r", rdcc_nbytes=64 << 20) as f:
         g = f[f"embeddings/{_segments_name(modality)}"]
-        offsets = g["offsets"][()]
-        lo, hi = offsets[srt].astype(np.int64), offsets[srt + 1].astype(np.int64)
-        dim = g["data"].shape[1]
-        rows = _gather(catalog, g["data"], lo, hi)
-        spans = _gather(catalog, g["spans"], lo, hi) if "spans" in g else None
-        cols = _columns(f, srt, meta)
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    rows = [rows[j] for j in back]
-    lens = np.array([len(r) for r in rows], dtype=np.int64)
-    data_arr = np.concatenate(rows) if rows else np.zeros((0, dim), dtype=np.float32)
-    if spans is not None:
-        sp = np.concatenate([spans[j] for j in back]).astype(np.float64) if len(back) else np.zeros((0, 2))
-    else:
+        if offsets is None:
+            offsets = g["offsets"][()]
+        offsets = np.asarray(offsets, dtype=np.int64)
+        lo, lens = offsets[idx], offsets[idx + 1] - offsets[idx]
+        data_arr = _gather(catalog, g["data"], lo, lens)
+        sp = _gather(catalog, g["spans"], lo, lens).astype(np.float64) if "spans" in g else None
+        cols = _columns(f, idx, meta)
+    if sp is None:
         sp = np.concatenate([np.stack([np.arange(n), np.arange(n) + 1.0], axis=1) for n in lens] or [np.zeros((0, 2))])
     return SegmentSet(data_arr, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), spans=sp,
-                      ids=[str(cols["id"][j]) for j in back] if "id" in cols else None,
-                      sources=[str(cols["source"][j]) for j in back] if "source" in cols else None,
-                      sha256s=[str(cols["sha256"][j]) for j in back] if "sha256" in cols else None, modality=modality)
+                      ids=[str(x) for x in cols["id"]] if "id" in cols else None,
+                      sources=[str(x) for x in cols["source"]] if "source" in cols else None,
+                      sha256s=[str(x) for x in cols["sha256"]] if "sha256" in cols else None, modality=modality)
 
 
 def _columns(f, indices: np.ndarray, names) -> dict[str, np.ndarray]:
-    """Item columns *names* (strings) of the open catalog *f* at sorted *indices*."""
+    """Item columns *names* (strings) of the open catalog *f* at *indices* (any order, repeats allowed)."""
     uniq, inv = np.unique(indices, return_inverse=True)  # h5py selections must be increasing
     return {k: np.asarray(f[f"items/{k}"].asstr()[uniq.tolist()], dtype=object)[inv] if len(uniq) else []
             for k in names}
 
 
-def _gather(catalog, ds, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
-    """Rows ``lo[j]:hi[j]`` of dataset *ds*, for every j (ranges sorted by start)."""
+def _gather(catalog, ds, lo: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Rows ``lo[j]:lo[j] + lens[j]`` of dataset *ds* for every j, one after the other (any order)."""
     offset = ds.id.get_offset()
     if ds.chunks is None and ds.compression is None and offset is not None:
-        # contiguous: memory-map the file and gather every row at once (only those pages are read)
-        mm = np.memmap(catalog, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
-        lens = hi - lo
-        rows = np.repeat(lo - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
-        block = np.asarray(mm[rows])
-        return np.split(block, np.cumsum(lens)[:-1]) if len(lens) else []
-    return [ds[a:b] for a, b in zip(lo, hi)]
+        # contiguous: one positioned read per item straight into the result (500 items of a
+        # million, in the page cache: 4 ms, against 6 ms through a memory map's page faults;
+        # reading them from 4 threads took 11 ms, the threads contending for the GIL)
+        row_bytes = np.dtype(ds.dtype).itemsize * int(np.prod(ds.shape[1:]))
+        out = np.empty((int(lens.sum()),) + ds.shape[1:], dtype=ds.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        fd = os.open(catalog, os.O_RDONLY)
+        try:
+            pos = 0
+            for a, n in zip((offset + lo * row_bytes).tolist(), (lens * row_bytes).tolist()):
+                done = 0
+                while done < n:
+                    got = os.preadv(fd, [view[pos + done:pos + n]], a + done)
+                    if got <= 0:
+                        raise FormatError(f"ends before the rows of dataset {ds.name}", Path(catalog))
+                    done += got
+                pos += n
+        finally:
+            os.close(fd)
+        return out
+    order = np.argsort(lo, kind="stable")  # a chunked dataset: item by item, in file order
+    parts = [None] * len(lo)
+    for j in order:
+        parts[j] = ds[int(lo[j]):int(lo[j] + lens[j])]
+    return np.concatenate(parts) if parts else np.zeros((0,) + ds.shape[1:], dtype=ds.dtype)
 
 
 def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: PrefilterIndex, method, *, k: int,
                     prefilter: int, exclude_sha256: str | None = None, device: str = "cpu",
-                    nprobe: int | None = None, rerank: int | None = None):
+                    nprobe: int | None = None, rerank: int | None = None, candidates: str = "sketch",
+                    timings: dict[str, float] | None = None):
     """:func:`vmtool.ranking.rank.rank` with ``--prefilter``, reading only the candidates.
 
-    The index gives the *prefilter* items whose centroids are nearest the query's. With a
-    sketch, *method* ranks them on their sketch rows first and only the best *rerank*
-    (default: the index's) are read from *catalog*; without, all of them are. Those are
-    ranked with *method* on their full rows. Result indices are the items' indices in
-    the catalog.
+    The *prefilter* candidates are the items whose centroids are nearest the query's:
+    with a sketch (*candidates* ``sketch``), the centroids in the sketch's subspace, all
+    of them compared in memory (``N x r`` values: 128 MB at a million items and r = 32,
+    a few milliseconds, where the faiss lists a large *prefilter* needs took tens);
+    without a sketch, or with *candidates* ``centroid``, the index's own search (flat or
+    faiss) of the full centroids. With a sketch, *method* ranks the candidates on their
+    sketch rows, read in place (:mod:`vmtool.ranking._sketch_kernels`), and only the best
+    *rerank* (default: the index's) are read from *catalog*; without, all of them are.
+    Those are ranked with *method* on their full rows. Result indices are the items'
+    indices in the catalog. *timings*, when given, receives the seconds of each step
+    (``candidates``, ``sketch``, ``read``, ``rank``).
     """
-    from vmtool.ranking.batched import distances
     from vmtool.ranking.methods import parse_method
     from vmtool.ranking.rank import rank, top_k
 
     if prefilter < 1:
         raise ParameterError(f"--prefilter must be >= 1, got {prefilter}")
+    if candidates not in ("sketch", "centroid"):
+        raise ParameterError(f"unknown candidate score {candidates!r}; use sketch or centroid")
     t0 = time.perf_counter()
-    cands = index.search(query.centroids[0], prefilter, nprobe=nprobe)
+    m = parse_method(method)
     keep = max(int(rerank or index.rerank), k + (exclude_sha256 is not None))
+    steps = {}
+
+    def step(name, since):
+        now = time.perf_counter()
+        steps[name] = now - since
+        return now
+
+    if index.sketch is not None and candidates == "sketch":
+        cands = index.sketch_candidates(np.asarray(query.data, dtype=np.float32) @ index.projection, prefilter)
+    else:
+        cands = index.search(query.centroids[0], prefilter, nprobe=nprobe)
+    t = step("candidates", t0)
     if index.sketch is not None and len(cands) > keep:
-        qs, ts = index.sketched(query, cands)
-        d = distances(qs, ts, parse_method(method), device=device)[0]
-        d[ts.lengths == 0] = np.nan
-        cands = cands[top_k(d, keep)]
+        cands = cands[top_k(index.sketch_distances(query, cands, m, device=device), keep)]
+    t = step("sketch", t)
     # the candidates' rows (and content hashes to exclude the query's); ids and sources of the results only
-    sub = read_items(catalog, index.modality, cands, meta=("sha256",) if exclude_sha256 is not None else ())
+    sub = read_items(catalog, index.modality, cands, meta=("sha256",) if exclude_sha256 is not None else (),
+                     offsets=index.offsets)
+    t = step("read", t)
     exclude = None
     if exclude_sha256 is not None:
         exclude = np.array([s == exclude_sha256 for s in sub.sha256s], dtype=bool)
@@ -782,7 +939,10 @@ def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: Prefil
         for j, r in enumerate(res.results):
             r.index, r.id, r.source = int(best[j]), str(named["id"][back[j]]), str(named["source"][back[j]])
     res.n_targets, res.n_candidates, res.prefilter = index.n_items, index.n_indexed, int(prefilter)
+    step("rank", t)
     res.seconds = time.perf_counter() - t0
+    if timings is not None:
+        timings.update(steps)
     return res
 
 
