@@ -170,3 +170,26 @@ def test_an_index_without_a_sketch_gives_its_centroid_candidates(tmp_path, cat, 
     exact = rank(q, load_catalog(c, "audio"), "nw-dtw", k=5)
     got = rank_with_index(q, c, idx, "nw-dtw", k=5, prefilter=200)  # every item a candidate, read in full
     assert [(r.index, r.id) for r in got.results] == [(r.index, r.id) for r in exact.results]
+
+
+def test_the_stored_sketch_centroids_are_those_computed_from_the_sketch(tmp_path, cat, monkeypatch):
+    """Built chunk by chunk (here 10 rows at a time) and stored, the sketch centroids equal
+    those computed from the whole sketch, which an index written without them falls back to."""
+    from vmtool.ranking import index
+    from vmtool.ranking._kernels import item_means
+
+    c = tmp_path / "cat.h5"
+    shutil.copy(cat, c)
+    monkeypatch.setattr(index, "CHUNK_ROWS", 40)
+    build_index(c, kind="flat", sketch_dim=8)
+    idx = open_index(c, "audio")
+    assert isinstance(idx._sketch_centroids, np.memmap)  # read from the file, not computed
+    want = index.unit_rows(item_means(np.asarray(idx.sketch), idx.offsets))
+    np.testing.assert_array_equal(np.asarray(idx.sketch_centroids), want)
+    q = load_catalog(c, "audio").segments(7).astype(np.float32) @ idx.projection
+    stored = idx.sketch_candidates(q, 30)
+    with h5py.File(index.index_path(c), "a") as f:  # an index of before: no stored centroids
+        del f["audio/sketch_centroids"]
+    older = open_index(c, "audio")
+    assert older._sketch_centroids is None
+    assert older.sketch_candidates(q, 30).tolist() == stored.tolist()
