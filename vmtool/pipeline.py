@@ -454,6 +454,11 @@ def _extract_beside_segmenting(path, recipe: Recipe, src: str, item_id: str, sha
     info = media.probe(src)  # what extract_item reads first: an unreadable file fails here, as it would there
     task = ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video,
                     methods=(seg_config.methods[0],))
+    # what both sides import (vmtool.dsp's kernels and the STFTs of the handcrafted features;
+    # librosa's, for the music segmentation), imported once here: the child inherits them
+    import numba  # noqa: F401
+    import scipy.fft  # noqa: F401
+
     have_model = ("model", device) in recipe._built
     child = _Forked("extraction", _model_and_extract, recipe, device, not have_model, src, item_id, sha, extractors)
     try:
@@ -505,7 +510,7 @@ class _Forked:
             self._proc.join()
             raise VmtoolError(f"the {self._proc.name} process ended without a result "
                               f"(exit code {self._proc.exitcode})") from None
-        self._proc.join()
+        self._proc.join(5)  # it is exiting; close() stops one that lingers
         if ok:
             return value
         raise value

@@ -1,9 +1,9 @@
 """The librosa pieces of the ``handcrafted`` extractor, in numpy, with librosa's arithmetic.
 
 ``librosa`` loads numba's compiled kernels and ``scipy.signal`` when it is imported
-(about 1.3 s of a one-file ``vmtool rank`` on an idle 2-core machine, most of the
-extraction's time on a 24-s clip: docs/performance.md, "Start-up"), for a few filter
-banks, a window and the framing of the STFT. The functions here compute those with the
+(most of the extraction's first-call cost in a one-file ``vmtool rank`` of a 24-s clip:
+2.7 of 2.9 profiled seconds, docs/performance.md, "Start-up"), for a few filter banks,
+a window and the framing of the STFT. The functions here compute those with the
 same operations in the same order and precision as librosa 0.11 (and scipy's Hann
 window and Savitzky-Golay filter; the FFTs are scipy.fft's, librosa's FFT library, a
 light import), so the extractor's features are the same numbers;
