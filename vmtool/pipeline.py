@@ -460,7 +460,8 @@ def _extract_beside_segmenting(path, recipe: Recipe, src: str, item_id: str, sha
     import scipy.fft  # noqa: F401
 
     have_model = ("model", device) in recipe._built
-    child = _Forked("extraction", _model_and_extract, recipe, device, not have_model, src, item_id, sha, extractors)
+    child = _Forked("extraction", _model_and_extract, recipe, device, not have_model, src, item_id, sha, extractors,
+                    path=path)
     try:
         try:
             seg, seg_error = _segment(path, task, seg_config, device, progress), None
@@ -493,8 +494,10 @@ class _Forked:
     an error here), so none is left behind.
     """
 
-    def __init__(self, name: str, func, *args):
+    def __init__(self, name: str, func, *args, path: str | os.PathLike | None = None):
         import multiprocessing as mp
+
+        self._path = path  # named in the error of a child that ends without a value
 
         ctx = mp.get_context("fork")
         self._conn, child_end = ctx.Pipe(duplex=False)
@@ -509,7 +512,7 @@ class _Forked:
         except EOFError:
             self._proc.join()
             raise VmtoolError(f"the {self._proc.name} process ended without a result "
-                              f"(exit code {self._proc.exitcode})") from None
+                              f"(exit code {self._proc.exitcode})", self._path) from None
         self._proc.join(5)  # it is exiting; close() stops one that lingers
         if ok:
             return value
