@@ -325,10 +325,10 @@ def process_media(
     progress = progress or Progress()
     config = recipe.segment_config(segments)
     method = None if config is None else config.methods[0]
-    overlap = method is not None and _overlap(method, dev)
+    extractors = recipe.build_extractors(dev)
+    overlap = method is not None and _overlap(method, dev)  # after the extractors: some load torch
     if not overlap:
         model = recipe.model(dev)
-    extractors = recipe.build_extractors(dev)
     src, item_id, sha = _identify(path)
     if overlap:
         model, result, seg = _extract_beside_segmenting(path, recipe, src, item_id, sha, extractors, config, dev,
