@@ -97,6 +97,15 @@ assert msaf.run.get_labels_module('fmc2d').Segmenter.__module__ == 'msaf.algorit
     assert {"pandas", "sklearn"} <= set(heavy_after(code))
 
 
+def test_olda_imports_scikit_learn_but_not_pandas(tmp_path, music_video):
+    # OLDA's features need librosa.segment, hence scikit-learn, which imports pandas for one
+    # helper; that import is deferred, and the boundaries are written
+    out = tmp_path / "seg.h5"
+    loaded = heavy_after(f"invoke('segment', {str(music_video)!r}, '-m', 'olda', '-o', {str(out)!r}, '-q')")
+    assert out.exists()
+    assert "sklearn" in loaded and not {"pandas", "matplotlib", "torch"} & set(loaded), loaded
+
+
 def test_scipy_signal_is_scipys_without_the_docstring_rewriting():
     code = """
 import scipy._lib._array_api as api

@@ -189,6 +189,9 @@ def _thread_limit(n: int | None) -> Iterator[None]:
         yield
 
 
+_LIBROSA_SEGMENT_USERS = ("olda", "sf")
+"""msaf boundary algorithms whose features call ``librosa.segment``."""
+
 _DEFERRED_ALGORITHMS = ("fmc2d", "scluster", "vmo")
 """msaf algorithms imported on first use (see :func:`import_msaf`): their imports
 (scikit-learn) cost more than the rest of msaf."""
@@ -234,23 +237,33 @@ def import_msaf():
                 # stand-ins serve msaf's own references and leave sys.modules once msaf is
                 # imported: anything else imports the real modules as usual.
                 names = ["jams", "pandas", *(f"msaf.algorithms.{n}" for n in _DEFERRED_ALGORITHMS)]
-                stand_ins = {n: sys.modules[n] for n in names if _defer_import(n)}
-                try:
+                with _deferring(names) as stand_ins:
                     import msaf
                     import msaf.algorithms  # noqa: F401
                     import msaf.base  # noqa: F401
                     import msaf.input_output  # noqa: F401
                     import msaf.run  # noqa: F401
-                finally:
-                    for n, stand_in in stand_ins.items():
-                        if sys.modules.get(n) is stand_in:
-                            del sys.modules[n]
                 for n in _DEFERRED_ALGORITHMS:  # msaf finds an algorithm as an attribute of msaf.algorithms
                     if not hasattr(msaf.algorithms, n) and f"msaf.algorithms.{n}" in stand_ins:
                         setattr(msaf.algorithms, n, stand_ins[f"msaf.algorithms.{n}"])
         except Exception as exc:  # noqa: BLE001 - any import-time failure of a dependency
             raise SegmentationError(f"msaf cannot be imported ({type(exc).__name__}: {exc})") from exc
     return msaf
+
+
+@contextlib.contextmanager
+def _deferring(names) -> Iterator[dict]:
+    """Stand-ins (:func:`_defer_import`) for the modules *names* not imported yet, while the
+    block runs; yields them by name. Modules imported in the block keep the stand-ins they
+    bound (each imports the real module on first use); afterwards the unused ones leave
+    ``sys.modules``, so the rest of the process imports the real modules as usual."""
+    stand_ins = {n: sys.modules[n] for n in names if _defer_import(n)}
+    try:
+        yield stand_ins
+    finally:
+        for n, stand_in in stand_ins.items():
+            if sys.modules.get(n) is stand_in:
+                del sys.modules[n]
 
 
 def _defer_import(name: str) -> bool:
@@ -846,6 +859,12 @@ class MsafSegmenter:
         random.seed(int(seed))
         stage = method
         try:
+            if method in _LIBROSA_SEGMENT_USERS and "librosa.segment" not in sys.modules:
+                # librosa.segment imports scikit-learn, whose sklearn.utils.fixes imports
+                # pandas for one helper (0.2-0.3 s): deferred during that import only (while
+                # the algorithm runs, libraries ask sys.modules whether pandas is loaded)
+                with _quiet(sink), _deferring(["pandas"]):
+                    import librosa.segment  # noqa: F401
             with _quiet(sink), self._serving(), _thread_limit(ALGORITHM_THREADS):
                 cfg_b = dict(cfg, features=self._fresh(cfg["feature"]))
                 S = bounds_module.Segmenter(self._fs, in_labels=[], **cfg_b)
