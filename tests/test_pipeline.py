@@ -207,7 +207,7 @@ def test_an_interrupted_query_leaves_no_child(pipeline, music_video, overlap, mo
 
 def test_which_queries_extract_beside_the_segmentation(monkeypatch):
     """Only a method that reads the media and nothing extraction computes, on the CPU, with
-    torch not loaded, on Linux with two cores or more."""
+    torch not loaded, on Linux with two cores or more, not all of them busy."""
     import os
     import sys
 
@@ -216,6 +216,7 @@ def test_which_queries_extract_beside_the_segmentation(monkeypatch):
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
     assert _overlap("olda", "cpu") and _overlap("beats", "cpu")
     assert not _overlap("transnet", "cpu")  # reads the shot likelihood extraction computes
     assert not _overlap("fixed", "cpu")  # reads no media
@@ -223,6 +224,9 @@ def test_which_queries_extract_beside_the_segmentation(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert not _overlap("olda", "cpu")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 1.0, 1.0))  # both cores busy
+    assert not _overlap("olda", "cpu")
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
     monkeypatch.setitem(sys.modules, "torch", object())
     assert not _overlap("olda", "cpu")
     monkeypatch.delitem(sys.modules, "torch")
