@@ -315,8 +315,8 @@ def process_media(
     With a segmentation that decodes the media itself (msaf's methods, beats, bars), on
     Linux, on the CPU, with two or more cores not all busy and torch not loaded, the
     extraction (and the first reading of the model) runs in a forked child process while
-    this one segments: the same calls, the same results, a one-file query's start-up
-    paid once instead of twice. The child ignores Ctrl-C, is stopped when this call ends
+    this one segments: the same calls and results, and a one-file query costs the longer
+    of the two branches instead of their sum. The child ignores Ctrl-C, is stopped when this call ends
     early, and dies with this process.
 
     Raises
