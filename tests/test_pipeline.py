@@ -98,3 +98,137 @@ def test_song_with_cover_art_queries_videos(pipeline, cover_art_files, ext):
     r = run("rank", cover_art_files[ext], cat, "-d", "m2v", "-k", "3", "--format", "json", "-q")
     rows = json.loads(r.stdout)["results"]
     assert [x["rank"] for x in rows] == [1, 2, 3]
+
+
+# --- a music segmentation beside the extraction (a forked child extracts) --------------------
+
+
+@pytest.fixture
+def overlap(monkeypatch):
+    """Set whether process_media extracts in a forked child (True) or in this process (False).
+
+    The test process has torch loaded (training), where process_media never forks; the child
+    here extracts colour and handcrafted features only, which do not touch torch."""
+    import vmtool.pipeline as pipeline_mod
+
+    def set_overlap(on: bool) -> None:
+        monkeypatch.setattr(pipeline_mod, "_overlap", lambda method, device: on)
+
+    return set_overlap
+
+
+def test_music_segments_beside_the_extraction_are_the_serial_ones(pipeline, music_video, overlap):
+    """The same embeddings, spans and hash whether the extraction runs in a forked child or not;
+    the model read by the child serves the next query."""
+    import multiprocessing
+
+    _, _, cat = pipeline
+    got = {}
+    for on in (False, True):
+        overlap(on)
+        recipe = Recipe.from_catalog(cat)
+        got[on] = process_media(music_video, recipe, device="cpu", segments="olda")
+        assert multiprocessing.active_children() == []
+        if on:
+            assert ("model", "cpu") in recipe._built
+            again = process_media(music_video, recipe, device="cpu", segments="olda")
+            np.testing.assert_array_equal(again.spans, got[on].spans)
+    serial, forked = got[False], got[True]
+    assert len(serial.spans) > 1  # a real segmentation, not the whole clip
+    np.testing.assert_array_equal(forked.spans, serial.spans)
+    for m in serial.clip:
+        np.testing.assert_array_equal(forked.clip[m], serial.clip[m])
+        np.testing.assert_array_equal(forked.segments[m], serial.segments[m])
+    assert (forked.duration, forked.sha256) == (serial.duration, serial.sha256)
+
+
+def test_an_extraction_error_in_the_child_names_the_file_and_reason(pipeline, music_video, overlap, monkeypatch):
+    import multiprocessing
+
+    import vmtool.extract
+    from vmtool.errors import MediaError
+
+    _, _, cat = pipeline
+    overlap(True)
+
+    def broken(src, *args, **kwargs):
+        raise MediaError("cannot decode the audio stream", src)
+
+    monkeypatch.setattr(vmtool.extract, "extract_item", broken)  # the forked child inherits it
+    with pytest.raises(MediaError) as err:
+        process_media(music_video, Recipe.from_catalog(cat), device="cpu", segments="olda")
+    assert str(err.value) == f"{music_video}: cannot decode the audio stream"
+    assert (err.value.path, err.value.reason) == (str(music_video), "cannot decode the audio stream")
+    assert multiprocessing.active_children() == []
+
+
+def test_a_child_that_dies_is_reported(pipeline, music_video, overlap, monkeypatch):
+    import os
+
+    import vmtool.extract
+    from vmtool.errors import VmtoolError
+
+    _, _, cat = pipeline
+    overlap(True)
+    monkeypatch.setattr(vmtool.extract, "extract_item", lambda *a, **k: os._exit(7))
+    with pytest.raises(VmtoolError) as err:
+        process_media(music_video, Recipe.from_catalog(cat), device="cpu", segments="olda")
+    assert str(err.value) == f"{music_video}: the extraction process ended without a result (exit code 7)"
+
+
+def test_the_segmentation_error_keeps_its_hint_beside_the_extraction(pipeline, video_only, overlap):
+    from vmtool.errors import VmtoolError
+
+    _, _, cat = pipeline
+    overlap(True)
+    with pytest.raises(VmtoolError) as err:
+        process_media(video_only, Recipe.from_catalog(cat), device="cpu", segments="olda")
+    assert str(err.value) == (f"{video_only}: has no audio stream, needed by olda (segmenting the query with "
+                              "'olda'; a video without sound needs --query-segments transnet)")
+
+
+def test_an_interrupted_query_leaves_no_child(pipeline, music_video, overlap, monkeypatch):
+    """Ctrl-C while this process segments: the child extracting is stopped, not left behind."""
+    import multiprocessing
+
+    import vmtool.pipeline as pipeline_mod
+
+    _, _, cat = pipeline
+    overlap(True)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_mod, "_segment", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        process_media(music_video, Recipe.from_catalog(cat), device="cpu", segments="olda")
+    assert multiprocessing.active_children() == []
+
+
+def test_which_queries_extract_beside_the_segmentation(monkeypatch):
+    """Only a method that reads the media and nothing extraction computes, on the CPU, with
+    torch not loaded, on Linux with two cores or more, not all of them busy."""
+    import os
+    import sys
+
+    from vmtool.pipeline import _overlap
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert _overlap("olda", "cpu") and _overlap("beats", "cpu")
+    assert not _overlap("transnet", "cpu")  # reads the shot likelihood extraction computes
+    assert not _overlap("fixed", "cpu")  # reads no media
+    assert not _overlap("olda", "cuda:0")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert not _overlap("olda", "cpu")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 1.0, 1.0))  # both cores busy
+    assert not _overlap("olda", "cpu")
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    monkeypatch.setitem(sys.modules, "torch", object())
+    assert not _overlap("olda", "cpu")
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert not _overlap("olda", "cpu")

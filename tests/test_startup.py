@@ -78,6 +78,49 @@ assert xmeans.plt.scatter is matplotlib.pyplot.scatter
     assert "matplotlib" in heavy_after(code)
 
 
+def test_msaf_import_leaves_annotations_evaluation_and_sklearn_for_later():
+    # jams, pandas and the scikit-learn algorithms (2D-FMC, spectral clustering, VMO) are
+    # not on the path of an in-memory segmentation; msaf's references to them still work
+    code = """
+from vmtool.segmentation.music import import_msaf
+msaf = import_msaf()
+early = {m.split('.')[0] for m in sys.modules} & {'jams', 'pandas', 'sklearn'}
+assert not early, early
+assert 'jams' not in sys.modules and 'msaf.algorithms.vmo' not in sys.modules
+import jams
+assert msaf.base.jams.JAMS is jams.JAMS and msaf.input_output.jams.load is jams.load
+assert msaf.eval.pd.DataFrame.__module__.startswith('pandas')
+assert msaf.algorithms.vmo.segmenter.Segmenter.__module__ == 'msaf.algorithms.vmo.segmenter'
+assert msaf.algorithms.scluster.config['num_layers'] > 0
+assert msaf.run.get_labels_module('fmc2d').Segmenter.__module__ == 'msaf.algorithms.fmc2d.segmenter'
+"""
+    assert {"pandas", "sklearn"} <= set(heavy_after(code))
+
+
+def test_olda_imports_scikit_learn_but_not_pandas(tmp_path, music_video):
+    # OLDA's features need librosa.segment, hence scikit-learn, which imports pandas for one
+    # helper; that import is deferred, and the boundaries are written
+    out = tmp_path / "seg.h5"
+    loaded = heavy_after(f"invoke('segment', {str(music_video)!r}, '-m', 'olda', '-o', {str(out)!r}, '-q')")
+    assert out.exists()
+    assert "sklearn" in loaded and not {"pandas", "matplotlib", "torch"} & set(loaded), loaded
+
+
+def test_scipy_signal_is_scipys_without_the_docstring_rewriting():
+    code = """
+import scipy._lib._array_api as api
+rewriter = api.FunctionDoc
+from vmtool._librosa import import_scipy_signal
+sig = import_scipy_signal()
+import scipy.signal
+assert sig is scipy.signal and import_scipy_signal() is sig
+assert api.FunctionDoc is rewriter  # put back for anything imported later
+assert sig.savgol_filter.__doc__.startswith('Apply a Savitzky-Golay filter')
+assert 'Parameters' in sig.savgol_filter.__doc__
+"""
+    assert "scipy" in heavy_after(code)
+
+
 def test_restoring_transnet_global_state_does_not_import_torch_dynamo():
     # torch.use_deterministic_algorithms imports torch._dynamo and sympy (about a second):
     # restoring an unchanged switch must not call it

@@ -310,6 +310,15 @@ def process_media(
         parameters as ``METHOD:KEY=VALUE,...`` (``fixed:window=5``).
     progress : vmtool.progress.Progress, optional
 
+    Notes
+    -----
+    With a segmentation that decodes the media itself (msaf's methods, beats, bars), on
+    Linux, on the CPU, with two or more cores not all busy and torch not loaded, the
+    extraction (and the first reading of the model) runs in a forked child process while
+    this one segments: the same calls and results, and a one-file query costs the longer
+    of the two branches instead of their sum. The child ignores Ctrl-C, is stopped when this call ends
+    early, and dies with this process.
+
     Raises
     ------
     VmtoolError
@@ -323,12 +332,20 @@ def process_media(
 
     dev = resolve_device(device)
     progress = progress or Progress()
-    model = recipe.model(dev)
     config = recipe.segment_config(segments)
     method = None if config is None else config.methods[0]
     extractors = recipe.build_extractors(dev)
-    result = _extract(path, recipe.extract, extractors, progress)
-    segs = {} if method is None else {method: _segment(path, result, config, dev, progress)}
+    overlap = method is not None and _overlap(method, dev)  # after the extractors: some load torch
+    if not overlap:
+        model = recipe.model(dev)
+    src, item_id, sha = _identify(path)
+    if overlap:
+        model, result, seg = _extract_beside_segmenting(path, recipe, src, item_id, sha, extractors, config, dev,
+                                                        progress)
+        segs = {method: seg}
+    else:
+        result = _extract(src, item_id, sha, recipe.extract, extractors, progress)
+        segs = {} if method is None else {method: _segment(path, _task_of(result, method), config, dev, progress)}
     item = MemoryItem(result, extractors, stored_config(recipe.extract, extractors), segs, path=path)
     clip, seg_emb, spans = Embedder(item, model, method).item(0)
     if not clip:
@@ -338,14 +355,20 @@ def process_media(
                           result.item.sha256)
 
 
-def _extract(path: str | os.PathLike, config, extractors: list, progress: Progress):
-    """:func:`vmtool.extract.extract_item` on one file, checked, hashed and reported as ``vmtool extract`` does."""
-    from vmtool.batch import run_batch
-    from vmtool.extract import check_inputs, extract_item, work_of
+def _identify(path: str | os.PathLike) -> tuple[str, str, str]:
+    """The file checked and hashed as ``vmtool extract`` does: (source, item id, SHA-256)."""
+    from vmtool.extract import check_inputs
     from vmtool.store import unique_ids
 
     (src, sha), = check_inputs([os.fspath(path)])[0]
     (item_id,) = unique_ids([Path(src).stem], [sha])
+    return src, item_id, sha
+
+
+def _extract(src: str, item_id: str, sha: str, config, extractors: list, progress: Progress):
+    """:func:`vmtool.extract.extract_item` on one file, reported as ``vmtool extract`` does."""
+    from vmtool.batch import run_batch
+    from vmtool.extract import extract_item, work_of
 
     def here(src: str, item_id: str, sha: str, on_advance=None):
         return extract_item(src, extractors, config, item_id=item_id, sha256=sha, on_advance=on_advance)
@@ -356,22 +379,29 @@ def _extract(path: str | os.PathLike, config, extractors: list, progress: Progre
     return result
 
 
-def _segment(path: str | os.PathLike, result, config, device: str, progress: Progress):
-    """:func:`vmtool.segment.segment_item` on one extracted item, as ``vmtool segment`` runs it on
-    a collection (TransNetV2's shot likelihood from extraction is reused)."""
-    from vmtool.batch import Failure, run_batch
-    from vmtool.segment import ItemTask, segment_item
+def _task_of(result, method: str):
+    """The segmentation task of an extracted item (TransNetV2's shot likelihood from
+    extraction is handed to the method that reads it)."""
+    from vmtool.segment import ItemTask
     from vmtool.segmentation import registry
 
-    (method,) = config.methods
     it = result.item
+    task = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video, methods=(method,))
+    stored = registry.get(method).stored_curve
+    curve = result.arrays().get(("curves", stored)) if stored else None
+    if curve is not None:
+        task.add_curve(stored, curve.data, curve.rate)
+    return task
+
+
+def _segment(path: str | os.PathLike, task, config, device: str, progress: Progress):
+    """:func:`vmtool.segment.segment_item` on one item, as ``vmtool segment`` runs it on a collection."""
+    from vmtool.batch import Failure, run_batch
+    from vmtool.segment import segment_item
+
+    (method,) = config.methods
     try:
         config.validate()
-        task = ItemTask(it.source, it.id, it.source, it.duration, it.has_audio, it.has_video, methods=(method,))
-        stored = registry.get(method).stored_curve
-        curve = result.arrays().get(("curves", stored)) if stored else None
-        if curve is not None:
-            task.add_curve(stored, curve.data, curve.rate)
 
         def here(t, on_advance=None):
             return segment_item(t, config, device, on_advance=on_advance)
@@ -390,3 +420,142 @@ def _segment(path: str | os.PathLike, result, config, device: str, progress: Pro
         raise type(exc)(f"{reason} (segmenting the query with {method!r}; "
                         f"a video without sound needs --query-segments transnet)", path) from exc
     return out[method]
+
+
+# --- extraction beside the segmentation ------------------------------------------------------
+
+
+def _overlap(method: str, device: str) -> bool:
+    """Whether the extraction runs in a forked process while this one segments.
+
+    The music methods (msaf's) decode the media themselves and read nothing the
+    extraction computes, and their libraries (librosa, scipy.signal, msaf: about 1.5 s to
+    import on an idle 2-core machine) are ones the extraction does not need: on two
+    cores, a one-file query then costs the longer of the two branches instead of their
+    sum (docs/performance.md, "Start-up"). Serial where forking is not safe or gains
+    nothing: a method that reads the extraction's output, a model or extractor on a GPU
+    or torch already loaded (a forked CUDA or torch thread pool is unusable), not Linux
+    (macOS frameworks are not fork-safe), a single available core, or a machine whose
+    load average (1 min) is already at its number of cores: with no idle core the child
+    only adds its overhead (median 4.66 -> 4.97 s at load 2.8 on 2 cores). The results
+    are the same either way.
+    """
+    import sys
+
+    from vmtool.segmentation import registry
+
+    m = registry.get(method)
+    if m.stored_curve is not None or not m.reads_media(()):
+        return False
+    if device != "cpu" or "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return False
+    cores = len(os.sched_getaffinity(0))
+    return cores >= 2 and os.getloadavg()[0] < cores
+
+
+def _extract_beside_segmenting(path, recipe: Recipe, src: str, item_id: str, sha: str, extractors: list,
+                               seg_config, device: str, progress: Progress):
+    """:func:`_extract` in a forked child while this process runs :func:`_segment`: the same
+    calls on the same input, so the same results; errors as a serial run reports them
+    (the model's, then the extraction's, then the segmentation's). The child also reads
+    the catalog's model, unless the recipe holds it already (decompressing it took 0.25-0.4 s
+    of the parent's time; it comes back pickled in about 0.05 s). Returns (model, extraction
+    result, segmentation)."""
+    from vmtool import media
+    from vmtool.segment import ItemTask
+
+    info = media.probe(src)  # what extract_item reads first: an unreadable file fails here, as it would there
+    task = ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video,
+                    methods=(seg_config.methods[0],))
+    # what both sides import (vmtool.dsp's kernels and the STFTs of the handcrafted features;
+    # librosa's, for the music segmentation), imported once here: the child inherits them
+    import numba  # noqa: F401
+    import scipy.fft  # noqa: F401
+
+    have_model = ("model", device) in recipe._built
+    child = _Forked("extraction", _model_and_extract, recipe, device, not have_model, src, item_id, sha, extractors,
+                    path=path)
+    try:
+        try:
+            seg, seg_error = _segment(path, task, seg_config, device, progress), None
+        except VmtoolError as exc:
+            seg, seg_error = None, exc
+        model, result = child.result()
+    finally:
+        child.close()
+    if model is not None:
+        recipe._built[("model", device)] = model
+    if seg_error is not None:
+        raise seg_error
+    return recipe.model(device), result, seg
+
+
+def _model_and_extract(recipe: Recipe, device: str, load_model: bool, src: str, item_id: str, sha: str,
+                       extractors: list):
+    """The forked side of :func:`_extract_beside_segmenting`: (model or None, extraction result)."""
+    model = recipe.model(device) if load_model else None
+    return model, _extract(src, item_id, sha, recipe.extract, extractors, Progress())
+
+
+class _Forked:
+    """``func(*args)`` run in a forked child process; :meth:`result` waits for its value.
+
+    The child inherits this process's memory (loaded modules, built extractors), ignores
+    Ctrl-C and dies with this process (:func:`vmtool.batch.die_with_parent`); its value or
+    its :class:`VmtoolError` comes back pickled (with its class, file and reason). Use
+    :meth:`close` in a ``finally``: it terminates a child still running (on Ctrl-C, or
+    an error here), so none is left behind.
+    """
+
+    def __init__(self, name: str, func, *args, path: str | os.PathLike | None = None):
+        import multiprocessing as mp
+
+        self._path = path  # named in the error of a child that ends without a value
+
+        ctx = mp.get_context("fork")
+        self._conn, child_end = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_forked_main, args=(os.getpid(), child_end, func, args), daemon=True,
+                                 name=name)
+        self._proc.start()  # multiprocessing flushes stdout and stderr first: nothing is written twice
+        child_end.close()
+
+    def result(self):
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:
+            self._proc.join()
+            raise VmtoolError(f"the {self._proc.name} process ended without a result "
+                              f"(exit code {self._proc.exitcode})", self._path) from None
+        self._proc.join(5)  # it is exiting; close() stops one that lingers
+        if ok:
+            return value
+        raise value
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join()
+        self._conn.close()
+
+
+def _forked_main(parent_pid: int, conn, func, args) -> None:
+    import signal
+
+    from vmtool.batch import die_with_parent
+
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler: terminate() ends the child
+    try:
+        msg = (True, func(*args))
+    except VmtoolError as exc:
+        msg = (False, exc)
+    except Exception as exc:  # noqa: BLE001 - reported in the parent, as run_batch reports it
+        msg = (False, VmtoolError(f"{type(exc).__name__}: {exc}"))
+    try:
+        conn.send(msg)
+    except Exception as exc:  # noqa: BLE001 - a value that does not pickle
+        conn.send((False, VmtoolError(f"the result could not be sent back ({type(exc).__name__}: {exc})")))
+    conn.close()

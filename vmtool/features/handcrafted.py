@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from vmtool.errors import ParameterError
+from vmtool.features import _spectral
 from vmtool.features.base import Accumulator, AudioExtractor, ExtractorOutput, StepPooler
 
 __all__ = ["HandcraftedExtractor", "handcrafted_columns", "frame_features"]
@@ -89,11 +90,9 @@ class _Tables:
     _cache: _Tables | None = None
 
     def __init__(self) -> None:
-        import librosa
-
-        self.freqs = librosa.fft_frequencies(sr=SR, n_fft=N_FFT).astype(np.float64)
-        self.mel_fb = librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)
-        self.chroma_fb = librosa.filters.chroma(sr=SR, n_fft=N_FFT, n_chroma=N_CHROMA).astype(np.float32)
+        self.freqs = _spectral.fft_frequencies(SR, N_FFT).astype(np.float64)
+        self.mel_fb = _spectral.mel_filters(SR, N_FFT, N_MELS)
+        self.chroma_fb = _spectral.chroma_filters(SR, N_FFT, N_CHROMA)
         self.dct = _dct_matrix(N_MFCC, N_MELS).astype(np.float32)
         # least-squares polynomial fits over frequency, highest power first (np.polyfit order)
         self.poly_pinv = {
@@ -101,7 +100,7 @@ class _Tables:
         }
         win = np.hanning(CENS_WIN + 2)
         self.cens_win = (win / win.sum()).astype(np.float32)
-        self.window = librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+        self.window = _spectral.hann_window(N_FFT).astype(np.float32)
         # tonnetz projection (librosa.feature.tonnetz with its default intervals)
         dim_map = np.linspace(0, 12, num=N_CHROMA, endpoint=False)
         scale = np.asarray([7.0 / 6, 7.0 / 6, 3.0 / 2, 3.0 / 2, 2.0 / 3, 2.0 / 3])
@@ -154,9 +153,7 @@ def _hpss(mag: np.ndarray, pool: ThreadPoolExecutor | None) -> tuple[np.ndarray,
 
 
 def _delta(x: np.ndarray, order: int) -> np.ndarray:
-    import librosa
-
-    return librosa.feature.delta(x, width=DELTA_WIDTH, order=order, axis=-1, mode="interp").astype(np.float32)
+    return _spectral.delta(x, order).astype(np.float32)
 
 
 def _part_features(spec: np.ndarray, y: np.ndarray, tab: _Tables) -> np.ndarray:
@@ -173,8 +170,6 @@ def _part_features(spec: np.ndarray, y: np.ndarray, tab: _Tables) -> np.ndarray:
     -------
     np.ndarray [shape=(203, n_frames), dtype=float32]
     """
-    import librosa
-
     mag = np.abs(spec).astype(np.float32)
     power = mag**2
     n = mag.shape[1]
@@ -195,9 +190,7 @@ def _part_features(spec: np.ndarray, y: np.ndarray, tab: _Tables) -> np.ndarray:
     l1 = chroma.sum(axis=0, keepdims=True)
     c1 = np.where(l1 > 0, chroma / np.maximum(l1, 1e-30), 0.0)
     quant = sum(((c1 > step) * 0.25).astype(np.float32) for step in (0.4, 0.2, 0.1, 0.05))
-    from scipy.ndimage import convolve1d
-
-    cens = convolve1d(quant, tab.cens_win, axis=1, mode="constant")
+    cens = _spectral.smooth_symmetric(quant, tab.cens_win)
     l2 = np.linalg.norm(cens, axis=0, keepdims=True)
     put(np.where(l2 > 0, cens / np.maximum(l2, 1e-30), 0.0))
     # mel spectrogram in dB, MFCCs and their deltas
@@ -231,7 +224,7 @@ def _part_features(spec: np.ndarray, y: np.ndarray, tab: _Tables) -> np.ndarray:
     put(tab.poly_pinv[1] @ m64)
     put(tab.poly_pinv[2] @ m64)
     # zero-crossing rate of the part's signal, frames aligned with the STFT frames
-    frames = librosa.util.frame(y, frame_length=N_FFT, hop_length=HOP)[:, :n]
+    frames = _spectral.frame(y, N_FFT, HOP)[:, :n]
     sign = np.signbit(frames)
     zc = (sign[1:] != sign[:-1]).sum(axis=0)
     # librosa counts the first sample against a zero-padded predecessor only when it is negative
@@ -283,18 +276,16 @@ def frame_features(y: np.ndarray, *, pool: ThreadPoolExecutor | None = None) -> 
     np.ndarray [shape=(n_frames, 406), dtype=float32]
         Harmonic-part descriptors then percussive-part descriptors.
     """
-    import librosa
-
     tab = _Tables.get()
     if y.size < N_FFT:
         y = np.pad(y, (0, N_FFT - y.size))
-    stft = librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=False, window=tab.window)
+    stft = _spectral.stft(y, N_FFT, HOP, tab.window)
     mag = np.abs(stft).astype(np.float32)
     mask_h, mask_p = _hpss(mag, pool)
     parts = []
     for mask in (mask_h, mask_p):
         spec = (stft * mask).astype(np.complex64)
-        yp = librosa.istft(spec, hop_length=HOP, n_fft=N_FFT, center=False, window=tab.window, length=y.size)
+        yp = _spectral.istft(spec, HOP, tab.window, y.size)
         parts.append(_part_features(spec, yp.astype(np.float32), tab))
     return np.concatenate(parts, axis=0).T
 

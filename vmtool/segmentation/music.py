@@ -189,6 +189,14 @@ def _thread_limit(n: int | None) -> Iterator[None]:
         yield
 
 
+_LIBROSA_SEGMENT_USERS = ("olda", "sf")
+"""msaf boundary algorithms whose features call ``librosa.segment``."""
+
+_DEFERRED_ALGORITHMS = ("fmc2d", "scluster", "vmo")
+"""msaf algorithms imported on first use (see :func:`import_msaf`): their imports
+(scikit-learn) cost more than the rest of msaf."""
+
+
 def import_msaf():
     """Import msaf after making it work with current SciPy; return the module.
 
@@ -202,6 +210,9 @@ def import_msaf():
     SegmentationError
         msaf cannot be imported.
     """
+    from vmtool._librosa import import_scipy_signal
+
+    import_scipy_signal()  # first: quicker than a plain import (see vmtool._librosa)
     import scipy
     import scipy.signal
     import scipy.signal.windows
@@ -220,38 +231,78 @@ def import_msaf():
 
                 import_librosa_beat()  # before msaf, which tracks beats for its features
                 _defer_import("pylab")  # msaf's 2D-FMC imports it for debug plots only
-                import msaf
-                import msaf.algorithms  # noqa: F401
-                import msaf.base  # noqa: F401
-                import msaf.input_output  # noqa: F401
-                import msaf.run  # noqa: F401
+                # msaf reads and writes annotation files (jams) and tabulates evaluations
+                # (pandas), which the in-memory path never does; it imports every algorithm,
+                # and 2D-FMC, spectral clustering and VMO bring scikit-learn, used only when they run. Their
+                # stand-ins serve msaf's own references and leave sys.modules once msaf is
+                # imported: anything else imports the real modules as usual.
+                names = ["jams", "pandas", *(f"msaf.algorithms.{n}" for n in _DEFERRED_ALGORITHMS)]
+                with _deferring(names) as stand_ins:
+                    import msaf
+                    import msaf.algorithms  # noqa: F401
+                    import msaf.base  # noqa: F401
+                    import msaf.input_output  # noqa: F401
+                    import msaf.run  # noqa: F401
+                for n in _DEFERRED_ALGORITHMS:  # msaf finds an algorithm as an attribute of msaf.algorithms
+                    if not hasattr(msaf.algorithms, n) and f"msaf.algorithms.{n}" in stand_ins:
+                        setattr(msaf.algorithms, n, stand_ins[f"msaf.algorithms.{n}"])
         except Exception as exc:  # noqa: BLE001 - any import-time failure of a dependency
             raise SegmentationError(f"msaf cannot be imported ({type(exc).__name__}: {exc})") from exc
     return msaf
 
 
-def _defer_import(name: str) -> None:
-    """Put a stand-in for the plain module *name* in ``sys.modules`` that imports it on first use.
+@contextlib.contextmanager
+def _deferring(names) -> Iterator[dict]:
+    """Stand-ins (:func:`_defer_import`) for the modules *names* not imported yet, while the
+    block runs; yields them by name. Modules imported in the block keep the stand-ins they
+    bound (each imports the real module on first use); afterwards the unused ones leave
+    ``sys.modules``, so the rest of the process imports the real modules as usual."""
+    stand_ins = {n: sys.modules[n] for n in names if _defer_import(n)}
+    try:
+        yield stand_ins
+    finally:
+        for n, stand_in in stand_ins.items():
+            if sys.modules.get(n) is stand_in:
+                del sys.modules[n]
+
+
+def _defer_import(name: str) -> bool:
+    """Put a stand-in for the module or package *name* in ``sys.modules`` that imports it on first use.
 
     msaf's 2D-FMC labelling imports ``pylab`` (all of matplotlib.pyplot, ~40 % of msaf's
     import time) for plots it draws only in debugging branches; deferred, a segmentation
     never pays for it, and code that does use the module gets the real one: the first
-    attribute read imports it and fills the stand-in. (:class:`importlib.util.LazyLoader`
-    does not defer here: on Python 3.11 an ``import`` statement reads ``__spec__``, which
-    loads it.) Does nothing when *name* is already imported or not installed.
+    attribute read (for a package, also the import of one of its submodules) imports it
+    and fills the stand-in. (:class:`importlib.util.LazyLoader` does not defer here: on
+    Python 3.11 an ``import`` statement reads ``__spec__``, which loads it.) The parent
+    packages of a dotted *name* are not imported. Does nothing when *name* is already
+    imported or not installed; returns whether it put a stand-in.
     """
     import importlib.util
     import types
 
     if name in sys.modules:
-        return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.submodule_search_locations is not None:  # absent, or a package
-        return
+        return False
+    top, _, rest = name.partition(".")
+    spec = importlib.util.find_spec(top)
+    if spec is not None and rest:  # locate the submodule without importing its parents
+        if spec.submodule_search_locations is None:
+            return False
+        base = os.path.join(list(spec.submodule_search_locations)[0], *rest.split("."))
+        init = os.path.join(base, "__init__.py")
+        if os.path.isfile(init):
+            spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[base])
+        elif os.path.isfile(base + ".py"):
+            spec = importlib.util.spec_from_file_location(name, base + ".py")
+        else:
+            spec = None
+    if spec is None:
+        return False
+    package = spec.submodule_search_locations is not None
 
     class _Deferred(types.ModuleType):
         def __getattr__(self, attr: str):
-            if attr == "__path__":  # what the import system asks of packages: a module has none
+            if attr == "__path__" and not package:  # what the import system asks of packages: a module has none
                 raise AttributeError(attr)
             with _LOCK:
                 if sys.modules.get(name) is self:
@@ -263,6 +314,7 @@ def _defer_import(name: str) -> None:
     stand_in = _Deferred(name)
     stand_in.__spec__ = spec
     sys.modules[name] = stand_in
+    return True
 
 
 # ---------------------------------------------------------------------------------
@@ -699,7 +751,8 @@ class MsafSegmenter:
         import msaf.input_output
         import msaf.run
 
-        cfg_base = msaf.input_output.get_configuration(feature, False, self.framesync, method, labels)
+        with _quiet():  # imports the algorithms on first use (import_msaf defers some)
+            cfg_base = msaf.input_output.get_configuration(feature, False, self.framesync, method, labels)
         overrides = dict(config or {})
         known = sorted(k for k in cfg_base if k not in ("annot_beats", "feature", "framesync"))
         unknown = sorted(set(overrides) - set(known), key=str)
@@ -806,6 +859,12 @@ class MsafSegmenter:
         random.seed(int(seed))
         stage = method
         try:
+            if method in _LIBROSA_SEGMENT_USERS and "librosa.segment" not in sys.modules:
+                # librosa.segment imports scikit-learn, whose sklearn.utils.fixes imports
+                # pandas for one helper (0.2-0.3 s): deferred during that import only (while
+                # the algorithm runs, libraries ask sys.modules whether pandas is loaded)
+                with _quiet(sink), _deferring(["pandas"]):
+                    import librosa.segment  # noqa: F401
             with _quiet(sink), self._serving(), _thread_limit(ALGORITHM_THREADS):
                 cfg_b = dict(cfg, features=self._fresh(cfg["feature"]))
                 S = bounds_module.Segmenter(self._fs, in_labels=[], **cfg_b)
