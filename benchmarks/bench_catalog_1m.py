@@ -254,6 +254,15 @@ def stage_exact(d: Path, args) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
+def evict(path: Path) -> None:
+    """Drop *path*'s pages from the page cache (that file's only: posix_fadvise DONTNEED)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def stage_prefilter(d: Path, args) -> dict:
     """--prefilter P + nw-dtw through the index, for each P: latency, where it goes, exact top-10 found.
 
@@ -269,7 +278,7 @@ def stage_prefilter(d: Path, args) -> dict:
     idx = open_index(d / "catalog.h5", "audio")
     open_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    idx.sketch_centroids  # computed once per process, on the first query
+    idx.sketch_centroids  # stored in the index (older ones: computed once per process, on the first query)
     centroids_s = time.perf_counter() - t0
     exact = np.load(d / "exact_top10.npy")
     qs = [load_item(d / "queries.h5", f"item{i:07d}", "video") for i in range(args.queries)]
@@ -281,6 +290,8 @@ def stage_prefilter(d: Path, args) -> dict:
     if first <= 10000:  # every candidate read in full: seconds per query beyond that
         settings.append((first, "centroid", first))
     for P, how, rerank in settings:  # rerank = P: every candidate on its full rows (no sketch stage)
+        if args.cold:  # every query's full rows from the disk, not left in the cache by a setting before
+            evict(d / "catalog.h5")
         times, hits, overlap, steps = [], 0, [], {}
         for i, q in enumerate(qs):
             t, tim = time.perf_counter(), {}
@@ -296,7 +307,8 @@ def stage_prefilter(d: Path, args) -> dict:
         runs.append({"prefilter": P, "candidates": how, "rerank": rerank or idx.rerank, "sketch": rerank is None,
                      "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99)),
                      "exact_top10_found": hits / len(qs), "mean_overlap": float(np.mean(overlap)),
-                     "steps_ms": {k: round(v, 1) for k, v in steps.items()}, "load": os.getloadavg()[0]})
+                     "steps_ms": {k: round(v, 1) for k, v in steps.items()}, "cold": bool(args.cold),
+                     "load": os.getloadavg()[0]})
         log(f"  {runs[-1]}")
     return {"open_index_s": open_s, "sketch_centroids_s": centroids_s, "runs": runs, "peak_rss_mb": peak_rss_mb()}
 
@@ -369,9 +381,7 @@ def stage_btrace(d: Path, args) -> dict:
                 "distances": [r.distance for r in res.results]}
 
     if args.cold:
-        fd = os.open(cat, os.O_RDONLY)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        os.close(fd)
+        evict(cat)
         out["cold"] = streamed("btrace")
         log(f"  cold: {out['cold']['seconds']:.1f} s (cached before: {out['cold']['cached_before']:.0%})")
     # warm: the rows read into the page cache first (a pass that finds them on the disk reads them around it)
@@ -434,7 +444,7 @@ def main() -> None:
                          "--dir is a catalog shared read-only)")
     ap.add_argument("--cold", action="store_true",
                     help="btrace: evict the catalog's pages from the page cache first (posix_fadvise DONTNEED) "
-                         "and time a pass from the disk too")
+                         "and time a pass from the disk too; prefilter: evict them before each setting")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -476,7 +486,8 @@ def report(res: dict, args) -> str:
     """The figures of this run, as the Markdown block of docs/performance.md."""
     lines = [f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.items:,} tracks, "
              f"{args.queries} queries (`python benchmarks/bench_catalog_1m.py --dir DIR --stages "
-             f"{args.stages} --prefilter {args.prefilter}{' --keep' if args.keep else ''}`; `--keep` reports "
+             f"{args.stages} --prefilter {args.prefilter}{' --cold' if getattr(args, 'cold', False) else ''}"
+             f"{' --keep' if args.keep else ''}`; `--keep` reports "
              "the stages of an earlier run too); every stage in its own process; load average at each figure."]
     if "index" in res:
         r = res["index"]
@@ -492,8 +503,10 @@ def report(res: dict, args) -> str:
     if "prefilter" in res:
         r = res["prefilter"]
         lines += ["", f"`--prefilter P` + `nw-dtw` through the index (opened in {r['open_index_s']:.1f} s, "
-                  f"the sketch's centroids computed in {r.get('sketch_centroids_s', 0):.1f} s on the first query; "
-                  f"peak RSS {r['peak_rss_mb']:,.0f} MB). Steps: mean ms per query to choose the P candidates, "
+                  f"the sketch's centroids ready in {r.get('sketch_centroids_s', 0):.1f} s; "
+                  + ("the catalog's pages evicted from the page cache before each setting (--cold); "
+                     if any(x.get("cold") for x in r["runs"]) else "")
+                  + f"peak RSS {r['peak_rss_mb']:,.0f} MB). Steps: mean ms per query to choose the P candidates, "
                   "rank them on the sketch, read the best from the catalog, rank those:", "",
                   "| P | candidates by | stages | p50 | p99 | exact top-10 found | mean overlap | "
                   "steps (choose / sketch / read / rank) | load |",
