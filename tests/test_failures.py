@@ -643,6 +643,8 @@ def test_streamed_catalog_refuses_what_needs_it_in_memory(tmp_path, args, code, 
     res = run(*(a.format(c=c) for a in args))
     assert res.exit_code == code
     assert one_error_line(res) == message
+
+
 def test_rank_media_query_whose_extraction_process_dies_exits_1(music_video, monkeypatch):
     """The extraction of a media query runs in a forked child beside a music segmentation;
     a child that dies (killed, out of memory) gives one line naming the query, exit 1."""

@@ -329,8 +329,9 @@ def test_streamed_catalog_ranks_without_the_default_hubness_correction(tmp_path)
 
 
 def test_a_catalog_whose_two_sides_do_not_fit_is_streamed_when_csls_needs_both(tmp_path, monkeypatch):
-    """CSLS's terms hold the catalog's other side as well: the memory check counts it (and
-    only then), so the default correction never loads twice what memory can hold."""
+    """CSLS's terms hold the catalog's other side as well: the memory check counts it (only
+    when the terms are not stored yet), so the default correction never loads twice what
+    memory can hold."""
     import h5py
 
     from vmtool.query import CatalogRanker
@@ -349,6 +350,10 @@ def test_a_catalog_whose_two_sides_do_not_fit_is_streamed_when_csls_needs_both(t
     monkeypatch.setattr(index, "available_memory", lambda: int(5 * one_side))
     both_fit = CatalogRanker(c, method="nw-dtw", k=3, hubness="auto")
     assert not both_fit.streamed and both_fit.hubness.label == "csls:10"
+    both_fit.rank(f"{c}#item00001")  # stores the tracks' terms in the catalog's sidecar
+    monkeypatch.setattr(index, "available_memory", lambda: int(3.2 * one_side))
+    stored = CatalogRanker(c, method="nw-dtw", k=3, hubness="auto")  # the other side is not needed now
+    assert not stored.streamed and stored.hubness.label == "csls:10"
 
 
 def test_a_streamed_rank_shows_the_tracks_tags(tmp_path):

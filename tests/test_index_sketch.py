@@ -193,3 +193,19 @@ def test_the_stored_sketch_centroids_are_those_computed_from_the_sketch(tmp_path
     older = open_index(c, "audio")
     assert older._sketch_centroids is None
     assert older.sketch_candidates(q, 30).tolist() == stored.tolist()
+
+
+def test_a_query_without_segments_is_refused_in_one_line(tmp_path, cat):
+    import warnings
+
+    from vmtool.errors import ParameterError
+
+    c = tmp_path / "cat.h5"
+    shutil.copy(cat, c)
+    build_index(c, kind="flat", sketch_dim=8)
+    idx = open_index(c, "audio")
+    empty = SegmentSet(np.zeros((0, 16), dtype=np.float32), np.array([0, 0]), ids=["q"], modality="video")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning about an empty mean before the error
+        with pytest.raises(ParameterError, match="the query has no segment embeddings; method 'nw-dtw' needs them"):
+            rank_with_index(empty, c, idx, "nw-dtw", k=5, prefilter=50)

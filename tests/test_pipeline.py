@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vmtool.cli import app
+from vmtool.errors import VmtoolError
 from vmtool.pipeline import Recipe, process_media
 from vmtool.store import open_collection
 from vmtool.synth import make_corpus
@@ -160,6 +161,26 @@ def test_an_extraction_error_in_the_child_names_the_file_and_reason(pipeline, mu
     assert str(err.value) == f"{music_video}: cannot decode the audio stream"
     assert (err.value.path, err.value.reason) == (str(music_video), "cannot decode the audio stream")
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("forked", [False, True])
+def test_a_bad_file_is_reported_before_a_bad_model_either_way(pipeline, tmp_path, overlap, monkeypatch, forked):
+    """Forked or not (which the machine's load decides), the same error for the same input."""
+    from vmtool.errors import MediaError
+
+    _, _, cat = pipeline
+    overlap(forked)
+    recipe = Recipe.from_catalog(cat)
+
+    def no_model(device):
+        raise VmtoolError("the model cannot be read", cat)
+
+    monkeypatch.setattr(recipe, "model", no_model)
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a media file")
+    with pytest.raises(MediaError) as err:
+        process_media(bad, recipe, device="cpu", segments="olda")
+    assert str(err.value).startswith(f"{bad}: ")
 
 
 def test_a_child_that_dies_is_reported(pipeline, music_video, overlap, monkeypatch):

@@ -336,9 +336,13 @@ def process_media(
     method = None if config is None else config.methods[0]
     extractors = recipe.build_extractors(dev)
     overlap = method is not None and _overlap(method, dev)  # after the extractors: some load torch
-    if not overlap:
-        model = recipe.model(dev)
     src, item_id, sha = _identify(path)
+    if not overlap:
+        from vmtool import media
+
+        # the errors in the order of the forked path: the file's (checked, hashed, probed), then the model's
+        media.probe(src)
+        model = recipe.model(dev)
     if overlap:
         model, result, seg = _extract_beside_segmenting(path, recipe, src, item_id, sha, extractors, config, dev,
                                                         progress)
@@ -467,10 +471,15 @@ def _extract_beside_segmenting(path, recipe: Recipe, src: str, item_id: str, sha
     info = media.probe(src)  # what extract_item reads first: an unreadable file fails here, as it would there
     task = ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video,
                     methods=(seg_config.methods[0],))
-    # what both sides import (vmtool.dsp's kernels and the STFTs of the handcrafted features;
-    # librosa's, for the music segmentation), imported once here: the child inherits them
-    import numba  # noqa: F401
+    # what both sides use, loaded once here so that the child inherits them: numba, scipy.fft
+    # (the STFTs) and vmtool.dsp's median filters (HPSS on both sides: loaded from numba's
+    # cache, or compiled into it, by one process, not by two at the same moment)
     import scipy.fft  # noqa: F401
+
+    from vmtool.dsp import median_filter
+
+    for axis in (0, 1):
+        median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
 
     have_model = ("model", device) in recipe._built
     child = _Forked("extraction", _model_and_extract, recipe, device, not have_model, src, item_id, sha, extractors,

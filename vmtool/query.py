@@ -290,9 +290,13 @@ class CatalogRanker:
         if self.index is None and not clip_level and stream is not False:
             from vmtool.ranking.index import too_large
 
-            # CSLS computes the targets' terms against the catalog's other side, held at the same time
-            held = (tmod, qmod) if self.hubness.active else tmod
-            self.streamed = bool(stream) or too_large(catalog, held)
+            self.streamed = bool(stream) or too_large(catalog, tmod)
+            if not self.streamed and self.hubness.active and too_large(catalog, (tmod, qmod)):
+                # CSLS computes the targets' terms against the catalog's other side, then held
+                # beside them: unless the catalog's sidecar holds the terms already
+                from vmtool.ranking.hubness import terms_stored
+
+                self.streamed = not terms_stored(catalog, tmod, parse_method(method).learned, self.hubness.k)
             if self.streamed and (explicit or parse_method(method).name == "head" or self.grids is not None):
                 what = "--hubness" if explicit else f"method {parse_method(method).label}"
                 raise ParameterError(f"{what} needs the catalog in memory; it cannot be streamed from disk (--in-memory)")

@@ -287,6 +287,13 @@ def _stored_terms(path: Path, key: str) -> dict[str, np.ndarray]:
     return kept
 
 
+def terms_stored(catalog: str | os.PathLike, modality: str, method, k: int) -> bool:
+    """Whether *catalog*'s sidecar holds the CSLS terms of its *modality* items for *method*
+    and *k*, for the catalog as it is now (then the other side need not be loaded)."""
+    path = terms_path(catalog)
+    return path.is_file() and f"{modality}/{method.label}/k{int(k)}" in _stored_terms(path, _catalog_key(catalog))
+
+
 def catalog_target_terms(catalog: str | os.PathLike, targets, method, k: int, *, load_reference,
                          device: str = "cpu", block_mb: float | None = None, pair_scorer=None
                          ) -> tuple[np.ndarray, str]:

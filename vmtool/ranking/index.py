@@ -83,19 +83,12 @@ def fingerprint(catalog: str | os.PathLike, modality: str) -> dict[str, Any]:
     """
     import h5py
 
-    from vmtool.store import KIND_COLLECTION, _check_root, _decode, read_kind
+    from vmtool.ranking.catalog import catalog_model
 
     p = Path(catalog)
-    read_kind(p)  # existence, HDF5, vmtool attributes
+    model = catalog_model(p)  # the root attributes only (existence, kind and version checked)
+    model = model.get("sha256", "") if isinstance(model, dict) else ""
     with h5py.File(p, "r") as f:
-        # the model's hash from the root attribute alone: catalog_model opens the collection,
-        # which reads every item's columns (5 s of the 7 s an index took to open at a million)
-        _check_root(f, p, KIND_COLLECTION)
-        raw = _decode(f.attrs.get("model", "{}"))
-        try:
-            model = (json.loads(raw) if isinstance(raw, str) else dict(raw)).get("sha256", "")
-        except json.JSONDecodeError as exc:
-            raise FormatError("root attribute 'model' is not valid JSON", p) from exc
         name = f"embeddings/{_segments_name(modality)}"
         if name not in f:
             raise FormatError(f"has no segment embeddings '{name}'", p)
@@ -497,7 +490,7 @@ def build_index(catalog: str | os.PathLike, output: str | os.PathLike | None = N
                 g.attrs["nprobe"] = int(nprobe) if nprobe else max(1, nl // 64)
                 size = blob.nbytes
             if r:
-                size += int(np.prod(sk.shape)) * 2
+                size += int(np.prod(sk.shape)) * 2 + int(np.prod(sc.shape)) * 4
             report.modalities[mod] = {"kind": kind, "items": fp["items"], "indexed": int(valid.sum()),
                                       "seconds": round(time.perf_counter() - t0, 3), "bytes": int(size),
                                       "sketch_dim": r, "rerank": int(rerank) if r else None}
@@ -815,7 +808,7 @@ def open_index(catalog: str | os.PathLike, modality: str, path: str | os.PathLik
             where = (ds.id.get_offset(), ds.shape) if ds.chunks is None and ds.compression is None else None
 
             def load(p=p, name=ds.name, where=where):
-                if where is not None and where[0] is not None:  # contiguous: no copy of the blob in memory
+                if where is not None and where[0] is not None:  # contiguous: mapped, not read into a copy first (faiss copies it once)
                     return faiss.deserialize_index(np.memmap(p, dtype=np.uint8, mode="r", offset=where[0],
                                                              shape=where[1]))
                 with h5py.File(p, "r") as f:
@@ -929,6 +922,9 @@ def rank_with_index(query: SegmentSet, catalog: str | os.PathLike, index: Prefil
         raise ParameterError(f"unknown candidate score {candidates!r}; use sketch or centroid")
     t0 = time.perf_counter()
     m = parse_method(method)
+    if len(query) != 1 or query.lengths[0] == 0:  # before any candidate is chosen: one line, no warnings
+        raise ParameterError(f"rank takes one query, got {len(query)}" if len(query) != 1 else
+                             f"the query has no segment embeddings; method {m.name!r} needs them")
     keep = max(int(rerank or index.rerank), k + (exclude_sha256 is not None))
     steps = {}
 
