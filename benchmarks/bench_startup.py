@@ -67,9 +67,10 @@ PHASES = [
     ("read the catalog's model", [("vmtool/pipeline.py", "model"), ("vmtool/embed.py", "load_catalog_model")]),
     ("extraction", [("vmtool/extract.py", "extract_item")]),
     ("segmentation", [("vmtool/segment.py", "segment_item")]),
-    # a music segmentation runs while a forked child extracts (and reads the model): the
-    # parent's profile holds the segmentation, then the wait for what the child has left
-    ("waiting for the forked extraction", [("vmtool/pipeline.py", "result")]),
+    # a music segmentation runs in a forked child while this process reads the model and
+    # extracts: the parent's profile holds those, then the wait for what the child has left
+    ("forking the segmentation", [("vmtool/pipeline.py", "_segment_beside")]),
+    ("waiting for the forked segmentation", [("vmtool/pipeline.py", "result")]),
     ("embedding", [("vmtool/embed.py", "item")]),
     ("load the catalog", [("vmtool/ranking/catalog.py", "load_catalog")]),
     ("ranking", [("vmtool/ranking/rank.py", "rank")]),

@@ -645,18 +645,18 @@ def test_streamed_catalog_refuses_what_needs_it_in_memory(tmp_path, args, code, 
     assert one_error_line(res) == message
 
 
-def test_rank_media_query_whose_extraction_process_dies_exits_1(music_video, monkeypatch):
-    """The extraction of a media query runs in a forked child beside a music segmentation;
+def test_rank_media_query_whose_segmentation_process_dies_exits_1(music_video, monkeypatch):
+    """A media query's music segmentation runs in a forked child beside the extraction;
     a child that dies (killed, out of memory) gives one line naming the query, exit 1."""
-    import vmtool.extract
     import vmtool.pipeline
+    import vmtool.segment
 
     monkeypatch.setattr(vmtool.pipeline, "_overlap", lambda method, device: True)  # this process has torch
-    monkeypatch.setattr(vmtool.extract, "extract_item", lambda *a, **k: os._exit(9))
+    monkeypatch.setattr(vmtool.segment, "segment_item", lambda *a, **k: os._exit(9))
     catalog = Path(__file__).parent / "data" / "catalog-1.1.h5"
     res = run("rank", music_video, catalog, "--query-segments", "olda", "-q")
     assert res.exit_code == 1
-    assert one_error_line(res) == (f"Error: {music_video}: the extraction process ended without a result "
+    assert one_error_line(res) == (f"Error: {music_video}: the segmentation process ended without a result "
                                    "(exit code 9)")
 
 

@@ -106,10 +106,10 @@ def test_song_with_cover_art_queries_videos(pipeline, cover_art_files, ext):
 
 @pytest.fixture
 def overlap(monkeypatch):
-    """Set whether process_media extracts in a forked child (True) or in this process (False).
+    """Set whether process_media segments in a forked child (True) or in this process (False).
 
     The test process has torch loaded (training), where process_media never forks; the child
-    here extracts colour and handcrafted features only, which do not touch torch."""
+    here segments with msaf, which does not touch torch."""
     import vmtool.pipeline as pipeline_mod
 
     def set_overlap(on: bool) -> None:
@@ -119,8 +119,8 @@ def overlap(monkeypatch):
 
 
 def test_music_segments_beside_the_extraction_are_the_serial_ones(pipeline, music_video, overlap):
-    """The same embeddings, spans and hash whether the extraction runs in a forked child or not;
-    the model read by the child serves the next query."""
+    """The same embeddings, spans and hash whether the segmentation runs in a forked child or
+    not; the model read beside it serves the next query."""
     import multiprocessing
 
     _, _, cat = pipeline
@@ -143,7 +143,7 @@ def test_music_segments_beside_the_extraction_are_the_serial_ones(pipeline, musi
     assert (forked.duration, forked.sha256) == (serial.duration, serial.sha256)
 
 
-def test_an_extraction_error_in_the_child_names_the_file_and_reason(pipeline, music_video, overlap, monkeypatch):
+def test_an_extraction_error_beside_the_segmentation_names_the_file_and_reason(pipeline, music_video, overlap, monkeypatch):
     import multiprocessing
 
     import vmtool.extract
@@ -155,7 +155,7 @@ def test_an_extraction_error_in_the_child_names_the_file_and_reason(pipeline, mu
     def broken(src, *args, **kwargs):
         raise MediaError("cannot decode the audio stream", src)
 
-    monkeypatch.setattr(vmtool.extract, "extract_item", broken)  # the forked child inherits it
+    monkeypatch.setattr(vmtool.extract, "extract_item", broken)  # this process extracts; the child segments
     with pytest.raises(MediaError) as err:
         process_media(music_video, Recipe.from_catalog(cat), device="cpu", segments="olda")
     assert str(err.value) == f"{music_video}: cannot decode the audio stream"
@@ -186,18 +186,18 @@ def test_a_bad_file_is_reported_before_a_bad_model_either_way(pipeline, tmp_path
 def test_a_child_that_dies_is_reported(pipeline, music_video, overlap, monkeypatch):
     import os
 
-    import vmtool.extract
+    import vmtool.segment
     from vmtool.errors import VmtoolError
 
     _, _, cat = pipeline
     overlap(True)
-    monkeypatch.setattr(vmtool.extract, "extract_item", lambda *a, **k: os._exit(7))
+    monkeypatch.setattr(vmtool.segment, "segment_item", lambda *a, **k: os._exit(7))  # the forked child inherits it
     with pytest.raises(VmtoolError) as err:
         process_media(music_video, Recipe.from_catalog(cat), device="cpu", segments="olda")
-    assert str(err.value) == f"{music_video}: the extraction process ended without a result (exit code 7)"
+    assert str(err.value) == f"{music_video}: the segmentation process ended without a result (exit code 7)"
 
 
-def test_the_segmentation_error_keeps_its_hint_beside_the_extraction(pipeline, video_only, overlap):
+def test_the_forked_segmentation_error_keeps_its_hint(pipeline, video_only, overlap):
     from vmtool.errors import VmtoolError
 
     _, _, cat = pipeline
@@ -209,7 +209,7 @@ def test_the_segmentation_error_keeps_its_hint_beside_the_extraction(pipeline, v
 
 
 def test_an_interrupted_query_leaves_no_child(pipeline, music_video, overlap, monkeypatch):
-    """Ctrl-C while this process segments: the child extracting is stopped, not left behind."""
+    """Ctrl-C while this process extracts: the child segmenting is stopped, not left behind."""
     import multiprocessing
 
     import vmtool.pipeline as pipeline_mod
@@ -220,7 +220,7 @@ def test_an_interrupted_query_leaves_no_child(pipeline, music_video, overlap, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline_mod, "_segment", interrupted)
+    monkeypatch.setattr(pipeline_mod, "_extract", interrupted)
     with pytest.raises(KeyboardInterrupt):
         process_media(music_video, Recipe.from_catalog(cat), device="cpu", segments="olda")
     assert multiprocessing.active_children() == []

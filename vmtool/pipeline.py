@@ -314,10 +314,10 @@ def process_media(
     -----
     With a segmentation that decodes the media itself (msaf's methods, beats, bars), on
     Linux, on the CPU, with two or more cores not all busy and torch not loaded, the
-    extraction (and the first reading of the model) runs in a forked child process while
-    this one segments: the same calls and results, and a one-file query costs the longer
-    of the two branches instead of their sum. The child ignores Ctrl-C, is stopped when this call ends
-    early, and dies with this process.
+    segmentation runs in a child process forked as soon as the file is probed, while this
+    one reads the model and extracts: the same calls and results, and a one-file query
+    costs the longer of the two branches instead of their sum. The child ignores Ctrl-C,
+    is stopped when this call ends early, and dies with this process.
 
     Raises
     ------
@@ -334,22 +334,26 @@ def process_media(
     progress = progress or Progress()
     config = recipe.segment_config(segments)
     method = None if config is None else config.methods[0]
-    extractors = recipe.build_extractors(dev)
-    overlap = method is not None and _overlap(method, dev)  # after the extractors: some load torch
+    overlap = method is not None and _overlap(method, dev)  # before the extractors: the child needs none
     src, item_id, sha = _identify(path)
-    if not overlap:
-        from vmtool import media
+    from vmtool import media
 
-        # the errors in the order of the forked path: the file's (checked, hashed, probed), then the model's
-        media.probe(src)
+    # the errors in the same order either way: the file's (checked, hashed, probed), the
+    # model's, the extraction's, then the segmentation's
+    info = media.probe(src)
+    child = _segment_beside(path, src, item_id, info, config, dev) if overlap else None
+    try:
+        extractors = recipe.build_extractors(dev)
         model = recipe.model(dev)
-    if overlap:
-        model, result, seg = _extract_beside_segmenting(path, recipe, src, item_id, sha, extractors, config, dev,
-                                                        progress)
-        segs = {method: seg}
-    else:
         result = _extract(src, item_id, sha, recipe.extract, extractors, progress)
-        segs = {} if method is None else {method: _segment(path, _task_of(result, method), config, dev, progress)}
+        if child is not None:
+            segs = {method: child.result()}
+        else:
+            segs = {} if method is None else {method: _segment(path, _task_of(result, method), config, dev,
+                                                                progress)}
+    finally:
+        if child is not None:
+            child.close()
     item = MemoryItem(result, extractors, stored_config(recipe.extract, extractors), segs, path=path)
     clip, seg_emb, spans = Embedder(item, model, method).item(0)
     if not clip:
@@ -430,7 +434,7 @@ def _segment(path: str | os.PathLike, task, config, device: str, progress: Progr
 
 
 def _overlap(method: str, device: str) -> bool:
-    """Whether the extraction runs in a forked process while this one segments.
+    """Whether the segmentation runs in a forked process while this one extracts.
 
     The music methods (msaf's) decode the media themselves and read nothing the
     extraction computes, and their libraries (librosa, scipy.signal, msaf: about 1.5 s to
@@ -441,8 +445,8 @@ def _overlap(method: str, device: str) -> bool:
     or torch already loaded (a forked CUDA or torch thread pool is unusable), not Linux
     (macOS frameworks are not fork-safe), a single available core, or a machine whose
     load average (1 min) is already at its number of cores: with no idle core the child
-    only adds its overhead (median 4.66 -> 4.97 s at load 2.8 on 2 cores). The results
-    are the same either way.
+    only adds its overhead (median 4.66 -> 4.97 s at load 2.8 on 2 cores, when the child
+    extracted). The results are the same either way.
     """
     import sys
 
@@ -457,53 +461,22 @@ def _overlap(method: str, device: str) -> bool:
     return cores >= 2 and os.getloadavg()[0] < cores
 
 
-def _extract_beside_segmenting(path, recipe: Recipe, src: str, item_id: str, sha: str, extractors: list,
-                               seg_config, device: str, progress: Progress):
-    """:func:`_extract` in a forked child while this process runs :func:`_segment`: the same
-    calls on the same input, so the same results; errors as a serial run reports them
-    (the model's, then the extraction's, then the segmentation's). The child also reads
-    the catalog's model, unless the recipe holds it already (decompressing it took 0.25-0.4 s
-    of the parent's time; it comes back pickled in about 0.05 s). Returns (model, extraction
-    result, segmentation)."""
-    from vmtool import media
+def _segment_beside(path, src: str, item_id: str, info, seg_config, device: str) -> _Forked:
+    """:func:`_segment` started in a forked child; this process extracts meanwhile (the
+    same calls on the same input, so the same results). Forked as early as the recipe
+    allows: the segmentation's imports (librosa, ``scipy.signal``, msaf; about 1.5 s) and
+    work then run beside this process's reading of the model and its extraction."""
     from vmtool.segment import ItemTask
 
-    info = media.probe(src)  # what extract_item reads first: an unreadable file fails here, as it would there
     task = ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video,
                     methods=(seg_config.methods[0],))
-    # what both sides use, loaded once here so that the child inherits them: numba, scipy.fft
-    # (the STFTs) and vmtool.dsp's median filters (HPSS on both sides: loaded from numba's
-    # cache, or compiled into it, by one process, not by two at the same moment)
-    import scipy.fft  # noqa: F401
-
+    # vmtool.dsp's median filters (HPSS on both sides) loaded from numba's cache, or compiled
+    # into it, by this process before the fork, not by two processes at the same moment
     from vmtool.dsp import median_filter
 
     for axis in (0, 1):
         median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
-
-    have_model = ("model", device) in recipe._built
-    child = _Forked("extraction", _model_and_extract, recipe, device, not have_model, src, item_id, sha, extractors,
-                    path=path)
-    try:
-        try:
-            seg, seg_error = _segment(path, task, seg_config, device, progress), None
-        except VmtoolError as exc:
-            seg, seg_error = None, exc
-        model, result = child.result()
-    finally:
-        child.close()
-    if model is not None:
-        recipe._built[("model", device)] = model
-    if seg_error is not None:
-        raise seg_error
-    return recipe.model(device), result, seg
-
-
-def _model_and_extract(recipe: Recipe, device: str, load_model: bool, src: str, item_id: str, sha: str,
-                       extractors: list):
-    """The forked side of :func:`_extract_beside_segmenting`: (model or None, extraction result)."""
-    model = recipe.model(device) if load_model else None
-    return model, _extract(src, item_id, sha, recipe.extract, extractors, Progress())
+    return _Forked("segmentation", _segment, path, task, seg_config, device, Progress(), path=path)
 
 
 class _Forked:
