@@ -115,13 +115,16 @@ def overlap(monkeypatch):
     def set_overlap(on: bool) -> None:
         monkeypatch.setattr(pipeline_mod, "_overlap", lambda method, device: on)
 
-    return set_overlap
+    yield set_overlap
+    pipeline_mod.close_segmenter()  # the process kept for later queries
 
 
 def test_music_segments_beside_the_extraction_are_the_serial_ones(pipeline, music_video, overlap):
     """The same embeddings, spans and hash whether the segmentation runs in a forked child or
-    not; the model read beside it serves the next query."""
+    not; the child is kept and segments the next query too."""
     import multiprocessing
+
+    import vmtool.pipeline as pipeline_mod
 
     _, _, cat = pipeline
     got = {}
@@ -129,11 +132,14 @@ def test_music_segments_beside_the_extraction_are_the_serial_ones(pipeline, musi
         overlap(on)
         recipe = Recipe.from_catalog(cat)
         got[on] = process_media(music_video, recipe, device="cpu", segments="olda")
-        assert multiprocessing.active_children() == []
-        if on:
-            assert ("model", "cpu") in recipe._built
-            again = process_media(music_video, recipe, device="cpu", segments="olda")
-            np.testing.assert_array_equal(again.spans, got[on].spans)
+        if not on:
+            assert multiprocessing.active_children() == []
+            continue
+        worker = pipeline_mod._SEGMENTER[0]
+        assert worker.alive and multiprocessing.active_children() == [worker._proc]
+        again = process_media(music_video, recipe, device="cpu", segments="olda")
+        assert pipeline_mod._SEGMENTER[0] is worker  # no second fork
+        np.testing.assert_array_equal(again.spans, got[on].spans)
     serial, forked = got[False], got[True]
     assert len(serial.spans) > 1  # a real segmentation, not the whole clip
     np.testing.assert_array_equal(forked.spans, serial.spans)
@@ -226,14 +232,17 @@ def test_an_interrupted_query_leaves_no_child(pipeline, music_video, overlap, mo
     assert multiprocessing.active_children() == []
 
 
-def test_which_queries_extract_beside_the_segmentation(monkeypatch):
+def test_which_queries_segment_in_a_forked_child(monkeypatch):
     """Only a method that reads the media and nothing extraction computes, on the CPU, with
-    torch not loaded, on Linux with two cores or more, not all of them busy."""
+    torch not loaded, on Linux with two cores or more, not all of them busy; or wherever the
+    process forked for an earlier query is still there."""
     import os
     import sys
 
+    import vmtool.pipeline as pipeline_mod
     from vmtool.pipeline import _overlap
 
+    monkeypatch.setattr(pipeline_mod, "_SEGMENTER", [None])
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
@@ -253,3 +262,11 @@ def test_which_queries_extract_beside_the_segmentation(monkeypatch):
     monkeypatch.delitem(sys.modules, "torch")
     monkeypatch.setattr(sys, "platform", "darwin")
     assert not _overlap("olda", "cpu")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 1.0, 1.0))  # busy, but a segmenter is there already
+
+    class Alive:
+        alive = True
+
+    pipeline_mod._SEGMENTER[0] = Alive()
+    assert _overlap("olda", "cpu") and not _overlap("transnet", "cpu") and not _overlap("olda", "cuda:0")

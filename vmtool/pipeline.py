@@ -341,7 +341,8 @@ def process_media(
     # the errors in the same order either way: the file's (checked, hashed, probed), the
     # model's, the extraction's, then the segmentation's
     info = media.probe(src)
-    child = _segment_beside(path, src, item_id, info, config, dev) if overlap else None
+    child = _segment_beside(path, src, item_id, info, config) if overlap else None
+    done = False
     try:
         extractors = recipe.build_extractors(dev)
         model = recipe.model(dev)
@@ -351,9 +352,10 @@ def process_media(
         else:
             segs = {} if method is None else {method: _segment(path, _task_of(result, method), config, dev,
                                                                 progress)}
+        done = True
     finally:
-        if child is not None:
-            child.close()
+        if child is not None and not done:  # stopped mid-task (an error, Ctrl-C): not reused
+            close_segmenter()
     item = MemoryItem(result, extractors, stored_config(recipe.extract, extractors), segs, path=path)
     clip, seg_emb, spans = Embedder(item, model, method).item(0)
     if not clip:
@@ -402,11 +404,12 @@ def _task_of(result, method: str):
     return task
 
 
-def _segment(path: str | os.PathLike, task, config, device: str, progress: Progress):
+def _segment(path: str | os.PathLike, task, config, device: str, progress: Progress | None = None):
     """:func:`vmtool.segment.segment_item` on one item, as ``vmtool segment`` runs it on a collection."""
     from vmtool.batch import Failure, run_batch
     from vmtool.segment import segment_item
 
+    progress = progress or Progress()
     (method,) = config.methods
     try:
         config.validate()
@@ -433,6 +436,19 @@ def _segment(path: str | os.PathLike, task, config, device: str, progress: Progr
 # --- extraction beside the segmentation ------------------------------------------------------
 
 
+#: the process segmenting media queries beside this one (forked on first use, then kept: it
+#: holds the segmentation's libraries, imported once for every later query), or None
+_SEGMENTER: list = [None]
+
+
+def close_segmenter() -> None:
+    """Stop the process that segments media queries beside this one, if there is one
+    (a later query forks a new one)."""
+    worker, _SEGMENTER[0] = _SEGMENTER[0], None
+    if worker is not None:
+        worker.close()
+
+
 def _overlap(method: str, device: str) -> bool:
     """Whether the segmentation runs in a forked process while this one extracts.
 
@@ -455,60 +471,78 @@ def _overlap(method: str, device: str) -> bool:
     m = registry.get(method)
     if m.stored_curve is not None or not m.reads_media(()):
         return False
-    if device != "cpu" or "torch" in sys.modules or not sys.platform.startswith("linux"):
+    if device != "cpu" or not sys.platform.startswith("linux"):
+        return False
+    if _SEGMENTER[0] is not None and _SEGMENTER[0].alive:  # forked already: nothing more to pay
+        return True
+    if "torch" in sys.modules:
         return False
     cores = len(os.sched_getaffinity(0))
     return cores >= 2 and os.getloadavg()[0] < cores
 
 
-def _segment_beside(path, src: str, item_id: str, info, seg_config, device: str) -> _Forked:
-    """:func:`_segment` started in a forked child; this process extracts meanwhile (the
-    same calls on the same input, so the same results). Forked as early as the recipe
-    allows: the segmentation's imports (librosa, ``scipy.signal``, msaf; about 1.5 s) and
-    work then run beside this process's reading of the model and its extraction."""
+def _segment_beside(path, src: str, item_id: str, info, seg_config) -> _Forked:
+    """:func:`_segment` sent to the process that segments beside this one (forked on the
+    first call, as soon as the file is probed), while this process reads the model and
+    extracts: the same calls on the same input, so the same results. The segmentation's
+    imports (librosa, ``scipy.signal``, msaf; about 1.5 s) and work run beside this
+    process's; the process is kept, so a later query pays neither the fork nor the imports."""
     from vmtool.segment import ItemTask
 
     task = ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video,
                     methods=(seg_config.methods[0],))
-    # vmtool.dsp's median filters (HPSS on both sides) loaded from numba's cache, or compiled
-    # into it, by this process before the fork, not by two processes at the same moment
-    from vmtool.dsp import median_filter
+    worker = _SEGMENTER[0]
+    if worker is None or not worker.alive:
+        # vmtool.dsp's median filters (HPSS on both sides) loaded from numba's cache, or
+        # compiled into it, by this process before the fork, not by two at the same moment
+        from vmtool.dsp import median_filter
 
-    for axis in (0, 1):
-        median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
-    return _Forked("segmentation", _segment, path, task, seg_config, device, Progress(), path=path)
+        for axis in (0, 1):
+            median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
+        worker = _SEGMENTER[0] = _Forked("segmentation")
+    worker.submit(_segment, path, task, seg_config, "cpu", path=path)
+    return worker
 
 
 class _Forked:
-    """``func(*args)`` run in a forked child process; :meth:`result` waits for its value.
+    """A forked child process that runs the calls sent to it, one at a time.
 
-    The child inherits this process's memory (loaded modules, built extractors), ignores
-    Ctrl-C and dies with this process (:func:`vmtool.batch.die_with_parent`); its value or
-    its :class:`VmtoolError` comes back pickled (with its class, file and reason). Use
-    :meth:`close` in a ``finally``: it terminates a child still running (on Ctrl-C, or
-    an error here), so none is left behind.
+    The child inherits this process's memory as it is when forked (loaded modules), keeps
+    what it imports for the next call, ignores Ctrl-C and dies with this process
+    (:func:`vmtool.batch.die_with_parent`). :meth:`submit` sends ``func(*args)`` (pickled:
+    *func* a module-level function); :meth:`result` waits for its value, or raises its
+    :class:`VmtoolError` (pickled back with its class, file and reason). :meth:`close`
+    terminates the child, e.g. after an error or Ctrl-C here while it works.
     """
 
-    def __init__(self, name: str, func, *args, path: str | os.PathLike | None = None):
+    def __init__(self, name: str):
         import multiprocessing as mp
 
-        self._path = path  # named in the error of a child that ends without a value
-
+        self._path = None  # named in the error of a child that ends without a value
         ctx = mp.get_context("fork")
-        self._conn, child_end = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_forked_main, args=(os.getpid(), child_end, func, args), daemon=True,
-                                 name=name)
+        self._conn, child_end = ctx.Pipe()
+        self._proc = ctx.Process(target=_forked_main, args=(os.getpid(), child_end), daemon=True, name=name)
         self._proc.start()  # multiprocessing flushes stdout and stderr first: nothing is written twice
         child_end.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
+    def submit(self, func, *args, path: str | os.PathLike | None = None) -> None:
+        self._path = path
+        try:
+            self._conn.send((func, args))
+        except OSError:  # the child is gone: result() says so
+            pass
 
     def result(self):
         try:
             ok, value = self._conn.recv()
-        except EOFError:
-            self._proc.join()
+        except (EOFError, OSError):
+            self._proc.join(5)
             raise VmtoolError(f"the {self._proc.name} process ended without a result "
                               f"(exit code {self._proc.exitcode})", self._path) from None
-        self._proc.join(5)  # it is exiting; close() stops one that lingers
         if ok:
             return value
         raise value
@@ -523,21 +557,26 @@ class _Forked:
         self._conn.close()
 
 
-def _forked_main(parent_pid: int, conn, func, args) -> None:
+def _forked_main(parent_pid: int, conn) -> None:
     import signal
 
     from vmtool.batch import die_with_parent
 
     die_with_parent(parent_pid)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler: terminate() ends the child
-    try:
-        msg = (True, func(*args))
-    except VmtoolError as exc:
-        msg = (False, exc)
-    except Exception as exc:  # noqa: BLE001 - reported in the parent, as run_batch reports it
-        msg = (False, VmtoolError(f"{type(exc).__name__}: {exc}"))
-    try:
-        conn.send(msg)
-    except Exception as exc:  # noqa: BLE001 - a value that does not pickle
-        conn.send((False, VmtoolError(f"the result could not be sent back ({type(exc).__name__}: {exc})")))
+    while True:
+        try:
+            func, args = conn.recv()
+        except (EOFError, OSError):  # the parent closed its end, or is gone
+            break
+        try:
+            msg = (True, func(*args))
+        except VmtoolError as exc:
+            msg = (False, exc)
+        except Exception as exc:  # noqa: BLE001 - reported in the parent, as run_batch reports it
+            msg = (False, VmtoolError(f"{type(exc).__name__}: {exc}"))
+        try:
+            conn.send(msg)
+        except Exception as exc:  # noqa: BLE001 - a value that does not pickle
+            conn.send((False, VmtoolError(f"the result could not be sent back ({type(exc).__name__}: {exc})")))
     conn.close()
