@@ -265,8 +265,12 @@ def test_which_queries_segment_in_a_forked_child(monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 1.0, 1.0))  # busy, but a segmenter is there already
 
+    from vmtool.segmentation import registry
+
     class Alive:
         alive = True
+        methods = {"olda": registry.get("olda")}  # the registry as it was when the child was forked
 
     pipeline_mod._SEGMENTER[0] = Alive()
     assert _overlap("olda", "cpu") and not _overlap("transnet", "cpu") and not _overlap("olda", "cuda:0")
+    assert not _overlap("beats", "cpu")  # registered (or replaced) after the fork: segmented here

@@ -475,8 +475,11 @@ def _overlap(method: str, device: str) -> bool:
         return False
     if device != "cpu" or not sys.platform.startswith("linux"):
         return False
-    if _SEGMENTER[0] is not None and _SEGMENTER[0].alive:  # forked already: nothing more to pay
-        return True
+    worker = _SEGMENTER[0]
+    if worker is not None and worker.alive:  # forked already: nothing more to pay
+        # unless the method was registered (or replaced) here after the fork: the child has
+        # the registry of then, so this process runs it itself
+        return worker.methods.get(method) is m
     if "torch" in sys.modules:
         return False
     cores = len(os.sched_getaffinity(0))
@@ -502,6 +505,9 @@ def _segment_beside(path, src: str, item_id: str, info, seg_config) -> _Forked:
         for axis in (0, 1):
             median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
         worker = _SEGMENTER[0] = _Forked("segmentation")
+        from vmtool.segmentation import registry
+
+        worker.methods = {name: registry.get(name) for name in registry.names()}  # what the child knows
     worker.submit(_segment, path, task, seg_config, "cpu", path=path)
     return worker
 
@@ -521,6 +527,7 @@ class _Forked:
         import multiprocessing as mp
 
         self._path = None  # named in the error of a child that ends without a value
+        self.methods: dict = {}  # segmentation methods as registered when forked (set by the caller)
         ctx = mp.get_context("fork")
         self._conn, child_end = ctx.Pipe()
         self._proc = ctx.Process(target=_forked_main, args=(os.getpid(), child_end), daemon=True, name=name)
