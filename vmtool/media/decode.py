@@ -255,6 +255,31 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     return info
 
 
+def _audio_arrays(p: Path, resampler, *, pad_lead: bool) -> Iterator:
+    """The first audio stream of *p* decoded and passed through *resampler* (an
+    ``av.AudioResampler``): first ``(lead, rate)``, then each resampled array.
+
+    *rate* is the stream's sample rate and *lead* the seconds before its first frame
+    when *pad_lead* and the stream starts more than 1 ms after time 0 (else 0.0). Nothing
+    is yielded for a stream without a decodable frame. FFmpeg's errors propagate to the
+    caller, which knows how much it has decoded.
+    """
+    with _open(p) as c:
+        stream = c.streams.audio[0]
+        stream.thread_type = "AUTO"
+        first = True
+        for frame in c.decode(stream):
+            if first:
+                first = False
+                t0 = frame.time if frame.time is not None else 0.0
+                yield (float(t0) if pad_lead and t0 and t0 > 1e-3 else 0.0, int(frame.sample_rate))
+            frame.pts = None  # let the resampler count samples; avoids pts gaps warnings
+            for out in resampler.resample(frame):
+                yield out.to_ndarray()
+        for out in resampler.resample(None):
+            yield out.to_ndarray()
+
+
 def iter_audio(
     path: str | os.PathLike,
     sr: int,
@@ -296,37 +321,22 @@ def iter_audio(
     buf: list[np.ndarray] = []
     nbuf = 0
     total = 0
-    with _open(p) as c:
-        stream = c.streams.audio[0]
-        stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr))
-        first = True
-        try:
-            for frame in c.decode(stream):
-                if first:
-                    first = False
-                    t0 = frame.time if frame.time is not None else 0.0
-                    if t0 and t0 > 1e-3:
-                        lead = np.zeros(int(round(t0 * sr)), dtype=np.float32)
-                        buf.append(lead)
-                        nbuf += lead.size
-                frame.pts = None  # let the resampler count samples; avoids pts gaps warnings
-                for out in resampler.resample(frame):
-                    a = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                    buf.append(a)
-                    nbuf += a.size
-                while nbuf >= block:
-                    cat = np.concatenate(buf)
-                    yield cat[:block]
-                    total += block
-                    rest = cat[block:]
-                    buf, nbuf = ([rest], rest.size) if rest.size else ([], 0)
-            for out in resampler.resample(None):
-                a = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                buf.append(a)
-                nbuf += a.size
-        except av.error.FFmpegError as exc:
-            raise MediaError(f"audio decoding failed after {total / sr:.1f} s ({_ffmsg(exc)})", p) from exc
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr))
+    try:
+        for a in _audio_arrays(p, resampler, pad_lead=True):
+            if isinstance(a, tuple):  # the stream's start: silence before it
+                a = np.zeros(int(round(a[0] * sr)), dtype=np.float32)
+            a = a.reshape(-1).astype(np.float32, copy=False)
+            buf.append(a)
+            nbuf += a.size
+            while nbuf >= block:
+                cat = np.concatenate(buf)
+                yield cat[:block]
+                total += block
+                rest = cat[block:]
+                buf, nbuf = ([rest], rest.size) if rest.size else ([], 0)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"audio decoding failed after {total / sr:.1f} s ({_ffmsg(exc)})", p) from exc
     if nbuf:
         yield np.concatenate(buf)
         total += nbuf
@@ -423,28 +433,19 @@ def _load_audio_librosa(path, sr: int, info: MediaInfo | None) -> np.ndarray:
         raise MediaError("has no audio stream", p)
     blocks: list[np.ndarray] = []
     native = 0
-    with _open(p) as c:
-        stream = c.streams.audio[0]
-        stream.thread_type = "AUTO"
-        to_float = av.AudioResampler(format="fltp")  # format only: rate and layout kept, no delay
-        first = True
-        try:
-            for frame in c.decode(stream):
-                if first:
-                    first = False
-                    native = int(frame.sample_rate)
-                    t0 = frame.time if frame.time is not None else 0.0
-                    if info.has_video and t0 and t0 > 1e-3:
-                        blocks.append(np.zeros(int(round(t0 * native)), dtype=np.float32))
-                frame.pts = None
-                for out in to_float.resample(frame):
-                    # librosa.to_mono: the mean over channels, in float32
-                    blocks.append(np.mean(out.to_ndarray().astype(np.float32, copy=False), axis=0))
-            for out in to_float.resample(None):
-                blocks.append(np.mean(out.to_ndarray().astype(np.float32, copy=False), axis=0))
-        except av.error.FFmpegError as exc:
-            done = sum(b.size for b in blocks) / max(native, 1)
-            raise MediaError(f"audio decoding failed after {done:.1f} s ({_ffmsg(exc)})", p) from exc
+    to_float = av.AudioResampler(format="fltp")  # format only: rate and layout kept, no delay
+    try:
+        for a in _audio_arrays(p, to_float, pad_lead=info.has_video):
+            if isinstance(a, tuple):  # the stream's start and rate
+                native = a[1]
+                if a[0]:
+                    blocks.append(np.zeros(int(round(a[0] * native)), dtype=np.float32))
+                continue
+            # librosa.to_mono: the mean over channels, in float32
+            blocks.append(np.mean(a.astype(np.float32, copy=False), axis=0))
+    except av.error.FFmpegError as exc:
+        done = sum(b.size for b in blocks) / max(native, 1)
+        raise MediaError(f"audio decoding failed after {done:.1f} s ({_ffmsg(exc)})", p) from exc
     y = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     if y.size == 0:
         raise MediaError("audio stream holds no decodable samples", p)
@@ -494,24 +495,17 @@ def load_audio_channels(
     if not info.has_audio:
         raise MediaError("has no audio stream", p)
     blocks: list[np.ndarray] = []
-    with _open(p) as c:
-        stream = c.streams.audio[0]
-        stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=int(sr))
-        first = True
-        try:
-            for frame in c.decode(stream):
-                if first:
-                    first = False
-                    t0 = frame.time if frame.time is not None else 0.0
-                    if info.has_video and t0 and t0 > 1e-3:
-                        blocks.append(np.zeros((channels, int(round(t0 * sr))), dtype=np.float32))
-                frame.pts = None
-                blocks.extend(out.to_ndarray().astype(np.float32, copy=False) for out in resampler.resample(frame))
-            blocks.extend(out.to_ndarray().astype(np.float32, copy=False) for out in resampler.resample(None))
-        except av.error.FFmpegError as exc:
-            done = sum(b.shape[1] for b in blocks) / sr
-            raise MediaError(f"audio decoding failed after {done:.1f} s ({_ffmsg(exc)})", p) from exc
+    resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=int(sr))
+    try:
+        for a in _audio_arrays(p, resampler, pad_lead=info.has_video):
+            if isinstance(a, tuple):  # the stream's start: silence before it
+                if a[0]:
+                    blocks.append(np.zeros((channels, int(round(a[0] * sr))), dtype=np.float32))
+                continue
+            blocks.append(a.astype(np.float32, copy=False))
+    except av.error.FFmpegError as exc:
+        done = sum(b.shape[1] for b in blocks) / sr
+        raise MediaError(f"audio decoding failed after {done:.1f} s ({_ffmsg(exc)})", p) from exc
     y = np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), dtype=np.float32)
     if y.shape[1] == 0:
         raise MediaError("audio stream holds no decodable samples", p)
