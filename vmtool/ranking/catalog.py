@@ -64,6 +64,17 @@ def catalog_model(path: str | os.PathLike) -> dict[str, Any] | None:
     return dict(raw)
 
 
+def hash_strings(h, ds) -> None:
+    """Feed the hash *h* every value of the string dataset *ds*, each followed by a NUL byte.
+
+    One call for the whole column: the same bytes as a call per value. Shared by the
+    index's fingerprint and the CSLS sidecar's key, whose digests must not change.
+    """
+    values = ds.asstr()[()]
+    if len(values):
+        h.update(("\0".join(values.tolist()) + "\0").encode())
+
+
 def _element_names(modality: str) -> tuple[str, str]:
     if modality not in MODALITIES:
         raise ParameterError(f"unknown modality {modality!r}; use audio or video")

@@ -251,13 +251,15 @@ def _catalog_key(catalog: str | os.PathLike) -> str:
 
     import h5py
 
+    from vmtool.ranking.catalog import hash_strings
+
     h = hashlib.sha256()
     with h5py.File(catalog, "r") as f:
         for a in ("created", "history", "model"):
             h.update(f"{a}={f.attrs.get(a, '')}\0".encode())
         for col in ("items/id", "items/sha256"):
-            for v in f[col].asstr()[()] if col in f else ():
-                h.update(v.encode() + b"\0")
+            if col in f:
+                hash_strings(h, f[col])
 
         def add(name, obj):
             if isinstance(obj, h5py.Dataset):

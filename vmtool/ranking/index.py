@@ -83,7 +83,7 @@ def fingerprint(catalog: str | os.PathLike, modality: str) -> dict[str, Any]:
     """
     import h5py
 
-    from vmtool.ranking.catalog import catalog_model
+    from vmtool.ranking.catalog import catalog_model, hash_strings
 
     p = Path(catalog)
     model = catalog_model(p)  # the root attributes only (existence, kind and version checked)
@@ -94,10 +94,7 @@ def fingerprint(catalog: str | os.PathLike, modality: str) -> dict[str, Any]:
             raise FormatError(f"has no segment embeddings '{name}'", p)
         h = hashlib.sha256()
         for col in ("items/id", "items/sha256"):
-            # each value then a NUL, hashed in one call (a call per value took seconds at a million items)
-            values = f[col].asstr()[()]
-            if len(values):
-                h.update(("\0".join(values.tolist()) + "\0").encode())
+            hash_strings(h, f[col])
         offsets = f[f"{name}/offsets"][()].astype("<i8")
         h.update(offsets.tobytes())
         return {"items": int(len(offsets) - 1), "digest": h.hexdigest(), "model_sha256": str(model),
