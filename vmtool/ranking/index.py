@@ -789,9 +789,7 @@ def open_index(catalog: str | os.PathLike, modality: str, path: str | os.PathLik
         kind = str(g.attrs["kind"])
         sk = {}
         if "sketch" in g:  # index 1.1
-            ds = g["sketch"]
-            sk = {"sketch": np.memmap(p, dtype=ds.dtype, mode="r", offset=ds.id.get_offset(), shape=ds.shape)
-                  if ds.shape[0] else np.zeros(ds.shape, dtype=ds.dtype),
+            sk = {"sketch": _mapped(p, g["sketch"]),
                   "projection": g["projection"][()], "offsets": g["offsets"][()].astype(np.int64),
                   "rerank": int(g.attrs["rerank"])}
             if "sketch_centroids" in g:  # stored since 2026-12-06; before, computed on the first query
