@@ -274,3 +274,99 @@ def test_which_queries_segment_in_a_forked_child(monkeypatch):
     pipeline_mod._SEGMENTER[0] = Alive()
     assert _overlap("olda", "cpu") and not _overlap("transnet", "cpu") and not _overlap("olda", "cuda:0")
     assert not _overlap("beats", "cpu")  # registered (or replaced) after the fork: segmented here
+
+
+def _prepared() -> str | None:
+    """(Run in the forked child) what the test method's prepare recorded there."""
+    import os
+
+    return os.environ.get("VMTOOL_TEST_PREPARED")
+
+
+def test_a_segmenter_started_ahead_prepares_its_method_then_segments_the_query(pipeline, music_video, overlap,
+                                                                               monkeypatch):
+    """start_segmenter forks before any query and the child runs the method's prepare first;
+    the query then goes to that child (no second fork) and gets the serial segmentation."""
+    import dataclasses
+    import multiprocessing
+    import os
+
+    import vmtool.pipeline as pipeline_mod
+    from vmtool.segmentation import registry
+
+    _, _, cat = pipeline
+    olda = registry.get("olda")
+
+    def prepare(params):  # runs in the child only: this process's environment is untouched
+        os.environ["VMTOOL_TEST_PREPARED"] = f"{params['method']} {params['labels']}"
+        olda.prepare(params)
+
+    monkeypatch.delenv("VMTOOL_TEST_PREPARED", raising=False)
+    registry.register(dataclasses.replace(olda, prepare=prepare), replace=True)
+    try:
+        overlap(True)
+        recipe = Recipe.from_catalog(cat)
+        assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")
+        worker = pipeline_mod._SEGMENTER[0]
+        worker.submit(_prepared)
+        assert worker.result() == "olda None"  # in the child, before any query was sent
+        assert "VMTOOL_TEST_PREPARED" not in os.environ
+        assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")  # running: no second fork
+        ahead = process_media(music_video, recipe, device="cpu", segments="olda")
+        assert pipeline_mod._SEGMENTER[0] is worker and multiprocessing.active_children() == [worker._proc]
+    finally:
+        registry.register(olda, replace=True)
+    overlap(False)
+    serial = process_media(music_video, recipe, device="cpu", segments="olda")
+    assert len(serial.spans) > 1
+    np.testing.assert_array_equal(ahead.spans, serial.spans)
+    for m in serial.clip:
+        np.testing.assert_array_equal(ahead.segments[m], serial.segments[m])
+
+
+def test_a_prepare_that_fails_leaves_the_segmentation_to_report(pipeline, music_video, overlap, monkeypatch):
+    import dataclasses
+
+    import vmtool.pipeline as pipeline_mod
+    from vmtool.segmentation import registry
+
+    _, _, cat = pipeline
+    olda = registry.get("olda")
+
+    def broken(params):
+        raise RuntimeError("no such library")
+
+    registry.register(dataclasses.replace(olda, prepare=broken), replace=True)
+    try:
+        overlap(True)
+        recipe = Recipe.from_catalog(cat)
+        assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")
+        q = process_media(music_video, recipe, device="cpu", segments="olda")  # the child ignored it, and segments
+    finally:
+        registry.register(olda, replace=True)
+    assert len(q.spans) > 1
+
+
+def test_start_segmenter_starts_nothing_it_would_not_use(pipeline, overlap, tmp_path):
+    """No process for a method run here, for a --query-segments that does not parse (the
+    query reports it), or for queries that are all stored items; never an error."""
+    import multiprocessing
+
+    from vmtool.pipeline import start_segmenter
+    from vmtool.query import QueryLoader
+
+    _, clips, cat = pipeline
+    recipe = Recipe.from_catalog(cat)
+    overlap(False)
+    assert not start_segmenter(recipe, device="cpu", segments="olda")
+    overlap(True)
+    assert not start_segmenter(recipe, device="cpu", segments="olda:nonsense=1")
+    assert not start_segmenter(recipe, device="cpu", segments="no-such-method")
+    loader = QueryLoader(cat, device="cpu", segments="olda")
+    assert not loader.start([f"{cat}#clip_0001", f"{cat}#clip_0002"])
+    no_model = tmp_path / "features.h5"  # a collection without a model: its query will say so
+    run("extract", clips[0], "-a", "handcrafted", "-v", "none", "-o", no_model, "-q")
+    assert not QueryLoader(no_model, device="cpu", segments="olda").start([clips[0]])
+    assert multiprocessing.active_children() == []
+    assert loader.start([f"{cat}#clip_0001", clips[0]])  # a media query among them
+    assert len(multiprocessing.active_children()) == 1

@@ -154,3 +154,15 @@ with open_collection({str(CATALOG)!r}) as c:
 invoke('rank', {str(CATALOG)!r} + '#' + item, {str(CATALOG)!r}, '-k', '2', '-q')
 """
     assert "torch" not in heavy_after(code)
+
+
+def test_the_msaf_methods_prepare_their_imports_without_a_file():
+    # what a process forked to segment media queries imports as soon as it starts
+    # (vmtool.pipeline.start_segmenter): msaf and OLDA's librosa.segment, not pandas
+    code = """
+from vmtool.segmentation import registry
+registry.get('olda').prepare({'method': 'olda', 'labels': None})
+assert 'msaf.run' in sys.modules and 'librosa.segment' in sys.modules
+"""
+    loaded = heavy_after(code)
+    assert {"msaf", "librosa", "sklearn"} <= set(loaded) and not {"pandas", "matplotlib", "torch"} & set(loaded)

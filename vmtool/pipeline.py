@@ -40,7 +40,7 @@ import numpy as np
 from vmtool.errors import FormatError, ParameterError, VmtoolError
 from vmtool.progress import Progress
 
-__all__ = ["Recipe", "QueryEmbedding", "MemoryItem", "process_media", "close_segmenter"]
+__all__ = ["Recipe", "QueryEmbedding", "MemoryItem", "process_media", "start_segmenter", "close_segmenter"]
 
 
 @dataclass
@@ -443,6 +443,47 @@ def _segment(path: str | os.PathLike, task, config, device: str, progress: Progr
 _SEGMENTER: list = [None]
 
 
+def start_segmenter(recipe: Recipe, *, device: str = "auto", segments: str | None = None) -> bool:
+    """Start the process that segments media queries beside this one, ahead of the first query.
+
+    :func:`process_media` forks it on its first call when it would segment beside this
+    process (see its Notes); started here instead, before this process does something
+    else (``vmtool rank`` loads the catalog), the segmentation's imports (msaf,
+    librosa, scikit-learn: about 1.5 s on an idle 2-core machine, the longest part of a
+    one-file query) run meanwhile: the process imports what the method will need as soon
+    as it is forked (:attr:`vmtool.segmentation.registry.SegmentationMethod.prepare`).
+    The results are the same either way.
+
+    Parameters are those of :func:`process_media`. Returns whether the process runs
+    (started now or before). Nothing is raised: a *segments* that does not parse, or a
+    method that runs in this process, starts nothing, and the query reports what is
+    wrong in its turn.
+    """
+    from vmtool.device import resolve_device
+    from vmtool.segmentation import registry
+
+    try:
+        dev = resolve_device(device)
+        config = recipe.segment_config(segments)
+    except VmtoolError:
+        return False
+    if config is None or not _overlap(config.methods[0], dev):
+        return False
+    method = config.methods[0]
+    if _SEGMENTER[0] is None or not _SEGMENTER[0].alive:
+        worker = _fork_segmenter()
+        if registry.get(method).prepare is not None:
+            worker.submit(_prepare, method, config.params(method), reply=False)
+    return True
+
+
+def _prepare(method: str, params: dict) -> None:
+    """(In the forked process) the method's imports, ahead of its first item."""
+    from vmtool.segmentation import registry
+
+    registry.get(method).prepare(params)
+
+
 def close_segmenter() -> None:
     """Stop the process that segments media queries beside this one, if there is one
     (a later query forks a new one)."""
@@ -498,17 +539,23 @@ def _segment_beside(path, src: str, item_id: str, info, seg_config) -> _Forked:
                     methods=(seg_config.methods[0],))
     worker = _SEGMENTER[0]
     if worker is None or not worker.alive:
-        # vmtool.dsp's median filters (HPSS on both sides) loaded from numba's cache, or
-        # compiled into it, by this process before the fork, not by two at the same moment
-        from vmtool.dsp import median_filter
-
-        for axis in (0, 1):
-            median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
-        worker = _SEGMENTER[0] = _Forked("segmentation")
-        from vmtool.segmentation import registry
-
-        worker.methods = {name: registry.get(name) for name in registry.names()}  # what the child knows
+        worker = _fork_segmenter()
     worker.submit(_segment, path, task, seg_config, "cpu", path=path)
+    return worker
+
+
+def _fork_segmenter() -> _Forked:
+    """Fork the process that segments beside this one (kept in :data:`_SEGMENTER`)."""
+    from vmtool.segmentation import registry
+
+    # vmtool.dsp's median filters (HPSS on both sides) loaded from numba's cache, or
+    # compiled into it, by this process before the fork, not by two at the same moment
+    from vmtool.dsp import median_filter
+
+    for axis in (0, 1):
+        median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
+    worker = _SEGMENTER[0] = _Forked("segmentation")
+    worker.methods = {name: registry.get(name) for name in registry.names()}  # what the child knows
     return worker
 
 
@@ -538,10 +585,13 @@ class _Forked:
     def alive(self) -> bool:
         return self._proc.is_alive()
 
-    def submit(self, func, *args, path: str | os.PathLike | None = None) -> None:
-        self._path = path
+    def submit(self, func, *args, path: str | os.PathLike | None = None, reply: bool = True) -> None:
+        """Send ``func(*args)``; with ``reply=False`` the child sends nothing back (and
+        ignores any failure: for work ahead of a call, such as its imports)."""
+        if reply:
+            self._path = path
         try:
-            self._conn.send((func, args))
+            self._conn.send((func, args, reply))
         except OSError:  # the child is gone: result() says so
             pass
 
@@ -575,9 +625,15 @@ def _forked_main(parent_pid: int, conn) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler: terminate() ends the child
     while True:
         try:
-            func, args = conn.recv()
+            func, args, reply = conn.recv()
         except (EOFError, OSError):  # the parent closed its end, or is gone
             break
+        if not reply:
+            try:
+                func(*args)
+            except Exception:  # noqa: BLE001 - work ahead of a call: the call itself reports the failure
+                pass
+            continue
         try:
             msg = (True, func(*args))
         except VmtoolError as exc:

@@ -90,6 +90,25 @@ class QueryLoader:
             self._recipe = Recipe.from_catalog(self.catalog)
         return self._recipe
 
+    def start(self, specs: Sequence[str | os.PathLike]) -> bool:
+        """Start, ahead of the queries *specs*, what their processing will wait for.
+
+        With a media file among them, the process that segments media queries beside
+        this one (:func:`vmtool.pipeline.start_segmenter`) is forked now and imports the
+        segmentation's libraries while the caller does other work (loads the catalog).
+        Returns whether it runs. Nothing is raised: a catalog without a recipe, or a
+        query that cannot be read, is reported by the query itself, in its turn.
+        """
+        if self.catalog is None or all(is_item_ref(s) for s in specs):
+            return False
+        from vmtool.pipeline import start_segmenter
+
+        try:
+            recipe = self.recipe()
+        except VmtoolError:
+            return False
+        return start_segmenter(recipe, device=self.device, segments=self.segments)
+
     def load(self, spec: str | os.PathLike, modality: str, *, progress: Progress | None = None) -> SegmentSet:
         """As :func:`load_query`."""
         catalog = self.catalog
@@ -232,6 +251,10 @@ class CatalogRanker:
         more than half the available memory (:func:`vmtool.ranking.index.too_large`;
         both sides of the catalog with a CSLS correction, whose terms take the other
         side as reference). Not with an index (``--prefilter``), which reads only the candidates.
+    queries : sequence of str, optional
+        The queries that will follow, when known: with a media file among them, its
+        segmentation's process starts before the catalog is loaded
+        (:meth:`QueryLoader.start`), so that its imports run meanwhile.
 
     Attributes
     ----------
@@ -251,7 +274,7 @@ class CatalogRanker:
     def __init__(self, catalog: str | os.PathLike, *, method: str = "btrace-mean", k: int = 10,
                  direction: str = "v2m", prefilter: int | None = None, exclude_self: bool = False,
                  hubness=None, length: float | None = None, filters: Sequence = (), device: str = "cpu",
-                 segments: str | None = None, stream: bool | None = None):
+                 segments: str | None = None, stream: bool | None = None, queries: Sequence[str] = ()):
         from vmtool.filters import catalog_filter
         from vmtool.ranking import load_catalog, parse_method, sides
         from vmtool.ranking.hubness import parse_hubness, resolve_hubness
@@ -277,6 +300,8 @@ class CatalogRanker:
             self.selection, self.meta = catalog_filter(catalog, list(filters), ids=self.grids[0])
             return
         clip_level = parse_method(method).level == "clip"
+        self.loader = QueryLoader(catalog, device=device, segments=segments)
+        self.loader.start(queries)  # before the catalog is loaded: a media query's imports run meanwhile
         # with --prefilter and an index next to the catalog, a query reads only its candidates
         # (filters, hubness correction and the pair classifier need the whole catalog in memory)
         self.index = None
@@ -304,7 +329,6 @@ class CatalogRanker:
                 self.hubness = resolve_hubness(hubness, method, streamed=True)
         self.targets = load_catalog(catalog, tmod, segments=not clip_level, clip=clip_level) \
             if self.index is None and not self.streamed else None
-        self.loader = QueryLoader(catalog, device=device, segments=segments)
         self.pair_scorer = self._pair_scorer() if parse_method(method).name == "head" else None
         # the targets' CSLS terms, on the first query: from the catalog's sidecar, or computed once and stored there
         self.terms, self.terms_note = None, None

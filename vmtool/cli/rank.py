@@ -144,7 +144,8 @@ def rank_cmd(
         raise UsageError(f"--hubness: {exc.reason}") from None
     ranker = CatalogRanker(catalog, method=method, k=k, direction=direction.value, prefilter=prefilter,
                            exclude_self=exclude_self, hubness=hub, length=length, filters=filters,
-                           device=resolve_device(device), segments=query_segments, stream=stream)
+                           device=resolve_device(device), segments=query_segments, stream=stream,
+                           queries=queries)
     selection, meta, index = ranker.selection, ranker.meta, ranker.index
     if selection is not None:
         per = "; ".join(f"{t}: {c}" for t, c in selection.excluded_by.items())

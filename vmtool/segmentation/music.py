@@ -78,6 +78,7 @@ __all__ = [
     "MsafSegmenter",
     "segment_music",
     "import_msaf",
+    "prepare_msaf",
     "ALGORITHM_THREADS",
     "BOUNDARY_TIMES",
     "msaf_own_boundaries",
@@ -315,6 +316,45 @@ def _defer_import(name: str) -> bool:
     stand_in.__spec__ = spec
     sys.modules[name] = stand_in
     return True
+
+
+def _algorithm_modules(method: str, labels: str | None, sink: list[str]):
+    """msaf's boundary module for *method* and labelling module for *labels* (or None),
+    with what their features import on first use (``librosa.segment``) imported; what
+    that import logs or warns is appended to *sink*."""
+    import msaf.run
+
+    bounds_module = msaf.run.get_boundaries_module(method)
+    labels_module = msaf.run.get_labels_module(labels) if labels else None
+    if method in _LIBROSA_SEGMENT_USERS and "librosa.segment" not in sys.modules:
+        # librosa.segment imports scikit-learn, whose sklearn.utils.fixes imports pandas
+        # for one helper (0.2-0.3 s): deferred during that import only (while the
+        # algorithm runs, libraries ask sys.modules whether pandas is loaded)
+        with _quiet(sink), _deferring(["pandas"]):
+            import librosa.segment  # noqa: F401
+    return bounds_module, labels_module
+
+
+def prepare_msaf(method: str, labels: str | None = None) -> None:
+    """Import what msaf's *method* (and the labelling *labels*) will run on, without running it.
+
+    msaf itself (:func:`import_msaf`) and what the algorithms import on their first call
+    (``librosa.segment`` with scikit-learn for olda and sf, a deferred labelling
+    algorithm): about 1.5 s on an idle 2-core machine, most of a one-file query's
+    segmentation. :func:`vmtool.pipeline.start_segmenter` calls it in the process it
+    forks to segment media queries, as soon as that process starts. Unknown names are
+    left to :meth:`MsafSegmenter.segment` to refuse.
+
+    Raises
+    ------
+    SegmentationError
+        msaf cannot be imported.
+    """
+    import_msaf()
+    if method not in MUSIC_METHODS or (labels is not None and labels not in LABEL_METHODS):
+        return
+    with _LOCK, _quiet():
+        _algorithm_modules(method, labels, [])
 
 
 # ---------------------------------------------------------------------------------
@@ -850,21 +890,12 @@ class MsafSegmenter:
 
     def _run(self, method, labels, cfg, sink, seed, what):
         """Run msaf's boundary (and labelling) Segmenter as ``msaf.run.run_flat`` does."""
-        import msaf.run
-
-        bounds_module = msaf.run.get_boundaries_module(method)
-        labels_module = msaf.run.get_labels_module(labels) if labels else None
         state, py_state = np.random.get_state(), random.getstate()
         np.random.seed(int(seed) % 2**32)
         random.seed(int(seed))
         stage = method
         try:
-            if method in _LIBROSA_SEGMENT_USERS and "librosa.segment" not in sys.modules:
-                # librosa.segment imports scikit-learn, whose sklearn.utils.fixes imports
-                # pandas for one helper (0.2-0.3 s): deferred during that import only (while
-                # the algorithm runs, libraries ask sys.modules whether pandas is loaded)
-                with _quiet(sink), _deferring(["pandas"]):
-                    import librosa.segment  # noqa: F401
+            bounds_module, labels_module = _algorithm_modules(method, labels, sink)
             with _quiet(sink), self._serving(), _thread_limit(ALGORITHM_THREADS):
                 cfg_b = dict(cfg, features=self._fresh(cfg["feature"]))
                 S = bounds_module.Segmenter(self._fs, in_labels=[], **cfg_b)

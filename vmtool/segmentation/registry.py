@@ -287,6 +287,12 @@ class SegmentationMethod:
         A curve of the collection the runner reads instead of the media when it is stored.
     companions : tuple of str
         :class:`Companion` arrays stored with its boundaries.
+    prepare : callable, optional
+        ``prepare(params)`` imports what the runner will need (its libraries) without
+        reading any item; *params* are the method's recorded parameters, as the runner
+        gets them. A process forked to segment beside another calls it as soon as it
+        starts (:func:`vmtool.pipeline.start_segmenter`), so those imports run while the
+        other process works. Results never depend on it: the runner imports what it needs.
     """
 
     name: str
@@ -299,6 +305,7 @@ class SegmentationMethod:
     min_duration: float = 1.0
     stored_curve: str | None = None
     companions: tuple[str, ...] = ()
+    prepare: Callable[[dict[str, Any]], None] | None = None
 
     def reads_media(self, curves) -> bool:
         """Whether it decodes the item's media, given the item's stored *curves* (names)."""
@@ -312,6 +319,18 @@ def _msaf(run: Run):
     segmenter = run.shared("msaf", lambda: MsafSegmenter(run.audio, AUDIO_SR))
     return segmenter.segment(run.method, labels=p["labels"], min_duration=p["min_duration"],
                              boundary_times=p["boundary_times"])
+
+
+def _prepare_msaf(params: dict[str, Any]) -> None:
+    from vmtool.segmentation.music import prepare_msaf
+
+    prepare_msaf(params["method"], params.get("labels"))
+
+
+def _prepare_beats(params: dict[str, Any]) -> None:
+    from vmtool._librosa import import_librosa_beat
+
+    import_librosa_beat()
 
 
 def _transnet(run: Run):
@@ -365,13 +384,16 @@ _MSAF_PARAMS = ("labels", "backend", "sample_rate", "resampler", "boundary_times
 _BUILTIN = (
     SegmentationMethod(
         "foote", "audio", "music", "music sections: Foote's checkerboard novelty (MSAF)",
-        "J. Foote, ICME 2000; MSAF (Nieto & Bello 2016)", _msaf, _MSAF_PARAMS, companions=("labels",)),
+        "J. Foote, ICME 2000; MSAF (Nieto & Bello 2016)", _msaf, _MSAF_PARAMS, companions=("labels",),
+        prepare=_prepare_msaf),
     SegmentationMethod(
         "sf", "audio", "music", "music sections: structural features (MSAF)",
-        "J. Serrà et al., IEEE TMM 2014; MSAF", _msaf, _MSAF_PARAMS, companions=("labels",)),
+        "J. Serrà et al., IEEE TMM 2014; MSAF", _msaf, _MSAF_PARAMS, companions=("labels",),
+        prepare=_prepare_msaf),
     SegmentationMethod(
         "olda", "audio", "music", "music sections: ordinal linear discriminant analysis (MSAF)",
-        "B. McFee and D. Ellis, ICASSP 2014; MSAF", _msaf, _MSAF_PARAMS, companions=("labels",)),
+        "B. McFee and D. Ellis, ICASSP 2014; MSAF", _msaf, _MSAF_PARAMS, companions=("labels",),
+        prepare=_prepare_msaf),
     SegmentationMethod(
         "transnet", "video", "shots", "video shots: thresholds the stored shot likelihood, or runs "
         "TransNetV2 on media inputs",
@@ -380,12 +402,12 @@ _BUILTIN = (
     SegmentationMethod(
         "beats", "audio", "rhythm", "every beat (librosa's beat tracker)",
         "D. Ellis, JNMR 2007 (librosa)", _beats, ("sample_rate", "resampler"), min_duration=0.0,
-        companions=("tempo",)),
+        companions=("tempo",), prepare=_prepare_beats),
     SegmentationMethod(
         "bars", "audio", "rhythm", "bars: every N beats from an estimated downbeat",
         "vmtool's downbeat estimator on librosa's beats, or madmom's (Böck et al. 2016)", _bars,
         ("beats_per_bar", "sample_rate", "resampler", "downbeats"), min_duration=0.0,
-        companions=("tempo", "beats_per_bar", "beat_times")),
+        companions=("tempo", "beats_per_bar", "beat_times"), prepare=_prepare_beats),
     SegmentationMethod(
         "fixed", "none", "windows", "windows of --window seconds",
         "a structure-blind baseline", _fixed, ("window",)),
