@@ -1,0 +1,70 @@
+"""How the ``vmtool`` process ends: the command's exit code and all of its output.
+
+The console entry point (:func:`vmtool.cli.main`) ends the process as soon as the
+interpreter's exit handlers have run, without its teardown (docs/performance.md,
+"Start-up"). These run real processes: what a shell or a Makefile sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import vmtool
+
+DATA = Path(__file__).parent / "data"
+ROOT = str(Path(vmtool.__file__).resolve().parents[1])
+
+
+def _run(args: list[str], *, code: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    cmd = [sys.executable, "-c", code] if code is not None else [sys.executable, "-m", "vmtool", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_command_ends_with_code_0_and_all_of_its_output():
+    proc = _run(["info", str(DATA / "catalog-1.1.h5"), "--format", "json"])
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # the whole document, flushed before the process ended
+    assert doc["kind"] == "collection" and doc["n_items"] > 0 and doc["embeddings"]
+
+
+def test_a_failing_command_ends_with_its_documented_code_and_one_line():
+    proc = _run(["info", "/no/such/file.h5"])
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "Error: /no/such/file.h5: no such file\n")
+    proc = _run(["rank", str(DATA / "catalog-1.1.h5"), "-k", "0"])
+    assert proc.returncode == 2
+
+
+def test_the_process_ends_at_once_only_with_its_files_closed(tmp_path):
+    """With the command's code, after stdout is flushed; not while an HDF5 file is open
+    (HDF5's own exit handler closes it)."""
+    quick = """
+import sys
+from vmtool.cli import _end_at_once
+print("written before")
+_end_at_once([])  # the command did not end with an exit code: nothing happens
+print("still running")
+_end_at_once([4])
+print("never printed")
+"""
+    proc = _run([], code=quick)
+    assert (proc.returncode, proc.stdout) == (4, "written before\nstill running\n")
+    held = f"""
+import h5py
+from vmtool.cli import _end_at_once
+f = h5py.File({str(tmp_path / 'open.h5')!r}, "w")
+f["x"] = [1, 2, 3]
+_end_at_once([4])
+print("continued")
+"""
+    proc = _run([], code=held)
+    assert (proc.returncode, proc.stdout) == (0, "continued\n"), proc.stderr
+    import h5py
+
+    with h5py.File(tmp_path / "open.h5", "r") as f:
+        assert list(f["x"][()]) == [1, 2, 3]
