@@ -370,3 +370,26 @@ def test_start_segmenter_starts_nothing_it_would_not_use(pipeline, overlap, tmp_
     assert multiprocessing.active_children() == []
     assert loader.start([f"{cat}#clip_0001", clips[0]])  # a media query among them
     assert len(multiprocessing.active_children()) == 1
+
+
+@pytest.mark.parametrize("method", ["btrace-mean", "nw-dtw:0.1"])
+def test_a_ranker_told_of_a_media_query_ranks_it_as_one_that_was_not(pipeline, music_video, overlap, method):
+    """Told its queries, the ranker starts the segmentation process before loading the
+    catalog and prepares the query-independent part (CSLS terms, kernels) while it runs."""
+    import multiprocessing
+
+    from vmtool.query import CatalogRanker
+
+    _, _, cat = pipeline
+    overlap(True)
+    told = CatalogRanker(cat, method=method, k=5, hubness="csls:3", segments="olda", device="cpu",
+                         queries=[str(music_video)])
+    assert len(multiprocessing.active_children()) == 1 and told.terms is not None  # before any query
+    a = told.rank(str(music_video))
+    overlap(False)
+    import vmtool.pipeline as pipeline_mod
+
+    pipeline_mod.close_segmenter()
+    b = CatalogRanker(cat, method=method, k=5, hubness="csls:3", segments="olda", device="cpu").rank(str(music_video))
+    assert [(r.id, r.distance) for r in a.ranking.results] == [(r.id, r.distance) for r in b.ranking.results]
+    assert a.sections == b.sections

@@ -301,7 +301,7 @@ class CatalogRanker:
             return
         clip_level = parse_method(method).level == "clip"
         self.loader = QueryLoader(catalog, device=device, segments=segments)
-        self.loader.start(queries)  # before the catalog is loaded: a media query's imports run meanwhile
+        started = self.loader.start(queries)  # before the catalog is loaded: a media query's imports run meanwhile
         # with --prefilter and an index next to the catalog, a query reads only its candidates
         # (filters, hubness correction and the pair classifier need the whole catalog in memory)
         self.index = None
@@ -335,6 +335,29 @@ class CatalogRanker:
         self._load_reference = lambda: load_catalog(catalog, qmod, segments=not clip_level, clip=clip_level)
         self.selection, self.meta = catalog_filter(catalog, list(filters),
                                                    ids=None if self.targets is None else self.targets.ids)
+        if started:
+            self._ahead()
+
+    def _ahead(self) -> None:
+        """What the first query's ranking does first that does not depend on the query, done
+        now, while a forked process segments the media query (this process would wait for
+        it later): the targets' CSLS terms, and the method's compiled kernels (loaded from
+        numba's cache by ranking one catalog item against the first two). The rankings are
+        the same."""
+        from vmtool.ranking import rank
+        from vmtool.ranking.methods import parse_method
+
+        cat, m = self.targets, parse_method(self.method)
+        if cat is None or len(cat) == 0 or m.name == "head" or self.grids is not None:
+            return
+        if self.hubness.active:
+            from vmtool.ranking.hubness import catalog_target_terms
+
+            self.terms, self.terms_note = catalog_target_terms(
+                self.catalog, cat, m.learned, self.hubness.k, device=self.device,
+                pair_scorer=self.pair_scorer, load_reference=self._load_reference)
+        first = cat.subset([0])
+        rank(first, cat.subset(range(min(2, len(cat)))), self.method, k=1, device=self.device)
 
     def _rhythm_grids(self, m):
         """The catalog's ids and beat grids when *m* uses the rhythm fit (else None)."""
