@@ -68,3 +68,17 @@ print("continued")
 
     with h5py.File(tmp_path / "open.h5", "r") as f:
         assert list(f["x"][()]) == [1, 2, 3]
+
+
+def test_an_exit_handler_registered_before_the_command_still_runs():
+    # e.g. coverage measuring the process: the teardown is then not skipped
+    code = f"""
+import atexit, sys
+atexit.register(lambda: print("handler ran", flush=True))
+sys.argv = ["vmtool", "info", {str(DATA / 'collection-1.1.h5')!r}, "--format", "json"]
+from vmtool.cli import main
+main()
+"""
+    proc = _run([], code=code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("handler ran\n")

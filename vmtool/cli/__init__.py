@@ -74,7 +74,11 @@ def main() -> None:
     from vmtool.cli._common import HARD_EXIT
 
     ended: list[int] = []
-    atexit.register(_end_at_once, ended)  # registered first, so it runs after every other exit handler
+    # only as the first exit handler (so run last): one registered before the command
+    # started (e.g. coverage measuring this process) must still run
+    first = getattr(atexit, "_ncallbacks", lambda: 1)() == 0
+    if first:
+        atexit.register(_end_at_once, ended)
     try:
         app(prog_name="vmtool")
     except SystemExit as exc:
@@ -100,7 +104,9 @@ def _end_at_once(ended: list[int]) -> None:
     and OpenBLAS's threads: 0.2-0.3 s of a one-file ``vmtool rank`` on 2 cores
     (docs/performance.md, "Start-up"), for nothing. Not skipped when the command did not
     end with an exit code, when stdout or stderr cannot be flushed (the normal exit
-    reports it), or while an HDF5 file is open (HDF5's own exit handler closes it).
+    reports it), or while an HDF5 file is open (HDF5's own exit handler closes it); not
+    registered at all when another exit handler was registered before the command
+    started (it would be skipped).
     """
     import os
     import sys
