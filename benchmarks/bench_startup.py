@@ -25,9 +25,11 @@ others), and the load average. Then a breakdown of one `rank` of the media query
   one-file command pays (imports and first-call costs triggered inside the phase
   included), "again" the same call once everything is loaded, so "first - again" is the
   price of starting cold. cProfile's overhead inflates both a little. With a music
-  segmentation (the demo's OLDA) the extraction runs in a forked child beside it
-  (vmtool.pipeline): the profile of the command's process then shows the segmentation
-  and the wait for the child, not the extraction.
+  segmentation (the demo's OLDA) the segmentation runs in a child forked before the
+  catalog is loaded (vmtool.pipeline.start_segmenter): the profile of the command's
+  process then shows the fork, the extraction and the wait for the child, not the
+  segmentation; "ranking" includes the call that loads the method's kernels while the
+  child works (vmtool.query.CatalogRanker).
 
 To compare with another tree, `--before DIR` with a copy of it outside any worktree,
 e.g. `git archive main | tar -x -C /tmp/base`; its runs alternate with this tree's.
@@ -67,9 +69,11 @@ PHASES = [
     ("read the catalog's model", [("vmtool/pipeline.py", "model"), ("vmtool/embed.py", "load_catalog_model")]),
     ("extraction", [("vmtool/extract.py", "extract_item")]),
     ("segmentation", [("vmtool/segment.py", "segment_item")]),
-    # a music segmentation runs in a forked child while this process reads the model and
-    # extracts: the parent's profile holds those, then the wait for what the child has left
-    ("forking the segmentation", [("vmtool/pipeline.py", "_segment_beside")]),
+    # a music segmentation runs in a forked child, started before the catalog is loaded,
+    # while this process loads the catalog, reads the model and extracts: the parent's
+    # profile holds those, then the wait for what the child has left
+    ("starting the segmentation process", [("vmtool/pipeline.py", "start_segmenter"),
+                                           ("vmtool/pipeline.py", "_segment_beside")]),
     ("waiting for the forked segmentation", [("vmtool/pipeline.py", "result")]),
     ("embedding", [("vmtool/embed.py", "item")]),
     ("load the catalog", [("vmtool/ranking/catalog.py", "load_catalog")]),

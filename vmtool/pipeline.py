@@ -314,9 +314,10 @@ def process_media(
     -----
     With a segmentation that decodes the media itself (msaf's methods, beats, bars), on
     Linux, on the CPU, with two or more cores not all busy and torch not loaded, the
-    segmentation runs in a child process forked as soon as the file is probed, while this
-    one reads the model and extracts: the same calls and results, and a one-file query
-    costs the longer of the two branches instead of their sum. The child is kept for the
+    segmentation runs in a child process forked as soon as the file is probed (or before,
+    by :func:`start_segmenter`), while this one reads the model and extracts: the same
+    calls and results, and a one-file query costs the longer of the two branches
+    instead of their sum. The child is kept for the
     next media queries of this process (their segmentation then pays no fork and no
     imports; :func:`close_segmenter` stops it). It ignores Ctrl-C, is stopped when this
     call ends early, and dies with this process.

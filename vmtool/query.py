@@ -356,8 +356,11 @@ class CatalogRanker:
             self.terms, self.terms_note = catalog_target_terms(
                 self.catalog, cat, m.learned, self.hubness.k, device=self.device,
                 pair_scorer=self.pair_scorer, load_reference=self._load_reference)
-        first = cat.subset([0])
-        rank(first, cat.subset(range(min(2, len(cat)))), self.method, k=1, device=self.device)
+        if m.level == "clip" and cat.clip is None:  # the query's ranking says what is missing
+            return
+        usable = np.flatnonzero(np.isfinite(cat.clip).all(axis=1) if m.level == "clip" else cat.lengths > 0)
+        if len(usable):
+            rank(cat.subset(usable[:1]), cat.subset(usable[:2]), self.method, k=1, device=self.device, hubness="none")
 
     def _rhythm_grids(self, m):
         """The catalog's ids and beat grids when *m* uses the rhythm fit (else None)."""
