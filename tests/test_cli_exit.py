@@ -1,6 +1,6 @@
 """How the ``vmtool`` process ends: the command's exit code and all of its output.
 
-The console entry point (:func:`vmtool.cli.main`) ends the process as soon as the
+The console entry point (:func:`vmtool.cli.console_main`) ends the process as soon as the
 interpreter's exit handlers have run, without its teardown (docs/performance.md,
 "Start-up"). These run real processes: what a shell or a Makefile sees.
 """
@@ -36,8 +36,8 @@ def test_a_command_ends_with_code_0_and_all_of_its_output():
 def test_a_failing_command_ends_with_its_documented_code_and_one_line():
     proc = _run(["info", "/no/such/file.h5"])
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "Error: /no/such/file.h5: no such file\n")
-    proc = _run(["rank", str(DATA / "catalog-1.1.h5"), "-k", "0"])
-    assert proc.returncode == 2
+    proc = _run(["rank", "clip.mp4", str(DATA / "catalog-1.1.h5"), "-k", "0"])
+    assert proc.returncode == 2 and "-k" in proc.stderr and proc.stdout == ""
 
 
 def test_the_process_ends_at_once_only_with_its_files_closed(tmp_path):
@@ -76,9 +76,37 @@ def test_an_exit_handler_registered_before_the_command_still_runs():
 import atexit, sys
 atexit.register(lambda: print("handler ran", flush=True))
 sys.argv = ["vmtool", "info", {str(DATA / 'collection-1.1.h5')!r}, "--format", "json"]
-from vmtool.cli import main
-main()
+from vmtool.cli import console_main
+console_main()
 """
     proc = _run([], code=code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.endswith("handler ran\n")
+
+
+def test_the_command_line_registers_no_exit_handler_of_its_own():
+    # the quick end is armed only as the first exit handler: an import of the command line
+    # that registered one would silently give the teardown back to every command
+    proc = _run([], code="import atexit, vmtool.cli, vmtool.__main__; print(atexit._ncallbacks())")
+    assert (proc.returncode, proc.stdout) == (0, "0\n"), proc.stderr
+
+
+def test_a_program_calling_main_keeps_its_own_exit(tmp_path):
+    """vmtool.cli.main in another program: its SystemExit caught, that program goes on,
+    writes its file and exits with its own code."""
+    out = tmp_path / "out.txt"
+    code = f"""
+import sys
+from vmtool.cli import main
+sys.argv = ["vmtool", "--version"]
+try:
+    main()
+except SystemExit:
+    pass
+f = open({str(out)!r}, "w")
+f.write("data")  # flushed by the interpreter's teardown
+sys.exit(5)
+"""
+    proc = _run([], code=code)
+    assert proc.returncode == 5, proc.stderr
+    assert out.read_text() == "data"

@@ -6,6 +6,7 @@ catalog's items were, so its own track comes first with the same embeddings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -283,24 +284,16 @@ def _prepared() -> str | None:
     return os.environ.get("VMTOOL_TEST_PREPARED")
 
 
-def test_a_segmenter_started_ahead_prepares_its_method_then_segments_the_query(pipeline, music_video, overlap,
-                                                                               monkeypatch):
-    """start_segmenter forks before any query and the child runs the method's prepare first;
-    the query then goes to that child (no second fork) and gets the serial segmentation."""
+@contextlib.contextmanager
+def _started_with(cat, prepare, overlap, monkeypatch):
+    """olda with *prepare* in place of its own, and its segmentation process started ahead
+    for *cat*'s recipe: yields the recipe, the process, and what its prepare recorded."""
     import dataclasses
-    import multiprocessing
-    import os
 
     import vmtool.pipeline as pipeline_mod
     from vmtool.segmentation import registry
 
-    _, _, cat = pipeline
     olda = registry.get("olda")
-
-    def prepare(params):  # runs in the child only: this process's environment is untouched
-        os.environ["VMTOOL_TEST_PREPARED"] = f"{params['method']} {params['labels']}"
-        olda.prepare(params)
-
     monkeypatch.delenv("VMTOOL_TEST_PREPARED", raising=False)
     registry.register(dataclasses.replace(olda, prepare=prepare), replace=True)
     try:
@@ -309,13 +302,33 @@ def test_a_segmenter_started_ahead_prepares_its_method_then_segments_the_query(p
         assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")
         worker = pipeline_mod._SEGMENTER[0]
         worker.submit(_prepared)
-        assert worker.result() == "olda None"  # in the child, before any query was sent
-        assert "VMTOOL_TEST_PREPARED" not in os.environ
+        yield recipe, worker, worker.result()  # answered in order: after the prepare, before any query
+    finally:
+        registry.register(olda, replace=True)
+
+
+def test_a_segmenter_started_ahead_prepares_its_method_then_segments_the_query(pipeline, music_video, overlap,
+                                                                               monkeypatch):
+    """start_segmenter forks before any query and the child runs the method's prepare first;
+    the query then goes to that child (no second fork) and gets the serial segmentation."""
+    import multiprocessing
+    import os
+
+    import vmtool.pipeline as pipeline_mod
+    from vmtool.segmentation import registry
+
+    _, _, cat = pipeline
+    own = registry.get("olda").prepare
+
+    def prepare(params):  # runs in the child only: this process's environment is untouched
+        os.environ["VMTOOL_TEST_PREPARED"] = f"{params['method']} {params['labels']}"
+        own(params)
+
+    with _started_with(cat, prepare, overlap, monkeypatch) as (recipe, worker, recorded):
+        assert recorded == "olda None" and "VMTOOL_TEST_PREPARED" not in os.environ
         assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")  # running: no second fork
         ahead = process_media(music_video, recipe, device="cpu", segments="olda")
         assert pipeline_mod._SEGMENTER[0] is worker and multiprocessing.active_children() == [worker._proc]
-    finally:
-        registry.register(olda, replace=True)
     overlap(False)
     serial = process_media(music_video, recipe, device="cpu", segments="olda")
     assert len(serial.spans) > 1
@@ -325,25 +338,17 @@ def test_a_segmenter_started_ahead_prepares_its_method_then_segments_the_query(p
 
 
 def test_a_prepare_that_fails_leaves_the_segmentation_to_report(pipeline, music_video, overlap, monkeypatch):
-    import dataclasses
-
-    import vmtool.pipeline as pipeline_mod
-    from vmtool.segmentation import registry
-
     _, _, cat = pipeline
-    olda = registry.get("olda")
 
-    def broken(params):
+    def broken(params):  # runs in the child: it records that it ran, then fails
+        import os
+
+        os.environ["VMTOOL_TEST_PREPARED"] = "failed"
         raise RuntimeError("no such library")
 
-    registry.register(dataclasses.replace(olda, prepare=broken), replace=True)
-    try:
-        overlap(True)
-        recipe = Recipe.from_catalog(cat)
-        assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")
-        q = process_media(music_video, recipe, device="cpu", segments="olda")  # the child ignored it, and segments
-    finally:
-        registry.register(olda, replace=True)
+    with _started_with(cat, broken, overlap, monkeypatch) as (recipe, worker, recorded):
+        assert recorded == "failed"  # it ran and failed; the child still answers
+        q = process_media(music_video, recipe, device="cpu", segments="olda")  # and segments
     assert len(q.spans) > 1
 
 
@@ -384,7 +389,7 @@ def test_a_ranker_told_of_a_media_query_ranks_it_as_one_that_was_not(pipeline, m
     overlap(True)
     told = CatalogRanker(cat, method=method, k=5, hubness="csls:3", segments="olda", device="cpu",
                          queries=[str(music_video)])
-    assert len(multiprocessing.active_children()) == 1 and told.terms is not None  # before any query
+    assert len(multiprocessing.active_children()) == 1  # before any query
     a = told.rank(str(music_video))
     overlap(False)
     import vmtool.pipeline as pipeline_mod
@@ -393,3 +398,33 @@ def test_a_ranker_told_of_a_media_query_ranks_it_as_one_that_was_not(pipeline, m
     b = CatalogRanker(cat, method=method, k=5, hubness="csls:3", segments="olda", device="cpu").rank(str(music_video))
     assert [(r.id, r.distance) for r in a.ranking.results] == [(r.id, r.distance) for r in b.ranking.results]
     assert a.sections == b.sections
+
+
+def test_a_ranker_told_of_queries_writes_and_raises_nothing_before_them(pipeline, music_video, overlap, tmp_path,
+                                                                       monkeypatch):
+    """Started ahead, the ranker computes no CSLS terms (a failing query leaves no
+    CATALOG.h5.csls), and a kernel warm-up that fails is left to the query's ranking."""
+    import shutil
+
+    import vmtool.ranking
+    from vmtool.errors import ParameterError
+    from vmtool.query import CatalogRanker
+
+    _, _, cat = pipeline
+    copy = shutil.copy(cat, tmp_path / "catalog.h5")
+    sidecar = tmp_path / "catalog.h5.csls"
+    overlap(True)
+
+    def refused(*args, **kwargs):
+        raise ParameterError("the query has no segment embeddings")
+
+    with monkeypatch.context() as m:
+        m.setattr(vmtool.ranking, "rank", refused)
+        ranker = CatalogRanker(copy, k=3, hubness="csls:3", segments="olda", device="cpu",
+                               queries=[str(tmp_path / "missing.mp4"), str(music_video)])
+    assert not sidecar.exists() and ranker.terms is None
+    with pytest.raises(VmtoolError, match="no such file"):
+        ranker.rank(str(tmp_path / "missing.mp4"))
+    assert not sidecar.exists()
+    ranked = ranker.rank(str(music_video))
+    assert len(ranked.ranking.results) == 3 and sidecar.exists() and ranker.terms_note.startswith("computed")

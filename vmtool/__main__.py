@@ -1,4 +1,4 @@
-from vmtool.cli import main
+from vmtool.cli import console_main
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console_main()

@@ -125,6 +125,8 @@ class Recipe:
             attr = json.loads(attr) if isinstance(attr, str) else dict(attr or {})
         except (TypeError, ValueError) as exc:
             raise FormatError("root attribute 'model' is not the JSON vmtool embed writes", p) from exc
+        if not isinstance(attr, dict):  # JSON, but not the object vmtool embed writes
+            raise FormatError("root attribute 'model' is not the JSON vmtool embed writes", p)
         # the extractors the model reads, with the settings of its training data (vmtool
         # embed stores them from the model file in the attribute 'model')
         recipe = attr.get("features") or fcfg
@@ -455,10 +457,15 @@ def start_segmenter(recipe: Recipe, *, device: str = "auto", segments: str | Non
     as it is forked (:attr:`vmtool.segmentation.registry.SegmentationMethod.prepare`).
     The results are the same either way.
 
-    Parameters are those of :func:`process_media`. Returns whether the process runs
-    (started now or before). Nothing is raised: a *segments* that does not parse, or a
-    method that runs in this process, starts nothing, and the query reports what is
-    wrong in its turn.
+    Parameters are those of :func:`process_media`. Returns whether that process will
+    segment the queries (started now or before). A *segments* that does not parse, or a
+    method that runs in this process, starts nothing and raises nothing: the query
+    reports what is wrong in its turn.
+
+    Raises
+    ------
+    OSError
+        The fork failed.
     """
     from vmtool.device import resolve_device
     from vmtool.segmentation import registry

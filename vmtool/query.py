@@ -71,7 +71,8 @@ def load_query(
 
 class QueryLoader:
     """Loads queries against one catalog: its :class:`~vmtool.pipeline.Recipe` (with the
-    model and the extractors) is read on the first media query and kept for the next ones.
+    model and the extractors) is read on the first media query (or by :meth:`start`) and
+    kept for the next ones.
 
     Parameters are those of :func:`load_query`.
     """
@@ -96,18 +97,18 @@ class QueryLoader:
         With a media file among them, the process that segments media queries beside
         this one (:func:`vmtool.pipeline.start_segmenter`) is forked now and imports the
         segmentation's libraries while the caller does other work (loads the catalog).
-        Returns whether it runs. Nothing is raised: a catalog without a recipe, or a
-        query that cannot be read, is reported by the query itself, in its turn.
+        Returns whether it will segment them. A :class:`VmtoolError` or ``OSError`` on
+        the way (a catalog without a recipe, a fork refused) starts nothing and is not
+        raised: the query reports what is wrong, in its turn.
         """
         if self.catalog is None or all(is_item_ref(s) for s in specs):
             return False
         from vmtool.pipeline import start_segmenter
 
         try:
-            recipe = self.recipe()
-        except VmtoolError:
+            return start_segmenter(self.recipe(), device=self.device, segments=self.segments)
+        except (VmtoolError, OSError):
             return False
-        return start_segmenter(recipe, device=self.device, segments=self.segments)
 
     def load(self, spec: str | os.PathLike, modality: str, *, progress: Progress | None = None) -> SegmentSet:
         """As :func:`load_query`."""
@@ -217,8 +218,8 @@ class CatalogRanker:
 
     Everything that does not depend on the query is done once, here: the catalog's
     embeddings (or its index), the ``--where`` selection and the metadata, the hubness
-    reference, the pair classifier, and (on the first media query) the recipe with
-    the model and the extractors.
+    reference, the pair classifier, and (on the first media query, or here when told
+    of one: ``queries``) the recipe with the model and the extractors.
 
     Parameters
     ----------
@@ -339,28 +340,26 @@ class CatalogRanker:
             self._ahead()
 
     def _ahead(self) -> None:
-        """What the first query's ranking does first that does not depend on the query, done
-        now, while a forked process segments the media query (this process would wait for
-        it later): the targets' CSLS terms, and the method's compiled kernels (loaded from
-        numba's cache by ranking one catalog item against the first two). The rankings are
-        the same."""
+        """Load the ranking method's compiled kernels now (from numba's cache, by ranking one
+        catalog item against the first two), while a forked process segments the media
+        query: this process would wait for it later, and the first ranking then finds them
+        loaded. Nothing else is computed or written, and nothing raised: a catalog that the
+        query's ranking cannot use is reported by that ranking, in its turn."""
         from vmtool.ranking import rank
         from vmtool.ranking.methods import parse_method
 
         cat, m = self.targets, parse_method(self.method)
         if cat is None or len(cat) == 0 or m.name == "head" or self.grids is not None:
             return
-        if self.hubness.active:
-            from vmtool.ranking.hubness import catalog_target_terms
-
-            self.terms, self.terms_note = catalog_target_terms(
-                self.catalog, cat, m.learned, self.hubness.k, device=self.device,
-                pair_scorer=self.pair_scorer, load_reference=self._load_reference)
-        if m.level == "clip" and cat.clip is None:  # the query's ranking says what is missing
+        if m.level == "clip" and cat.clip is None:
             return
         usable = np.flatnonzero(np.isfinite(cat.clip).all(axis=1) if m.level == "clip" else cat.lengths > 0)
         if len(usable):
-            rank(cat.subset(usable[:1]), cat.subset(usable[:2]), self.method, k=1, device=self.device, hubness="none")
+            try:
+                rank(cat.subset(usable[:1]), cat.subset(usable[:2]), self.method, k=1, device=self.device,
+                     hubness="none")
+            except VmtoolError:
+                pass
 
     def _rhythm_grids(self, m):
         """The catalog's ids and beat grids when *m* uses the rhythm fit (else None)."""

@@ -66,25 +66,14 @@ for _mod in (_extract, _import, _label, _merge, _segment, _train, _embed, _index
 
 
 def main() -> None:
-    """Console-script entry point."""
-    import atexit
+    """Run the command line on ``sys.argv`` (ends with ``SystemExit``, as typer's apps do)."""
     import os
     import sys
 
     from vmtool.cli._common import HARD_EXIT
 
-    ended: list[int] = []
-    # only as the first exit handler (so run last): one registered before the command
-    # started (e.g. coverage measuring this process) must still run
-    first = getattr(atexit, "_ncallbacks", lambda: 1)() == 0
-    if first:
-        atexit.register(_end_at_once, ended)
     try:
         app(prog_name="vmtool")
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            ended.append(exc.code or 0)
-        raise
     finally:
         if HARD_EXIT:
             # after a write that failed for lack of space, HDF5's exit handlers can crash the
@@ -92,6 +81,25 @@ def main() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(HARD_EXIT[-1])
+
+
+def console_main() -> None:
+    """The ``vmtool`` program (console script, ``python -m vmtool``): :func:`main`, then the
+    process ends with the command's exit code as soon as its exit handlers have run
+    (:func:`_end_at_once`). Code that calls :func:`main` itself keeps the usual exit."""
+    import atexit
+
+    ended: list[int] = []
+    # only as the first exit handler (so run last): one registered before the command
+    # started (e.g. coverage measuring this process) must still run
+    if getattr(atexit, "_ncallbacks", lambda: 1)() == 0:
+        atexit.register(_end_at_once, ended)
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            ended.append(exc.code or 0)
+        raise
 
 
 def _end_at_once(ended: list[int]) -> None:

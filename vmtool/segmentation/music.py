@@ -318,21 +318,15 @@ def _defer_import(name: str) -> bool:
     return True
 
 
-def _algorithm_modules(method: str, labels: str | None, sink: list[str]):
-    """msaf's boundary module for *method* and labelling module for *labels* (or None),
-    with what their features import on first use (``librosa.segment``) imported; what
+def _import_feature_libraries(method: str, sink: list[str]) -> None:
+    """Import what *method*'s features import on first use (``librosa.segment``); what
     that import logs or warns is appended to *sink*."""
-    import msaf.run
-
-    bounds_module = msaf.run.get_boundaries_module(method)
-    labels_module = msaf.run.get_labels_module(labels) if labels else None
     if method in _LIBROSA_SEGMENT_USERS and "librosa.segment" not in sys.modules:
         # librosa.segment imports scikit-learn, whose sklearn.utils.fixes imports pandas
         # for one helper (0.2-0.3 s): deferred during that import only (while the
         # algorithm runs, libraries ask sys.modules whether pandas is loaded)
         with _quiet(sink), _deferring(["pandas"]):
             import librosa.segment  # noqa: F401
-    return bounds_module, labels_module
 
 
 def prepare_msaf(method: str, labels: str | None = None) -> None:
@@ -353,8 +347,13 @@ def prepare_msaf(method: str, labels: str | None = None) -> None:
     import_msaf()
     if method not in MUSIC_METHODS or (labels is not None and labels not in LABEL_METHODS):
         return
+    import msaf.run
+
     with _LOCK, _quiet():
-        _algorithm_modules(method, labels, [])
+        msaf.run.get_boundaries_module(method)
+        if labels:
+            msaf.run.get_labels_module(labels)  # a deferred algorithm is imported on this first read
+        _import_feature_libraries(method, [])
 
 
 # ---------------------------------------------------------------------------------
@@ -890,12 +889,16 @@ class MsafSegmenter:
 
     def _run(self, method, labels, cfg, sink, seed, what):
         """Run msaf's boundary (and labelling) Segmenter as ``msaf.run.run_flat`` does."""
+        import msaf.run
+
+        bounds_module = msaf.run.get_boundaries_module(method)
+        labels_module = msaf.run.get_labels_module(labels) if labels else None
         state, py_state = np.random.get_state(), random.getstate()
         np.random.seed(int(seed) % 2**32)
         random.seed(int(seed))
         stage = method
         try:
-            bounds_module, labels_module = _algorithm_modules(method, labels, sink)
+            _import_feature_libraries(method, sink)
             with _quiet(sink), self._serving(), _thread_limit(ALGORITHM_THREADS):
                 cfg_b = dict(cfg, features=self._fresh(cfg["feature"]))
                 S = bounds_module.Segmenter(self._fs, in_labels=[], **cfg_b)
