@@ -55,3 +55,64 @@ def test_without_a_cache_location_librosa_beat_is_imported_as_shipped():
     r = _run(True)
     assert r["calls"] == [True, False, True, True, True, True], r  # tried, then imported as shipped
     assert r["restored"] and abs(r["tempo"] - 120.0) < 3.0 and r["n"] >= 12
+
+
+RARE = """
+import json, sys
+import numpy as np
+THROUGH_VMTOOL = {through}
+if THROUGH_VMTOOL:
+    from vmtool._librosa import import_librosa_beat, _OnFirstUse
+    import_librosa_beat()
+import librosa, librosa.beat
+import librosa.core.audio as audio, librosa.core.pitch as pitch, librosa.util.utils as uu
+kernels = [(audio, "_zc_wrapper"), (pitch, "_pi_wrapper"), (uu, "_localmin"), (uu, "__peak_pick")]
+deferred = [THROUGH_VMTOOL and isinstance(getattr(m, n), _OnFirstUse) and getattr(m, n)._real is None
+            for m, n in kernels]
+y = np.random.default_rng(0).standard_normal(22050).astype(np.float32)
+out = {{
+    "zcr": librosa.feature.zero_crossing_rate(y).tolist(),
+    "localmin": np.flatnonzero(librosa.util.localmin(y[:1000])).tolist(),
+    "peaks": librosa.util.peak_pick(np.abs(y[:2000]), pre_max=3, post_max=3, pre_avg=3, post_avg=5, delta=0.5,
+                                    wait=10).tolist(),
+    "shift": pitch._parabolic_interpolation(np.abs(y[:2048]).reshape(32, 64)).tolist(),
+}}
+built = [not THROUGH_VMTOOL or getattr(m, n)._real is not None for m, n in kernels]
+print(json.dumps({{"deferred": deferred, "built": built, "out": out}}))
+"""
+
+
+def test_rarely_used_kernels_are_built_on_first_call_with_librosas_results():
+    """Zero crossings, pitch interpolation, local minima and peak picking: not built when
+    librosa is imported through vmtool, built on their first call, the numbers of librosa
+    imported as shipped."""
+    runs = {}
+    for through in (True, False):
+        proc = subprocess.run([sys.executable, "-c", RARE.format(through=through)], capture_output=True, text=True,
+                              timeout=600, check=True)
+        runs[through] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert runs[True]["deferred"] == [True] * 4 and runs[True]["built"] == [True] * 4
+    assert runs[True]["out"] == runs[False]["out"]
+    assert len(runs[True]["out"]["peaks"]) > 0 and len(runs[True]["out"]["localmin"]) > 0
+
+
+def test_a_kernel_built_on_first_use_holds_the_build_lock(monkeypatch):
+    # the lock that keeps two processes from writing one kernel's cache files at once
+    import contextlib
+
+    import vmtool._librosa as lr
+
+    held = []
+
+    @contextlib.contextmanager
+    def recording():
+        held.append("in")
+        yield
+        held.append("out")
+
+    monkeypatch.setattr(lr, "_numba_build_lock", recording)
+    seen = []
+    proxy = lr._OnFirstUse(lambda: seen.append(list(held)) or (lambda x: x + 1),
+                           test_a_kernel_built_on_first_use_holds_the_build_lock)
+    assert held == [] and proxy(1) == 2 and proxy(2) == 3
+    assert seen == [["in"]] and held == ["in", "out"]  # built once, inside the lock
