@@ -124,3 +124,36 @@ def test_librosa_resampler_gives_librosa_load_signal(audio_files, ext, tmp_path)
         np.testing.assert_array_equal(ours, theirs)
     with pytest.raises(ParameterError, match="unknown resampler 'sox'; use ffmpeg, librosa"):
         media.load_audio(path, 22050, resampler="sox")
+
+
+@pytest.mark.parametrize("orig_sr,n", [(44100, 132307), (48000, 96001), (8000, 8003), (32000, 1), (44100, 5)])
+def test_the_librosa_resampler_is_librosas_soxr_hq_bit_for_bit(orig_sr, n):
+    import librosa
+
+    from vmtool.media.decode import _resample_soxr_hq
+
+    y = (0.3 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+    ours = _resample_soxr_hq(y, orig_sr, 22050)
+    theirs = librosa.resample(y, orig_sr=orig_sr, target_sr=22050, res_type="soxr_hq")
+    assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes()
+
+
+def test_decoding_as_librosa_does_not_import_librosa(music_video):
+    # a media query's audio is decoded by the process that extracts, which has no librosa
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import vmtool
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(vmtool.__file__).resolve().parents[1]),
+                                         *filter(None, [env.get("PYTHONPATH")])])
+    code = (f"import json, sys\nfrom vmtool import media\ny = media.load_audio({str(music_video)!r}, 22050, "
+            "resampler='librosa')\nprint(json.dumps([len(y), 'librosa' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    n, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert n > 22050 * 19 and not loaded
