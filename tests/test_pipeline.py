@@ -428,3 +428,48 @@ def test_a_ranker_told_of_queries_writes_and_raises_nothing_before_them(pipeline
     assert not sidecar.exists()
     ranked = ranker.rank(str(music_video))
     assert len(ranked.ranking.results) == 3 and sidecar.exists() and ranker.terms_note.startswith("computed")
+
+
+def test_a_fresh_segmentation_process_gets_the_audio_and_its_hpss_from_this_one(pipeline, music_video, overlap,
+                                                                               monkeypatch):
+    """The first query of a forked process: this process decodes the audio and separates it
+    after its extraction, while the child imports; a later query's child does both itself.
+    The segments are the serial ones either way."""
+    import vmtool.pipeline as pipeline_mod
+
+    _, _, cat = pipeline
+    handed = []
+    real = pipeline_mod._hand_over_audio
+
+    def recording(task):
+        real(task)
+        handed.append((task.audio is not None, task.hpss is not None))
+
+    monkeypatch.setattr(pipeline_mod, "_hand_over_audio", recording)
+    overlap(True)
+    recipe = Recipe.from_catalog(cat)
+    first = process_media(music_video, recipe, device="cpu", segments="olda")
+    second = process_media(music_video, recipe, device="cpu", segments="olda")
+    assert handed == [(True, True)]
+    overlap(False)
+    serial = process_media(music_video, recipe, device="cpu", segments="olda")
+    for q in (first, second):
+        np.testing.assert_array_equal(q.spans, serial.spans)
+        for m in serial.segments:
+            np.testing.assert_array_equal(q.segments[m], serial.segments[m])
+
+
+def test_msaf_takes_the_hpss_it_is_given_for_its_own_signal():
+    from vmtool.dsp import hpss
+    from vmtool.segmentation.music import MsafSegmenter
+    from vmtool.synth import synth_music
+
+    y, truth = synth_music(duration=30.0, sr=22050, tempo=120.0, sections="AB", seed=4)
+    y = y.astype(np.float32)
+    own = MsafSegmenter(y, 22050).segment("olda")
+    given = MsafSegmenter(y, 22050, hpss=hpss(y)).segment("olda")
+    np.testing.assert_array_equal(given.boundaries, own.boundaries)
+    silent = (np.zeros_like(y), np.zeros_like(y))  # not this signal's: proves the parts are used
+    assert MsafSegmenter(y, 22050, hpss=silent).segment("olda").extra["n_frames"] != own.extra["n_frames"]
+    wrong = (np.zeros(10, dtype=np.float32), np.zeros(10, dtype=np.float32))  # another signal's shape: ignored
+    np.testing.assert_array_equal(MsafSegmenter(y, 22050, hpss=wrong).segment("olda").boundaries, own.boundaries)

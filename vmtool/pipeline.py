@@ -346,12 +346,15 @@ def process_media(
     # the errors in the same order either way: the file's (checked, hashed, probed), the
     # model's, the extraction's, then the segmentation's
     info = media.probe(src)
-    child = _segment_beside(path, src, item_id, info, config) if overlap else None
+    child, later = _segment_beside(path, src, item_id, info, config) if overlap else (None, None)
     done = False
     try:
         extractors = recipe.build_extractors(dev)
         model = recipe.model(dev)
         result = _extract(src, item_id, sha, recipe.extract, extractors, progress)
+        if later is not None:  # the child still imports: its audio and HPSS are computed here meanwhile
+            _hand_over_audio(later)
+            child.submit(_segment, path, later, config, "cpu", path=path)
         if child is not None:
             segs = {method: child.result()}
         else:
@@ -468,7 +471,6 @@ def start_segmenter(recipe: Recipe, *, device: str = "auto", segments: str | Non
         The fork failed.
     """
     from vmtool.device import resolve_device
-    from vmtool.segmentation import registry
 
     try:
         dev = resolve_device(device)
@@ -477,11 +479,8 @@ def start_segmenter(recipe: Recipe, *, device: str = "auto", segments: str | Non
         return False
     if config is None or not _overlap(config.methods[0], dev):
         return False
-    method = config.methods[0]
     if _SEGMENTER[0] is None or not _SEGMENTER[0].alive:
-        worker = _fork_segmenter()
-        if registry.get(method).prepare is not None:
-            worker.submit(_prepare, method, config.params(method), reply=False)
+        _fork_segmenter(config)
     return True
 
 
@@ -535,25 +534,56 @@ def _overlap(method: str, device: str) -> bool:
     return cores >= 2 and os.getloadavg()[0] < cores
 
 
-def _segment_beside(path, src: str, item_id: str, info, seg_config) -> _Forked:
+def _segment_beside(path, src: str, item_id: str, info, seg_config):
     """:func:`_segment` sent to the process that segments beside this one (forked on the
-    first call, as soon as the file is probed), while this process reads the model and
-    extracts: the same calls on the same input, so the same results. The segmentation's
-    imports (librosa, ``scipy.signal``, msaf; about 1.5 s) and work run beside this
-    process's; the process is kept, so a later query pays neither the fork nor the imports."""
-    from vmtool.segment import ItemTask
+    first call, as soon as the file is probed, unless :func:`start_segmenter` forked it
+    already), while this process reads the model and extracts: the same calls on the
+    same input, so the same results. The segmentation's imports (librosa,
+    ``scipy.signal``, msaf, scikit-learn; about 1.5 s) and work run beside this
+    process's; the process is kept, so a later query pays neither the fork nor the imports.
 
-    task = ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video,
-                    methods=(seg_config.methods[0],))
+    Returns the process and None when the task was sent; or the process and the task,
+    for a process that has had no task yet (it imports for a while) and a method that
+    starts from the audio's HPSS: the caller computes the audio and HPSS for it after its
+    extraction (:func:`_hand_over_audio`), with the core this process would leave idle,
+    then sends it. A later query's child has its imports: it decodes and separates the
+    audio itself, beside this process's extraction.
+    """
+    from vmtool.segment import ItemTask
+    from vmtool.segmentation import registry
+
+    (method,) = seg_config.methods
+    task = ItemTask(src, item_id, src, float(info.duration), info.has_audio, info.has_video, methods=(method,))
     worker = _SEGMENTER[0]
     if worker is None or not worker.alive:
-        worker = _fork_segmenter()
+        worker = _fork_segmenter(seg_config)
+    if worker.tasks == 0 and registry.get(method).hpss and info.has_audio:
+        return worker, task
     worker.submit(_segment, path, task, seg_config, "cpu", path=path)
-    return worker
+    return worker, None
 
 
-def _fork_segmenter() -> _Forked:
-    """Fork the process that segments beside this one (kept in :data:`_SEGMENTER`)."""
+def _hand_over_audio(task) -> None:
+    """Decode *task*'s audio as :func:`vmtool.segment.segment_item` would and separate it
+    (:func:`vmtool.dsp.hpss`, as msaf's features do), into the task: the same arrays the
+    child would compute from the same file. Whatever fails here is left to the child,
+    which decodes again and reports it."""
+    from vmtool import media
+    from vmtool.dsp import default_threads, hpss
+    from vmtool.segmentation.registry import AUDIO_RESAMPLER, AUDIO_SR
+
+    try:
+        y = media.load_audio(task.source, AUDIO_SR, resampler=AUDIO_RESAMPLER)
+    except VmtoolError:
+        return
+    task.audio = y
+    if y.size >= 4096 and np.isfinite(y).all():  # else msaf analyses nothing: no HPSS
+        task.hpss = hpss(y, threads=max(1, default_threads() - 1))  # a core is the child's
+
+
+def _fork_segmenter(config=None) -> _Forked:
+    """Fork the process that segments beside this one (kept in :data:`_SEGMENTER`); with the
+    segmentation *config*, it starts with its method's imports (``prepare``)."""
     from vmtool.segmentation import registry
 
     # vmtool.dsp's median filters (HPSS on both sides) loaded from numba's cache, or
@@ -564,6 +594,10 @@ def _fork_segmenter() -> _Forked:
         median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
     worker = _SEGMENTER[0] = _Forked("segmentation")
     worker.methods = {name: registry.get(name) for name in registry.names()}  # what the child knows
+    if config is not None:
+        method = config.methods[0]
+        if registry.get(method).prepare is not None:
+            worker.submit(_prepare, method, config.params(method), reply=False)
     return worker
 
 
@@ -582,6 +616,7 @@ class _Forked:
         import multiprocessing as mp
 
         self._path = None  # named in the error of a child that ends without a value
+        self.tasks = 0  # calls sent that answer (the work ahead of them not counted)
         self.methods: dict = {}  # segmentation methods as registered when forked (set by the caller)
         ctx = mp.get_context("fork")
         self._conn, child_end = ctx.Pipe()
@@ -598,6 +633,7 @@ class _Forked:
         ignores any failure: for work ahead of a call, such as its imports)."""
         if reply:
             self._path = path
+            self.tasks += 1
         try:
             self._conn.send((func, args, reply))
         except OSError:  # the child is gone: result() says so

@@ -163,6 +163,11 @@ class ItemTask:
     curves: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # stored curves: (values, rate)
     source_problem: str = ""  # why the source media cannot be decoded again, if it cannot
     methods: tuple[str, ...] | None = None  # the methods to run (None: all configured ones)
+    # the audio at AUDIO_SR (decoded as below) and its harmonic and percussive parts
+    # (vmtool.dsp.hpss), computed by the process that hands the task over (a media query's,
+    # vmtool.pipeline): used instead of decoding and separating them again
+    audio: np.ndarray | None = None
+    hpss: tuple[np.ndarray, np.ndarray] | None = None
 
     def add_curve(self, name: str, values, rate: float) -> None:
         """Hand a method the curve it reads instead of the media (``transnet``: the shot
@@ -192,7 +197,9 @@ def segment_item(task: ItemTask, config: SegmentConfig, device: str = "cpu", *,
     methods = list(task.methods if task.methods is not None else config.methods)
     audio_methods = [m for m in methods if registry.get(m).modality == "audio"]
     audio_error: VmtoolError | None = None
-    if audio_methods:
+    if audio_methods and task.audio is not None:
+        y = task.audio
+    elif audio_methods:
         try:
             if not task.has_audio:
                 raise MediaError(f"has no audio stream, needed by {', '.join(audio_methods)}", src)

@@ -377,6 +377,10 @@ class MsafSegmenter:
         beat-synchronous features.
     path : str or os.PathLike, optional
         The file *y* came from; only used in error messages.
+    hpss : (np.ndarray, np.ndarray), optional
+        The harmonic and percussive parts of *y* computed already by
+        :func:`vmtool.dsp.hpss` (which this class would run), e.g. by the process that
+        decoded *y*; ignored when *y* is resampled here or their shapes differ from *y*'s.
 
     Attributes
     ----------
@@ -414,6 +418,7 @@ class MsafSegmenter:
         *,
         framesync: bool = False,
         path: str | os.PathLike | None = None,
+        hpss: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.path = os.fspath(path) if path is not None else None
         y, sr = check_audio(y, sr)
@@ -426,6 +431,9 @@ class MsafSegmenter:
 
             y = librosa.resample(y, orig_sr=int(sr), target_sr=self.sr).astype(np.float32, copy=False)
         self._y = y
+        self._given_hpss = None
+        if hpss is not None and int(sr) == self.sr and all(np.shape(a) == y.shape for a in hpss):
+            self._given_hpss = tuple(hpss)
         self.duration = len(y) / float(self.sr)
         self.framesync = bool(framesync)
         self._tmp = tempfile.TemporaryDirectory(prefix="vmtool-msaf-")
@@ -518,9 +526,12 @@ class MsafSegmenter:
             # msaf's compute_HPSS is librosa.effects.hpss(audio): vmtool.dsp.hpss gives the same
             # numbers with faster median filters and one pass for the masks (HPSS was about
             # two thirds of the features' time before)
-            from vmtool.dsp import hpss
+            if self._given_hpss is not None:  # computed by vmtool.dsp.hpss from this very signal
+                harmonic, percussive = self._given_hpss
+            else:
+                from vmtool.dsp import hpss
 
-            harmonic, percussive = hpss(obj._audio)
+                harmonic, percussive = hpss(obj._audio)
             obj._audio_harmonic, obj._audio_percussive = harmonic, percussive
             beat_times, beat_frames = obj.estimate_beats()
             self._shared = (harmonic, percussive, np.asarray(beat_times), np.asarray(beat_frames))

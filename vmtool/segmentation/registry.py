@@ -287,6 +287,10 @@ class SegmentationMethod:
         A curve of the collection the runner reads instead of the media when it is stored.
     companions : tuple of str
         :class:`Companion` arrays stored with its boundaries.
+    hpss : bool
+        Its runner starts from the harmonic and percussive parts of the audio
+        (:func:`vmtool.dsp.hpss`, HPSS): a process handing it an item may compute them
+        beforehand (``ItemTask.hpss``, from the runner's ``run.task``).
     prepare : callable, optional
         ``prepare(params)`` imports what the runner will need (its libraries) without
         reading any item; *params* are the method's recorded parameters, as the runner
@@ -305,6 +309,7 @@ class SegmentationMethod:
     min_duration: float = 1.0
     stored_curve: str | None = None
     companions: tuple[str, ...] = ()
+    hpss: bool = False
     prepare: Callable[[dict[str, Any]], None] | None = None
 
     def reads_media(self, curves) -> bool:
@@ -316,7 +321,7 @@ def _msaf(run: Run):
     from vmtool.segmentation.music import MsafSegmenter
 
     p = run.params
-    segmenter = run.shared("msaf", lambda: MsafSegmenter(run.audio, AUDIO_SR))
+    segmenter = run.shared("msaf", lambda: MsafSegmenter(run.audio, AUDIO_SR, hpss=run.task.hpss))
     return segmenter.segment(run.method, labels=p["labels"], min_duration=p["min_duration"],
                              boundary_times=p["boundary_times"])
 
@@ -385,15 +390,15 @@ _BUILTIN = (
     SegmentationMethod(
         "foote", "audio", "music", "music sections: Foote's checkerboard novelty (MSAF)",
         "J. Foote, ICME 2000; MSAF (Nieto & Bello 2016)", _msaf, _MSAF_PARAMS, companions=("labels",),
-        prepare=_prepare_msaf),
+        hpss=True, prepare=_prepare_msaf),
     SegmentationMethod(
         "sf", "audio", "music", "music sections: structural features (MSAF)",
         "J. Serrà et al., IEEE TMM 2014; MSAF", _msaf, _MSAF_PARAMS, companions=("labels",),
-        prepare=_prepare_msaf),
+        hpss=True, prepare=_prepare_msaf),
     SegmentationMethod(
         "olda", "audio", "music", "music sections: ordinal linear discriminant analysis (MSAF)",
         "B. McFee and D. Ellis, ICASSP 2014; MSAF", _msaf, _MSAF_PARAMS, companions=("labels",),
-        prepare=_prepare_msaf),
+        hpss=True, prepare=_prepare_msaf),
     SegmentationMethod(
         "transnet", "video", "shots", "video shots: thresholds the stored shot likelihood, or runs "
         "TransNetV2 on media inputs",
