@@ -433,8 +433,8 @@ def test_a_ranker_told_of_queries_writes_and_raises_nothing_before_them(pipeline
 def test_a_fresh_segmentation_process_gets_the_audio_and_its_hpss_from_this_one(pipeline, music_video, overlap,
                                                                                monkeypatch):
     """The first query of a forked process: this process decodes the audio and separates it
-    after its extraction, while the child imports; a later query's child does both itself.
-    The segments are the serial ones either way."""
+    while the child imports; a later query's child, or the child of a query longer than
+    HAND_OVER_SECONDS, does both itself. The segments are the serial ones either way."""
     import vmtool.pipeline as pipeline_mod
 
     _, _, cat = pipeline
@@ -450,6 +450,10 @@ def test_a_fresh_segmentation_process_gets_the_audio_and_its_hpss_from_this_one(
     recipe = Recipe.from_catalog(cat)
     first = process_media(music_video, recipe, device="cpu", segments="olda")
     second = process_media(music_video, recipe, device="cpu", segments="olda")
+    assert handed == [(True, True)]
+    pipeline_mod.close_segmenter()
+    monkeypatch.setattr(pipeline_mod, "HAND_OVER_SECONDS", 10.0)  # the 20-s clip is longer: the child does it
+    process_media(music_video, recipe, device="cpu", segments="olda")
     assert handed == [(True, True)]
     overlap(False)
     serial = process_media(music_video, recipe, device="cpu", segments="olda")

@@ -346,15 +346,12 @@ def process_media(
     # the errors in the same order either way: the file's (checked, hashed, probed), the
     # model's, the extraction's, then the segmentation's
     info = media.probe(src)
-    child, later = _segment_beside(path, src, item_id, info, config) if overlap else (None, None)
+    child = _segment_beside(path, src, item_id, info, config) if overlap else None
     done = False
     try:
         extractors = recipe.build_extractors(dev)
         model = recipe.model(dev)
         result = _extract(src, item_id, sha, recipe.extract, extractors, progress)
-        if later is not None:  # the child still imports: its audio and HPSS are computed here meanwhile
-            _hand_over_audio(later)
-            child.submit(_segment, path, later, config, "cpu", path=path)
         if child is not None:
             segs = {method: child.result()}
         else:
@@ -534,7 +531,15 @@ def _overlap(method: str, device: str) -> bool:
     return cores >= 2 and os.getloadavg()[0] < cores
 
 
-def _segment_beside(path, src: str, item_id: str, info, seg_config):
+#: the longest query (seconds) whose audio and HPSS a freshly forked segmentation process gets
+#: from this process (:func:`_segment_beside`): on 2 cores, decoding and separating 60 s
+#: takes this process about 0.5 s, well within the child's imports (about 1.4 s), and
+#: its extraction after that (about 1.5 s) ends with the child's work; longer queries
+#: would make this process's branch the longer one (docs/performance.md, "Start-up")
+HAND_OVER_SECONDS = 60.0
+
+
+def _segment_beside(path, src: str, item_id: str, info, seg_config) -> _Forked:
     """:func:`_segment` sent to the process that segments beside this one (forked on the
     first call, as soon as the file is probed, unless :func:`start_segmenter` forked it
     already), while this process reads the model and extracts: the same calls on the
@@ -542,12 +547,11 @@ def _segment_beside(path, src: str, item_id: str, info, seg_config):
     ``scipy.signal``, msaf, scikit-learn; about 1.5 s) and work run beside this
     process's; the process is kept, so a later query pays neither the fork nor the imports.
 
-    Returns the process and None when the task was sent; or the process and the task,
-    for a process that has had no task yet (it imports for a while) and a method that
-    starts from the audio's HPSS: the caller computes the audio and HPSS for it after its
-    extraction (:func:`_hand_over_audio`), with the core this process would leave idle,
-    then sends it. A later query's child has its imports: it decodes and separates the
-    audio itself, beside this process's extraction.
+    A process that has had no task yet imports for a while: for a method that starts from
+    the audio's HPSS and a query of at most :data:`HAND_OVER_SECONDS`, this process
+    decodes the audio and separates it first (:func:`_hand_over_audio`), on the core the
+    child leaves, and sends them with the task. A later query's child has its imports: it
+    decodes and separates the audio itself, beside this process's extraction.
     """
     from vmtool.segment import ItemTask
     from vmtool.segmentation import registry
@@ -557,10 +561,10 @@ def _segment_beside(path, src: str, item_id: str, info, seg_config):
     worker = _SEGMENTER[0]
     if worker is None or not worker.alive:
         worker = _fork_segmenter(seg_config)
-    if worker.tasks == 0 and registry.get(method).hpss and info.has_audio:
-        return worker, task
+    if worker.tasks == 0 and registry.get(method).hpss and info.has_audio and info.duration <= HAND_OVER_SECONDS:
+        _hand_over_audio(task)
     worker.submit(_segment, path, task, seg_config, "cpu", path=path)
-    return worker, None
+    return worker
 
 
 def _hand_over_audio(task) -> None:
