@@ -16,6 +16,12 @@ filters rows or column blocks in place of padded copies, and runs the filters an
 two inverse STFTs in threads (:func:`default_threads`). That took msaf's features from
 0.95-0.98 to 0.67-0.71 CPU-seconds per audio-minute (docs/performance.md,
 "Segmentation: MSAF music structure").
+
+Its STFT and inverse STFT are :mod:`vmtool.features._spectral`'s centred ones (librosa's
+framing, zero padding, FFT batches and overlap-add order, in numpy and scipy.fft), so
+:func:`hpss` imports neither librosa nor scipy.signal: a process that has not loaded
+librosa (the parent of a media query, which extracts while its child segments) can
+compute the HPSS the music segmentation starts with, with the same numbers.
 """
 
 from __future__ import annotations
@@ -234,7 +240,9 @@ def hpss(
     filters are :func:`median_filter`'s; the phase, the two masks and the masked spectra
     are computed in one pass (a numba loop doing librosa's operations in its
     order and precision) instead of librosa's dozen array passes; the two inverse STFTs run side by
-    side. The results are librosa's numbers, bit for bit (tests/test_dsp.py).
+    side. The STFTs are :mod:`vmtool.features._spectral`'s centred ones (a periodic Hann
+    window, zero padding): librosa is not imported. The results are librosa's numbers, bit
+    for bit (tests/test_dsp.py).
 
     Parameters
     ----------
@@ -248,14 +256,15 @@ def hpss(
     -------
     (y_harmonic, y_percussive) : np.ndarray [shape=(n,)] each, y's dtype
     """
-    import librosa
+    from vmtool.features import _spectral
 
     threads = default_threads() if threads is None else max(1, int(threads))
-    stft = librosa.stft(y, n_fft=n_fft, hop_length=hop_length)
-    # librosa's STFT is stored frequency-major (Fortran order): work on its C-ordered
+    window = _spectral.hann_window(n_fft)  # float64, as librosa's "hann"
+    stft = _spectral.stft(y, n_fft, hop_length, window, center=True)
+    # the STFT is stored frequency-major (Fortran order, as librosa's): work on its C-ordered
     # transpose, frames x bins, so that every pass reads memory in order
     d = stft.T
-    if not d.flags.c_contiguous:  # pragma: no cover - librosa's layout changed
+    if not d.flags.c_contiguous:  # pragma: no cover - the STFT's layout changed
         d = np.ascontiguousarray(d)
     mag = np.abs(d)
     harm = np.empty_like(mag)  # median along time: axis 0 here
@@ -274,7 +283,7 @@ def hpss(
     out: dict[str, np.ndarray] = {}
 
     def inverse(name: str, spec: np.ndarray) -> None:
-        out[name] = librosa.istft(spec, dtype=y.dtype, n_fft=n_fft, hop_length=hop_length, length=len(y))
+        out[name] = _spectral.istft(spec, hop_length, window, len(y), center=True, dtype=y.dtype)
 
     _run([lambda: inverse("h", spec_h), lambda: inverse("p", spec_p)], threads)
     return out["h"], out["p"]

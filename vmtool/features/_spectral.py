@@ -130,48 +130,99 @@ def frame(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
                                            writeable=False)
 
 
-def stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray) -> np.ndarray:
-    """STFT without centring (``librosa.stft(y, center=False, window=window)``) of a float32
-    signal: complex64 [shape=(1 + n_fft // 2, n_frames)], frame ``j`` starting at sample
-    ``j * hop_length``."""
+def _complex_dtype(real: np.dtype) -> np.dtype:
+    # librosa.util.dtype_r2c: double precision stays double, anything else is single
+    return np.dtype(np.complex128 if real == np.float64 else np.complex64)
+
+
+def stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray, *, center: bool = False) -> np.ndarray:
+    """STFT of a float signal (``librosa.stft(y, n_fft=, hop_length=, window=window, center=center)``,
+    zero padding): complex64 (complex128 for float64 *y*) [shape=(1 + n_fft // 2, n_frames)],
+    Fortran-ordered. Frame ``j`` starts at sample ``j * hop_length``, or is centred on it
+    with *center* (``n_fft // 2`` zeros before and after the signal).
+
+    The FFTs are batched as librosa batches them, so the numbers are its own: with *center*,
+    the frames reaching into the leading zeros are one batch, those reaching into the
+    trailing zeros another (both cut from padded copies of the signal's ends), and the
+    frames in between go in blocks of 256 KiB of samples (``librosa.util.MAX_MEM_BLOCK``).
+    """
+    head = tail = None
+    if center:
+        pad = n_fft // 2
+        start_k = -(-pad // hop_length)  # the first frame not reaching into the leading zeros
+        tail_k = (y.shape[-1] + pad - n_fft) // hop_length + 1  # the first one reaching the trailing zeros
+        if tail_k <= start_k:  # a short signal: every frame touches the padding
+            y = np.pad(y, (pad, pad))
+        else:
+            head = frame(np.pad(y[: (start_k - 1) * hop_length - pad + n_fft + 1], (pad, 0)), n_fft,
+                         hop_length)[:, :start_k]
+            if tail_k * hop_length - pad + n_fft <= y.shape[-1] + pad:
+                tail = frame(np.pad(y[tail_k * hop_length - pad :], (0, pad)), n_fft, hop_length)
+            y = y[start_k * hop_length - pad :]
     frames = frame(y, n_fft, hop_length)
-    out = np.zeros((1 + n_fft // 2, frames.shape[1]), dtype=np.complex64, order="F")
-    # librosa's FFT library (scipy.fft; numpy's differs by an ulp), in its blocks of 256 KiB of frames
+    n_head = 0 if head is None else head.shape[1]
+    n_tail = 0 if tail is None else tail.shape[1]
+    out = np.zeros((1 + n_fft // 2, n_head + frames.shape[1] + n_tail), dtype=_complex_dtype(y.dtype), order="F")
+    # librosa's FFT library (scipy.fft; numpy's differs by an ulp)
     from scipy import fft
 
+    if head is not None:
+        out[:, :n_head] = fft.rfft(window[:, None] * head, axis=-2)
+    if tail is not None:
+        out[:, out.shape[1] - n_tail :] = fft.rfft(window[:, None] * tail, axis=-2)
     step = max(1, _MAX_MEM_BLOCK // (frames.shape[0] * frames.itemsize))
     for a in range(0, frames.shape[1], step):
         b = min(a + step, frames.shape[1])
-        out[:, a:b] = fft.rfft(window[:, None] * frames[:, a:b], axis=-2)
+        out[:, n_head + a : n_head + b] = fft.rfft(window[:, None] * frames[:, a:b], axis=-2)
     return out
 
 
-def istft(spec: np.ndarray, hop_length: int, window: np.ndarray, length: int) -> np.ndarray:
+def _overlap_add(buf: np.ndarray, frames: np.ndarray, hop_length: int, first: int) -> None:
+    """Add the columns of *frames* (frames ``first``, ``first + 1``... of length ``n_fft``) into
+    *buf*, frame ``j`` at sample ``j * hop_length``, as librosa's overlap-add loop does: every
+    sample receives its frames in frame order, rounded to *buf*'s dtype after each addition.
+    *buf*'s length is a multiple of *hop_length* and reaches past the last frame's end."""
+    n_fft, n = frames.shape
+    blocks = buf.reshape(-1, hop_length)
+    # part k of frame j lands in block j + k: one vectorised addition per part, the parts taken
+    # from the last to the first so that each sample sees its earlier frames first
+    for k in reversed(range(-(-n_fft // hop_length))):
+        lo = k * hop_length
+        width = min(hop_length, n_fft - lo)
+        blocks[first + k : first + k + n, :width] += frames[lo : lo + width].T
+
+
+def istft(spec: np.ndarray, hop_length: int, window: np.ndarray, length: int, *, center: bool = False,
+          dtype: np.dtype | None = None) -> np.ndarray:
     """Inverse of :func:`stft` by windowed overlap-add, divided by the summed squared window
-    where it is not tiny (``librosa.istft(spec, center=False, window=window, length=length)``):
-    float32 [shape=(length,)]."""
+    where it is not tiny (``librosa.istft(spec, hop_length=, window=window, center=center,
+    dtype=dtype, length=length)``): *dtype* (default float32 for complex64 *spec*, float64 for
+    complex128) [shape=(length,)], *length* >= 1.
+
+    The inverse FFTs are batched as librosa's (with *center*, the frames reaching into the
+    leading zeros first, then blocks of 256 KiB of spectrum), and each sample adds its frames
+    in frame order in *dtype*, so the numbers are librosa's.
+    """
     n_fft = window.size
-    n_frames = min(spec.shape[-1], int(np.ceil(length / hop_length)))
-    y = np.zeros(length, dtype=np.float32)
+    if dtype is None:
+        dtype = np.float64 if spec.dtype == np.complex128 else np.float32
+    pad = n_fft // 2 if center else 0
+    n_frames = min(spec.shape[-1], int(np.ceil((length + 2 * pad) / hop_length)))
+    # the signal is built in padded coordinates (frame j at sample j * hop_length), in a buffer
+    # long enough for every frame and the output, then cut
+    n_blocks = max(n_frames + -(-n_fft // hop_length), -(-(pad + length) // hop_length))
+    buf = np.zeros(n_blocks * hop_length, dtype=dtype)
+    first = min(-(-pad // hop_length), n_frames)  # librosa's head batch (centred)
+    step = max(1, _MAX_MEM_BLOCK // (spec.shape[0] * spec.itemsize))
     from scipy import fft
 
-    frames = np.empty((n_fft, n_frames), dtype=np.float32)
-    step = max(1, _MAX_MEM_BLOCK // (spec.shape[0] * spec.itemsize))  # librosa's blocks
-    for a in range(0, n_frames, step):
-        b = min(a + step, n_frames)
-        frames[:, a:b] = window[:, None] * fft.irfft(spec[:, a:b], n=n_fft, axis=-2)
-    wss = np.zeros(n_fft + hop_length * (n_frames - 1), dtype=np.float32)
-    win_sq = window**2
-    for j in range(n_frames):  # in frame order, as librosa's overlap-add (float32 sums)
-        s = j * hop_length
-        m = min(n_fft, length - s)
-        if m > 0:
-            y[s : s + m] += frames[:m, j]
-        wss[s : s + n_fft] += win_sq
-    if wss.size >= length:
-        wss = wss[:length]
-    else:
-        wss = np.pad(wss, (0, length - wss.size))
+    for a, b in [(0, first)] * (first > 0) + [(a, min(a + step, n_frames)) for a in range(first, n_frames, step)]:
+        _overlap_add(buf, window[:, None] * fft.irfft(spec[:, a:b], n=n_fft, axis=-2), hop_length, a)
+    y = buf[pad : pad + length].copy()
+    # librosa.filters.window_sumsquare: the same overlap-add of the squared window
+    wss = np.zeros_like(buf)
+    _overlap_add(wss, np.broadcast_to((window**2)[:, None], (n_fft, n_frames)), hop_length, 0)
+    wss = wss[pad : pad + length]
     nonzero = wss > np.finfo(wss.dtype).tiny
     y[nonzero] /= wss[nonzero]
     return y
