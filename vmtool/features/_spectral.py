@@ -11,7 +11,9 @@ tests/test_spectral.py compares each one with librosa's, bit for bit, on real in
 
 Without librosa, the extraction of a media query runs beside the music segmentation
 (which needs librosa for msaf) without paying for the same imports twice
-(:func:`vmtool.pipeline.process_media`).
+(:func:`vmtool.pipeline.process_media`). The centred STFT and its inverse serve
+:func:`vmtool.dsp.hpss` (librosa's ``stft``/``istft`` defaults: Hann window, zero
+padding), so the HPSS that music segmentation starts with needs no librosa either.
 """
 
 from __future__ import annotations
