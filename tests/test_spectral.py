@@ -1,8 +1,9 @@
 """``vmtool.features._spectral``: librosa's filter banks, window, STFT and deltas in numpy.
 
-The ``handcrafted`` extractor computes them without importing librosa or scipy.signal; its
-features must stay the numbers librosa gives, so each piece is compared with librosa's (or
-scipy's) own, bit for bit, on a real signal.
+The ``handcrafted`` extractor computes them without importing librosa or scipy.signal, and
+``vmtool.dsp.hpss`` the centred STFTs (``vmtool.dsp``'s, re-exported by ``_spectral``); the
+features and the HPSS must stay the numbers librosa gives, so each piece is compared with
+librosa's (or scipy's) own, bit for bit, on a real signal.
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ tests/test_spectral.py compares each one with librosa's, bit for bit, on real in
 
 Without librosa, the extraction of a media query runs beside the music segmentation
 (which needs librosa for msaf) without paying for the same imports twice
-(:func:`vmtool.pipeline.process_media`). The centred STFT and its inverse serve
-:func:`vmtool.dsp.hpss` (librosa's ``stft``/``istft`` defaults: Hann window, zero
-padding), so the HPSS that music segmentation starts with needs no librosa either.
+(:func:`vmtool.pipeline.process_media`). The window, framing and STFTs are
+:mod:`vmtool.dsp`'s (re-exported here), which :func:`vmtool.dsp.hpss` uses too.
 """
 
 from __future__ import annotations
@@ -21,6 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+# the window and STFTs live in vmtool.dsp (below the extractors: vmtool.dsp.hpss uses them too)
+from vmtool.dsp import frame, hann_window, istft, stft
 
 __all__ = ["fft_frequencies", "mel_filters", "chroma_filters", "hann_window", "stft", "istft", "frame", "delta",
            "smooth_symmetric"]
@@ -40,9 +42,6 @@ _SAVGOL9 = {
             "0x1.f07c1f07c1f08p-5"),
     }.items()
 }
-
-
-_MAX_MEM_BLOCK = 2**8 * 2**10  # librosa.util.MAX_MEM_BLOCK
 
 
 def fft_frequencies(sr: float, n_fft: int) -> np.ndarray:
@@ -112,122 +111,6 @@ def chroma_filters(sr: float, n_fft: int, n_chroma: int = 12) -> np.ndarray:
     normed *= np.tile(np.exp(-0.5 * (((frqbins / n_chroma - 5.0) / 2) ** 2)), (n_chroma, 1))
     normed = np.roll(normed, -3 * (n_chroma // 12), axis=0)
     return np.ascontiguousarray(normed[:, : int(1 + n_fft / 2)], dtype=np.float32)
-
-
-def hann_window(n: int) -> np.ndarray:
-    """Periodic Hann window (``scipy.signal.get_window("hann", n, fftbins=True)``), float64."""
-    fac = np.linspace(-np.pi, np.pi, n + 1)
-    w = np.zeros(n + 1)
-    for k, a in enumerate((0.5, 0.5)):  # scipy's general_cosine with a = [alpha, 1 - alpha]
-        w += a * np.cos(k * fac)
-    return w[:-1]
-
-
-def frame(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
-    """Overlapping frames of *y* as a view [shape=(frame_length, n_frames)] (``librosa.util.frame``)."""
-    n = 1 + (y.shape[-1] - frame_length) // hop_length
-    if n < 1:
-        raise ValueError(f"signal of {y.shape[-1]} samples is shorter than one frame of {frame_length}")
-    return np.lib.stride_tricks.as_strided(y, shape=(frame_length, n), strides=(y.strides[0], hop_length * y.strides[0]),
-                                           writeable=False)
-
-
-def _complex_dtype(real: np.dtype) -> np.dtype:
-    # librosa.util.dtype_r2c: double precision stays double, anything else is single
-    return np.dtype(np.complex128 if real == np.float64 else np.complex64)
-
-
-def stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray, *, center: bool = False) -> np.ndarray:
-    """STFT of a float signal (``librosa.stft(y, n_fft=, hop_length=, window=window, center=center)``,
-    zero padding): complex64 (complex128 for float64 *y*) [shape=(1 + n_fft // 2, n_frames)],
-    Fortran-ordered. Frame ``j`` starts at sample ``j * hop_length``, or is centred on it
-    with *center* (``n_fft // 2`` zeros before and after the signal).
-
-    The FFTs are batched as librosa batches them, so the numbers are its own: with *center*,
-    the frames reaching into the leading zeros are one batch, those reaching into the
-    trailing zeros another (both cut from padded copies of the signal's ends), and the
-    frames in between go in blocks of 256 KiB of samples (``librosa.util.MAX_MEM_BLOCK``).
-    """
-    head = tail = None
-    if center:
-        pad = n_fft // 2
-        start_k = -(-pad // hop_length)  # the first frame not reaching into the leading zeros
-        tail_k = (y.shape[-1] + pad - n_fft) // hop_length + 1  # the first one reaching the trailing zeros
-        if tail_k <= start_k:  # a short signal: every frame touches the padding
-            y = np.pad(y, (pad, pad))
-        else:
-            head = frame(np.pad(y[: (start_k - 1) * hop_length - pad + n_fft + 1], (pad, 0)), n_fft,
-                         hop_length)[:, :start_k]
-            if tail_k * hop_length - pad + n_fft <= y.shape[-1] + pad:
-                tail = frame(np.pad(y[tail_k * hop_length - pad :], (0, pad)), n_fft, hop_length)
-            y = y[start_k * hop_length - pad :]
-    frames = frame(y, n_fft, hop_length)
-    n_head = 0 if head is None else head.shape[1]
-    n_tail = 0 if tail is None else tail.shape[1]
-    out = np.zeros((1 + n_fft // 2, n_head + frames.shape[1] + n_tail), dtype=_complex_dtype(y.dtype), order="F")
-    # librosa's FFT library (scipy.fft; numpy's differs by an ulp)
-    from scipy import fft
-
-    if head is not None:
-        out[:, :n_head] = fft.rfft(window[:, None] * head, axis=-2)
-    if tail is not None:
-        out[:, out.shape[1] - n_tail :] = fft.rfft(window[:, None] * tail, axis=-2)
-    step = max(1, _MAX_MEM_BLOCK // (frames.shape[0] * frames.itemsize))
-    for a in range(0, frames.shape[1], step):
-        b = min(a + step, frames.shape[1])
-        out[:, n_head + a : n_head + b] = fft.rfft(window[:, None] * frames[:, a:b], axis=-2)
-    return out
-
-
-def _overlap_add(buf: np.ndarray, frames: np.ndarray, hop_length: int, first: int) -> None:
-    """Add the columns of *frames* (frames ``first``, ``first + 1``... of length ``n_fft``) into
-    *buf*, frame ``j`` at sample ``j * hop_length``, as librosa's overlap-add loop does: every
-    sample receives its frames in frame order, rounded to *buf*'s dtype after each addition.
-    *buf*'s length is a multiple of *hop_length* and reaches past the last frame's end."""
-    n_fft, n = frames.shape
-    blocks = buf.reshape(-1, hop_length)
-    # part k of frame j lands in block j + k: one vectorised addition per part, the parts taken
-    # from the last to the first so that each sample sees its earlier frames first
-    for k in reversed(range(-(-n_fft // hop_length))):
-        lo = k * hop_length
-        width = min(hop_length, n_fft - lo)
-        blocks[first + k : first + k + n, :width] += frames[lo : lo + width].T
-
-
-def istft(spec: np.ndarray, hop_length: int, window: np.ndarray, length: int, *, center: bool = False,
-          dtype: np.dtype | None = None) -> np.ndarray:
-    """Inverse of :func:`stft` by windowed overlap-add, divided by the summed squared window
-    where it is not tiny (``librosa.istft(spec, hop_length=, window=window, center=center,
-    dtype=dtype, length=length)``): *dtype* (default float32 for complex64 *spec*, float64 for
-    complex128) [shape=(length,)], *length* >= 1.
-
-    The inverse FFTs are batched as librosa's (with *center*, the frames reaching into the
-    leading zeros first, then blocks of 256 KiB of spectrum), and each sample adds its frames
-    in frame order in *dtype*, so the numbers are librosa's.
-    """
-    n_fft = window.size
-    if dtype is None:
-        dtype = np.float64 if spec.dtype == np.complex128 else np.float32
-    pad = n_fft // 2 if center else 0
-    n_frames = min(spec.shape[-1], int(np.ceil((length + 2 * pad) / hop_length)))
-    # the signal is built in padded coordinates (frame j at sample j * hop_length), in a buffer
-    # long enough for every frame and the output, then cut
-    n_blocks = max(n_frames + -(-n_fft // hop_length), -(-(pad + length) // hop_length))
-    buf = np.zeros(n_blocks * hop_length, dtype=dtype)
-    first = min(-(-pad // hop_length), n_frames)  # librosa's head batch (centred)
-    step = max(1, _MAX_MEM_BLOCK // (spec.shape[0] * spec.itemsize))
-    from scipy import fft
-
-    for a, b in [(0, first)] * (first > 0) + [(a, min(a + step, n_frames)) for a in range(first, n_frames, step)]:
-        _overlap_add(buf, window[:, None] * fft.irfft(spec[:, a:b], n=n_fft, axis=-2), hop_length, a)
-    y = buf[pad : pad + length].copy()
-    # librosa.filters.window_sumsquare: the same overlap-add of the squared window
-    wss = np.zeros_like(buf)
-    _overlap_add(wss, np.broadcast_to((window**2)[:, None], (n_fft, n_frames)), hop_length, 0)
-    wss = wss[pad : pad + length]
-    nonzero = wss > np.finfo(wss.dtype).tiny
-    y[nonzero] /= wss[nonzero]
-    return y
 
 
 def smooth_symmetric(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
