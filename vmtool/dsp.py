@@ -16,6 +16,14 @@ filters rows or column blocks in place of padded copies, and runs the filters an
 two inverse STFTs in threads (:func:`default_threads`). That took msaf's features from
 0.95-0.98 to 0.67-0.71 CPU-seconds per audio-minute (docs/performance.md,
 "Segmentation: MSAF music structure").
+
+:func:`stft` and :func:`istft` are librosa 0.11's (its Hann window, framing, zero
+padding, FFT batches and overlap-add order, in numpy and scipy.fft: the same numbers,
+tests/test_spectral.py), centred for :func:`hpss` or not for the ``handcrafted``
+extractor (:mod:`vmtool.features._spectral`). So :func:`hpss` imports neither librosa
+nor scipy.signal: a process that has not loaded librosa (the parent of a media query,
+which extracts while its child segments) can compute the HPSS the music segmentation
+starts with, with the same numbers.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import os
 
 import numpy as np
 
-__all__ = ["median_filter", "hpss", "default_threads"]
+__all__ = ["median_filter", "hpss", "default_threads", "hann_window", "frame", "stft", "istft"]
 
 _kernels: dict[str, object] = {}
 # the sorted-window step, a module global rather than a closure variable of the kernels that
@@ -220,6 +228,126 @@ def median_filter(x: np.ndarray, size: int, axis: int, *, threads: int = 1) -> n
     return out
 
 
+_MAX_MEM_BLOCK = 2**8 * 2**10  # librosa.util.MAX_MEM_BLOCK
+
+
+def hann_window(n: int) -> np.ndarray:
+    """Periodic Hann window (``scipy.signal.get_window("hann", n, fftbins=True)``), float64."""
+    fac = np.linspace(-np.pi, np.pi, n + 1)
+    w = np.zeros(n + 1)
+    for k, a in enumerate((0.5, 0.5)):  # scipy's general_cosine with a = [alpha, 1 - alpha]
+        w += a * np.cos(k * fac)
+    return w[:-1]
+
+
+def frame(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Overlapping frames of *y* as a view [shape=(frame_length, n_frames)] (``librosa.util.frame``)."""
+    n = 1 + (y.shape[-1] - frame_length) // hop_length
+    if n < 1:
+        raise ValueError(f"signal of {y.shape[-1]} samples is shorter than one frame of {frame_length}")
+    return np.lib.stride_tricks.as_strided(y, shape=(frame_length, n), strides=(y.strides[0], hop_length * y.strides[0]),
+                                           writeable=False)
+
+
+def _complex_dtype(real: np.dtype) -> np.dtype:
+    # librosa.util.dtype_r2c: double precision stays double, anything else is single
+    return np.dtype(np.complex128 if real == np.float64 else np.complex64)
+
+
+def stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray, *, center: bool = False) -> np.ndarray:
+    """STFT of a float signal (``librosa.stft(y, n_fft=, hop_length=, window=window, center=center)``,
+    zero padding): complex64 (complex128 for float64 *y*) [shape=(1 + n_fft // 2, n_frames)],
+    Fortran-ordered. Frame ``j`` starts at sample ``j * hop_length``, or is centred on it
+    with *center* (``n_fft // 2`` zeros before and after the signal).
+
+    The FFTs are batched as librosa batches them, so the numbers are its own: with *center*,
+    the frames reaching into the leading zeros are one batch, those reaching into the
+    trailing zeros another (both cut from padded copies of the signal's ends), and the
+    frames in between go in blocks of 256 KiB of samples (``librosa.util.MAX_MEM_BLOCK``).
+    """
+    head = tail = None
+    if center:
+        pad = n_fft // 2
+        start_k = -(-pad // hop_length)  # the first frame not reaching into the leading zeros
+        tail_k = (y.shape[-1] + pad - n_fft) // hop_length + 1  # the first one reaching the trailing zeros
+        if tail_k <= start_k:  # a short signal: every frame touches the padding
+            y = np.pad(y, (pad, pad))
+        else:
+            head = frame(np.pad(y[: (start_k - 1) * hop_length - pad + n_fft + 1], (pad, 0)), n_fft,
+                         hop_length)[:, :start_k]
+            if tail_k * hop_length - pad + n_fft <= y.shape[-1] + pad:
+                tail = frame(np.pad(y[tail_k * hop_length - pad :], (0, pad)), n_fft, hop_length)
+            y = y[start_k * hop_length - pad :]
+    frames = frame(y, n_fft, hop_length)
+    n_head = 0 if head is None else head.shape[1]
+    n_tail = 0 if tail is None else tail.shape[1]
+    out = np.zeros((1 + n_fft // 2, n_head + frames.shape[1] + n_tail), dtype=_complex_dtype(y.dtype), order="F")
+    # librosa's FFT library (scipy.fft; numpy's differs by an ulp)
+    from scipy import fft
+
+    if head is not None:
+        out[:, :n_head] = fft.rfft(window[:, None] * head, axis=-2)
+    if tail is not None:
+        out[:, out.shape[1] - n_tail :] = fft.rfft(window[:, None] * tail, axis=-2)
+    step = max(1, _MAX_MEM_BLOCK // (frames.shape[0] * frames.itemsize))
+    for a in range(0, frames.shape[1], step):
+        b = min(a + step, frames.shape[1])
+        out[:, n_head + a : n_head + b] = fft.rfft(window[:, None] * frames[:, a:b], axis=-2)
+    return out
+
+
+def _overlap_add(buf: np.ndarray, frames: np.ndarray, hop_length: int, first: int) -> None:
+    """Add the columns of *frames* (frames ``first``, ``first + 1``... of length ``n_fft``) into
+    *buf*, frame ``j`` at sample ``j * hop_length``, as librosa's overlap-add loop does: every
+    sample receives its frames in frame order, rounded to *buf*'s dtype after each addition.
+    *buf*'s length is a multiple of *hop_length* and reaches past the last frame's end."""
+    n_fft, n = frames.shape
+    blocks = buf.reshape(-1, hop_length)
+    # part k of frame j lands in block j + k: one vectorised addition per part, the parts taken
+    # from the last to the first so that each sample sees its earlier frames first
+    for k in reversed(range(-(-n_fft // hop_length))):
+        lo = k * hop_length
+        width = min(hop_length, n_fft - lo)
+        blocks[first + k : first + k + n, :width] += frames[lo : lo + width].T
+
+
+def istft(spec: np.ndarray, hop_length: int, window: np.ndarray, length: int, *, center: bool = False,
+          dtype: np.dtype | None = None) -> np.ndarray:
+    """Inverse of :func:`stft` by windowed overlap-add, divided by the summed squared window
+    where it is not tiny (``librosa.istft(spec, hop_length=, window=window, center=center,
+    dtype=dtype, length=length)``): *dtype* (default float32 for complex64 *spec*, float64 for
+    complex128) [shape=(length,)], *length* >= 1.
+
+    The inverse FFTs are batched as librosa's (with *center*, the frames reaching into the
+    leading zeros first, then blocks of 256 KiB of spectrum), and each sample adds its frames
+    in frame order in *dtype*, so the numbers are librosa's.
+    """
+    n_fft = window.size
+    if dtype is None:
+        dtype = np.float64 if spec.dtype == np.complex128 else np.float32
+    pad = n_fft // 2 if center else 0
+    n_frames = min(spec.shape[-1], int(np.ceil((length + 2 * pad) / hop_length)))
+    # the signal is built in padded coordinates (frame j at sample j * hop_length), in a buffer
+    # long enough for every frame and the output, then cut
+    n_blocks = max(n_frames + -(-n_fft // hop_length), -(-(pad + length) // hop_length))
+    buf = np.zeros(n_blocks * hop_length, dtype=dtype)
+    first = min(-(-pad // hop_length), n_frames)  # librosa's head batch (centred)
+    step = max(1, _MAX_MEM_BLOCK // (spec.shape[0] * spec.itemsize))
+    from scipy import fft
+
+    batches = ([(0, first)] if first else []) + [(a, min(a + step, n_frames)) for a in range(first, n_frames, step)]
+    for a, b in batches:
+        _overlap_add(buf, window[:, None] * fft.irfft(spec[:, a:b], n=n_fft, axis=-2), hop_length, a)
+    y = buf[pad : pad + length].copy()
+    # librosa.filters.window_sumsquare: the same overlap-add of the squared window
+    wss = np.zeros_like(buf)
+    _overlap_add(wss, np.broadcast_to((window**2)[:, None], (n_fft, n_frames)), hop_length, 0)
+    wss = wss[pad : pad + length]
+    nonzero = wss > np.finfo(wss.dtype).tiny
+    y[nonzero] /= wss[nonzero]
+    return y
+
+
 def hpss(
     y: np.ndarray,
     *,
@@ -234,7 +362,9 @@ def hpss(
     filters are :func:`median_filter`'s; the phase, the two masks and the masked spectra
     are computed in one pass (a numba loop doing librosa's operations in its
     order and precision) instead of librosa's dozen array passes; the two inverse STFTs run side by
-    side. The results are librosa's numbers, bit for bit (tests/test_dsp.py).
+    side. The STFTs are :func:`stft` and :func:`istft`, centred (a periodic Hann window,
+    zero padding): librosa is not imported. The results are librosa's numbers, bit
+    for bit (tests/test_dsp.py).
 
     Parameters
     ----------
@@ -248,14 +378,13 @@ def hpss(
     -------
     (y_harmonic, y_percussive) : np.ndarray [shape=(n,)] each, y's dtype
     """
-    import librosa
-
     threads = default_threads() if threads is None else max(1, int(threads))
-    stft = librosa.stft(y, n_fft=n_fft, hop_length=hop_length)
-    # librosa's STFT is stored frequency-major (Fortran order): work on its C-ordered
+    window = hann_window(n_fft)  # float64, as librosa's "hann"
+    spectrum = stft(y, n_fft, hop_length, window, center=True)
+    # the STFT is stored frequency-major (Fortran order, as librosa's): work on its C-ordered
     # transpose, frames x bins, so that every pass reads memory in order
-    d = stft.T
-    if not d.flags.c_contiguous:  # pragma: no cover - librosa's layout changed
+    d = spectrum.T
+    if not d.flags.c_contiguous:  # pragma: no cover - the STFT's layout changed
         d = np.ascontiguousarray(d)
     mag = np.abs(d)
     harm = np.empty_like(mag)  # median along time: axis 0 here
@@ -269,12 +398,12 @@ def hpss(
     consts = (real(np.finfo(mag.dtype).tiny), real(1.0), real(0.5))  # softmask's, in the spectrum's precision
     _run([lambda r0=r0, r1=r1: masked(d, mag, harm, perc, spec_h, spec_p, r0, r1, *consts)
           for r0, r1 in _row_blocks(d.shape[0], threads)], threads)
-    del stft, d, mag, harm, perc
+    del spectrum, d, mag, harm, perc
     spec_h, spec_p = spec_h.T, spec_p.T
     out: dict[str, np.ndarray] = {}
 
     def inverse(name: str, spec: np.ndarray) -> None:
-        out[name] = librosa.istft(spec, dtype=y.dtype, n_fft=n_fft, hop_length=hop_length, length=len(y))
+        out[name] = istft(spec, hop_length, window, len(y), center=True, dtype=y.dtype)
 
     _run([lambda: inverse("h", spec_h), lambda: inverse("p", spec_p)], threads)
     return out["h"], out["p"]

@@ -11,7 +11,8 @@ tests/test_spectral.py compares each one with librosa's, bit for bit, on real in
 
 Without librosa, the extraction of a media query runs beside the music segmentation
 (which needs librosa for msaf) without paying for the same imports twice
-(:func:`vmtool.pipeline.process_media`).
+(:func:`vmtool.pipeline.process_media`). The window, framing and STFTs are
+:mod:`vmtool.dsp`'s (re-exported here), which :func:`vmtool.dsp.hpss` uses too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+# the window and STFTs live in vmtool.dsp (below the extractors: vmtool.dsp.hpss uses them too)
+from vmtool.dsp import frame, hann_window, istft, stft
 
 __all__ = ["fft_frequencies", "mel_filters", "chroma_filters", "hann_window", "stft", "istft", "frame", "delta",
            "smooth_symmetric"]
@@ -38,9 +42,6 @@ _SAVGOL9 = {
             "0x1.f07c1f07c1f08p-5"),
     }.items()
 }
-
-
-_MAX_MEM_BLOCK = 2**8 * 2**10  # librosa.util.MAX_MEM_BLOCK
 
 
 def fft_frequencies(sr: float, n_fft: int) -> np.ndarray:
@@ -110,71 +111,6 @@ def chroma_filters(sr: float, n_fft: int, n_chroma: int = 12) -> np.ndarray:
     normed *= np.tile(np.exp(-0.5 * (((frqbins / n_chroma - 5.0) / 2) ** 2)), (n_chroma, 1))
     normed = np.roll(normed, -3 * (n_chroma // 12), axis=0)
     return np.ascontiguousarray(normed[:, : int(1 + n_fft / 2)], dtype=np.float32)
-
-
-def hann_window(n: int) -> np.ndarray:
-    """Periodic Hann window (``scipy.signal.get_window("hann", n, fftbins=True)``), float64."""
-    fac = np.linspace(-np.pi, np.pi, n + 1)
-    w = np.zeros(n + 1)
-    for k, a in enumerate((0.5, 0.5)):  # scipy's general_cosine with a = [alpha, 1 - alpha]
-        w += a * np.cos(k * fac)
-    return w[:-1]
-
-
-def frame(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
-    """Overlapping frames of *y* as a view [shape=(frame_length, n_frames)] (``librosa.util.frame``)."""
-    n = 1 + (y.shape[-1] - frame_length) // hop_length
-    if n < 1:
-        raise ValueError(f"signal of {y.shape[-1]} samples is shorter than one frame of {frame_length}")
-    return np.lib.stride_tricks.as_strided(y, shape=(frame_length, n), strides=(y.strides[0], hop_length * y.strides[0]),
-                                           writeable=False)
-
-
-def stft(y: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray) -> np.ndarray:
-    """STFT without centring (``librosa.stft(y, center=False, window=window)``) of a float32
-    signal: complex64 [shape=(1 + n_fft // 2, n_frames)], frame ``j`` starting at sample
-    ``j * hop_length``."""
-    frames = frame(y, n_fft, hop_length)
-    out = np.zeros((1 + n_fft // 2, frames.shape[1]), dtype=np.complex64, order="F")
-    # librosa's FFT library (scipy.fft; numpy's differs by an ulp), in its blocks of 256 KiB of frames
-    from scipy import fft
-
-    step = max(1, _MAX_MEM_BLOCK // (frames.shape[0] * frames.itemsize))
-    for a in range(0, frames.shape[1], step):
-        b = min(a + step, frames.shape[1])
-        out[:, a:b] = fft.rfft(window[:, None] * frames[:, a:b], axis=-2)
-    return out
-
-
-def istft(spec: np.ndarray, hop_length: int, window: np.ndarray, length: int) -> np.ndarray:
-    """Inverse of :func:`stft` by windowed overlap-add, divided by the summed squared window
-    where it is not tiny (``librosa.istft(spec, center=False, window=window, length=length)``):
-    float32 [shape=(length,)]."""
-    n_fft = window.size
-    n_frames = min(spec.shape[-1], int(np.ceil(length / hop_length)))
-    y = np.zeros(length, dtype=np.float32)
-    from scipy import fft
-
-    frames = np.empty((n_fft, n_frames), dtype=np.float32)
-    step = max(1, _MAX_MEM_BLOCK // (spec.shape[0] * spec.itemsize))  # librosa's blocks
-    for a in range(0, n_frames, step):
-        b = min(a + step, n_frames)
-        frames[:, a:b] = window[:, None] * fft.irfft(spec[:, a:b], n=n_fft, axis=-2)
-    wss = np.zeros(n_fft + hop_length * (n_frames - 1), dtype=np.float32)
-    win_sq = window**2
-    for j in range(n_frames):  # in frame order, as librosa's overlap-add (float32 sums)
-        s = j * hop_length
-        m = min(n_fft, length - s)
-        if m > 0:
-            y[s : s + m] += frames[:m, j]
-        wss[s : s + n_fft] += win_sq
-    if wss.size >= length:
-        wss = wss[:length]
-    else:
-        wss = np.pad(wss, (0, length - wss.size))
-    nonzero = wss > np.finfo(wss.dtype).tiny
-    y[nonzero] /= wss[nonzero]
-    return y
 
 
 def smooth_symmetric(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
