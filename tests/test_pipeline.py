@@ -477,3 +477,41 @@ def test_msaf_takes_the_hpss_it_is_given_for_its_own_signal():
     assert MsafSegmenter(y, 22050, hpss=silent).segment("olda").extra["n_frames"] != own.extra["n_frames"]
     wrong = (np.zeros(10, dtype=np.float32), np.zeros(10, dtype=np.float32))  # another signal's shape: ignored
     np.testing.assert_array_equal(MsafSegmenter(y, 22050, hpss=wrong).segment("olda").boundaries, own.boundaries)
+
+
+def _size_of(array) -> int:
+    """(Run in the forked child.)"""
+    return int(array.size)
+
+
+def test_sending_a_query_s_audio_never_waits_for_the_busy_child(pipeline, overlap, tmp_path):
+    """The child reads its next call only when its imports are done; a message larger than
+    the pipe's buffer is written meanwhile by a thread, so this process goes on."""
+    import dataclasses
+    import time
+
+    import vmtool.pipeline as pipeline_mod
+    from vmtool.segmentation import registry
+
+    _, _, cat = pipeline
+    go, done = tmp_path / "go", tmp_path / "prepared"
+
+    def slow(params):  # the child's "imports": until this test says go (at most a minute)
+        for _ in range(600):
+            if go.exists():
+                break
+            time.sleep(0.1)
+        done.touch()
+
+    olda = registry.get("olda")
+    registry.register(dataclasses.replace(olda, prepare=slow), replace=True)
+    try:
+        overlap(True)
+        assert pipeline_mod.start_segmenter(Recipe.from_catalog(cat), device="cpu", segments="olda")
+        worker = pipeline_mod._SEGMENTER[0]
+        worker.submit(_size_of, np.zeros(2_000_000, dtype=np.float32))  # 8 MB
+        assert not done.exists()  # returned while the child is still "importing"
+    finally:
+        go.touch()
+        registry.register(olda, replace=True)
+    assert worker.result() == 2_000_000 and done.exists()

@@ -605,6 +605,11 @@ def _fork_segmenter(config=None) -> _Forked:
     return worker
 
 
+#: bytes a message may have to be written to the child's pipe at once (Linux's pipe buffer
+#: is 64 KiB): a larger one is written by a thread (:meth:`_Forked.submit`)
+_PIPE_QUICK = 32 * 1024
+
+
 class _Forked:
     """A forked child process that runs the calls sent to it, one at a time.
 
@@ -621,6 +626,7 @@ class _Forked:
 
         self._path = None  # named in the error of a child that ends without a value
         self.tasks = 0  # calls sent that answer (the work ahead of them not counted)
+        self._sender = None  # the thread writing a large message, if one is
         self.methods: dict = {}  # segmentation methods as registered when forked (set by the caller)
         ctx = mp.get_context("fork")
         self._conn, child_end = ctx.Pipe()
@@ -634,14 +640,37 @@ class _Forked:
 
     def submit(self, func, *args, path: str | os.PathLike | None = None, reply: bool = True) -> None:
         """Send ``func(*args)``; with ``reply=False`` the child sends nothing back (and
-        ignores any failure: for work ahead of a call, such as its imports)."""
+        ignores any failure: for work ahead of a call, such as its imports).
+
+        Never waits for the child: a message larger than the pipe's buffer (a query's
+        audio) is written by a thread, which the child reads when it is done with what
+        it is doing (its imports); calls are still received in the order sent.
+        """
+        import threading
+
+        from multiprocessing.reduction import ForkingPickler
+
         if reply:
             self._path = path
             self.tasks += 1
+        data = bytes(ForkingPickler.dumps((func, args, reply)))  # pickled here: its errors raised here
+        self._wait_sent()
+        if len(data) <= _PIPE_QUICK:
+            self._send(data)
+        else:
+            self._sender = threading.Thread(target=self._send, args=(data,), daemon=True, name="segmentation-send")
+            self._sender.start()
+
+    def _send(self, data: bytes) -> None:
         try:
-            self._conn.send((func, args, reply))
+            self._conn.send_bytes(data)
         except OSError:  # the child is gone: result() says so
             pass
+
+    def _wait_sent(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.join()
 
     def result(self):
         try:
@@ -661,7 +690,8 @@ class _Forked:
             if self._proc.is_alive():
                 self._proc.kill()
                 self._proc.join()
-        self._conn.close()
+        self._conn.close()  # a message still being written fails (the child is gone): its thread ends
+        self._wait_sent()
 
 
 def _forked_main(parent_pid: int, conn) -> None:
