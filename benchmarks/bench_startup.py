@@ -74,6 +74,8 @@ PHASES = [
     # profile holds those, then the wait for what the child has left
     ("starting the segmentation process", [("vmtool/pipeline.py", "start_segmenter"),
                                            ("vmtool/pipeline.py", "_segment_beside")]),
+    # its first query's audio decoded and separated (HPSS) here, while the child imports
+    ("the query's audio and HPSS, for that process", [("vmtool/pipeline.py", "_hand_over_audio")]),
     ("waiting for the forked segmentation", [("vmtool/pipeline.py", "result")]),
     ("embedding", [("vmtool/embed.py", "item")]),
     ("load the catalog", [("vmtool/ranking/catalog.py", "load_catalog")]),
