@@ -116,3 +116,13 @@ def test_a_kernel_built_on_first_use_holds_the_build_lock(monkeypatch):
                            test_a_kernel_built_on_first_use_holds_the_build_lock)
     assert held == [] and proxy(1) == 2 and proxy(2) == 3
     assert seen == [["in"]] and held == ["in", "out"]  # built once, inside the lock
+
+
+def test_without_a_usable_lock_file_a_kernel_is_built_unlocked(tmp_path, monkeypatch):
+    import tempfile
+
+    import vmtool._librosa as lr
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # no temporary directory
+    built = lr._OnFirstUse(lambda: (lambda x: 2 * x), test_without_a_usable_lock_file_a_kernel_is_built_unlocked)
+    assert built(4) == 8

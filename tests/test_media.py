@@ -157,3 +157,15 @@ def test_decoding_as_librosa_does_not_import_librosa(music_video):
     assert proc.returncode == 0, proc.stderr
     n, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert n > 22050 * 19 and not loaded
+
+
+def test_non_finite_audio_that_needs_resampling_is_a_media_error(tmp_path):
+    import soundfile
+
+    y = np.zeros(44100, dtype=np.float32)
+    y[1000] = np.nan
+    path = tmp_path / "nan.wav"
+    soundfile.write(path, y, 44100, subtype="FLOAT")
+    with pytest.raises(MediaError) as err:
+        media.load_audio(path, 22050, resampler="librosa")
+    assert str(err.value) == f"{path}: decoded audio holds non-finite samples (NaN or inf); it cannot be resampled"

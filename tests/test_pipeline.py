@@ -515,3 +515,93 @@ def test_sending_a_query_s_audio_never_waits_for_the_busy_child(pipeline, overla
         go.touch()
         registry.register(olda, replace=True)
     assert worker.result() == 2_000_000 and done.exists()
+
+
+def test_closing_while_the_audio_is_being_sent_ends_quietly(pipeline, overlap, tmp_path, monkeypatch):
+    """An error or Ctrl-C while the child still imports: close() stops the child and the
+    thread writing the audio ends without an exception of its own."""
+    import dataclasses
+    import threading
+    import time
+
+    import vmtool.pipeline as pipeline_mod
+    from vmtool.segmentation import registry
+
+    _, _, cat = pipeline
+    go = tmp_path / "go"
+
+    def slow(params):
+        for _ in range(600):
+            if go.exists():
+                break
+            time.sleep(0.1)
+
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_type))
+    olda = registry.get("olda")
+    registry.register(dataclasses.replace(olda, prepare=slow), replace=True)
+    try:
+        overlap(True)
+        assert pipeline_mod.start_segmenter(Recipe.from_catalog(cat), device="cpu", segments="olda")
+        worker = pipeline_mod._SEGMENTER[0]
+        worker.submit(_size_of, np.zeros(4_000_000, dtype=np.float32))  # 16 MB, left unread
+        pipeline_mod.close_segmenter()
+    finally:
+        go.touch()
+        registry.register(olda, replace=True)
+    assert raised == [] and worker._sender is None and not worker.alive
+    assert not [t for t in threading.enumerate() if t.name == "segmentation-send"]
+
+
+def test_a_hand_over_that_fails_or_is_interrupted(pipeline, music_video, overlap, monkeypatch):
+    """Whatever fails while this process decodes and separates the audio is left to the
+    child, which does it itself (the same segments); Ctrl-C there stops the child."""
+    import multiprocessing
+
+    import vmtool.dsp
+    import vmtool.pipeline as pipeline_mod
+
+    _, _, cat = pipeline
+    overlap(True)
+    recipe = Recipe.from_catalog(cat)
+    assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")  # forked: the child keeps its hpss
+
+    def broken(*args, **kwargs):
+        raise ValueError("not this time")
+
+    monkeypatch.setattr(vmtool.dsp, "hpss", broken)  # in this process only
+    handed = process_media(music_video, recipe, device="cpu", segments="olda")
+    monkeypatch.undo()
+    overlap(False)
+    serial = process_media(music_video, recipe, device="cpu", segments="olda")
+    np.testing.assert_array_equal(handed.spans, serial.spans)
+
+    overlap(True)
+    pipeline_mod.close_segmenter()
+
+    def interrupted(task):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_mod, "_hand_over_audio", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        process_media(music_video, recipe, device="cpu", segments="olda")
+    assert multiprocessing.active_children() == []
+
+
+def test_the_msaf_runner_takes_the_hpss_handed_over_with_the_item(music_video):
+    from vmtool import media
+    from vmtool.segment import ItemTask, SegmentConfig, segment_item
+
+    info = media.probe(music_video)
+    y = media.load_audio(music_video, 22050, resampler="librosa")
+    config = SegmentConfig(methods=["olda"])
+
+    def task(**given):
+        return ItemTask(str(music_video), "mv", str(music_video), float(info.duration), True, True,
+                        methods=("olda",), **given)
+
+    own = segment_item(task(), config)["olda"]
+    same = segment_item(task(audio=y), config)["olda"]
+    silent = segment_item(task(audio=y, hpss=(np.zeros_like(y), np.zeros_like(y))), config)["olda"]
+    np.testing.assert_array_equal(same.boundaries, own.boundaries)
+    assert silent.extra["n_frames"] != own.extra["n_frames"]  # the parts handed over are the ones used

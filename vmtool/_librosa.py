@@ -14,16 +14,18 @@ kernel at the same moment can leave a mismatched pair (numba issue 10128, report
 crashes in librosa issue 1998). Commands that start worker processes therefore import
 the module once in the parent first: the workers then only read the cache.
 
-librosa also builds, at import, the gufuncs of functions that no vmtool path calls on
-every run: zero crossings, pitch interpolation (``pyin``, ``piptrack``), local minima
-and onset peak picking (:data:`ON_FIRST_USE`). Loading their machine code from numba's
-cache took about 0.14 s of every process that imports librosa (0.1 s of a one-file
-``vmtool rank`` of the demo's media query, 6 alternated runs). Imported through
+librosa also builds, at import, the gufuncs of zero crossings, pitch interpolation
+(``piptrack``, ``pyin``; ``chroma_stft``'s tuning estimate uses it), local minima and onset
+peak picking (:data:`ON_FIRST_USE`), which msaf's methods and the beat tracker never
+call (``bars`` and the ``vmnet_handcrafted`` extractor do). Loading their machine code
+from numba's cache took about 0.14 s of every process that imports librosa (0.1 s of a
+one-file ``vmtool rank`` of the demo's media query, 6 alternated runs). Imported through
 :func:`import_librosa_beat`, they are built on their first call instead, by the same
 decorator with the same arguments, so the same machine code from the same cache
-entries; a process building one takes a lock file first
-(:func:`_numba_build_lock`), so two processes never write one kernel's cache files at
-once (the race above), whichever of them calls it first.
+entries; a process building one first takes a lock on a file of the temporary
+directory (:func:`_numba_build_lock`; without one, it builds unlocked, as librosa does), so
+two processes never write one kernel's cache files at once (the race above), whichever
+of them calls it first.
 
 SciPy 1.17 rewrites the docstring of every function it declares array-API capabilities for
 (``scipy._lib._array_api.xp_capabilities``: parse the numpydoc text, append a table of
@@ -57,19 +59,27 @@ built on their first call rather than when librosa is imported (see the module n
 def _numba_build_lock():
     """Held while this process builds a kernel whose cache files another process could be
     writing: an exclusive lock on a file in the temporary directory (per user). Without
-    ``fcntl`` (not POSIX), nothing is locked."""
+    ``fcntl`` (not POSIX), a usable temporary directory, or a lock file of its own
+    (another user's, a link), nothing is locked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    path = os.path.join(tempfile.gettempdir(), f"vmtool-numba-build-{os.getuid()}.lock")
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = None
+    try:
+        path = os.path.join(tempfile.gettempdir(), f"vmtool-numba-build-{os.getuid()}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # no usable temporary directory, a file that is not ours, no locks here
+        if fd is not None:
+            os.close(fd)
+            fd = None  # built without the lock, as librosa itself builds them
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 class _OnFirstUse:
@@ -92,6 +102,8 @@ class _OnFirstUse:
         return self._get()(*args, **kwargs)
 
     def __getattr__(self, name: str):
+        if name in ("_build", "_real", "_lock") or name.startswith("__"):  # not set up (a copy): not the kernel's
+            raise AttributeError(name)
         return getattr(self._get(), name)
 
 

@@ -346,9 +346,11 @@ def process_media(
     # the errors in the same order either way: the file's (checked, hashed, probed), the
     # model's, the extraction's, then the segmentation's
     info = media.probe(src)
-    child = _segment_beside(path, src, item_id, info, config) if overlap else None
+    child = None
     done = False
     try:
+        if overlap:
+            child = _segment_beside(path, src, item_id, info, config)
         extractors = recipe.build_extractors(dev)
         model = recipe.model(dev)
         result = _extract(src, item_id, sha, recipe.extract, extractors, progress)
@@ -359,7 +361,7 @@ def process_media(
                                                                 progress)}
         done = True
     finally:
-        if child is not None and not done:  # stopped mid-task (an error, Ctrl-C): not reused
+        if overlap and not done:  # stopped mid-task (an error, Ctrl-C): not reused
             close_segmenter()
     item = MemoryItem(result, extractors, stored_config(recipe.extract, extractors), segs, path=path)
     clip, seg_emb, spans = Embedder(item, model, method).item(0)
@@ -578,11 +580,12 @@ def _hand_over_audio(task) -> None:
 
     try:
         y = media.load_audio(task.source, AUDIO_SR, resampler=AUDIO_RESAMPLER)
-    except VmtoolError:
+        parts = None  # msaf analyses nothing shorter than its 4096-sample window, nor non-finite audio
+        if y.size >= 4096 and np.isfinite(y).all():
+            parts = hpss(y, threads=max(1, default_threads() - 1))  # one core is the child's
+    except Exception:  # noqa: BLE001 - the child decodes again and reports it, in its turn
         return
-    task.audio = y
-    if y.size >= 4096 and np.isfinite(y).all():  # else msaf analyses nothing: no HPSS
-        task.hpss = hpss(y, threads=max(1, default_threads() - 1))  # a core is the child's
+    task.audio, task.hpss = y, parts
 
 
 def _fork_segmenter(config=None) -> _Forked:
@@ -605,8 +608,8 @@ def _fork_segmenter(config=None) -> _Forked:
     return worker
 
 
-#: bytes a message may have to be written to the child's pipe at once (Linux's pipe buffer
-#: is 64 KiB): a larger one is written by a thread (:meth:`_Forked.submit`)
+#: bytes of a message written to the child's connection at once (a socket pair, whose buffer
+#: holds a few hundred KiB on Linux): a larger one is written by a thread (:meth:`_Forked.submit`)
 _PIPE_QUICK = 32 * 1024
 
 
@@ -642,9 +645,10 @@ class _Forked:
         """Send ``func(*args)``; with ``reply=False`` the child sends nothing back (and
         ignores any failure: for work ahead of a call, such as its imports).
 
-        Never waits for the child: a message larger than the pipe's buffer (a query's
-        audio) is written by a thread, which the child reads when it is done with what
-        it is doing (its imports); calls are still received in the order sent.
+        Does not wait for the child to read it: a message larger than the connection's
+        buffer (a query's audio) is written by a thread, and the child reads it when it is
+        done with what it is doing (its imports). Calls are received in the order sent: a
+        call waits for the thread writing the one before it.
         """
         import threading
 
@@ -653,7 +657,7 @@ class _Forked:
         if reply:
             self._path = path
             self.tasks += 1
-        data = bytes(ForkingPickler.dumps((func, args, reply)))  # pickled here: its errors raised here
+        data = ForkingPickler.dumps((func, args, reply))  # pickled here: its errors raised here
         self._wait_sent()
         if len(data) <= _PIPE_QUICK:
             self._send(data)
@@ -661,16 +665,16 @@ class _Forked:
             self._sender = threading.Thread(target=self._send, args=(data,), daemon=True, name="segmentation-send")
             self._sender.start()
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data) -> None:
         try:
             self._conn.send_bytes(data)
-        except OSError:  # the child is gone: result() says so
+        except Exception:  # noqa: BLE001 - the child is gone (or closed): result() says so
             pass
 
     def _wait_sent(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            sender.join()
+        if self._sender is not None:
+            self._sender.join()
+            self._sender = None
 
     def result(self):
         try:
@@ -690,8 +694,8 @@ class _Forked:
             if self._proc.is_alive():
                 self._proc.kill()
                 self._proc.join()
-        self._conn.close()  # a message still being written fails (the child is gone): its thread ends
-        self._wait_sent()
+        self._wait_sent()  # a message still being written fails at once: the child is gone
+        self._conn.close()
 
 
 def _forked_main(parent_pid: int, conn) -> None:

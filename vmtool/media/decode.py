@@ -451,6 +451,8 @@ def _load_audio_librosa(path, sr: int, info: MediaInfo | None) -> np.ndarray:
         raise MediaError("audio stream holds no decodable samples", p)
     _check_truncation(p, "audio", y.size / native, info.audio_duration if math.isfinite(info.audio_duration) else info.duration)
     if native != sr:
+        if not np.isfinite(y).all():  # librosa.resample refuses them too (valid_audio)
+            raise MediaError("decoded audio holds non-finite samples (NaN or inf); it cannot be resampled", p)
         y = _resample_soxr_hq(y, native, sr)
     return np.ascontiguousarray(y, dtype=np.float32)
 

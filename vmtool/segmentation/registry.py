@@ -228,7 +228,9 @@ class Run:
     task : vmtool.segment.ItemTask
         The item: ``source`` (its media file), ``duration`` (s), ``has_audio``,
         ``has_video``, ``source_problem`` (why its media cannot be decoded again, or ""),
-        ``curves`` (stored curves by name: ``(values, rate)``).
+        ``curves`` (stored curves by name: ``(values, rate)``), and ``hpss`` (the
+        audio's harmonic and percussive parts when the process that handed the item over
+        computed them, else None).
     audio : np.ndarray [shape=(n,)] or None
         The item's mono audio at :data:`AUDIO_SR` Hz for methods of modality ``audio``.
     params : dict
