@@ -479,6 +479,37 @@ def test_msaf_takes_the_hpss_it_is_given_for_its_own_signal():
     np.testing.assert_array_equal(MsafSegmenter(y, 22050, hpss=wrong).segment("olda").boundaries, own.boundaries)
 
 
+@contextlib.contextmanager
+def _held_segmenter(cat, overlap, tmp_path):
+    """A segmentation process started for *cat*'s recipe whose olda prepare ("imports") holds
+    it until the block ends (at most a minute); yields it and the file its prepare touches
+    when done."""
+    import dataclasses
+    import time
+
+    import vmtool.pipeline as pipeline_mod
+    from vmtool.segmentation import registry
+
+    go, done = tmp_path / "go", tmp_path / "prepared"
+
+    def held(params):
+        for _ in range(600):
+            if go.exists():
+                break
+            time.sleep(0.1)
+        done.touch()
+
+    olda = registry.get("olda")
+    registry.register(dataclasses.replace(olda, prepare=held), replace=True)
+    try:
+        overlap(True)
+        assert pipeline_mod.start_segmenter(Recipe.from_catalog(cat), device="cpu", segments="olda")
+        yield pipeline_mod._SEGMENTER[0], done
+    finally:
+        go.touch()
+        registry.register(olda, replace=True)
+
+
 def _size_of(array) -> int:
     """(Run in the forked child.)"""
     return int(array.size)
@@ -487,68 +518,26 @@ def _size_of(array) -> int:
 def test_sending_a_query_s_audio_never_waits_for_the_busy_child(pipeline, overlap, tmp_path):
     """The child reads its next call only when its imports are done; a message larger than
     the pipe's buffer is written meanwhile by a thread, so this process goes on."""
-    import dataclasses
-    import time
-
-    import vmtool.pipeline as pipeline_mod
-    from vmtool.segmentation import registry
-
     _, _, cat = pipeline
-    go, done = tmp_path / "go", tmp_path / "prepared"
-
-    def slow(params):  # the child's "imports": until this test says go (at most a minute)
-        for _ in range(600):
-            if go.exists():
-                break
-            time.sleep(0.1)
-        done.touch()
-
-    olda = registry.get("olda")
-    registry.register(dataclasses.replace(olda, prepare=slow), replace=True)
-    try:
-        overlap(True)
-        assert pipeline_mod.start_segmenter(Recipe.from_catalog(cat), device="cpu", segments="olda")
-        worker = pipeline_mod._SEGMENTER[0]
+    with _held_segmenter(cat, overlap, tmp_path) as (worker, done):
         worker.submit(_size_of, np.zeros(2_000_000, dtype=np.float32))  # 8 MB
         assert not done.exists()  # returned while the child is still "importing"
-    finally:
-        go.touch()
-        registry.register(olda, replace=True)
     assert worker.result() == 2_000_000 and done.exists()
 
 
 def test_closing_while_the_audio_is_being_sent_ends_quietly(pipeline, overlap, tmp_path, monkeypatch):
     """An error or Ctrl-C while the child still imports: close() stops the child and the
     thread writing the audio ends without an exception of its own."""
-    import dataclasses
     import threading
-    import time
 
     import vmtool.pipeline as pipeline_mod
-    from vmtool.segmentation import registry
 
     _, _, cat = pipeline
-    go = tmp_path / "go"
-
-    def slow(params):
-        for _ in range(600):
-            if go.exists():
-                break
-            time.sleep(0.1)
-
     raised = []
     monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_type))
-    olda = registry.get("olda")
-    registry.register(dataclasses.replace(olda, prepare=slow), replace=True)
-    try:
-        overlap(True)
-        assert pipeline_mod.start_segmenter(Recipe.from_catalog(cat), device="cpu", segments="olda")
-        worker = pipeline_mod._SEGMENTER[0]
+    with _held_segmenter(cat, overlap, tmp_path) as (worker, _):
         worker.submit(_size_of, np.zeros(4_000_000, dtype=np.float32))  # 16 MB, left unread
         pipeline_mod.close_segmenter()
-    finally:
-        go.touch()
-        registry.register(olda, replace=True)
     assert raised == [] and worker._sender is None and not worker.alive
     assert not [t for t in threading.enumerate() if t.name == "segmentation-send"]
 
