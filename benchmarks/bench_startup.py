@@ -233,7 +233,7 @@ def report(times: list[dict], bd: dict, catalog_note: str, loads: tuple[str, str
               f"load {bd['load']:.1f}; importing the command line itself: {bd['profile']['cli_import']:.2f} s):", "",
               "| phase | first call (s) | again, in the same process (s) | first-call cost (s) |", "|---|---:|---:|---:|"]
     for label, _ in PHASES:
-        a, b = first["phases"].get(label), again["phases"].get(label)
+        a, b = first["phases"].get(label), again["phases"].get(label, 0.0)  # (not run again: 0)
         if a is None:
             continue
         lines.append(f"| {label} | {a:.2f} | {b:.2f} | {a - b:.2f} |")
