@@ -166,3 +166,19 @@ assert 'msaf.run' in sys.modules and 'librosa.segment' in sys.modules
 """
     loaded = heavy_after(code)
     assert {"msaf", "librosa", "sklearn"} <= set(loaded) and not {"pandas", "matplotlib", "torch"} & set(loaded)
+
+
+def test_the_audio_handed_to_the_segmentation_process_is_made_without_librosa(music_video):
+    # the command's process decodes and separates a media query's audio for the forked
+    # segmentation (vmtool.pipeline._hand_over_audio): without the child's libraries
+    code = f"""
+from vmtool import media
+from vmtool.pipeline import _hand_over_audio
+from vmtool.segment import ItemTask
+info = media.probe({str(music_video)!r})
+task = ItemTask({str(music_video)!r}, 'mv', {str(music_video)!r}, info.duration, True, True, methods=('olda',))
+_hand_over_audio(task)
+assert task.audio is not None and task.hpss is not None and task.hpss[0].shape == task.audio.shape
+"""
+    loaded = heavy_after(code)
+    assert not {"librosa", "msaf", "sklearn", "torch"} & set(loaded), loaded
