@@ -285,26 +285,32 @@ def _prepared() -> str | None:
 
 
 @contextlib.contextmanager
-def _started_with(cat, prepare, overlap, monkeypatch):
+def _started_ahead(cat, prepare, overlap):
     """olda with *prepare* in place of its own, and its segmentation process started ahead
-    for *cat*'s recipe: yields the recipe, the process, and what its prepare recorded."""
+    for *cat*'s recipe: yields the recipe and the process (olda restored afterwards)."""
     import dataclasses
 
     import vmtool.pipeline as pipeline_mod
     from vmtool.segmentation import registry
 
     olda = registry.get("olda")
-    monkeypatch.delenv("VMTOOL_TEST_PREPARED", raising=False)
     registry.register(dataclasses.replace(olda, prepare=prepare), replace=True)
     try:
         overlap(True)
         recipe = Recipe.from_catalog(cat)
         assert pipeline_mod.start_segmenter(recipe, device="cpu", segments="olda")
-        worker = pipeline_mod._SEGMENTER[0]
-        worker.submit(_prepared)
-        yield recipe, worker, worker.result()  # answered in order: after the prepare, before any query
+        yield recipe, pipeline_mod._SEGMENTER[0]
     finally:
         registry.register(olda, replace=True)
+
+
+@contextlib.contextmanager
+def _started_with(cat, prepare, overlap, monkeypatch):
+    """:func:`_started_ahead`, also yielding what *prepare* recorded in the child."""
+    monkeypatch.delenv("VMTOOL_TEST_PREPARED", raising=False)
+    with _started_ahead(cat, prepare, overlap) as (recipe, worker):
+        worker.submit(_prepared)
+        yield recipe, worker, worker.result()  # answered in order: after the prepare, before any query
 
 
 def test_a_segmenter_started_ahead_prepares_its_method_then_segments_the_query(pipeline, music_video, overlap,
@@ -484,11 +490,7 @@ def _held_segmenter(cat, overlap, tmp_path):
     """A segmentation process started for *cat*'s recipe whose olda prepare ("imports") holds
     it until the block ends (at most a minute); yields it and the file its prepare touches
     when done."""
-    import dataclasses
     import time
-
-    import vmtool.pipeline as pipeline_mod
-    from vmtool.segmentation import registry
 
     go, done = tmp_path / "go", tmp_path / "prepared"
 
@@ -499,15 +501,11 @@ def _held_segmenter(cat, overlap, tmp_path):
             time.sleep(0.1)
         done.touch()
 
-    olda = registry.get("olda")
-    registry.register(dataclasses.replace(olda, prepare=held), replace=True)
-    try:
-        overlap(True)
-        assert pipeline_mod.start_segmenter(Recipe.from_catalog(cat), device="cpu", segments="olda")
-        yield pipeline_mod._SEGMENTER[0], done
-    finally:
-        go.touch()
-        registry.register(olda, replace=True)
+    with _started_ahead(cat, held, overlap) as (_, worker):
+        try:
+            yield worker, done
+        finally:
+            go.touch()
 
 
 def _size_of(array) -> int:
@@ -594,3 +592,4 @@ def test_the_msaf_runner_takes_the_hpss_handed_over_with_the_item(music_video):
     silent = segment_item(task(audio=y, hpss=(np.zeros_like(y), np.zeros_like(y))), config)["olda"]
     np.testing.assert_array_equal(same.boundaries, own.boundaries)
     assert silent.extra["n_frames"] != own.extra["n_frames"]  # the parts handed over are the ones used
+
