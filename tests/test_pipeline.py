@@ -593,3 +593,19 @@ def test_the_msaf_runner_takes_the_hpss_handed_over_with_the_item(music_video):
     np.testing.assert_array_equal(same.boundaries, own.boundaries)
     assert silent.extra["n_frames"] != own.extra["n_frames"]  # the parts handed over are the ones used
 
+
+@pytest.mark.parametrize("attr", ["{not json", "[1, 2]"])
+def test_a_recipe_whose_model_attribute_is_not_the_json_object_is_a_format_error(pipeline, tmp_path, attr):
+    import shutil
+
+    import h5py
+
+    from vmtool.errors import FormatError
+
+    _, _, cat = pipeline
+    copy = shutil.copy(cat, tmp_path / "catalog.h5")
+    with h5py.File(copy, "a") as f:
+        f.attrs["model"] = attr
+    with pytest.raises(FormatError) as err:
+        Recipe.from_catalog(copy)
+    assert str(err.value) == f"{copy}: root attribute 'model' is not the JSON vmtool embed writes"

@@ -123,10 +123,10 @@ class Recipe:
             fcfg = cat.config or {}
         try:
             attr = json.loads(attr) if isinstance(attr, str) else dict(attr or {})
+            if not isinstance(attr, dict):  # JSON, but not the object vmtool embed writes
+                raise TypeError(type(attr).__name__)
         except (TypeError, ValueError) as exc:
             raise FormatError("root attribute 'model' is not the JSON vmtool embed writes", p) from exc
-        if not isinstance(attr, dict):  # JSON, but not the object vmtool embed writes
-            raise FormatError("root attribute 'model' is not the JSON vmtool embed writes", p)
         # the extractors the model reads, with the settings of its training data (vmtool
         # embed stores them from the model file in the attribute 'model')
         recipe = attr.get("features") or fcfg
@@ -319,10 +319,10 @@ def process_media(
     segmentation runs in a child process forked as soon as the file is probed (or before,
     by :func:`start_segmenter`), while this one reads the model and extracts: the same
     calls and results, and a one-file query costs the longer of the two branches
-    instead of their sum. The child is kept for the
-    next media queries of this process (their segmentation then pays no fork and no
-    imports; :func:`close_segmenter` stops it). It ignores Ctrl-C, is stopped when this
-    call ends early, and dies with this process.
+    instead of their sum. The child is kept for the next media queries of this process
+    (their segmentation then pays no fork and no imports; :func:`close_segmenter` stops
+    it). It ignores Ctrl-C, is stopped when this call ends early, and dies with this
+    process.
 
     Raises
     ------
@@ -588,9 +588,9 @@ def _hand_over_audio(task) -> None:
     task.audio, task.hpss = y, parts
 
 
-def _fork_segmenter(config=None) -> _Forked:
-    """Fork the process that segments beside this one (kept in :data:`_SEGMENTER`); with the
-    segmentation *config*, it starts with its method's imports (``prepare``)."""
+def _fork_segmenter(config) -> _Forked:
+    """Fork the process that segments beside this one (kept in :data:`_SEGMENTER`); it starts
+    with the imports (``prepare``) of the method of the segmentation *config*."""
     from vmtool.segmentation import registry
 
     # vmtool.dsp's median filters (HPSS on both sides) loaded from numba's cache, or
@@ -601,10 +601,9 @@ def _fork_segmenter(config=None) -> _Forked:
         median_filter(np.zeros((3, 3), dtype=np.float32), 3, axis)
     worker = _SEGMENTER[0] = _Forked("segmentation")
     worker.methods = {name: registry.get(name) for name in registry.names()}  # what the child knows
-    if config is not None:
-        method = config.methods[0]
-        if registry.get(method).prepare is not None:
-            worker.submit(_prepare, method, config.params(method), reply=False)
+    method = config.methods[0]
+    if registry.get(method).prepare is not None:
+        worker.submit(_prepare, method, config.params(method), reply=False)
     return worker
 
 

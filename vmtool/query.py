@@ -289,6 +289,7 @@ class CatalogRanker:
         self.query_modality, self.target_modality = qmod, tmod
         self.grids = self._rhythm_grids(parse_method(method))
         self.rhythm_only = parse_method(method).name == "rhythm"
+        self.loader = QueryLoader(catalog, device=device, segments=segments)
         if self.rhythm_only:  # no embeddings, no model: the tracks' beats only
             # the fit reads the video's shot cuts (TransNetV2) and places no section
             for given, option in ((length, "--length"), (segments, "--query-segments")):
@@ -297,11 +298,9 @@ class CatalogRanker:
                                          "and places no best section)")
             self.index = self.targets = self.pair_scorer = self.terms = self.terms_note = None
             self.streamed = False
-            self.loader = QueryLoader(catalog, device=device, segments=segments)
             self.selection, self.meta = catalog_filter(catalog, list(filters), ids=self.grids[0])
             return
         clip_level = parse_method(method).level == "clip"
-        self.loader = QueryLoader(catalog, device=device, segments=segments)
         started = self.loader.start(queries)  # before the catalog is loaded: a media query's imports run meanwhile
         # with --prefilter and an index next to the catalog, a query reads only its candidates
         # (filters, hubness correction and the pair classifier need the whole catalog in memory)
